@@ -1,0 +1,1050 @@
+//! The on-disk format: layout arithmetic and pure encode/decode functions.
+//!
+//! Nothing in this module performs I/O; every function maps bytes to values or values to bytes,
+//! so it can be unit-tested and fuzzed alone. SPEC.md §2 describes the same layout in prose.
+//! All integers are little-endian.
+
+use std::fmt;
+
+/// Version of the on-disk format written by this build.
+pub const FORMAT_VERSION: u32 = 1;
+/// Smallest supported page size in bytes.
+pub const MIN_PAGE_SIZE: usize = 1024;
+/// Largest supported page size in bytes (16 MiB).
+pub const MAX_PAGE_SIZE: usize = 1 << 24;
+/// Upper bound on the number of pages in one file (2^40), whatever the page size.
+pub const MAX_PAGE_COUNT: u64 = 1 << 40;
+/// Upper bound on the length of one file in bytes (2^46 = 64 TiB): what a 64-bit address space maps.
+pub const MAX_FILE_BYTES: u64 = 1 << 46;
+
+/// Magic at the start of page 0.
+pub const SUPERBLOCK_MAGIC: [u8; 8] = *b"MAPPGSB\x01";
+/// Magic at the start of metadata pages 1 and 2.
+pub const META_MAGIC: [u8; 8] = *b"MAPPGMD\x01";
+/// Magic at the start of every bitmap group slot page.
+pub const GROUP_MAGIC: [u8; 8] = *b"MAPPGBG\x01";
+
+/// Bytes of page 0 that carry the superblock record (the rest of page 0 is zero and unused).
+pub const SUPERBLOCK_RECORD_BYTES: usize = 64;
+/// Bytes of the fixed header of a metadata page, before the allocation log.
+pub const META_HEADER_BYTES: usize = 64;
+/// Bytes of one allocation-log entry.
+pub const LOG_ENTRY_BYTES: usize = 16;
+/// Bytes of the header of a bitmap group slot page, before the bitmap.
+pub const GROUP_HEADER_BYTES: usize = 32;
+/// Bytes at the start of a page that recovery zeroes to invalidate it (magic and checksum).
+pub const SCRUB_BYTES: usize = 12;
+
+/// Page 0: the superblock.
+pub const SUPERBLOCK_PAGE: u64 = 0;
+/// Pages 0, 1, 2 and the two slot pages of group 0 (3, 4) are never data pages.
+pub const GROUP0_SLOT_PAGES: [u64; 2] = [3, 4];
+/// Smallest valid page count: pages 0-4 plus one data page.
+pub const MIN_PAGE_COUNT: u64 = 6;
+
+/// One of the two metadata copies.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum MetaSlot {
+    /// Page 1.
+    A,
+    /// Page 2.
+    B,
+}
+
+impl MetaSlot {
+    /// The page that holds this copy.
+    pub fn page(self) -> u64 {
+        match self {
+            MetaSlot::A => 1,
+            MetaSlot::B => 2,
+        }
+    }
+
+    /// The other copy.
+    pub fn other(self) -> MetaSlot {
+        match self {
+            MetaSlot::A => MetaSlot::B,
+            MetaSlot::B => MetaSlot::A,
+        }
+    }
+
+    fn to_u32(self) -> u32 {
+        match self {
+            MetaSlot::A => 0,
+            MetaSlot::B => 1,
+        }
+    }
+
+    fn from_u32(value: u32) -> Option<MetaSlot> {
+        match value {
+            0 => Some(MetaSlot::A),
+            1 => Some(MetaSlot::B),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for MetaSlot {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            MetaSlot::A => f.write_str("A"),
+            MetaSlot::B => f.write_str("B"),
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Geometry
+// ---------------------------------------------------------------------------------------------
+
+/// Layout arithmetic for one page size.
+///
+/// The file is divided into *groups* of `pages_per_group` consecutive pages. Group `k` covers
+/// pages `[k * G, (k + 1) * G)` and owns two bitmap *slot* pages: pages 3 and 4 for group 0,
+/// pages `k * G` and `k * G + 1` for every other group.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Geometry {
+    page_size: u64,
+    pages_per_group: u64,
+}
+
+impl Geometry {
+    /// Geometry for `page_size`, which must be a power of two in
+    /// [`MIN_PAGE_SIZE`, `MAX_PAGE_SIZE`] (checked at compile time by `Pager`).
+    pub fn new(page_size: usize) -> Geometry {
+        assert!(
+            page_size.is_power_of_two() && (MIN_PAGE_SIZE..=MAX_PAGE_SIZE).contains(&page_size),
+            "page size {page_size} violates the compile-time bounds"
+        );
+        Geometry {
+            page_size: page_size as u64,
+            pages_per_group: ((page_size - GROUP_HEADER_BYTES) * 8) as u64,
+        }
+    }
+
+    /// Page size in bytes.
+    pub fn page_size(self) -> u64 {
+        self.page_size
+    }
+
+    /// Pages covered by one bitmap group (`(PAGE_SIZE - 32) * 8`; always a multiple of 64).
+    pub fn pages_per_group(self) -> u64 {
+        self.pages_per_group
+    }
+
+    /// Largest page count a file of this page size may have.
+    pub fn max_page_count(self) -> u64 {
+        let by_bytes = MAX_FILE_BYTES / self.page_size;
+        let limit = by_bytes.min(MAX_PAGE_COUNT);
+        // Round down to a valid count.
+        let mut count = limit;
+        while !self.is_valid_page_count(count) {
+            count -= 1;
+        }
+        count
+    }
+
+    /// Number of log entries a metadata page holds.
+    pub fn log_capacity(self) -> usize {
+        (self.page_size as usize - META_HEADER_BYTES) / LOG_ENTRY_BYTES
+    }
+
+    /// The group that covers `page`.
+    pub fn group_of(self, page: u64) -> u64 {
+        page / self.pages_per_group
+    }
+
+    /// First page covered by `group`.
+    pub fn group_start(self, group: u64) -> u64 {
+        group * self.pages_per_group
+    }
+
+    /// Number of groups in a file of `page_count` pages.
+    pub fn group_count(self, page_count: u64) -> u64 {
+        page_count.div_ceil(self.pages_per_group)
+    }
+
+    /// Page that holds slot `slot` (0 or 1) of `group`'s bitmap.
+    pub fn slot_page(self, group: u64, slot: u8) -> u64 {
+        debug_assert!(slot < 2, "a group has two slots");
+        if group == 0 {
+            GROUP0_SLOT_PAGES[slot as usize]
+        } else {
+            self.group_start(group) + u64::from(slot)
+        }
+    }
+
+    /// True for pages the pager keeps for itself: 0-4 and the two slot pages of every group.
+    pub fn is_internal(self, page: u64) -> bool {
+        page <= GROUP0_SLOT_PAGES[1] || page % self.pages_per_group < 2
+    }
+
+    /// A page count is valid when the last group holds both its slot pages and one data page.
+    pub fn is_valid_page_count(self, page_count: u64) -> bool {
+        if page_count < MIN_PAGE_COUNT || page_count > MAX_PAGE_COUNT {
+            return false;
+        }
+        if page_count
+            .checked_mul(self.page_size)
+            .is_none_or(|bytes| bytes > MAX_FILE_BYTES)
+        {
+            return false;
+        }
+        let in_last_group = page_count % self.pages_per_group;
+        !(1..=2).contains(&in_last_group)
+    }
+
+    /// Number of internal pages below `page_count` (which must be valid).
+    pub fn internal_page_count(self, page_count: u64) -> u64 {
+        // Pages 0-4, then two per further group.
+        5 + 2 * (self.group_count(page_count) - 1)
+    }
+
+    /// Number of pages below `page_count` that can hold user data.
+    pub fn data_page_count(self, page_count: u64) -> u64 {
+        page_count - self.internal_page_count(page_count)
+    }
+
+    /// Byte offset of `page`.
+    pub fn offset(self, page: u64) -> u64 {
+        page * self.page_size
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Little-endian helpers (panic-free on short input: callers pass fixed-size headers)
+// ---------------------------------------------------------------------------------------------
+
+fn read_u32(bytes: &[u8], at: usize) -> u32 {
+    let mut buf = [0u8; 4];
+    buf.copy_from_slice(&bytes[at..at + 4]);
+    u32::from_le_bytes(buf)
+}
+
+fn read_u64(bytes: &[u8], at: usize) -> u64 {
+    let mut buf = [0u8; 8];
+    buf.copy_from_slice(&bytes[at..at + 8]);
+    u64::from_le_bytes(buf)
+}
+
+fn write_u32(bytes: &mut [u8], at: usize, value: u32) {
+    bytes[at..at + 4].copy_from_slice(&value.to_le_bytes());
+}
+
+fn write_u64(bytes: &mut [u8], at: usize, value: u64) {
+    bytes[at..at + 8].copy_from_slice(&value.to_le_bytes());
+}
+
+fn crc(bytes: &[u8]) -> u32 {
+    crc32fast::hash(bytes)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Superblock (page 0, first 64 bytes)
+// ---------------------------------------------------------------------------------------------
+
+/// The superblock record.
+///
+/// | offset | size | field |
+/// |---|---|---|
+/// | 0 | 8 | magic `MAPPGSB\x01` |
+/// | 8 | 4 | CRC-32 of bytes 12..64 |
+/// | 12 | 4 | format version (1) |
+/// | 16 | 4 | page size in bytes |
+/// | 20 | 4 | active metadata copy (0 = A, 1 = B) |
+/// | 24 | 8 | generation of the active copy |
+/// | 32 | 4 | checksum field of the active copy |
+/// | 36 | 28 | zero |
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Superblock {
+    /// Page size in bytes.
+    pub page_size: u64,
+    /// The committed metadata copy.
+    pub active_meta: MetaSlot,
+    /// Generation of the committed copy.
+    pub active_generation: u64,
+    /// Checksum field of the committed copy.
+    pub active_meta_checksum: u32,
+}
+
+/// Why a superblock record was rejected.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SuperblockError {
+    /// Fewer than 64 bytes.
+    Truncated,
+    /// The magic is absent: not a mappedpages file, or page 0 was destroyed.
+    BadMagic,
+    /// The checksum does not match: torn or corrupted.
+    BadChecksum,
+    /// A newer (or unknown) format version.
+    UnsupportedVersion(u32),
+    /// A field holds an impossible value.
+    BadField(&'static str),
+}
+
+impl fmt::Display for SuperblockError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SuperblockError::Truncated => f.write_str("superblock truncated"),
+            SuperblockError::BadMagic => f.write_str("superblock magic missing"),
+            SuperblockError::BadChecksum => f.write_str("superblock checksum mismatch"),
+            SuperblockError::UnsupportedVersion(v) => write!(f, "format version {v}"),
+            SuperblockError::BadField(what) => write!(f, "superblock field invalid: {what}"),
+        }
+    }
+}
+
+impl Superblock {
+    /// Encodes the 64-byte record.
+    pub fn encode(&self) -> [u8; SUPERBLOCK_RECORD_BYTES] {
+        let mut out = [0u8; SUPERBLOCK_RECORD_BYTES];
+        out[0..8].copy_from_slice(&SUPERBLOCK_MAGIC);
+        write_u32(&mut out, 12, FORMAT_VERSION);
+        write_u32(&mut out, 16, self.page_size as u32);
+        write_u32(&mut out, 20, self.active_meta.to_u32());
+        write_u64(&mut out, 24, self.active_generation);
+        write_u32(&mut out, 32, self.active_meta_checksum);
+        let checksum = crc(&out[12..]);
+        write_u32(&mut out, 8, checksum);
+        out
+    }
+
+    /// Decodes the record at the start of `bytes`.
+    pub fn decode(bytes: &[u8]) -> Result<Superblock, SuperblockError> {
+        let record = bytes
+            .get(..SUPERBLOCK_RECORD_BYTES)
+            .ok_or(SuperblockError::Truncated)?;
+        if record[0..8] != SUPERBLOCK_MAGIC {
+            return Err(SuperblockError::BadMagic);
+        }
+        if read_u32(record, 8) != crc(&record[12..]) {
+            return Err(SuperblockError::BadChecksum);
+        }
+        let version = read_u32(record, 12);
+        if version != FORMAT_VERSION {
+            return Err(SuperblockError::UnsupportedVersion(version));
+        }
+        let page_size = u64::from(read_u32(record, 16));
+        if !page_size.is_power_of_two()
+            || page_size < MIN_PAGE_SIZE as u64
+            || page_size > MAX_PAGE_SIZE as u64
+        {
+            return Err(SuperblockError::BadField("page size"));
+        }
+        let active_meta = MetaSlot::from_u32(read_u32(record, 20))
+            .ok_or(SuperblockError::BadField("selector"))?;
+        let active_generation = read_u64(record, 24);
+        if active_generation == 0 {
+            return Err(SuperblockError::BadField("generation"));
+        }
+        if record[36..].iter().any(|&b| b != 0) {
+            return Err(SuperblockError::BadField("reserved bytes"));
+        }
+        Ok(Superblock {
+            page_size,
+            active_meta,
+            active_generation,
+            active_meta_checksum: read_u32(record, 32),
+        })
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Allocation log entries
+// ---------------------------------------------------------------------------------------------
+
+/// What a log entry did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum LogKind {
+    /// The pages became allocated.
+    Alloc,
+    /// The pages became free.
+    Free,
+}
+
+impl LogKind {
+    fn to_u32(self) -> u32 {
+        match self {
+            LogKind::Alloc => 1,
+            LogKind::Free => 2,
+        }
+    }
+
+    fn from_u32(value: u32) -> Option<LogKind> {
+        match value {
+            1 => Some(LogKind::Alloc),
+            2 => Some(LogKind::Free),
+            _ => None,
+        }
+    }
+}
+
+/// One change to the bitmap not yet folded into its group's slot page.
+///
+/// 16 bytes: first page (u64), page count (u32), kind (u32: 1 = alloc, 2 = free).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct LogEntry {
+    /// First page of the run.
+    pub first_page: u64,
+    /// Number of pages in the run (at least 1).
+    pub page_count: u32,
+    /// What happened to them.
+    pub kind: LogKind,
+}
+
+impl LogEntry {
+    /// One past the last page of the run.
+    pub fn end_page(&self) -> u64 {
+        self.first_page + u64::from(self.page_count)
+    }
+
+    /// Checks the entry against the geometry of a file of `page_count` pages: inside the file,
+    /// inside one group, touching no internal page.
+    pub fn check_geometry(&self, geometry: Geometry, page_count: u64) -> Result<(), &'static str> {
+        if self.page_count == 0 {
+            return Err("log entry with zero pages");
+        }
+        let Some(end) = self.first_page.checked_add(u64::from(self.page_count)) else {
+            return Err("log entry overflows");
+        };
+        if end > page_count {
+            return Err("log entry past the end of the file");
+        }
+        if geometry.group_of(self.first_page) != geometry.group_of(end - 1) {
+            return Err("log entry spans two groups");
+        }
+        let group = geometry.group_of(self.first_page);
+        let first_data = if group == 0 {
+            GROUP0_SLOT_PAGES[1] + 1
+        } else {
+            geometry.group_start(group) + 2
+        };
+        if self.first_page < first_data {
+            return Err("log entry touches an internal page");
+        }
+        Ok(())
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Metadata page (pages 1 and 2)
+// ---------------------------------------------------------------------------------------------
+
+/// A decoded metadata page.
+///
+/// | offset | size | field |
+/// |---|---|---|
+/// | 0 | 8 | magic `MAPPGMD\x01` |
+/// | 8 | 4 | CRC-32 of bytes 12..PAGE_SIZE |
+/// | 12 | 4 | page size in bytes |
+/// | 16 | 8 | generation (>= 1) |
+/// | 24 | 8 | page count |
+/// | 32 | 8 | materialized group count |
+/// | 40 | 8 | folded slot count: slot pages written by this commit |
+/// | 48 | 4 | log entry count |
+/// | 52 | 12 | zero |
+/// | 64 | 16 * n | log entries |
+/// | .. | .. | zero to the end of the page |
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MetaPage {
+    /// Commit generation; strictly increasing across commits.
+    pub generation: u64,
+    /// Number of pages in the file, including internal ones.
+    pub page_count: u64,
+    /// Groups `0..materialized_groups` have a slot page on disk; later groups are implicitly fresh.
+    pub materialized_groups: u64,
+    /// Number of slot pages whose generation equals `generation` (written by this commit).
+    pub folded_slot_count: u64,
+    /// Changes since each touched group's slot was last written, oldest first.
+    pub log: Vec<LogEntry>,
+}
+
+/// Why a metadata page was rejected.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum MetaError {
+    /// The page is shorter than its page size.
+    Truncated,
+    /// No magic: never written, scrubbed, or destroyed.
+    BadMagic,
+    /// Torn or corrupted.
+    BadChecksum,
+    /// Written for another page size.
+    PageSize(u64),
+    /// Checksum-valid but impossible.
+    Insane(&'static str),
+}
+
+impl fmt::Display for MetaError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            MetaError::Truncated => f.write_str("truncated"),
+            MetaError::BadMagic => f.write_str("no metadata magic"),
+            MetaError::BadChecksum => f.write_str("checksum mismatch"),
+            MetaError::PageSize(found) => write!(f, "written for page size {found}"),
+            MetaError::Insane(what) => write!(f, "checksum valid but {what}"),
+        }
+    }
+}
+
+impl MetaPage {
+    /// Encodes into `out` (exactly one page) and returns the checksum field written.
+    ///
+    /// Panics if the log does not fit: the commit path folds groups before that can happen.
+    pub fn encode(&self, geometry: Geometry, out: &mut [u8]) -> u32 {
+        assert_eq!(
+            out.len() as u64,
+            geometry.page_size(),
+            "metadata page buffer size"
+        );
+        assert!(
+            self.log.len() <= geometry.log_capacity(),
+            "log of {} entries exceeds capacity {}",
+            self.log.len(),
+            geometry.log_capacity()
+        );
+        out.fill(0);
+        out[0..8].copy_from_slice(&META_MAGIC);
+        write_u32(out, 12, geometry.page_size() as u32);
+        write_u64(out, 16, self.generation);
+        write_u64(out, 24, self.page_count);
+        write_u64(out, 32, self.materialized_groups);
+        write_u64(out, 40, self.folded_slot_count);
+        write_u32(out, 48, self.log.len() as u32);
+        for (index, entry) in self.log.iter().enumerate() {
+            let at = META_HEADER_BYTES + index * LOG_ENTRY_BYTES;
+            write_u64(out, at, entry.first_page);
+            write_u32(out, at + 8, entry.page_count);
+            write_u32(out, at + 12, entry.kind.to_u32());
+        }
+        let checksum = crc(&out[12..]);
+        write_u32(out, 8, checksum);
+        checksum
+    }
+
+    /// The checksum field of an encoded page (meaningful only if [`MetaPage::decode`] accepts it).
+    pub fn checksum_field(page: &[u8]) -> Option<u32> {
+        (page.len() >= 12).then(|| read_u32(page, 8))
+    }
+
+    /// Decodes and validates one metadata page, including its geometry; it does not look at the
+    /// file length or the bitmap (recovery does).
+    pub fn decode(page: &[u8], geometry: Geometry) -> Result<MetaPage, MetaError> {
+        if (page.len() as u64) < geometry.page_size() {
+            return Err(MetaError::Truncated);
+        }
+        let page = &page[..geometry.page_size() as usize];
+        if page[0..8] != META_MAGIC {
+            return Err(MetaError::BadMagic);
+        }
+        if read_u32(page, 8) != crc(&page[12..]) {
+            return Err(MetaError::BadChecksum);
+        }
+        let page_size = u64::from(read_u32(page, 12));
+        if page_size != geometry.page_size() {
+            return Err(MetaError::PageSize(page_size));
+        }
+        let generation = read_u64(page, 16);
+        if generation == 0 {
+            return Err(MetaError::Insane("generation 0"));
+        }
+        let page_count = read_u64(page, 24);
+        if !geometry.is_valid_page_count(page_count) {
+            return Err(MetaError::Insane("page count is not a valid file size"));
+        }
+        let materialized_groups = read_u64(page, 32);
+        if materialized_groups == 0 || materialized_groups > geometry.group_count(page_count) {
+            return Err(MetaError::Insane("materialized group count out of range"));
+        }
+        let folded_slot_count = read_u64(page, 40);
+        if folded_slot_count > materialized_groups {
+            return Err(MetaError::Insane("more folded slots than groups"));
+        }
+        let log_len = read_u32(page, 48) as usize;
+        if log_len > geometry.log_capacity() {
+            return Err(MetaError::Insane("log longer than a page holds"));
+        }
+        if page[52..META_HEADER_BYTES].iter().any(|&b| b != 0) {
+            return Err(MetaError::Insane("reserved header bytes not zero"));
+        }
+        let log_end = META_HEADER_BYTES + log_len * LOG_ENTRY_BYTES;
+        if page[log_end..].iter().any(|&b| b != 0) {
+            return Err(MetaError::Insane("bytes after the log not zero"));
+        }
+        let mut log = Vec::with_capacity(log_len);
+        for index in 0..log_len {
+            let at = META_HEADER_BYTES + index * LOG_ENTRY_BYTES;
+            let kind = LogKind::from_u32(read_u32(page, at + 12))
+                .ok_or(MetaError::Insane("unknown log entry kind"))?;
+            let entry = LogEntry {
+                first_page: read_u64(page, at),
+                page_count: read_u32(page, at + 8),
+                kind,
+            };
+            entry
+                .check_geometry(geometry, page_count)
+                .map_err(MetaError::Insane)?;
+            log.push(entry);
+        }
+        Ok(MetaPage {
+            generation,
+            page_count,
+            materialized_groups,
+            folded_slot_count,
+            log,
+        })
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Bitmap group slot pages
+// ---------------------------------------------------------------------------------------------
+
+/// Header of a bitmap group slot page; the bitmap follows it.
+///
+/// | offset | size | field |
+/// |---|---|---|
+/// | 0 | 8 | magic `MAPPGBG\x01` |
+/// | 8 | 4 | CRC-32 of bytes 12..PAGE_SIZE |
+/// | 12 | 4 | page size in bytes |
+/// | 16 | 8 | generation of the commit that wrote it |
+/// | 24 | 8 | group index |
+/// | 32 | .. | bitmap: bit `i` (byte `i / 8`, bit `i % 8`, LSB first) is page `k * G + i`; 1 = in use |
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct GroupSlotHeader {
+    /// Generation of the commit that wrote this slot.
+    pub generation: u64,
+    /// The group this slot describes.
+    pub group: u64,
+}
+
+/// Why a group slot page was rejected.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum GroupSlotError {
+    /// The page is shorter than its page size.
+    Truncated,
+    /// Never written or scrubbed.
+    BadMagic,
+    /// Torn or corrupted.
+    BadChecksum,
+    /// Checksum-valid but impossible (wrong page size, group index or generation).
+    Insane(&'static str),
+}
+
+impl fmt::Display for GroupSlotError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            GroupSlotError::Truncated => f.write_str("truncated"),
+            GroupSlotError::BadMagic => f.write_str("no slot magic"),
+            GroupSlotError::BadChecksum => f.write_str("checksum mismatch"),
+            GroupSlotError::Insane(what) => write!(f, "checksum valid but {what}"),
+        }
+    }
+}
+
+/// Encodes a group slot page into `out` (one page). `bitmap_words` holds exactly the group's
+/// `pages_per_group / 64` words.
+pub fn encode_group_slot(
+    geometry: Geometry,
+    header: GroupSlotHeader,
+    bitmap_words: &[u64],
+    out: &mut [u8],
+) {
+    assert_eq!(
+        out.len() as u64,
+        geometry.page_size(),
+        "slot page buffer size"
+    );
+    assert_eq!(
+        bitmap_words.len() as u64,
+        geometry.pages_per_group() / 64,
+        "group bitmap word count"
+    );
+    out[0..8].copy_from_slice(&GROUP_MAGIC);
+    write_u32(out, 12, geometry.page_size() as u32);
+    write_u64(out, 16, header.generation);
+    write_u64(out, 24, header.group);
+    for (index, word) in bitmap_words.iter().enumerate() {
+        let at = GROUP_HEADER_BYTES + index * 8;
+        out[at..at + 8].copy_from_slice(&word.to_le_bytes());
+    }
+    let checksum = crc(&out[12..]);
+    write_u32(out, 8, checksum);
+}
+
+/// Decodes a group slot page that should describe `expected_group`. On success returns the
+/// header and the bitmap bytes.
+pub fn decode_group_slot(
+    page: &[u8],
+    geometry: Geometry,
+    expected_group: u64,
+) -> Result<(GroupSlotHeader, &[u8]), GroupSlotError> {
+    if (page.len() as u64) < geometry.page_size() {
+        return Err(GroupSlotError::Truncated);
+    }
+    let page = &page[..geometry.page_size() as usize];
+    if page[0..8] != GROUP_MAGIC {
+        return Err(GroupSlotError::BadMagic);
+    }
+    if read_u32(page, 8) != crc(&page[12..]) {
+        return Err(GroupSlotError::BadChecksum);
+    }
+    if u64::from(read_u32(page, 12)) != geometry.page_size() {
+        return Err(GroupSlotError::Insane("written for another page size"));
+    }
+    let generation = read_u64(page, 16);
+    if generation == 0 {
+        return Err(GroupSlotError::Insane("generation 0"));
+    }
+    let group = read_u64(page, 24);
+    if group != expected_group {
+        return Err(GroupSlotError::Insane(
+            "group index does not match its position",
+        ));
+    }
+    Ok((
+        GroupSlotHeader { generation, group },
+        &page[GROUP_HEADER_BYTES..],
+    ))
+}
+
+/// Reads bitmap word `index` from the bitmap bytes of a decoded slot.
+pub fn slot_bitmap_word(bitmap: &[u8], index: usize) -> u64 {
+    read_u64(bitmap, index * 8)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const G1K: usize = 1024;
+
+    fn geometry() -> Geometry {
+        Geometry::new(G1K)
+    }
+
+    #[test]
+    fn geometry_basics() {
+        let g = geometry();
+        assert_eq!(g.pages_per_group(), (1024 - 32) * 8);
+        assert_eq!(g.pages_per_group() % 64, 0);
+        assert_eq!(g.slot_page(0, 0), 3);
+        assert_eq!(g.slot_page(0, 1), 4);
+        assert_eq!(g.slot_page(2, 1), 2 * g.pages_per_group() + 1);
+        for page in 0..=4 {
+            assert!(g.is_internal(page));
+        }
+        assert!(!g.is_internal(5));
+        assert!(g.is_internal(g.pages_per_group()));
+        assert!(g.is_internal(g.pages_per_group() + 1));
+        assert!(!g.is_internal(g.pages_per_group() + 2));
+        assert!(!g.is_valid_page_count(5));
+        assert!(g.is_valid_page_count(6));
+        assert!(!g.is_valid_page_count(g.pages_per_group() + 1));
+        assert!(!g.is_valid_page_count(g.pages_per_group() + 2));
+        assert!(g.is_valid_page_count(g.pages_per_group() + 3));
+        assert!(g.is_valid_page_count(g.pages_per_group()));
+        assert_eq!(g.internal_page_count(6), 5);
+        assert_eq!(g.internal_page_count(g.pages_per_group() + 3), 7);
+        assert_eq!(g.data_page_count(6), 1);
+        assert!(g.is_valid_page_count(g.max_page_count()));
+        assert!(g.max_page_count() <= MAX_PAGE_COUNT);
+        assert_eq!(g.log_capacity(), (1024 - 64) / 16);
+    }
+
+    #[test]
+    fn geometry_holds_2_pow_32_pages() {
+        // 2^32 pages of 16 KiB fill the 64 TiB address-space bound; larger pages hold fewer.
+        for page_size in [1024usize, 4096, 16384] {
+            let g = Geometry::new(page_size);
+            assert!(
+                g.max_page_count() >= 1 << 32,
+                "page size {page_size} must allow 2^32 pages"
+            );
+        }
+    }
+
+    #[test]
+    fn superblock_round_trip() {
+        let sb = Superblock {
+            page_size: 4096,
+            active_meta: MetaSlot::B,
+            active_generation: 42,
+            active_meta_checksum: 0xdead_beef,
+        };
+        let bytes = sb.encode();
+        assert_eq!(Superblock::decode(&bytes), Ok(sb));
+    }
+
+    #[test]
+    fn superblock_rejections() {
+        let sb = Superblock {
+            page_size: 1024,
+            active_meta: MetaSlot::A,
+            active_generation: 1,
+            active_meta_checksum: 7,
+        };
+        let good = sb.encode();
+        assert_eq!(
+            Superblock::decode(&good[..63]),
+            Err(SuperblockError::Truncated)
+        );
+        let mut bad = good;
+        bad[0] ^= 1;
+        assert_eq!(Superblock::decode(&bad), Err(SuperblockError::BadMagic));
+        let mut bad = good;
+        bad[40] ^= 1;
+        assert_eq!(Superblock::decode(&bad), Err(SuperblockError::BadChecksum));
+        // Field errors need a valid checksum: re-sign after editing.
+        let resign = |mut bytes: [u8; 64]| {
+            let c = crc(&bytes[12..]);
+            write_u32(&mut bytes, 8, c);
+            bytes
+        };
+        let mut bad = good;
+        write_u32(&mut bad, 12, 2);
+        assert_eq!(
+            Superblock::decode(&resign(bad)),
+            Err(SuperblockError::UnsupportedVersion(2))
+        );
+        for page_size in [0u32, 1000, 512, 1 << 25] {
+            let mut bad = good;
+            write_u32(&mut bad, 16, page_size);
+            assert_eq!(
+                Superblock::decode(&resign(bad)),
+                Err(SuperblockError::BadField("page size"))
+            );
+        }
+        let mut bad = good;
+        write_u32(&mut bad, 20, 2);
+        assert_eq!(
+            Superblock::decode(&resign(bad)),
+            Err(SuperblockError::BadField("selector"))
+        );
+        let mut bad = good;
+        write_u64(&mut bad, 24, 0);
+        assert_eq!(
+            Superblock::decode(&resign(bad)),
+            Err(SuperblockError::BadField("generation"))
+        );
+        let mut bad = good;
+        bad[50] = 1;
+        assert_eq!(
+            Superblock::decode(&resign(bad)),
+            Err(SuperblockError::BadField("reserved bytes"))
+        );
+    }
+
+    fn sample_meta() -> MetaPage {
+        let g = geometry();
+        MetaPage {
+            generation: 9,
+            page_count: g.pages_per_group() * 2 + 10,
+            materialized_groups: 2,
+            folded_slot_count: 1,
+            log: vec![
+                LogEntry {
+                    first_page: 5,
+                    page_count: 3,
+                    kind: LogKind::Alloc,
+                },
+                LogEntry {
+                    first_page: g.pages_per_group() * 2 + 2,
+                    page_count: 1,
+                    kind: LogKind::Free,
+                },
+            ],
+        }
+    }
+
+    fn resign_meta(page: &mut [u8]) {
+        let c = crc(&page[12..]);
+        write_u32(page, 8, c);
+    }
+
+    #[test]
+    fn meta_round_trip_and_checksum_field() {
+        let g = geometry();
+        let meta = sample_meta();
+        let mut page = vec![0u8; G1K];
+        let checksum = meta.encode(g, &mut page);
+        assert_eq!(MetaPage::checksum_field(&page), Some(checksum));
+        assert_eq!(MetaPage::decode(&page, g), Ok(meta));
+    }
+
+    #[test]
+    fn meta_full_log_round_trip() {
+        let g = geometry();
+        let mut meta = sample_meta();
+        meta.log = (0..g.log_capacity() as u64)
+            .map(|i| LogEntry {
+                first_page: 5 + i,
+                page_count: 1,
+                kind: if i % 2 == 0 {
+                    LogKind::Alloc
+                } else {
+                    LogKind::Free
+                },
+            })
+            .collect();
+        let mut page = vec![0u8; G1K];
+        meta.encode(g, &mut page);
+        assert_eq!(MetaPage::decode(&page, g), Ok(meta));
+    }
+
+    #[test]
+    fn meta_rejections() {
+        let g = geometry();
+        let mut good = vec![0u8; G1K];
+        sample_meta().encode(g, &mut good);
+        assert_eq!(
+            MetaPage::decode(&good[..G1K - 1], g),
+            Err(MetaError::Truncated)
+        );
+        let mut bad = good.clone();
+        bad[1] ^= 0xff;
+        assert_eq!(MetaPage::decode(&bad, g), Err(MetaError::BadMagic));
+        let mut bad = good.clone();
+        bad[900] ^= 1;
+        assert_eq!(MetaPage::decode(&bad, g), Err(MetaError::BadChecksum));
+
+        let check = |edit: &dyn Fn(&mut [u8]), expected: MetaError| {
+            let mut bad = good.clone();
+            edit(&mut bad);
+            resign_meta(&mut bad);
+            assert_eq!(MetaPage::decode(&bad, g), Err(expected));
+        };
+        check(&|p| write_u32(p, 12, 4096), MetaError::PageSize(4096));
+        check(&|p| write_u64(p, 16, 0), MetaError::Insane("generation 0"));
+        for count in [0u64, 5, g.pages_per_group() + 1, u64::MAX] {
+            check(
+                &|p| write_u64(p, 24, count),
+                MetaError::Insane("page count is not a valid file size"),
+            );
+        }
+        check(
+            &|p| write_u64(p, 32, 0),
+            MetaError::Insane("materialized group count out of range"),
+        );
+        check(
+            &|p| write_u64(p, 32, 4),
+            MetaError::Insane("materialized group count out of range"),
+        );
+        check(
+            &|p| write_u64(p, 40, 3),
+            MetaError::Insane("more folded slots than groups"),
+        );
+        check(
+            &|p| write_u32(p, 48, 1000),
+            MetaError::Insane("log longer than a page holds"),
+        );
+        check(
+            &|p| p[60] = 1,
+            MetaError::Insane("reserved header bytes not zero"),
+        );
+        check(
+            &|p| p[1000] = 1,
+            MetaError::Insane("bytes after the log not zero"),
+        );
+        check(
+            &|p| write_u32(p, 64 + 12, 3),
+            MetaError::Insane("unknown log entry kind"),
+        );
+        check(
+            &|p| write_u32(p, 64 + 8, 0),
+            MetaError::Insane("log entry with zero pages"),
+        );
+        check(
+            &|p| write_u64(p, 64, u64::MAX),
+            MetaError::Insane("log entry overflows"),
+        );
+        check(
+            &|p| write_u64(p, 64, g.pages_per_group() * 2 + 9),
+            MetaError::Insane("log entry past the end of the file"),
+        );
+        check(
+            &|p| write_u64(p, 64, g.pages_per_group() - 1),
+            MetaError::Insane("log entry spans two groups"),
+        );
+        for internal in [0u64, 2, 4] {
+            check(
+                &|p| write_u64(p, 64, internal),
+                MetaError::Insane("log entry touches an internal page"),
+            );
+        }
+        check(
+            &|p| write_u64(p, 80, g.pages_per_group() * 2 + 1),
+            MetaError::Insane("log entry touches an internal page"),
+        );
+    }
+
+    #[test]
+    fn group_slot_round_trip() {
+        let g = geometry();
+        let words: Vec<u64> = (0..g.pages_per_group() / 64)
+            .map(|i| i.wrapping_mul(0x9E37_79B9_7F4A_7C15))
+            .collect();
+        let mut page = vec![0u8; G1K];
+        let header = GroupSlotHeader {
+            generation: 3,
+            group: 7,
+        };
+        encode_group_slot(g, header, &words, &mut page);
+        let (decoded, bitmap) = decode_group_slot(&page, g, 7).expect("decodes");
+        assert_eq!(decoded, header);
+        for (i, word) in words.iter().enumerate() {
+            assert_eq!(slot_bitmap_word(bitmap, i), *word);
+        }
+    }
+
+    #[test]
+    fn group_slot_rejections() {
+        let g = geometry();
+        let words = vec![0u64; (g.pages_per_group() / 64) as usize];
+        let mut good = vec![0u8; G1K];
+        encode_group_slot(
+            g,
+            GroupSlotHeader {
+                generation: 3,
+                group: 1,
+            },
+            &words,
+            &mut good,
+        );
+        assert_eq!(
+            decode_group_slot(&good[..10], g, 1).err(),
+            Some(GroupSlotError::Truncated)
+        );
+        assert_eq!(
+            decode_group_slot(&good, g, 2).err(),
+            Some(GroupSlotError::Insane(
+                "group index does not match its position"
+            ))
+        );
+        let mut bad = good.clone();
+        bad[0] = 0;
+        assert_eq!(
+            decode_group_slot(&bad, g, 1).err(),
+            Some(GroupSlotError::BadMagic)
+        );
+        let mut bad = good.clone();
+        bad[500] ^= 4;
+        assert_eq!(
+            decode_group_slot(&bad, g, 1).err(),
+            Some(GroupSlotError::BadChecksum)
+        );
+        let mut bad = good.clone();
+        write_u32(&mut bad, 12, 2048);
+        resign_meta(&mut bad);
+        assert_eq!(
+            decode_group_slot(&bad, g, 1).err(),
+            Some(GroupSlotError::Insane("written for another page size"))
+        );
+        let mut bad = good.clone();
+        write_u64(&mut bad, 16, 0);
+        resign_meta(&mut bad);
+        assert_eq!(
+            decode_group_slot(&bad, g, 1).err(),
+            Some(GroupSlotError::Insane("generation 0"))
+        );
+    }
+}

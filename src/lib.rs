@@ -1,0 +1,101 @@
+//! A crash-consistent, memory-mapped, file-backed fixed-size page provider.
+//!
+//! # Overview
+//!
+//! A [`Pager`] manages a file divided into fixed-size pages. Pages are addressed by [`PageId`]
+//! and accessed as [`MappedPage`] views into the memory map. Allocation state survives any
+//! crash: when [`Pager::alloc`], [`Pager::free`] or their bulk forms return `Ok`, the change is
+//! durable; when a crash interrupts them, reopening the file finds the state either before or
+//! after the change, never a mix.
+//!
+//! ```
+//! use mappedpages::Pager;
+//!
+//! let dir = tempfile::tempdir().unwrap();
+//! let path = dir.path().join("db.bin");
+//!
+//! let mut pager = Pager::<4096>::create(&path).unwrap();
+//! let id = pager.alloc().unwrap();
+//! id.get_mut(&mut pager).unwrap().as_bytes_mut()[0] = 1;
+//! pager.sync_page(id).unwrap();
+//! drop(pager);
+//!
+//! let pager = Pager::<4096>::open(&path).unwrap();
+//! assert_eq!(id.get(&pager).unwrap().as_bytes()[0], 1);
+//! ```
+//!
+//! # File layout
+//!
+//! * Page 0 — superblock (magic, version, page size, active metadata selector and the
+//!   generation and checksum of the copy it selects, and its own checksum).
+//! * Page 1 — metadata A (generation, page count, a log of recent allocation changes, checksum).
+//! * Page 2 — metadata B (same layout; the alternate buffer for crash-safe commits).
+//! * Every group of `(PAGE_SIZE - 32) * 8` pages starts with two bitmap *slot* pages (pages 3 and
+//!   4 for the first group), double-buffered like the metadata. All other pages are data pages.
+//!
+//! A metadata page does not hold the whole bitmap: it holds a log of the changes made since each
+//! group's bitmap page was last written, so a commit writes one metadata page and, only when the
+//! log is full, the bitmap pages of the groups it touches. The file can hold 2^40 pages (at most
+//! 64 TiB), and a commit writes an amount proportional to what changed, not to the file size.
+//! SPEC.md specifies the format byte by byte.
+//!
+//! # Crash-consistency guarantee
+//!
+//! Every allocation change goes through a double-buffered commit:
+//!
+//! 1. write the change into the inactive metadata page (and inactive bitmap slots, if any);
+//! 2. `msync` those pages;
+//! 3. flip the active-metadata selector in the superblock and update its checksum;
+//! 4. `msync` the superblock.
+//!
+//! The active metadata page is never overwritten in place. Recovery on open validates the
+//! checksums of the superblock and both metadata copies and falls back to the other copy when
+//! that loses nothing acknowledged; otherwise it returns a typed error rather than guess.
+//!
+//! Page *contents* are yours: they become durable when [`Pager::sync_page`] or
+//! [`Pager::sync_all`] returns.
+//!
+//! # Page-size safety
+//!
+//! [`Pager`] and [`PageId`] are generic over a const `PAGE_SIZE: usize`. A `PageId<1024>` cannot
+//! be passed to a `Pager<4096>`; `PAGE_SIZE` must be a power of two of at least 1024; violating
+//! either is a compile error.
+//!
+//! # Bulk operations
+//!
+//! [`Pager::alloc_bulk`] and [`Pager::free_bulk`] allocate or free many pages in a single
+//! commit. `free_bulk` validates every id before touching the bitmap: one invalid id fails the
+//! whole call without modifying any state.
+//!
+//! # Reference lifetime and grow safety
+//!
+//! `&MappedPage` and `&mut MappedPage` borrow the `Pager` that produced them. Because `alloc` and
+//! `free` take `&mut Pager`, the borrow checker prevents calling them while a page reference is
+//! alive, so a use after a remap is a compile error.
+//!
+//! # Storage backends
+//!
+//! The pager reaches bytes only through the [`Storage`] trait. [`MmapStorage`] maps a file;
+//! [`SimStorage`] keeps the bytes in memory, knows which of them are durable, can fail any sync
+//! or growth on request, and builds the images a crash could leave behind. Crash tests of this
+//! crate (and of crates built on it) run on `SimStorage`.
+#![deny(missing_docs)]
+#![deny(unsafe_op_in_unsafe_fn)]
+
+mod bitmap;
+mod commit;
+mod error;
+pub mod format;
+mod page;
+mod pager;
+mod recovery;
+mod state;
+mod storage;
+
+pub use error::{IoOperation, MappedPageError};
+pub use page::{MappedPage, PageId};
+pub use pager::{AllocatedPageIter, Pager};
+pub use recovery::RecoveryDecision;
+pub use storage::{
+    CrashLength, FailedSyncKeeps, MmapStorage, SectorSize, SimEvent, SimStorage, Storage, SyncStats,
+};

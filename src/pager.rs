@@ -1,0 +1,592 @@
+//! `Pager`: the public face of the crate.
+
+use std::ops::Range;
+use std::path::Path;
+
+use crate::commit::commit;
+use crate::error::{IoOperation, MappedPageError};
+use crate::format::{Geometry, LogKind, MAX_PAGE_SIZE, MIN_PAGE_SIZE, SCRUB_BYTES};
+use crate::page::{MappedPage, PageId};
+use crate::recovery::{RecoveryDecision, recover};
+use crate::state::{AllocState, PageRun};
+use crate::storage::{MmapStorage, Storage};
+
+/// Pages in a new file: the five internal pages plus eleven data pages.
+const INITIAL_PAGE_COUNT: u64 = 16;
+/// Growth doubles the file until one step would add this many bytes, then adds this many.
+const GROWTH_CAP_BYTES: u64 = 1 << 30;
+
+/// Manages a file of fixed-size pages through a memory map, crash-consistently.
+///
+/// * Page 0 is the superblock, pages 1 and 2 the two metadata copies, and every group of
+///   `(PAGE_SIZE - 32) * 8` pages starts with two bitmap pages; all other pages are data pages
+///   handed out by [`alloc`](Self::alloc). SPEC.md has the format byte by byte.
+/// * Every allocation change is one commit: the change is written into the inactive metadata copy
+///   (and, when the log there is full, into the inactive copy of the touched bitmap pages), that
+///   is synced, the superblock is flipped to it, and the superblock is synced. When a call
+///   returns `Ok`, its change survives any crash.
+/// * `PAGE_SIZE` must be a power of two of at least 1024 (and at most 16 MiB); anything else is a
+///   compile error:
+///
+/// ```compile_fail
+/// let pager = mappedpages::Pager::<1000>::create("pages.bin"); // not a power of two
+/// ```
+///
+/// ```compile_fail
+/// let pager = mappedpages::Pager::<512>::create("pages.bin"); // below 1024
+/// ```
+///
+/// * A page reference borrows the pager, so no allocation (which may remap the file) can happen
+///   while one is alive:
+///
+/// ```compile_fail
+/// use mappedpages::{Pager, SimStorage};
+///
+/// let mut pager = Pager::<4096, SimStorage>::create_in(SimStorage::new()).unwrap();
+/// let id = pager.alloc().unwrap();
+/// let page = id.get(&pager).unwrap(); // borrows pager
+/// pager.alloc().unwrap(); // error: pager is already borrowed
+/// let _ = page;
+/// ```
+///
+/// # Example
+///
+/// ```
+/// use mappedpages::Pager;
+///
+/// let dir = tempfile::tempdir().unwrap();
+/// let path = dir.path().join("db.bin");
+///
+/// let mut pager = Pager::<4096>::create(&path).unwrap();
+/// let id = pager.alloc().unwrap();
+/// id.get_mut(&mut pager).unwrap().as_bytes_mut()[..5].copy_from_slice(b"hello");
+/// pager.sync_page(id).unwrap(); // page data is durable once this returns
+/// drop(pager);
+///
+/// let pager = Pager::<4096>::open(&path).unwrap();
+/// assert_eq!(&id.get(&pager).unwrap().as_bytes()[..5], b"hello");
+/// ```
+///
+/// # Failures
+///
+/// A failed growth (`set_len`, remap) returns [`MappedPageError::Io`] and changes nothing. A
+/// failed sync returns [`MappedPageError::Io`] and *poisons* the pager: every later call returns
+/// [`MappedPageError::Poisoned`] until the file is opened again, because after a failed sync
+/// nobody knows which of the written sectors reached the disk (SPEC.md §3.4).
+pub struct Pager<const PAGE_SIZE: usize, S: Storage = MmapStorage> {
+    storage: S,
+    state: AllocState,
+    poisoned: Option<String>,
+    recovery: Option<RecoveryDecision>,
+}
+
+impl<const PAGE_SIZE: usize, S: Storage> std::fmt::Debug for Pager<PAGE_SIZE, S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pager")
+            .field("page_size", &PAGE_SIZE)
+            .field("page_count", &self.state.page_count)
+            .field("generation", &self.state.generation)
+            .field("poisoned", &self.poisoned)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<const PAGE_SIZE: usize> Pager<PAGE_SIZE, MmapStorage> {
+    /// Creates a new file at `path` and opens it. Fails with [`MappedPageError::AlreadyExists`]
+    /// if something is there. Creation is atomic: a crash leaves no file or a complete one.
+    pub fn create(path: impl AsRef<Path>) -> Result<Self, MappedPageError> {
+        let () = Self::PAGE_SIZE_IS_VALID;
+        let mut state = None;
+        let storage = MmapStorage::create_atomic(path.as_ref(), |storage| {
+            state = Some(initialize(storage, Self::geometry())?);
+            Ok(())
+        })?;
+        let state = state.expect("create_atomic runs the initializer before returning Ok");
+        Ok(Pager {
+            storage,
+            state,
+            poisoned: None,
+            recovery: None,
+        })
+    }
+
+    /// Opens the file at `path`, running recovery (SPEC.md §4). Fails with
+    /// [`MappedPageError::Locked`] if another `Pager` holds it.
+    pub fn open(path: impl AsRef<Path>) -> Result<Self, MappedPageError> {
+        let () = Self::PAGE_SIZE_IS_VALID;
+        Self::open_in(MmapStorage::open(path)?)
+    }
+}
+
+/// Writes the first commit of a new file into empty `storage`.
+fn initialize<S: Storage>(
+    storage: &mut S,
+    geometry: Geometry,
+) -> Result<AllocState, MappedPageError> {
+    let len_bytes = INITIAL_PAGE_COUNT * geometry.page_size();
+    storage
+        .grow(len_bytes)
+        .map_err(|e| MappedPageError::io(IoOperation::Grow, e))?;
+    let mut state = AllocState::new_file(geometry, INITIAL_PAGE_COUNT);
+    let folds = state.plan_folds(true);
+    commit(storage, &mut state, &folds).map_err(|e| MappedPageError::io(IoOperation::Sync, e))?;
+    Ok(state)
+}
+
+impl<const PAGE_SIZE: usize, S: Storage> Pager<PAGE_SIZE, S> {
+    const PAGE_SIZE_IS_VALID: () = assert!(
+        PAGE_SIZE.is_power_of_two() && PAGE_SIZE >= MIN_PAGE_SIZE && PAGE_SIZE <= MAX_PAGE_SIZE,
+        "PAGE_SIZE must be a power of two between 1024 and 16 MiB"
+    );
+
+    fn geometry() -> Geometry {
+        Geometry::new(PAGE_SIZE)
+    }
+
+    /// Writes a new, empty file into `storage`, which must be empty (length 0).
+    ///
+    /// A crash during this call leaves an image that either opens as an empty file or fails to
+    /// open with [`MappedPageError::NotAMappedPagesFile`] (nothing was committed).
+    ///
+    /// ```
+    /// use mappedpages::{Pager, SimStorage};
+    ///
+    /// let pager = Pager::<1024, SimStorage>::create_in(SimStorage::new()).unwrap();
+    /// assert_eq!(pager.allocated_page_count(), 0);
+    /// ```
+    pub fn create_in(mut storage: S) -> Result<Self, MappedPageError> {
+        let () = Self::PAGE_SIZE_IS_VALID;
+        if storage.len_bytes() != 0 {
+            return Err(MappedPageError::StorageNotEmpty {
+                len_bytes: storage.len_bytes(),
+            });
+        }
+        let state = initialize(&mut storage, Self::geometry())?;
+        Ok(Pager {
+            storage,
+            state,
+            poisoned: None,
+            recovery: None,
+        })
+    }
+
+    /// Opens the file held by `storage`, running recovery: the committed state is found, any
+    /// leftovers of a commit that never completed are invalidated, and an unreadable superblock
+    /// is rewritten (SPEC.md §4). Those repairs are synced before this returns.
+    ///
+    /// ```
+    /// use mappedpages::{Pager, SimStorage};
+    ///
+    /// let mut pager = Pager::<1024, SimStorage>::create_in(SimStorage::new()).unwrap();
+    /// let id = pager.alloc().unwrap();
+    /// let storage = pager.into_storage();
+    /// let pager = Pager::<1024, SimStorage>::open_in(storage).unwrap();
+    /// assert!(pager.is_allocated(id));
+    /// ```
+    pub fn open_in(mut storage: S) -> Result<Self, MappedPageError> {
+        let () = Self::PAGE_SIZE_IS_VALID;
+        let geometry = Self::geometry();
+        let recovered = recover(storage.bytes(), geometry)?;
+        if !recovered.scrub_pages.is_empty() {
+            let mut ranges: Vec<Range<u64>> = Vec::with_capacity(recovered.scrub_pages.len());
+            for &page in &recovered.scrub_pages {
+                let start = geometry.offset(page);
+                storage.bytes_mut()[start as usize..start as usize + SCRUB_BYTES].fill(0);
+                ranges.push(start..start + geometry.page_size());
+            }
+            storage
+                .sync_ranges(&ranges)
+                .map_err(|e| MappedPageError::io(IoOperation::Sync, e))?;
+        }
+        if let Some(superblock) = recovered.superblock_rewrite {
+            let record = superblock.encode();
+            storage.bytes_mut()[..record.len()].copy_from_slice(&record);
+            storage
+                .sync_ranges(&[0..geometry.page_size()])
+                .map_err(|e| MappedPageError::io(IoOperation::Sync, e))?;
+        }
+        Ok(Pager {
+            storage,
+            state: recovered.state,
+            poisoned: None,
+            recovery: Some(recovered.decision),
+        })
+    }
+
+    /// The storage backend (for example to read a `SimStorage`'s events or a `MmapStorage`'s
+    /// sync counters).
+    pub fn storage(&self) -> &S {
+        &self.storage
+    }
+
+    /// Gives the storage back, for example to reopen it.
+    pub fn into_storage(self) -> S {
+        self.storage
+    }
+
+    /// Which recovery rule chose the state at open (`None` for a pager made by `create`).
+    pub fn recovery_decision(&self) -> Option<RecoveryDecision> {
+        self.recovery
+    }
+
+    fn check_poison(&self) -> Result<(), MappedPageError> {
+        match &self.poisoned {
+            Some(cause) => Err(MappedPageError::Poisoned {
+                cause: cause.clone(),
+            }),
+            None => Ok(()),
+        }
+    }
+
+    /// True after a failed sync; see [`MappedPageError::Poisoned`].
+    pub fn is_poisoned(&self) -> bool {
+        self.poisoned.is_some()
+    }
+
+    fn poison(&mut self, operation: &str, error: std::io::Error) -> MappedPageError {
+        self.poisoned = Some(operation.to_string());
+        MappedPageError::io(IoOperation::Sync, error)
+    }
+
+    // ----- counts ------------------------------------------------------------------------------
+
+    /// The page size in bytes.
+    pub fn page_size(&self) -> usize {
+        PAGE_SIZE
+    }
+
+    /// Pages in the file, including the reserved and bitmap pages.
+    pub fn page_count(&self) -> u64 {
+        self.state.page_count
+    }
+
+    /// Data pages currently allocated.
+    pub fn allocated_page_count(&self) -> u64 {
+        self.state.allocated_data_page_count()
+    }
+
+    /// Data pages currently free (allocation grows the file when this reaches zero).
+    pub fn free_page_count(&self) -> u64 {
+        self.state.free_page_count()
+    }
+
+    /// Generation of the last commit; it increases by one with every commit.
+    pub fn generation(&self) -> u64 {
+        self.state.generation
+    }
+
+    /// True if `id` names an allocated data page.
+    pub fn is_allocated(&self, id: PageId<PAGE_SIZE>) -> bool {
+        self.state.is_allocated_data_page(id.raw())
+    }
+
+    // ----- page access -------------------------------------------------------------------------
+
+    fn check_allocated_data_page(&self, page: u64) -> Result<(), MappedPageError> {
+        self.check_poison()?;
+        if page >= self.state.page_count {
+            return Err(MappedPageError::OutOfBounds {
+                page,
+                page_count: self.state.page_count,
+            });
+        }
+        if self.state.geometry.is_internal(page) {
+            return Err(MappedPageError::ReservedPage { page });
+        }
+        if !self.state.bitmap.get(page) {
+            return Err(MappedPageError::NotAllocated { page });
+        }
+        Ok(())
+    }
+
+    fn page_byte_range(page: u64) -> Range<usize> {
+        let start = page as usize * PAGE_SIZE;
+        start..start + PAGE_SIZE
+    }
+
+    pub(crate) fn page(&self, id: PageId<PAGE_SIZE>) -> Result<&MappedPage, MappedPageError> {
+        self.check_allocated_data_page(id.raw())?;
+        Ok(MappedPage::from_bytes(
+            &self.storage.bytes()[Self::page_byte_range(id.raw())],
+        ))
+    }
+
+    pub(crate) fn page_mut(
+        &mut self,
+        id: PageId<PAGE_SIZE>,
+    ) -> Result<&mut MappedPage, MappedPageError> {
+        self.check_allocated_data_page(id.raw())?;
+        Ok(MappedPage::from_bytes_mut(
+            &mut self.storage.bytes_mut()[Self::page_byte_range(id.raw())],
+        ))
+    }
+
+    /// Makes the contents of one page durable.
+    ///
+    /// ```
+    /// use mappedpages::{Pager, SimStorage};
+    ///
+    /// let mut pager = Pager::<1024, SimStorage>::create_in(SimStorage::new()).unwrap();
+    /// let id = pager.alloc().unwrap();
+    /// id.get_mut(&mut pager).unwrap().as_bytes_mut().fill(7);
+    /// pager.sync_page(id).unwrap();
+    /// let offset = id.raw() as usize * 1024;
+    /// assert_eq!(pager.storage().durable_image()[offset], 7);
+    /// ```
+    pub fn sync_page(&mut self, id: PageId<PAGE_SIZE>) -> Result<(), MappedPageError> {
+        self.check_allocated_data_page(id.raw())?;
+        let range = Self::page_byte_range(id.raw());
+        let range = range.start as u64..range.end as u64;
+        self.storage
+            .sync_ranges(&[range])
+            .map_err(|e| self.poison("sync_page", e))
+    }
+
+    /// Makes the contents of every page durable.
+    pub fn sync_all(&mut self) -> Result<(), MappedPageError> {
+        self.check_poison()?;
+        self.storage
+            .sync_all()
+            .map_err(|e| self.poison("sync_all", e))
+    }
+
+    // ----- allocation --------------------------------------------------------------------------
+
+    /// Grows the file until `needed` pages are free. On error nothing changed (growth) or the
+    /// pager is poisoned (the sync that makes the new length durable failed).
+    fn ensure_free_pages(&mut self, needed: u64, operation: &str) -> Result<(), MappedPageError> {
+        let geometry = self.state.geometry;
+        let free = self.state.free_page_count();
+        if free >= needed {
+            return Ok(());
+        }
+        let current = self.state.page_count;
+        let max_pages = geometry.max_page_count();
+        let step = current.clamp(
+            INITIAL_PAGE_COUNT,
+            (GROWTH_CAP_BYTES / geometry.page_size()).max(INITIAL_PAGE_COUNT),
+        );
+        let mut target = current.saturating_add(step);
+        loop {
+            while !geometry.is_valid_page_count(target) && target <= max_pages {
+                target += 1;
+            }
+            if target > max_pages {
+                target = max_pages;
+            }
+            let gained = geometry.data_page_count(target) - geometry.data_page_count(current);
+            if free + gained >= needed {
+                break;
+            }
+            if target == max_pages {
+                return Err(MappedPageError::CapacityExceeded {
+                    requested_pages: current + (needed - free),
+                    max_pages,
+                });
+            }
+            target += needed - free - gained;
+        }
+        let len_bytes = target * geometry.page_size();
+        if self.storage.len_bytes() < len_bytes {
+            self.storage
+                .grow(len_bytes)
+                .map_err(|e| MappedPageError::io(IoOperation::Grow, e))?;
+            // Make the new length durable before any metadata that counts on it.
+            let last_page = len_bytes - geometry.page_size()..len_bytes;
+            self.storage
+                .sync_ranges(&[last_page])
+                .map_err(|e| self.poison(operation, e))?;
+        }
+        self.state.extend(target);
+        Ok(())
+    }
+
+    /// Applies `runs` and commits them. Callers have validated the runs.
+    fn commit_runs(&mut self, runs: &[PageRun], operation: &str) -> Result<(), MappedPageError> {
+        self.state.apply(runs);
+        let folds = self.state.plan_folds(false);
+        commit(&mut self.storage, &mut self.state, &folds)
+            .map_err(|e| self.poison(operation, e))?;
+        Ok(())
+    }
+
+    /// Allocates one page and commits. Grows the file if no page is free.
+    ///
+    /// The page's contents are whatever it held before: zeros for a page never used, the old
+    /// bytes for a page freed earlier.
+    ///
+    /// ```
+    /// use mappedpages::{Pager, SimStorage};
+    ///
+    /// let mut pager = Pager::<1024, SimStorage>::create_in(SimStorage::new()).unwrap();
+    /// let a = pager.alloc().unwrap();
+    /// let b = pager.alloc().unwrap();
+    /// assert_ne!(a, b);
+    /// assert_eq!(pager.allocated_page_count(), 2);
+    /// ```
+    pub fn alloc(&mut self) -> Result<PageId<PAGE_SIZE>, MappedPageError> {
+        self.check_poison()?;
+        self.ensure_free_pages(1, "alloc")?;
+        let runs = self
+            .state
+            .find_free_runs(1)
+            .expect("ensure_free_pages made a page free");
+        self.commit_runs(&runs, "alloc")?;
+        Ok(PageId::from_raw(runs[0].first_page))
+    }
+
+    /// Frees one page and commits. The id must name an allocated data page.
+    ///
+    /// ```
+    /// use mappedpages::{Pager, SimStorage};
+    ///
+    /// let mut pager = Pager::<1024, SimStorage>::create_in(SimStorage::new()).unwrap();
+    /// let id = pager.alloc().unwrap();
+    /// pager.free(id).unwrap();
+    /// assert!(pager.free(id).is_err());
+    /// ```
+    pub fn free(&mut self, id: PageId<PAGE_SIZE>) -> Result<(), MappedPageError> {
+        self.validate_free(id.raw())?;
+        let run = PageRun {
+            first_page: id.raw(),
+            end_page: id.raw() + 1,
+            kind: LogKind::Free,
+        };
+        self.commit_runs(&[run], "free")
+    }
+
+    fn validate_free(&self, page: u64) -> Result<(), MappedPageError> {
+        self.check_poison()?;
+        match self.check_allocated_data_page(page) {
+            Err(MappedPageError::NotAllocated { page }) => {
+                Err(MappedPageError::DoubleFree { page })
+            }
+            other => other,
+        }
+    }
+
+    /// Allocates `count` pages in one commit (growing the file at most once).
+    ///
+    /// ```
+    /// use mappedpages::{Pager, SimStorage};
+    ///
+    /// let mut pager = Pager::<1024, SimStorage>::create_in(SimStorage::new()).unwrap();
+    /// let ids = pager.alloc_bulk(100).unwrap();
+    /// assert_eq!(ids.len(), 100);
+    /// assert_eq!(pager.allocated_page_count(), 100);
+    /// assert!(pager.alloc_bulk(0).unwrap().is_empty());
+    /// ```
+    pub fn alloc_bulk(&mut self, count: usize) -> Result<Vec<PageId<PAGE_SIZE>>, MappedPageError> {
+        self.check_poison()?;
+        if count == 0 {
+            return Ok(Vec::new());
+        }
+        self.ensure_free_pages(count as u64, "alloc_bulk")?;
+        let runs = self
+            .state
+            .find_free_runs(count as u64)
+            .expect("ensure_free_pages made enough pages free");
+        self.commit_runs(&runs, "alloc_bulk")?;
+        let mut ids = Vec::with_capacity(count);
+        for run in &runs {
+            ids.extend((run.first_page..run.end_page).map(PageId::from_raw));
+        }
+        Ok(ids)
+    }
+
+    /// Frees every page in `ids` in one commit. Every id is checked first (in bounds, not
+    /// reserved, allocated, not repeated); if any fails, nothing is freed.
+    ///
+    /// ```
+    /// use mappedpages::{MappedPageError, Pager, SimStorage};
+    ///
+    /// let mut pager = Pager::<1024, SimStorage>::create_in(SimStorage::new()).unwrap();
+    /// let ids = pager.alloc_bulk(3).unwrap();
+    /// let bad = vec![ids[0], ids[1], ids[1]];
+    /// assert!(matches!(pager.free_bulk(bad), Err(MappedPageError::DuplicateId { .. })));
+    /// assert_eq!(pager.allocated_page_count(), 3);
+    /// pager.free_bulk(ids).unwrap();
+    /// assert_eq!(pager.allocated_page_count(), 0);
+    /// ```
+    pub fn free_bulk(&mut self, ids: Vec<PageId<PAGE_SIZE>>) -> Result<(), MappedPageError> {
+        self.check_poison()?;
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let mut pages: Vec<u64> = ids.iter().map(|id| id.raw()).collect();
+        for &page in &pages {
+            self.validate_free(page)?;
+        }
+        pages.sort_unstable();
+        if let Some(pair) = pages.windows(2).find(|pair| pair[0] == pair[1]) {
+            return Err(MappedPageError::DuplicateId { page: pair[0] });
+        }
+        let mut runs: Vec<PageRun> = Vec::new();
+        for page in pages {
+            match runs.last_mut() {
+                Some(run) if run.end_page == page => run.end_page += 1,
+                _ => runs.push(PageRun {
+                    first_page: page,
+                    end_page: page + 1,
+                    kind: LogKind::Free,
+                }),
+            }
+        }
+        self.commit_runs(&runs, "free_bulk")
+    }
+
+    /// Iterates over the allocated data pages in increasing order. Reserved and bitmap pages are
+    /// never yielded. A poisoned pager yields nothing (its memory may not match the disk).
+    ///
+    /// ```
+    /// use mappedpages::{Pager, SimStorage};
+    ///
+    /// let mut pager = Pager::<1024, SimStorage>::create_in(SimStorage::new()).unwrap();
+    /// let ids = pager.alloc_bulk(3).unwrap();
+    /// pager.free(ids[1]).unwrap();
+    /// let listed: Vec<_> = pager.iter_allocated_pages().collect();
+    /// assert_eq!(listed, vec![ids[0], ids[2]]);
+    /// ```
+    ///
+    /// The iterator borrows the pager, so allocation is impossible while it is alive:
+    ///
+    /// ```compile_fail
+    /// use mappedpages::{Pager, SimStorage};
+    ///
+    /// let mut pager = Pager::<1024, SimStorage>::create_in(SimStorage::new()).unwrap();
+    /// let mut pages = pager.iter_allocated_pages();
+    /// pager.alloc().unwrap(); // error: pager is borrowed by the iterator
+    /// pages.next();
+    /// ```
+    pub fn iter_allocated_pages(&self) -> AllocatedPageIter<'_, PAGE_SIZE, S> {
+        AllocatedPageIter {
+            pager: self,
+            next_page: if self.poisoned.is_some() {
+                self.state.page_count
+            } else {
+                0
+            },
+        }
+    }
+}
+
+/// An iterator over the allocated data pages of a [`Pager`], in increasing order.
+pub struct AllocatedPageIter<'a, const PAGE_SIZE: usize, S: Storage = MmapStorage> {
+    pager: &'a Pager<PAGE_SIZE, S>,
+    next_page: u64,
+}
+
+impl<const PAGE_SIZE: usize, S: Storage> Iterator for AllocatedPageIter<'_, PAGE_SIZE, S> {
+    type Item = PageId<PAGE_SIZE>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let state = &self.pager.state;
+        loop {
+            let page = state.bitmap.next_one(self.next_page)?;
+            self.next_page = page + 1;
+            if !state.geometry.is_internal(page) {
+                return Some(PageId::from_raw(page));
+            }
+        }
+    }
+}

@@ -1,0 +1,404 @@
+//! Recovery (SPEC.md §4): decide, from a file image alone, which committed state it holds and
+//! which repairs make the image unambiguous again. Pure: the pager performs the repairs.
+
+use crate::bitmap::Bitmap;
+use crate::error::MappedPageError;
+use crate::format::{
+    GROUP0_SLOT_PAGES, Geometry, LogKind, MAX_PAGE_SIZE, MIN_PAGE_COUNT, MIN_PAGE_SIZE, MetaError,
+    MetaPage, MetaSlot, Superblock, SuperblockError, decode_group_slot, slot_bitmap_word,
+};
+use crate::state::AllocState;
+
+/// Which row of the recovery table (SPEC.md §4.2) decided.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RecoveryDecision {
+    /// The superblock is valid and the copy it names is valid and matches it.
+    Superblock,
+    /// The copy the superblock names is unusable, but the other copy holds the next generation
+    /// (the commit that was in flight) and is complete.
+    NextGenerationAfterCorruptSelected,
+    /// The superblock is unusable; the newest complete copy was taken.
+    NewestAfterCorruptSuperblock,
+}
+
+/// The outcome of recovery: the state to use and the repairs to make before using it.
+#[derive(Debug)]
+pub(crate) struct Recovered {
+    pub(crate) state: AllocState,
+    /// Pages whose first [`crate::format::SCRUB_BYTES`] bytes must be zeroed: valid metadata or
+    /// slot pages from a commit newer than the chosen one, which never became durable as a whole.
+    pub(crate) scrub_pages: Vec<u64>,
+    /// The superblock to write if the one on disk does not name the chosen copy.
+    pub(crate) superblock_rewrite: Option<Superblock>,
+    pub(crate) decision: RecoveryDecision,
+}
+
+fn page(image: &[u8], geometry: Geometry, page: u64) -> Option<&[u8]> {
+    let start = usize::try_from(geometry.offset(page)).ok()?;
+    let end = start.checked_add(geometry.page_size() as usize)?;
+    image.get(start..end)
+}
+
+/// Recovers the state held by `image` for page size `geometry`.
+pub(crate) fn recover(image: &[u8], geometry: Geometry) -> Result<Recovered, MappedPageError> {
+    let superblock = Superblock::decode(image);
+    match &superblock {
+        Err(SuperblockError::UnsupportedVersion(found)) => {
+            return Err(MappedPageError::UnsupportedVersion { found: *found });
+        }
+        Ok(sb) if sb.page_size != geometry.page_size() => {
+            return Err(MappedPageError::PageSizeMismatch {
+                found: sb.page_size,
+                expected: geometry.page_size(),
+            });
+        }
+        _ => {}
+    }
+    let min_len_bytes = MIN_PAGE_COUNT * geometry.page_size();
+    if (image.len() as u64) < min_len_bytes {
+        return Err(MappedPageError::FileTooSmall {
+            len_bytes: image.len() as u64,
+            min_len_bytes,
+        });
+    }
+    let decode = |slot: MetaSlot| {
+        page(image, geometry, slot.page())
+            .ok_or(MetaError::Truncated)
+            .and_then(|bytes| MetaPage::decode(bytes, geometry))
+    };
+    let metas = [
+        (MetaSlot::A, decode(MetaSlot::A)),
+        (MetaSlot::B, decode(MetaSlot::B)),
+    ];
+    for (_, meta) in &metas {
+        if let Err(MetaError::PageSize(found)) = meta {
+            return Err(MappedPageError::PageSizeMismatch {
+                found: *found,
+                expected: geometry.page_size(),
+            });
+        }
+    }
+    let meta_of = |slot: MetaSlot| &metas[if slot == MetaSlot::A { 0 } else { 1 }].1;
+    let checksum_of =
+        |slot: MetaSlot| page(image, geometry, slot.page()).and_then(MetaPage::checksum_field);
+    let mut rejections: Vec<String> = Vec::new();
+    let try_load = |slot: MetaSlot, rejections: &mut Vec<String>| match meta_of(slot) {
+        Ok(meta) => match load_candidate(image, geometry, meta, slot) {
+            Ok(state) => Some(state),
+            Err(why) => {
+                rejections.push(format!(
+                    "copy {slot} (generation {}): {why}",
+                    meta.generation
+                ));
+                None
+            }
+        },
+        Err(error) => {
+            rejections.push(format!("copy {slot}: {error}"));
+            None
+        }
+    };
+
+    let (state, decision) = match &superblock {
+        Ok(sb) => {
+            let selected = sb.active_meta;
+            let selected_matches = match meta_of(selected) {
+                Ok(meta) => {
+                    meta.generation == sb.active_generation
+                        && checksum_of(selected) == Some(sb.active_meta_checksum)
+                }
+                Err(_) => false,
+            };
+            let chosen = if selected_matches {
+                try_load(selected, &mut rejections).map(|s| (s, RecoveryDecision::Superblock))
+            } else {
+                if meta_of(selected).is_ok() {
+                    rejections.push(format!(
+                        "copy {selected}: does not match the superblock (generation {})",
+                        sb.active_generation
+                    ));
+                } else {
+                    try_load(selected, &mut rejections);
+                }
+                None
+            };
+            match chosen {
+                Some(found) => found,
+                None => {
+                    let other = selected.other();
+                    let next = match meta_of(other) {
+                        Ok(meta) if meta.generation == sb.active_generation + 1 => {
+                            try_load(other, &mut rejections)
+                        }
+                        Ok(meta) => {
+                            rejections.push(format!(
+                                "copy {other}: generation {} is not the successor of the superblock's {}; using it would roll back acknowledged commits",
+                                meta.generation, sb.active_generation
+                            ));
+                            None
+                        }
+                        Err(error) => {
+                            rejections.push(format!("copy {other}: {error}"));
+                            None
+                        }
+                    };
+                    match next {
+                        Some(state) => {
+                            (state, RecoveryDecision::NextGenerationAfterCorruptSelected)
+                        }
+                        None => {
+                            return Err(MappedPageError::CorruptMetadata {
+                                detail: rejections.join("; "),
+                            });
+                        }
+                    }
+                }
+            }
+        }
+        Err(sb_error) => {
+            let mut candidates: Vec<(MetaSlot, u64)> = metas
+                .iter()
+                .filter_map(|(slot, meta)| meta.as_ref().ok().map(|m| (*slot, m.generation)))
+                .collect();
+            if candidates.is_empty() {
+                if *sb_error == SuperblockError::BadMagic
+                    && metas.iter().all(|(_, m)| *m == Err(MetaError::BadMagic))
+                {
+                    if let Some(found) = probe_page_size(image, geometry) {
+                        return Err(MappedPageError::PageSizeMismatch {
+                            found,
+                            expected: geometry.page_size(),
+                        });
+                    }
+                    return Err(MappedPageError::NotAMappedPagesFile);
+                }
+                let detail = metas
+                    .iter()
+                    .map(|(slot, m)| match m {
+                        Err(e) => format!("copy {slot}: {e}"),
+                        Ok(_) => String::new(),
+                    })
+                    .collect::<Vec<_>>()
+                    .join("; ");
+                return Err(MappedPageError::CorruptSuperblock {
+                    detail: format!("{sb_error}; {detail}"),
+                });
+            }
+            candidates.sort_by(|a, b| b.1.cmp(&a.1));
+            if candidates.len() == 2 && candidates[0].1 == candidates[1].1 {
+                return Err(MappedPageError::CorruptMetadata {
+                    detail: format!(
+                        "{sb_error}, and both copies claim generation {}",
+                        candidates[0].1
+                    ),
+                });
+            }
+            let mut found = None;
+            for (slot, _) in candidates {
+                if let Some(state) = try_load(slot, &mut rejections) {
+                    found = Some(state);
+                    break;
+                }
+            }
+            match found {
+                Some(state) => (state, RecoveryDecision::NewestAfterCorruptSuperblock),
+                None => {
+                    return Err(MappedPageError::CorruptMetadata {
+                        detail: format!("{sb_error}; {}", rejections.join("; ")),
+                    });
+                }
+            }
+        }
+    };
+
+    let scrub_pages = future_pages(image, geometry, &state, &metas);
+    let chosen_checksum =
+        checksum_of(state.active_meta).expect("a loaded metadata copy lies inside the image");
+    let wanted = Superblock {
+        page_size: geometry.page_size(),
+        active_meta: state.active_meta,
+        active_generation: state.generation,
+        active_meta_checksum: chosen_checksum,
+    };
+    let superblock_rewrite = (superblock.as_ref().ok() != Some(&wanted)).then_some(wanted);
+    Ok(Recovered {
+        state,
+        scrub_pages,
+        superblock_rewrite,
+        decision,
+    })
+}
+
+/// Looks for a metadata copy written with another page size, to report a mismatch instead of
+/// "not a mappedpages file" when page 0 is unreadable.
+fn probe_page_size(image: &[u8], geometry: Geometry) -> Option<u64> {
+    let mut size = MIN_PAGE_SIZE;
+    while size <= MAX_PAGE_SIZE {
+        if size as u64 != geometry.page_size() {
+            let other = Geometry::new(size);
+            for slot in [MetaSlot::A, MetaSlot::B] {
+                if let Some(bytes) = page(image, other, slot.page()) {
+                    if MetaPage::decode(bytes, other).is_ok() {
+                        return Some(size as u64);
+                    }
+                }
+            }
+        }
+        size *= 2;
+    }
+    None
+}
+
+/// Loads the state described by `meta`: reads every materialized group's current slot (the
+/// valid one with the largest generation not above the copy's), checks that exactly
+/// `folded_slot_count` slots carry the copy's own generation, and replays the log.
+fn load_candidate(
+    image: &[u8],
+    geometry: Geometry,
+    meta: &MetaPage,
+    slot: MetaSlot,
+) -> Result<AllocState, String> {
+    let file_pages = image.len() as u64 / geometry.page_size();
+    if meta.page_count > file_pages {
+        return Err(format!(
+            "claims {} pages but the file holds {file_pages}",
+            meta.page_count
+        ));
+    }
+    let pages_per_group = geometry.pages_per_group();
+    let words_per_group = (pages_per_group / 64) as usize;
+    let mut bitmap = Bitmap::new(meta.page_count);
+    let mut group_slots = Vec::with_capacity(meta.materialized_groups as usize);
+    let mut own_generation_slots = 0u64;
+    for group in 0..meta.materialized_groups {
+        let mut best: Option<(u8, u64, &[u8])> = None;
+        for slot_index in 0..2u8 {
+            let bytes = page(image, geometry, geometry.slot_page(group, slot_index))
+                .ok_or_else(|| format!("slot page of group {group} past the end of the file"))?;
+            let Ok((header, bits)) = decode_group_slot(bytes, geometry, group) else {
+                continue;
+            };
+            if header.generation > meta.generation {
+                continue;
+            }
+            if header.generation == meta.generation {
+                own_generation_slots += 1;
+            }
+            match best {
+                Some((_, generation, _)) if generation == header.generation => {
+                    return Err(format!(
+                        "both slots of group {group} claim generation {generation}"
+                    ));
+                }
+                Some((_, generation, _)) if generation > header.generation => {}
+                _ => best = Some((slot_index, header.generation, bits)),
+            }
+        }
+        let Some((slot_index, _, bits)) = best else {
+            return Err(format!("group {group} has no valid bitmap slot"));
+        };
+        group_slots.push(slot_index);
+        let first_word = group as usize * words_per_group;
+        for index in 0..words_per_group {
+            let word = slot_bitmap_word(bits, index);
+            let first_bit = (first_word + index) as u64 * 64;
+            let valid_bits = meta.page_count.saturating_sub(first_bit).min(64);
+            let outside = if valid_bits == 64 {
+                0
+            } else {
+                word & (u64::MAX << valid_bits)
+            };
+            if outside != 0 {
+                return Err(format!(
+                    "group {group} marks pages past the end of the file"
+                ));
+            }
+            if valid_bits > 0 {
+                bitmap.set_word(first_word + index, word);
+            }
+        }
+        let (internal_start, internal_end) = if group == 0 {
+            (0, GROUP0_SLOT_PAGES[1] + 1)
+        } else {
+            let start = geometry.group_start(group);
+            (start, start + 2)
+        };
+        if !bitmap.all_one(internal_start, internal_end) {
+            return Err(format!("group {group} marks its reserved pages free"));
+        }
+    }
+    if own_generation_slots != meta.folded_slot_count {
+        return Err(format!(
+            "{} slot pages carry its generation but it folded {} (the commit is incomplete)",
+            own_generation_slots, meta.folded_slot_count
+        ));
+    }
+    let mut state = AllocState {
+        geometry,
+        generation: meta.generation,
+        active_meta: slot,
+        page_count: meta.page_count,
+        materialized_groups: meta.materialized_groups,
+        group_slots,
+        log: Vec::new(),
+        bitmap,
+        next_fit_page: GROUP0_SLOT_PAGES[1] + 1,
+    };
+    for group in meta.materialized_groups..geometry.group_count(meta.page_count) {
+        state.mark_fresh_group(group);
+    }
+    for entry in &meta.log {
+        let (first, end) = (entry.first_page, entry.end_page());
+        let consistent = match entry.kind {
+            LogKind::Alloc => state.bitmap.all_zero(first, end),
+            LogKind::Free => state.bitmap.all_one(first, end),
+        };
+        if !consistent {
+            return Err(format!(
+                "log entry {:?} {first}..{end} does not apply to the bitmap",
+                entry.kind
+            ));
+        }
+        match entry.kind {
+            LogKind::Alloc => state.bitmap.set_range(first, end),
+            LogKind::Free => state.bitmap.clear_range(first, end),
+        }
+    }
+    state.log = meta.log.clone();
+    Ok(state)
+}
+
+/// Valid metadata and slot pages whose generation is above the chosen state's: leftovers of a
+/// commit that never became durable as a whole. Left in place, a later commit that reaches
+/// their generation would pick them up as its own.
+fn future_pages(
+    image: &[u8],
+    geometry: Geometry,
+    state: &AllocState,
+    metas: &[(MetaSlot, Result<MetaPage, MetaError>); 2],
+) -> Vec<u64> {
+    let mut pages = Vec::new();
+    for (slot, meta) in metas {
+        if let Ok(meta) = meta {
+            if meta.generation > state.generation {
+                pages.push(slot.page());
+            }
+        }
+    }
+    let file_pages = image.len() as u64 / geometry.page_size();
+    let mut group = 0;
+    while geometry.slot_page(group, 1) < file_pages {
+        for slot_index in 0..2u8 {
+            let page_index = geometry.slot_page(group, slot_index);
+            if let Some(bytes) = page(image, geometry, page_index) {
+                if let Ok((header, _)) = decode_group_slot(bytes, geometry, group) {
+                    if header.generation > state.generation {
+                        pages.push(page_index);
+                    }
+                }
+            }
+        }
+        group += 1;
+    }
+    pages
+}

@@ -1,0 +1,83 @@
+//! The `Storage` trait: the only way the pager reaches bytes and durability.
+
+mod mmap;
+mod sim;
+
+pub use mmap::{MmapStorage, SyncStats};
+pub use sim::{CrashLength, FailedSyncKeeps, SectorSize, SimEvent, SimStorage};
+
+use std::io;
+use std::ops::Range;
+
+/// A byte region that can be read and written in place, grown, and made durable range by range.
+///
+/// The pager performs every read and write through [`bytes`](Storage::bytes) and
+/// [`bytes_mut`](Storage::bytes_mut), and every durability barrier through
+/// [`sync_ranges`](Storage::sync_ranges). Implementations decide what "durable" means; the
+/// contract they must keep is the crash model of SPEC.md §5:
+///
+/// * bytes written through `bytes_mut` may reach the medium at any time, in any order, sector by
+///   sector, until a sync covering them returns `Ok`;
+/// * after `sync_ranges(r)` returns `Ok`, the bytes of every range in `r`, and the current
+///   length, are durable;
+/// * a failed sync may have made any subset of the dirty sectors in its ranges durable.
+///
+/// ```
+/// use mappedpages::{SimStorage, Storage};
+///
+/// let mut storage = SimStorage::new();
+/// storage.grow(8192).unwrap();
+/// storage.bytes_mut()[0] = 7;
+/// storage.sync_ranges(&[0..4096]).unwrap();
+/// assert_eq!(storage.bytes()[0], 7);
+/// assert_eq!(storage.len_bytes(), 8192);
+/// ```
+pub trait Storage {
+    /// Current length in bytes.
+    fn len_bytes(&self) -> u64;
+
+    /// Extends the region to `new_len_bytes` (larger than the current length); new bytes read as
+    /// zero. On error the length and contents are unchanged. The new length becomes durable with
+    /// the next successful sync.
+    fn grow(&mut self, new_len_bytes: u64) -> io::Result<()>;
+
+    /// The whole region.
+    fn bytes(&self) -> &[u8];
+
+    /// The whole region, writable.
+    fn bytes_mut(&mut self) -> &mut [u8];
+
+    /// One durability barrier over a set of byte ranges, each page-aligned and inside the region.
+    /// Returns once all of them (and the current length) are durable.
+    fn sync_ranges(&mut self, ranges: &[Range<u64>]) -> io::Result<()>;
+
+    /// Makes the whole region durable.
+    fn sync_all(&mut self) -> io::Result<()>;
+}
+
+/// Sorts `ranges` and merges overlapping or adjacent ones.
+pub(crate) fn coalesce(ranges: &[Range<u64>]) -> Vec<Range<u64>> {
+    let mut sorted: Vec<Range<u64>> = ranges.iter().filter(|r| r.start < r.end).cloned().collect();
+    sorted.sort_by_key(|r| r.start);
+    let mut merged: Vec<Range<u64>> = Vec::with_capacity(sorted.len());
+    for range in sorted {
+        match merged.last_mut() {
+            Some(last) if range.start <= last.end => last.end = last.end.max(range.end),
+            _ => merged.push(range),
+        }
+    }
+    merged
+}
+
+#[cfg(test)]
+mod tests {
+    use super::coalesce;
+
+    #[test]
+    fn coalesce_merges_adjacent_and_overlapping() {
+        assert_eq!(
+            coalesce(&[8..12, 0..4, 4..6, 10..16, 20..20, 30..40]),
+            vec![0..6, 8..16, 30..40]
+        );
+    }
+}

@@ -1,0 +1,445 @@
+//! `SimStorage`: an in-memory backend that knows what is durable and what is not.
+
+use std::io;
+use std::ops::Range;
+
+use super::{Storage, coalesce};
+
+/// The unit a crash keeps or loses whole.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum SectorSize {
+    /// 512-byte sectors (the default of the crash model).
+    S512,
+    /// 4096-byte sectors.
+    S4096,
+}
+
+impl SectorSize {
+    /// The sector size in bytes.
+    pub fn bytes(self) -> u64 {
+        match self {
+            SectorSize::S512 => 512,
+            SectorSize::S4096 => 4096,
+        }
+    }
+}
+
+/// Which file length a crash image keeps after a growth that no sync has made durable yet.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum CrashLength {
+    /// The last durable length: everything past it is gone.
+    Durable,
+    /// The current length: bytes past the durable length read as zero unless kept.
+    Current,
+}
+
+/// Which dirty sectors of its ranges a failed sync makes durable anyway.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum FailedSyncKeeps {
+    /// None of them.
+    Nothing,
+    /// All of them (the sync did its work, then reported an error).
+    Everything,
+    /// A pseudo-random subset chosen by this seed.
+    Seeded(u64),
+}
+
+/// One durability-relevant call on a [`SimStorage`], in the order they happened.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SimEvent {
+    /// [`Storage::sync_ranges`] (coalesced ranges).
+    Sync {
+        /// The ranges, sorted and coalesced.
+        ranges: Vec<Range<u64>>,
+        /// The sync was made to fail.
+        failed: bool,
+    },
+    /// [`Storage::sync_all`].
+    SyncAll {
+        /// The sync was made to fail.
+        failed: bool,
+    },
+    /// [`Storage::grow`].
+    Grow {
+        /// Length before.
+        from_len_bytes: u64,
+        /// Length asked for.
+        to_len_bytes: u64,
+        /// The growth was made to fail.
+        failed: bool,
+    },
+}
+
+/// An in-memory [`Storage`] that models the crash behaviour of SPEC.md §5.
+///
+/// It keeps three images of the same bytes:
+/// * the *volatile* image: what reads return (the page cache and the memory map);
+/// * the *clean* image: what the page cache believes the medium holds (a failed sync marks its
+///   dirty sectors clean even when they never arrived: "fsyncgate");
+/// * the *durable* image: what the medium holds, and what survives a crash.
+///
+/// Sectors where the volatile image differs from the clean one are *in flight*: a crash may keep
+/// any subset of them. [`crash_image`](Self::crash_image) builds such a survivor, and
+/// [`SimStorage::from_image`] turns it back into a storage to recover from.
+///
+/// It counts syncs and growths, records them as [`SimEvent`]s, and can be told to fail the
+/// N-th of either.
+///
+/// ```
+/// use mappedpages::{CrashLength, Pager, SectorSize, SimStorage};
+///
+/// let mut pager = Pager::<1024, SimStorage>::create_in(SimStorage::new()).unwrap();
+/// let id = pager.alloc().unwrap();
+///
+/// // Every sync so far completed: the durable image alone holds the allocation.
+/// let image = pager.storage().crash_image(SectorSize::S512, &[], CrashLength::Durable);
+/// let recovered = Pager::<1024, SimStorage>::open_in(SimStorage::from_image(image)).unwrap();
+/// assert!(recovered.is_allocated(id));
+/// ```
+#[derive(Clone, Debug, Default)]
+pub struct SimStorage {
+    volatile: Vec<u8>,
+    clean: Vec<u8>,
+    durable: Vec<u8>,
+    durable_len_bytes: u64,
+    events: Vec<SimEvent>,
+    sync_count: u64,
+    grow_count: u64,
+    fail_sync_at: Option<u64>,
+    fail_grow_at: Option<u64>,
+    failed_sync_keeps: Option<FailedSyncKeeps>,
+}
+
+/// A small deterministic generator (splitmix64) for seeded subsets.
+fn splitmix64(state: &mut u64) -> u64 {
+    *state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    let mut z = *state;
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+impl SimStorage {
+    /// An empty storage (length 0).
+    pub fn new() -> SimStorage {
+        SimStorage::default()
+    }
+
+    /// A storage whose durable, clean and volatile images are all `image` (as after a reboot).
+    pub fn from_image(image: Vec<u8>) -> SimStorage {
+        SimStorage {
+            durable_len_bytes: image.len() as u64,
+            clean: image.clone(),
+            durable: image.clone(),
+            volatile: image,
+            ..SimStorage::default()
+        }
+    }
+
+    /// Makes the sync with zero-based index `index` (counting every `sync_ranges` and `sync_all`
+    /// since creation) fail, keeping the sectors chosen by `keeps`.
+    pub fn fail_sync_at(&mut self, index: u64, keeps: FailedSyncKeeps) {
+        self.fail_sync_at = Some(index);
+        self.failed_sync_keeps = Some(keeps);
+    }
+
+    /// Makes the growth with zero-based index `index` fail (nothing changes).
+    pub fn fail_grow_at(&mut self, index: u64) {
+        self.fail_grow_at = Some(index);
+    }
+
+    /// Syncs so far (successful or not).
+    pub fn sync_count(&self) -> u64 {
+        self.sync_count
+    }
+
+    /// Growths so far (successful or not).
+    pub fn grow_count(&self) -> u64 {
+        self.grow_count
+    }
+
+    /// Every sync and growth so far.
+    pub fn events(&self) -> &[SimEvent] {
+        &self.events
+    }
+
+    /// Forgets the recorded events (counters keep running).
+    pub fn clear_events(&mut self) {
+        self.events.clear();
+    }
+
+    /// The length that a crash keeps for certain.
+    pub fn durable_len_bytes(&self) -> u64 {
+        self.durable_len_bytes
+    }
+
+    /// Indices of the sectors in flight: written since the last sync that covered them.
+    pub fn in_flight_sectors(&self, sector_size: SectorSize) -> Vec<u64> {
+        let size = sector_size.bytes() as usize;
+        self.volatile
+            .chunks(size)
+            .zip(self.clean.chunks(size))
+            .enumerate()
+            .filter(|(_, (volatile, clean))| volatile != clean)
+            .map(|(index, _)| index as u64)
+            .collect()
+    }
+
+    /// What the medium holds after a crash now: the durable image, plus the volatile contents of
+    /// `kept_sectors` (indices of in-flight sectors in units of `sector_size`; others are
+    /// ignored), at the length chosen by `length`.
+    pub fn crash_image(
+        &self,
+        sector_size: SectorSize,
+        kept_sectors: &[u64],
+        length: CrashLength,
+    ) -> Vec<u8> {
+        let len = match length {
+            CrashLength::Durable => self.durable_len_bytes,
+            CrashLength::Current => self.volatile.len() as u64,
+        } as usize;
+        let mut image = self.durable[..len.min(self.durable.len())].to_vec();
+        image.resize(len, 0);
+        let size = sector_size.bytes() as usize;
+        for &sector in kept_sectors {
+            let start = (sector as usize).saturating_mul(size);
+            if start >= len {
+                continue;
+            }
+            let end = (start + size).min(len);
+            if self.volatile[start..end] != self.clean[start..end] {
+                image[start..end].copy_from_slice(&self.volatile[start..end]);
+            }
+        }
+        image
+    }
+
+    /// The durable image alone (a crash that kept nothing in flight, at the durable length).
+    pub fn durable_image(&self) -> Vec<u8> {
+        self.crash_image(SectorSize::S512, &[], CrashLength::Durable)
+    }
+
+    /// The volatile image (a crash after everything was written back).
+    pub fn volatile_image(&self) -> Vec<u8> {
+        self.volatile.clone()
+    }
+
+    fn check_range(&self, range: &Range<u64>) -> io::Result<()> {
+        if range.start > range.end || range.end > self.volatile.len() as u64 {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "sync range {range:?} outside the storage of {} bytes",
+                    self.volatile.len()
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Calls `write` for every 512-byte sector of `ranges` whose volatile bytes differ from the
+    /// clean image, then marks it clean.
+    fn for_each_dirty_sector(
+        &mut self,
+        ranges: &[Range<u64>],
+        mut write: impl FnMut(&mut SimStorage, usize, usize),
+    ) {
+        let sector = SectorSize::S512.bytes() as usize;
+        for range in ranges {
+            let mut start = range.start as usize;
+            while start < range.end as usize {
+                let end = (start + sector).min(range.end as usize);
+                if self.volatile[start..end] != self.clean[start..end] {
+                    write(self, start, end);
+                    let (volatile, clean) =
+                        (&self.volatile[start..end], &mut self.clean[start..end]);
+                    clean.copy_from_slice(volatile);
+                }
+                start = end;
+            }
+        }
+    }
+
+    /// Applies one barrier over `ranges`. Returns whether it was made to fail.
+    fn barrier(&mut self, ranges: &[Range<u64>]) -> bool {
+        let index = self.sync_count;
+        self.sync_count += 1;
+        let fail = self.fail_sync_at == Some(index);
+        if !fail {
+            // Only dirty sectors are written: a sector a failed sync marked clean stays lost.
+            self.for_each_dirty_sector(ranges, |sim, start, end| {
+                sim.durable[start..end].copy_from_slice(&sim.volatile[start..end]);
+            });
+            self.durable_len_bytes = self.volatile.len() as u64;
+            return false;
+        }
+        // Failed sync: each dirty sector may or may not have arrived; all are now "clean".
+        let keeps = self.failed_sync_keeps.unwrap_or(FailedSyncKeeps::Nothing);
+        let mut seed = match keeps {
+            FailedSyncKeeps::Seeded(seed) => seed,
+            _ => 0,
+        };
+        self.for_each_dirty_sector(ranges, |sim, start, end| {
+            let keep = match keeps {
+                FailedSyncKeeps::Nothing => false,
+                FailedSyncKeeps::Everything => true,
+                FailedSyncKeeps::Seeded(_) => splitmix64(&mut seed) & 1 == 1,
+            };
+            if keep {
+                sim.durable[start..end].copy_from_slice(&sim.volatile[start..end]);
+            }
+        });
+        true
+    }
+}
+
+fn injected(what: &str) -> io::Error {
+    io::Error::other(format!("injected {what} failure (SimStorage)"))
+}
+
+impl Storage for SimStorage {
+    fn len_bytes(&self) -> u64 {
+        self.volatile.len() as u64
+    }
+
+    fn grow(&mut self, new_len_bytes: u64) -> io::Result<()> {
+        let index = self.grow_count;
+        self.grow_count += 1;
+        let from_len_bytes = self.volatile.len() as u64;
+        let failed = self.fail_grow_at == Some(index) || new_len_bytes <= from_len_bytes;
+        self.events.push(SimEvent::Grow {
+            from_len_bytes,
+            to_len_bytes: new_len_bytes,
+            failed,
+        });
+        if new_len_bytes <= from_len_bytes {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "grow must extend the storage",
+            ));
+        }
+        if failed {
+            return Err(injected("growth"));
+        }
+        let new_len = usize::try_from(new_len_bytes)
+            .map_err(|_| io::Error::new(io::ErrorKind::OutOfMemory, "length exceeds usize"))?;
+        self.volatile.resize(new_len, 0);
+        self.clean.resize(new_len, 0);
+        self.durable.resize(new_len, 0);
+        Ok(())
+    }
+
+    fn bytes(&self) -> &[u8] {
+        &self.volatile
+    }
+
+    fn bytes_mut(&mut self) -> &mut [u8] {
+        &mut self.volatile
+    }
+
+    fn sync_ranges(&mut self, ranges: &[Range<u64>]) -> io::Result<()> {
+        for range in ranges {
+            self.check_range(range)?;
+        }
+        let merged = coalesce(ranges);
+        let failed = self.barrier(&merged);
+        self.events.push(SimEvent::Sync {
+            ranges: merged,
+            failed,
+        });
+        if failed {
+            return Err(injected("sync"));
+        }
+        Ok(())
+    }
+
+    fn sync_all(&mut self) -> io::Result<()> {
+        let whole = [0..self.volatile.len() as u64];
+        let failed = self.barrier(&whole);
+        self.events.push(SimEvent::SyncAll { failed });
+        if failed {
+            return Err(injected("sync"));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unsynced_writes_are_in_flight_until_synced() {
+        let mut s = SimStorage::new();
+        s.grow(4096).unwrap();
+        assert_eq!(s.durable_len_bytes(), 0);
+        s.bytes_mut()[10] = 1;
+        s.bytes_mut()[600] = 2;
+        assert_eq!(s.in_flight_sectors(SectorSize::S512), vec![0, 1]);
+        assert_eq!(s.in_flight_sectors(SectorSize::S4096), vec![0]);
+        // Old length: nothing survives.
+        assert!(
+            s.crash_image(SectorSize::S512, &[0, 1], CrashLength::Durable)
+                .is_empty()
+        );
+        // New length, one sector kept.
+        let image = s.crash_image(SectorSize::S512, &[1], CrashLength::Current);
+        assert_eq!((image.len(), image[10], image[600]), (4096, 0, 2));
+        s.sync_ranges(&[0..1024]).unwrap();
+        assert!(s.in_flight_sectors(SectorSize::S512).is_empty());
+        assert_eq!(s.durable_len_bytes(), 4096);
+        assert_eq!(s.durable_image()[600], 2);
+    }
+
+    #[test]
+    fn failed_sync_loses_sectors_for_good() {
+        let mut s = SimStorage::from_image(vec![0; 2048]);
+        s.fail_sync_at(0, FailedSyncKeeps::Nothing);
+        s.bytes_mut()[0] = 9;
+        assert!(s.sync_ranges(&[0..1024]).is_err());
+        // The page cache believes the sector is clean: not in flight, and not durable.
+        assert!(s.in_flight_sectors(SectorSize::S512).is_empty());
+        assert_eq!(s.durable_image()[0], 0);
+        // A later successful sync does not write it either.
+        s.sync_ranges(&[0..1024]).unwrap();
+        assert_eq!(s.durable_image()[0], 0);
+        // Unless it is modified again.
+        s.bytes_mut()[0] = 10;
+        s.sync_ranges(&[0..1024]).unwrap();
+        assert_eq!(s.durable_image()[0], 10);
+        assert_eq!(
+            s.events()[0],
+            SimEvent::Sync {
+                ranges: vec![0..1024],
+                failed: true
+            }
+        );
+    }
+
+    #[test]
+    fn failed_sync_can_keep_everything() {
+        let mut s = SimStorage::from_image(vec![0; 2048]);
+        s.fail_sync_at(0, FailedSyncKeeps::Everything);
+        s.bytes_mut()[1500] = 9;
+        assert!(s.sync_ranges(&[1024..2048]).is_err());
+        assert_eq!(s.durable_image()[1500], 9);
+    }
+
+    #[test]
+    fn failed_growth_changes_nothing() {
+        let mut s = SimStorage::from_image(vec![1; 1024]);
+        s.fail_grow_at(0);
+        assert!(s.grow(4096).is_err());
+        assert_eq!(s.len_bytes(), 1024);
+        s.grow(4096).unwrap();
+        assert_eq!(s.len_bytes(), 4096);
+        assert_eq!(s.grow_count(), 2);
+        assert!(s.grow(10).is_err());
+    }
+
+    #[test]
+    fn sync_range_outside_is_an_error() {
+        let mut s = SimStorage::from_image(vec![0; 1024]);
+        assert!(s.sync_ranges(&[0..2048]).is_err());
+    }
+}
