@@ -202,6 +202,15 @@ pub(crate) fn recover(image: &[u8], geometry: Geometry) -> Result<Recovered, Map
             }
             match found {
                 Some(state) => (state, RecoveryDecision::NewestAfterCorruptSuperblock),
+                None if *sb_error == SuperblockError::BadMagic
+                    && metas
+                        .iter()
+                        .all(|(_, m)| m.as_ref().map_or(true, |m| m.generation == 1)) =>
+                {
+                    // The superblock was never written and only the first commit was attempted:
+                    // a create that did not finish. Nothing was ever committed.
+                    return Err(MappedPageError::NotAMappedPagesFile);
+                }
                 None => {
                     return Err(MappedPageError::CorruptMetadata {
                         detail: format!("{sb_error}; {}", rejections.join("; ")),

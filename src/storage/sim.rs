@@ -108,6 +108,8 @@ pub struct SimStorage {
     fail_sync_at: Option<u64>,
     fail_grow_at: Option<u64>,
     failed_sync_keeps: Option<FailedSyncKeeps>,
+    snapshot_syncs: bool,
+    snapshots: Vec<SimStorage>,
 }
 
 /// A small deterministic generator (splitmix64) for seeded subsets.
@@ -146,6 +148,29 @@ impl SimStorage {
     /// Makes the growth with zero-based index `index` fail (nothing changes).
     pub fn fail_grow_at(&mut self, index: u64) {
         self.fail_grow_at = Some(index);
+    }
+
+    /// From now on, keep a copy of the images just before every sync (and sync_all) is applied:
+    /// the states a crash at that point can leave behind. See [`sync_snapshots`](Self::sync_snapshots).
+    pub fn record_sync_snapshots(&mut self) {
+        self.snapshot_syncs = true;
+    }
+
+    /// The copies kept by [`record_sync_snapshots`](Self::record_sync_snapshots), one per sync in
+    /// order. Each holds the images only (no events, counters or injected faults).
+    pub fn sync_snapshots(&self) -> &[SimStorage] {
+        &self.snapshots
+    }
+
+    /// A copy of the three images and the durable length, without events, counters or faults.
+    pub fn images_only(&self) -> SimStorage {
+        SimStorage {
+            volatile: self.volatile.clone(),
+            clean: self.clean.clone(),
+            durable: self.durable.clone(),
+            durable_len_bytes: self.durable_len_bytes,
+            ..SimStorage::default()
+        }
     }
 
     /// Syncs so far (successful or not).
@@ -262,6 +287,10 @@ impl SimStorage {
 
     /// Applies one barrier over `ranges`. Returns whether it was made to fail.
     fn barrier(&mut self, ranges: &[Range<u64>]) -> bool {
+        if self.snapshot_syncs {
+            let snapshot = self.images_only();
+            self.snapshots.push(snapshot);
+        }
         let index = self.sync_count;
         self.sync_count += 1;
         let fail = self.fail_sync_at == Some(index);
