@@ -181,7 +181,7 @@ impl Geometry {
 
     /// A page count is valid when the last group holds both its slot pages and one data page.
     pub fn is_valid_page_count(self, page_count: u64) -> bool {
-        if page_count < MIN_PAGE_COUNT || page_count > MAX_PAGE_COUNT {
+        if !(MIN_PAGE_COUNT..=MAX_PAGE_COUNT).contains(&page_count) {
             return false;
         }
         if page_count

@@ -184,7 +184,7 @@ pub(crate) fn recover(image: &[u8], geometry: Geometry) -> Result<Recovered, Map
                     detail: format!("{sb_error}; {detail}"),
                 });
             }
-            candidates.sort_by(|a, b| b.1.cmp(&a.1));
+            candidates.sort_by_key(|candidate| std::cmp::Reverse(candidate.1));
             if candidates.len() == 2 && candidates[0].1 == candidates[1].1 {
                 return Err(MappedPageError::CorruptMetadata {
                     detail: format!(
@@ -246,10 +246,10 @@ fn probe_page_size(image: &[u8], geometry: Geometry) -> Option<u64> {
         if size as u64 != geometry.page_size() {
             let other = Geometry::new(size);
             for slot in [MetaSlot::A, MetaSlot::B] {
-                if let Some(bytes) = page(image, other, slot.page()) {
-                    if MetaPage::decode(bytes, other).is_ok() {
-                        return Some(size as u64);
-                    }
+                if let Some(bytes) = page(image, other, slot.page())
+                    && MetaPage::decode(bytes, other).is_ok()
+                {
+                    return Some(size as u64);
                 }
             }
         }
@@ -388,10 +388,10 @@ fn future_pages(
 ) -> Vec<u64> {
     let mut pages = Vec::new();
     for (slot, meta) in metas {
-        if let Ok(meta) = meta {
-            if meta.generation > state.generation {
-                pages.push(slot.page());
-            }
+        if let Ok(meta) = meta
+            && meta.generation > state.generation
+        {
+            pages.push(slot.page());
         }
     }
     let file_pages = image.len() as u64 / geometry.page_size();
@@ -399,12 +399,11 @@ fn future_pages(
     while geometry.slot_page(group, 1) < file_pages {
         for slot_index in 0..2u8 {
             let page_index = geometry.slot_page(group, slot_index);
-            if let Some(bytes) = page(image, geometry, page_index) {
-                if let Ok((header, _)) = decode_group_slot(bytes, geometry, group) {
-                    if header.generation > state.generation {
-                        pages.push(page_index);
-                    }
-                }
+            if let Some(bytes) = page(image, geometry, page_index)
+                && let Ok((header, _)) = decode_group_slot(bytes, geometry, group)
+                && header.generation > state.generation
+            {
+                pages.push(page_index);
             }
         }
         group += 1;

@@ -175,11 +175,13 @@ impl AllocState {
             let same_group =
                 self.geometry.group_of(last.first_page) == self.geometry.group_of(first);
             let last_end = last.end_page();
-            if same_group && last.kind == kind && last_end == first {
-                if let Ok(count) = u32::try_from(end - last.first_page) {
-                    last.page_count = count;
-                    return;
-                }
+            if same_group
+                && last.kind == kind
+                && last_end == first
+                && let Ok(count) = u32::try_from(end - last.first_page)
+            {
+                last.page_count = count;
+                return;
             }
             // The opposite of the tail (or head) of the last entry undoes it: shrinking the entry
             // replays to the same bitmap, because the last entry is the newest word on these pages.

@@ -101,6 +101,9 @@ pub struct SimStorage {
     volatile: Vec<u8>,
     clean: Vec<u8>,
     durable: Vec<u8>,
+    /// True while nothing was written since `from_image`: `clean` and `durable` are then empty
+    /// and stand for copies of `volatile` (opening a crash image costs no copies until a write).
+    images_shared: bool,
     durable_len_bytes: u64,
     events: Vec<SimEvent>,
     sync_count: u64,
@@ -131,9 +134,8 @@ impl SimStorage {
     pub fn from_image(image: Vec<u8>) -> SimStorage {
         SimStorage {
             durable_len_bytes: image.len() as u64,
-            clean: image.clone(),
-            durable: image.clone(),
             volatile: image,
+            images_shared: true,
             ..SimStorage::default()
         }
     }
@@ -168,8 +170,34 @@ impl SimStorage {
             volatile: self.volatile.clone(),
             clean: self.clean.clone(),
             durable: self.durable.clone(),
+            images_shared: self.images_shared,
             durable_len_bytes: self.durable_len_bytes,
             ..SimStorage::default()
+        }
+    }
+
+    fn clean_image(&self) -> &[u8] {
+        if self.images_shared {
+            &self.volatile
+        } else {
+            &self.clean
+        }
+    }
+
+    fn durable_bytes(&self) -> &[u8] {
+        if self.images_shared {
+            &self.volatile
+        } else {
+            &self.durable
+        }
+    }
+
+    /// Gives `clean` and `durable` their own copies before the first write.
+    fn unshare_images(&mut self) {
+        if self.images_shared {
+            self.clean = self.volatile.clone();
+            self.durable = self.volatile.clone();
+            self.images_shared = false;
         }
     }
 
@@ -203,7 +231,7 @@ impl SimStorage {
         let size = sector_size.bytes() as usize;
         self.volatile
             .chunks(size)
-            .zip(self.clean.chunks(size))
+            .zip(self.clean_image().chunks(size))
             .enumerate()
             .filter(|(_, (volatile, clean))| volatile != clean)
             .map(|(index, _)| index as u64)
@@ -223,7 +251,8 @@ impl SimStorage {
             CrashLength::Durable => self.durable_len_bytes,
             CrashLength::Current => self.volatile.len() as u64,
         } as usize;
-        let mut image = self.durable[..len.min(self.durable.len())].to_vec();
+        let durable = self.durable_bytes();
+        let mut image = durable[..len.min(durable.len())].to_vec();
         image.resize(len, 0);
         let size = sector_size.bytes() as usize;
         for &sector in kept_sectors {
@@ -232,7 +261,7 @@ impl SimStorage {
                 continue;
             }
             let end = (start + size).min(len);
-            if self.volatile[start..end] != self.clean[start..end] {
+            if self.volatile[start..end] != self.clean_image()[start..end] {
                 image[start..end].copy_from_slice(&self.volatile[start..end]);
             }
         }
@@ -269,6 +298,9 @@ impl SimStorage {
         ranges: &[Range<u64>],
         mut write: impl FnMut(&mut SimStorage, usize, usize),
     ) {
+        if self.images_shared {
+            return; // nothing written since the image was loaded: nothing is dirty
+        }
         let sector = SectorSize::S512.bytes() as usize;
         for range in ranges {
             let mut start = range.start as usize;
@@ -352,6 +384,7 @@ impl Storage for SimStorage {
         }
         let new_len = usize::try_from(new_len_bytes)
             .map_err(|_| io::Error::new(io::ErrorKind::OutOfMemory, "length exceeds usize"))?;
+        self.unshare_images();
         self.volatile.resize(new_len, 0);
         self.clean.resize(new_len, 0);
         self.durable.resize(new_len, 0);
@@ -363,6 +396,7 @@ impl Storage for SimStorage {
     }
 
     fn bytes_mut(&mut self) -> &mut [u8] {
+        self.unshare_images();
         &mut self.volatile
     }
 
