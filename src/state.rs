@@ -211,24 +211,45 @@ impl AllocState {
     }
 
     /// Chooses the groups the next commit writes as slot pages ("folds"), and removes their log
-    /// entries. A group must be folded when the log would not fit in a metadata page, and every
-    /// group below a folded one must be materialized. `materialize_all` folds every group (used
-    /// by the first commit of a new file).
+    /// entries:
+    ///
+    /// * every group without a slot on disk ("fresh", at or past `materialized_groups`) that the
+    ///   log touches is materialized now, together with the fresh groups below it (groups
+    ///   materialize in order), so the log never describes a fresh group after a commit and no
+    ///   later commit pays for an earlier one's fresh groups;
+    /// * when the rest of the log would not fit in a metadata page, the materialized groups with
+    ///   the most entries are folded until it fits.
+    ///
+    /// `materialize_all` materializes every group (the first commit of a new file).
     pub(crate) fn plan_folds(&mut self, materialize_all: bool) -> Vec<u64> {
-        let capacity = self.geometry.log_capacity();
-        let mut folds: Vec<u64> = Vec::new();
-        if self.log.len() > capacity {
-            let mut counts: std::collections::BTreeMap<u64, usize> =
-                std::collections::BTreeMap::new();
-            for entry in &self.log {
-                *counts
-                    .entry(self.geometry.group_of(entry.first_page))
-                    .or_default() += 1;
+        let geometry = self.geometry;
+        let capacity = geometry.log_capacity();
+        let materialized = self.materialized_groups;
+        let highest_fresh = if materialize_all {
+            Some(geometry.group_count(self.page_count) - 1)
+        } else {
+            self.log
+                .iter()
+                .map(|entry| geometry.group_of(entry.first_page))
+                .filter(|&group| group >= materialized)
+                .max()
+        };
+        let mut folds: Vec<u64> = match highest_fresh {
+            Some(highest) => (materialized..=highest).collect(),
+            None => Vec::new(),
+        };
+        let mut counts: std::collections::BTreeMap<u64, usize> = std::collections::BTreeMap::new();
+        for entry in &self.log {
+            let group = geometry.group_of(entry.first_page);
+            if group < materialized {
+                *counts.entry(group).or_default() += 1;
             }
+        }
+        let mut remaining: usize = counts.values().sum();
+        if remaining > capacity {
             let mut by_count: Vec<(u64, usize)> = counts.into_iter().collect();
             // Most entries first; the lowest group breaks ties so the choice is deterministic.
             by_count.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
-            let mut remaining = self.log.len();
             for (group, count) in by_count {
                 if remaining <= capacity {
                     break;
@@ -237,18 +258,7 @@ impl AllocState {
                 remaining -= count;
             }
         }
-        let groups = self.geometry.group_count(self.page_count);
-        let highest = if materialize_all {
-            Some(groups - 1)
-        } else {
-            folds.iter().copied().max()
-        };
-        if let Some(highest) = highest {
-            folds.extend(self.materialized_groups..=highest);
-        }
         folds.sort_unstable();
-        folds.dedup();
-        let geometry = self.geometry;
         self.log.retain(|entry| {
             folds
                 .binary_search(&geometry.group_of(entry.first_page))
@@ -359,8 +369,23 @@ mod tests {
         s.apply(&runs);
         s.apply(&[alloc(5, 6)]);
         let folds = s.plan_folds(false);
-        // Group 1 has the entries; group 0 lies below it and was never materialized.
+        // Nothing is materialized yet: groups 0 and 1 (touched) are, group 2 (untouched) waits.
         assert_eq!(folds, vec![0, 1]);
         assert!(s.log.is_empty());
+        s.materialized_groups = 2;
+        s.group_slots = vec![0, 0];
+        let runs: Vec<PageRun> = (0..100)
+            .map(|i| free(base + 2 * i, base + 2 * i + 1))
+            .collect();
+        s.apply(&runs);
+        s.apply(&[free(5, 6)]);
+        // Over capacity: group 1 (100 entries) is folded, group 0's single entry stays.
+        assert_eq!(s.plan_folds(false), vec![1]);
+        assert_eq!(s.log.len(), 1);
+        // A change in the fresh group 2 materializes it at once.
+        let fresh = 2 * g.pages_per_group() + 2;
+        s.apply(&[alloc(fresh, fresh + 1)]);
+        assert_eq!(s.plan_folds(false), vec![2]);
+        assert_eq!(s.log.len(), 1);
     }
 }
