@@ -6,6 +6,7 @@ use std::io;
 use std::ops::Range;
 
 use crate::format::{GroupSlotHeader, Superblock, encode_group_slot};
+use crate::mutants::{Mutant, active};
 use crate::state::AllocState;
 use crate::storage::Storage;
 
@@ -51,6 +52,7 @@ pub(crate) fn commit<S: Storage>(
     let mut materialized = state.materialized_groups;
     for &group in folds {
         let slot = match state.group_slots.get(group as usize) {
+            Some(&current) if active(Mutant::FoldIntoCurrentSlot) => current,
             Some(&current) => 1 - current,
             None => {
                 assert_eq!(group, materialized, "groups materialize in order");
@@ -72,7 +74,11 @@ pub(crate) fn commit<S: Storage>(
     }
 
     // Step 2: the inactive metadata copy.
-    let target = state.active_meta.other();
+    let target = if active(Mutant::WriteActiveCopyInPlace) && state.generation > 0 {
+        state.active_meta
+    } else {
+        state.active_meta.other()
+    };
     let meta = state.meta_page(generation, folds.len() as u64, materialized);
     let meta_range = page_range(state, target.page());
     let meta_checksum = meta.encode(
@@ -81,10 +87,6 @@ pub(crate) fn commit<S: Storage>(
     );
     barrier_ranges.push(meta_range);
 
-    // Step 3: barrier. Until it returns, the superblock still names the old copy.
-    storage.sync_ranges(&barrier_ranges)?;
-
-    // Step 4: flip the superblock (one 512-byte sector) and make it durable.
     let superblock = Superblock {
         page_size: geometry.page_size(),
         active_meta: target,
@@ -92,8 +94,21 @@ pub(crate) fn commit<S: Storage>(
         active_meta_checksum: meta_checksum,
     };
     let record = superblock.encode();
+    if active(Mutant::FlipBeforeMetadataDurable) {
+        storage.bytes_mut()[..record.len()].copy_from_slice(&record);
+        barrier_ranges.push(0..page_size as u64);
+    }
+
+    // Step 3: barrier. Until it returns, the superblock still names the old copy.
+    if !active(Mutant::SkipMetadataBarrier) {
+        storage.sync_ranges(&barrier_ranges)?;
+    }
+
+    // Step 4: flip the superblock (one 512-byte sector) and make it durable.
     storage.bytes_mut()[..record.len()].copy_from_slice(&record);
-    storage.sync_ranges(&[0..page_size as u64])?;
+    if !active(Mutant::SkipSuperblockBarrier) {
+        storage.sync_ranges(&[0..page_size as u64])?;
+    }
 
     // Step 5: only now does memory say the new state is committed.
     state.generation = generation;

@@ -86,6 +86,10 @@ mod bitmap;
 mod commit;
 mod error;
 pub mod format;
+#[cfg(feature = "mutants")]
+pub mod mutants;
+#[cfg(not(feature = "mutants"))]
+mod mutants;
 mod page;
 mod pager;
 mod recovery;

@@ -6,6 +6,7 @@ use std::path::Path;
 use crate::commit::commit;
 use crate::error::{IoOperation, MappedPageError};
 use crate::format::{Geometry, LogKind, MAX_PAGE_SIZE, MIN_PAGE_SIZE, SCRUB_BYTES};
+use crate::mutants::{Mutant, active};
 use crate::page::{MappedPage, PageId};
 use crate::recovery::{RecoveryDecision, recover};
 use crate::state::{AllocState, PageRun};
@@ -405,9 +406,13 @@ impl<const PAGE_SIZE: usize, S: Storage> Pager<PAGE_SIZE, S> {
     fn commit_runs(&mut self, runs: &[PageRun], operation: &str) -> Result<(), MappedPageError> {
         self.state.apply(runs);
         let folds = self.state.plan_folds(false);
-        commit(&mut self.storage, &mut self.state, &folds)
-            .map_err(|e| self.poison(operation, e))?;
-        Ok(())
+        match commit(&mut self.storage, &mut self.state, &folds) {
+            Ok(_) => Ok(()),
+            Err(error) if active(Mutant::KeepStateAfterFailedSync) => {
+                Err(MappedPageError::io(IoOperation::Sync, error))
+            }
+            Err(error) => Err(self.poison(operation, error)),
+        }
     }
 
     /// Allocates one page and commits. Grows the file if no page is free.

@@ -7,6 +7,7 @@ use crate::format::{
     GROUP0_SLOT_PAGES, Geometry, LogKind, MAX_PAGE_SIZE, MIN_PAGE_COUNT, MIN_PAGE_SIZE, MetaError,
     MetaPage, MetaSlot, Superblock, SuperblockError, decode_group_slot, slot_bitmap_word,
 };
+use crate::mutants::{Mutant, active};
 use crate::state::AllocState;
 
 /// Which row of the recovery table (SPEC.md §4.2) decided.
@@ -64,7 +65,13 @@ pub(crate) fn recover(image: &[u8], geometry: Geometry) -> Result<Recovered, Map
     let decode = |slot: MetaSlot| {
         page(image, geometry, slot.page())
             .ok_or(MetaError::Truncated)
-            .and_then(|bytes| MetaPage::decode(bytes, geometry))
+            .and_then(|bytes| {
+                if active(Mutant::TrustBadChecksum) {
+                    MetaPage::decode_ignoring_checksum(bytes, geometry)
+                } else {
+                    MetaPage::decode(bytes, geometry)
+                }
+            })
     };
     let metas = [
         (MetaSlot::A, decode(MetaSlot::A)),
@@ -127,7 +134,10 @@ pub(crate) fn recover(image: &[u8], geometry: Geometry) -> Result<Recovered, Map
                 None => {
                     let other = selected.other();
                     let next = match meta_of(other) {
-                        Ok(meta) if meta.generation == sb.active_generation + 1 => {
+                        Ok(meta)
+                            if meta.generation == sb.active_generation + 1
+                                || active(Mutant::FallBackBlindly) =>
+                        {
                             try_load(other, &mut rejections)
                         }
                         Ok(meta) => {
@@ -220,7 +230,11 @@ pub(crate) fn recover(image: &[u8], geometry: Geometry) -> Result<Recovered, Map
         }
     };
 
-    let scrub_pages = future_pages(image, geometry, &state, &metas);
+    let scrub_pages = if active(Mutant::SkipScrub) {
+        Vec::new()
+    } else {
+        future_pages(image, geometry, &state, &metas)
+    };
     let chosen_checksum =
         checksum_of(state.active_meta).expect("a loaded metadata copy lies inside the image");
     let wanted = Superblock {
@@ -287,7 +301,7 @@ fn load_candidate(
             let Ok((header, bits)) = decode_group_slot(bytes, geometry, group) else {
                 continue;
             };
-            if header.generation > meta.generation {
+            if header.generation > meta.generation && !active(Mutant::IgnoreSlotGenerationBound) {
                 continue;
             }
             if header.generation == meta.generation {

@@ -1,0 +1,113 @@
+//! Deliberately broken variants of the commit and recovery protocols, for proving that the crash
+//! explorer (crashsim) can fail.
+//!
+//! Compiled into the public API only with the `mutants` cargo feature, which nothing enables by
+//! default; without it every hook is a constant `false` and compiles away. At most one mutant is
+//! active per process at a time.
+//!
+//! ```
+//! # #[cfg(feature = "mutants")] {
+//! use mappedpages::mutants::{self, Mutant};
+//!
+//! mutants::set_active(Some(Mutant::SkipMetadataBarrier));
+//! assert_eq!(mutants::active_mutant(), Some(Mutant::SkipMetadataBarrier));
+//! mutants::set_active(None);
+//! # }
+//! ```
+
+/// A deliberately broken protocol variant.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[cfg_attr(not(feature = "mutants"), allow(dead_code))]
+pub enum Mutant {
+    /// Commit: skip the barrier that makes the new metadata copy and folded slots durable.
+    SkipMetadataBarrier,
+    /// Commit: write the superblock before the metadata copy is durable (one barrier for both).
+    FlipBeforeMetadataDurable,
+    /// Commit: write the new state into the active metadata copy, in place.
+    WriteActiveCopyInPlace,
+    /// Commit: skip the barrier after the superblock flip (acknowledge before it is durable).
+    SkipSuperblockBarrier,
+    /// Commit: fold a group into its current slot, in place.
+    FoldIntoCurrentSlot,
+    /// Recovery: take a group's newest valid slot even if it is newer than the metadata copy.
+    IgnoreSlotGenerationBound,
+    /// Recovery: accept a metadata copy whose checksum does not match.
+    TrustBadChecksum,
+    /// Recovery: when the selected copy is unusable, take the other copy whatever its generation.
+    FallBackBlindly,
+    /// Recovery: do not invalidate pages left by a commit that never completed.
+    SkipScrub,
+    /// Pager: after a failed sync, keep the in-memory change and stay usable (no poisoning).
+    KeepStateAfterFailedSync,
+}
+
+#[cfg_attr(not(feature = "mutants"), allow(dead_code))]
+impl Mutant {
+    /// Every mutant, in declaration order.
+    pub const ALL: [Mutant; 10] = [
+        Mutant::SkipMetadataBarrier,
+        Mutant::FlipBeforeMetadataDurable,
+        Mutant::WriteActiveCopyInPlace,
+        Mutant::SkipSuperblockBarrier,
+        Mutant::FoldIntoCurrentSlot,
+        Mutant::IgnoreSlotGenerationBound,
+        Mutant::TrustBadChecksum,
+        Mutant::FallBackBlindly,
+        Mutant::SkipScrub,
+        Mutant::KeepStateAfterFailedSync,
+    ];
+
+    /// A stable kebab-case name, for command lines and reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            Mutant::SkipMetadataBarrier => "skip-metadata-barrier",
+            Mutant::FlipBeforeMetadataDurable => "flip-before-metadata-durable",
+            Mutant::WriteActiveCopyInPlace => "write-active-copy-in-place",
+            Mutant::SkipSuperblockBarrier => "skip-superblock-barrier",
+            Mutant::FoldIntoCurrentSlot => "fold-into-current-slot",
+            Mutant::IgnoreSlotGenerationBound => "ignore-slot-generation-bound",
+            Mutant::TrustBadChecksum => "trust-bad-checksum",
+            Mutant::FallBackBlindly => "fall-back-blindly",
+            Mutant::SkipScrub => "skip-scrub",
+            Mutant::KeepStateAfterFailedSync => "keep-state-after-failed-sync",
+        }
+    }
+
+    /// The mutant called `name` (see [`name`](Self::name)).
+    pub fn from_name(name: &str) -> Option<Mutant> {
+        Mutant::ALL.into_iter().find(|m| m.name() == name)
+    }
+}
+
+#[cfg(feature = "mutants")]
+static ACTIVE: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// Activates `mutant` for the whole process (`None` restores the correct protocol).
+#[cfg(feature = "mutants")]
+pub fn set_active(mutant: Option<Mutant>) {
+    let value = mutant.map_or(0, |m| m as usize + 1);
+    ACTIVE.store(value, std::sync::atomic::Ordering::SeqCst);
+}
+
+/// The active mutant, if any.
+#[cfg(feature = "mutants")]
+pub fn active_mutant() -> Option<Mutant> {
+    let value = ACTIVE.load(std::sync::atomic::Ordering::SeqCst);
+    value
+        .checked_sub(1)
+        .and_then(|index| Mutant::ALL.get(index).copied())
+}
+
+/// True when `mutant` is the active one. Always false without the `mutants` feature.
+#[inline(always)]
+pub(crate) fn active(mutant: Mutant) -> bool {
+    #[cfg(feature = "mutants")]
+    {
+        active_mutant() == Some(mutant)
+    }
+    #[cfg(not(feature = "mutants"))]
+    {
+        let _ = mutant;
+        false
+    }
+}
