@@ -1,0 +1,336 @@
+//! The built-in scenario: regular-page allocation workloads checked against the set of
+//! acknowledged allocations.
+
+use std::collections::BTreeSet;
+
+use mappedpages::{MappedPageError, PageId, Pager, SimStorage};
+
+use crate::subsets::splitmix64;
+use crate::{Allowed, Finding, Matched, Recorder, Scenario};
+
+/// One operation of a workload. Frees name pages by their rank among the allocated ones, so a
+/// workload is a fixed sequence whatever ids the pager hands out.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Op {
+    /// `alloc()`.
+    Alloc,
+    /// `alloc_bulk(n)`.
+    AllocBulk(usize),
+    /// `free` of the allocated page of this rank (modulo the number allocated).
+    Free(usize),
+    /// `free_bulk` of `count` allocated pages, every `step`-th from rank `start`.
+    FreeBulk {
+        /// First rank.
+        start: usize,
+        /// Distance between ranks.
+        step: usize,
+        /// How many.
+        count: usize,
+    },
+}
+
+/// The model: the set of allocated data pages.
+pub type AllocModel = BTreeSet<u64>;
+
+/// A named sequence of [`Op`]s over a `Pager<P, SimStorage>`.
+#[derive(Clone, Debug)]
+pub struct AllocScenario<const P: usize> {
+    name: String,
+    seed: u64,
+    ops: Vec<Op>,
+}
+
+impl<const P: usize> AllocScenario<P> {
+    /// A scenario running `ops`.
+    pub fn new(name: impl Into<String>, seed: u64, ops: Vec<Op>) -> Self {
+        AllocScenario {
+            name: name.into(),
+            seed,
+            ops,
+        }
+    }
+
+    /// The operations.
+    pub fn ops(&self) -> &[Op] {
+        &self.ops
+    }
+}
+
+/// Applies `op`; on success returns the model after it.
+fn apply<const P: usize>(
+    pager: &mut Pager<P, SimStorage>,
+    model: &AllocModel,
+    op: Op,
+) -> Result<Result<AllocModel, MappedPageError>, Finding> {
+    let mut next = model.clone();
+    let nth = |n: usize| model.iter().nth(n % model.len().max(1)).copied();
+    let result = match op {
+        Op::Alloc => pager.alloc().map(|id| vec![id]),
+        Op::AllocBulk(count) => pager.alloc_bulk(count),
+        Op::Free(rank) => {
+            let Some(page) = nth(rank) else {
+                return Ok(Ok(next));
+            };
+            next.remove(&page);
+            pager.free(PageId::from_raw(page)).map(|()| Vec::new())
+        }
+        Op::FreeBulk { start, step, count } => {
+            let pages: Vec<u64> = model
+                .iter()
+                .copied()
+                .skip(start % model.len().max(1))
+                .step_by(step.max(1))
+                .take(count)
+                .collect();
+            for page in &pages {
+                next.remove(page);
+            }
+            pager
+                .free_bulk(pages.into_iter().map(PageId::from_raw).collect())
+                .map(|()| Vec::new())
+        }
+    };
+    match result {
+        Ok(allocated) => {
+            for id in allocated {
+                if !next.insert(id.raw()) {
+                    return Err(Finding::new(
+                        3,
+                        format!(
+                            "{op:?} handed out page {}, which is already allocated",
+                            id.raw()
+                        ),
+                    ));
+                }
+            }
+            Ok(Ok(next))
+        }
+        Err(error) => Ok(Err(error)),
+    }
+}
+
+fn run_ops<const P: usize>(
+    pager: &mut Pager<P, SimStorage>,
+    rec: &mut Recorder<AllocModel>,
+    start: &AllocModel,
+    ops: &[Op],
+) -> Result<(), Finding> {
+    let mut model = start.clone();
+    for &op in ops {
+        match apply(pager, &model, op)? {
+            Ok(next) => {
+                model = next;
+                rec.ack(pager, model.clone());
+            }
+            Err(error) => {
+                rec.failed(pager, &error);
+                if pager.is_poisoned() {
+                    return Ok(());
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+impl<const P: usize> Scenario<P> for AllocScenario<P> {
+    type Model = AllocModel;
+
+    fn name(&self) -> String {
+        self.name.clone()
+    }
+
+    fn seed(&self) -> u64 {
+        self.seed
+    }
+
+    fn initial_model(&self) -> AllocModel {
+        AllocModel::new()
+    }
+
+    fn run(
+        &self,
+        pager: &mut Pager<P, SimStorage>,
+        rec: &mut Recorder<AllocModel>,
+    ) -> Result<(), Finding> {
+        run_ops(pager, rec, &AllocModel::new(), &self.ops)
+    }
+
+    fn resume(
+        &self,
+        pager: &mut Pager<P, SimStorage>,
+        rec: &mut Recorder<AllocModel>,
+        model: &AllocModel,
+    ) -> Result<(), Finding> {
+        let ops = [
+            Op::Alloc,
+            Op::Free(1),
+            Op::AllocBulk(5),
+            Op::FreeBulk {
+                start: 0,
+                step: 2,
+                count: 3,
+            },
+            Op::Alloc,
+        ];
+        run_ops(pager, rec, model, &ops)
+    }
+
+    fn check(
+        &self,
+        pager: &Pager<P, SimStorage>,
+        allowed: &Allowed<'_, AllocModel>,
+    ) -> Result<Matched, Finding> {
+        let same = |model: &AllocModel| {
+            pager.allocated_page_count() == model.len() as u64
+                && pager
+                    .iter_allocated_pages()
+                    .map(|id| id.raw())
+                    .eq(model.iter().copied())
+        };
+        if same(allowed.acknowledged) {
+            return Ok(Matched::Acknowledged);
+        }
+        if let Some(in_flight) = allowed.in_flight {
+            if same(in_flight) {
+                return Ok(Matched::InFlight);
+            }
+        }
+        let recovered: AllocModel = pager.iter_allocated_pages().map(|id| id.raw()).collect();
+        // An allocation acknowledged and not being freed by the operation in flight is lost:
+        // durability (INV-3). Anything else is a state that no commit produced (INV-2).
+        let kept_by_both = |page: &&u64| allowed.in_flight.is_none_or(|m| m.contains(page));
+        if let Some(lost) = allowed
+            .acknowledged
+            .iter()
+            .filter(kept_by_both)
+            .find(|page| !recovered.contains(page))
+        {
+            return Err(Finding::new(
+                3,
+                format!(
+                    "acknowledged page {lost} is free after recovery ({} allocated, {} acknowledged)",
+                    recovered.len(),
+                    allowed.acknowledged.len()
+                ),
+            ));
+        }
+        Err(Finding::new(
+            2,
+            format!(
+                "recovered {} allocated pages: neither the acknowledged state ({}) nor the one in flight ({:?})",
+                recovered.len(),
+                allowed.acknowledged.len(),
+                allowed.in_flight.map(|m| m.len())
+            ),
+        ))
+    }
+}
+
+/// Single allocations and frees, fragmenting until the allocation log folds.
+pub fn single_ops() -> Vec<Op> {
+    let mut ops = vec![Op::Alloc; 30];
+    // Free ranks 3, 4, 5, ...: each skips one survivor, so no two freed pages are adjacent and
+    // each free is its own log entry.
+    ops.extend((0..70).map(|i| Op::Free(3 + i)));
+    ops.extend([Op::Alloc; 10]);
+    ops
+}
+
+/// Bulk allocations and frees of several sizes.
+pub fn bulk_ops() -> Vec<Op> {
+    vec![
+        Op::AllocBulk(5),
+        Op::AllocBulk(40),
+        Op::FreeBulk {
+            start: 1,
+            step: 3,
+            count: 10,
+        },
+        Op::AllocBulk(100),
+        Op::FreeBulk {
+            start: 0,
+            step: 1,
+            count: 30,
+        },
+        Op::AllocBulk(30),
+        Op::FreeBulk {
+            start: 2,
+            step: 2,
+            count: 61,
+        },
+        Op::AllocBulk(70),
+    ]
+}
+
+/// Growth across several steps (16 → 32 → … → 512 pages) with frees in between.
+pub fn growth_ops() -> Vec<Op> {
+    let mut ops = Vec::new();
+    for step in 0..6 {
+        ops.push(Op::AllocBulk(8 << step));
+        ops.push(Op::Alloc);
+        ops.push(Op::Free(step));
+    }
+    ops
+}
+
+/// Allocations across three bitmap groups (1 KiB pages: 7,936 pages per group).
+pub fn groups_ops() -> Vec<Op> {
+    vec![
+        Op::AllocBulk(9_000),
+        Op::Free(8_000),
+        Op::Free(8_100),
+        Op::FreeBulk {
+            start: 10,
+            step: 500,
+            count: 12,
+        },
+        Op::AllocBulk(8_000),
+        Op::Alloc,
+        Op::Free(100),
+    ]
+}
+
+/// Alloc and free of the same pages over and over (the log shrinks entries back).
+pub fn churn_ops() -> Vec<Op> {
+    let mut ops = vec![Op::AllocBulk(6)];
+    for i in 0..40 {
+        ops.push(Op::Alloc);
+        ops.push(Op::Free(usize::MAX - i % 3)); // one of the highest ranks
+    }
+    ops
+}
+
+/// A seeded random mix of every operation; the pager stays under ~400 pages.
+pub fn random_ops(seed: u64, count: usize) -> Vec<Op> {
+    let mut state = seed;
+    let mut next = |bound: u64| splitmix64(&mut state) % bound;
+    let mut allocated: i64 = 0;
+    let mut ops = Vec::with_capacity(count);
+    for _ in 0..count {
+        let roll = next(100);
+        let op = if allocated > 300 || (roll >= 50 && allocated > 0) {
+            if roll % 3 == 0 {
+                let n = 1 + next(30) as usize;
+                allocated -= n.min(allocated as usize) as i64;
+                Op::FreeBulk {
+                    start: next(64) as usize,
+                    step: 1 + next(4) as usize,
+                    count: n,
+                }
+            } else {
+                allocated -= 1;
+                Op::Free(next(1 << 16) as usize)
+            }
+        } else if roll < 30 {
+            allocated += 1;
+            Op::Alloc
+        } else {
+            let n = 1 + next(40) as usize;
+            allocated += n as i64;
+            Op::AllocBulk(n)
+        };
+        ops.push(op);
+    }
+    ops
+}

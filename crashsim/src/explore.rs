@@ -1,0 +1,965 @@
+//! The explorer: enumerate crash states, recover each, check.
+
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use mappedpages::format::Geometry;
+use mappedpages::{
+    CrashLength, FailedSyncKeeps, MappedPageError, Pager, SectorSize, SimStorage, Storage,
+};
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use crate::subsets::subsets;
+use crate::{Allowed, Finding, Matched, Recorder, Scenario};
+
+/// Which kinds of crash states to explore.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Phases {
+    /// Crash before every sync of the workload, with every (or a sampled) subset of the sectors
+    /// in flight, at every configured sector size and both file lengths.
+    pub crashes: bool,
+    /// Crash during recovery's own writes, then recover again (INV-6).
+    pub recovery_crashes: bool,
+    /// Crash, recover, run more operations, crash again.
+    pub chains: bool,
+    /// Fail every sync (keeping none, all, or a seeded subset of its sectors).
+    pub failed_syncs: bool,
+    /// Fail every growth.
+    pub failed_growth: bool,
+    /// Flip a bit in (or zero a sector of) one internal page of a durable image (INV-8).
+    pub media: bool,
+}
+
+impl Phases {
+    /// Every phase.
+    pub fn all() -> Phases {
+        Phases {
+            crashes: true,
+            recovery_crashes: true,
+            chains: true,
+            failed_syncs: true,
+            failed_growth: true,
+            media: true,
+        }
+    }
+}
+
+/// How much to explore.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Sector sizes to tear at.
+    pub sector_sizes: Vec<SectorSize>,
+    /// In-flight sets of at most this many sectors are explored exhaustively (2^n subsets).
+    pub exhaustive_bits: u32,
+    /// Extra seeded random subsets for larger in-flight sets (beyond the named patterns).
+    pub extra_samples: usize,
+    /// Seed of the subset sampling.
+    pub seed: u64,
+    /// Stop after this many crash states (the outcome says it was truncated).
+    pub max_states: u64,
+    /// Stop at this instant (the outcome says it was truncated).
+    pub deadline: Option<Instant>,
+    /// Stop at the first violation.
+    pub stop_at_first_violation: bool,
+    /// What to explore.
+    pub phases: Phases,
+    /// Incremented once per crash state checked (for progress bars).
+    pub progress: Option<Arc<AtomicU64>>,
+}
+
+impl Config {
+    /// Everything, at both sector sizes, with a large budget.
+    pub fn thorough() -> Config {
+        Config {
+            sector_sizes: vec![SectorSize::S512, SectorSize::S4096],
+            exhaustive_bits: 14,
+            extra_samples: 256,
+            seed: 0,
+            max_states: u64::MAX,
+            deadline: None,
+            stop_at_first_violation: false,
+            phases: Phases::all(),
+            progress: None,
+        }
+    }
+
+    /// Everything, with a smaller sample of large in-flight sets: for tests and doc examples.
+    pub fn quick() -> Config {
+        Config {
+            exhaustive_bits: 8,
+            extra_samples: 16,
+            ..Config::thorough()
+        }
+    }
+}
+
+/// The file length a crash image keeps (serializable form of [`CrashLength`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Length {
+    /// The last durable length.
+    Durable,
+    /// The current length.
+    Current,
+}
+
+impl From<Length> for CrashLength {
+    fn from(length: Length) -> CrashLength {
+        match length {
+            Length::Durable => CrashLength::Durable,
+            Length::Current => CrashLength::Current,
+        }
+    }
+}
+
+/// How a failed sync treats its dirty sectors (serializable form of [`FailedSyncKeeps`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Keeps {
+    /// None reach the disk.
+    Nothing,
+    /// All reach the disk.
+    Everything,
+    /// A subset drawn from the sync index.
+    Seeded,
+}
+
+/// One crash state, precisely enough to rerun it alone with [`replay`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum Case {
+    /// A crash just before sync `sync` of the workload (`sync` = number of syncs, for after the
+    /// last), keeping the in-flight sectors `kept` (in units of `sector` bytes).
+    Crash {
+        /// Index of the sync the crash precedes.
+        sync: u64,
+        /// Sector size in bytes.
+        sector: u64,
+        /// File length kept.
+        length: Length,
+        /// Sector indices kept.
+        kept: Vec<u64>,
+    },
+    /// As `Crash`, then a crash before sync `recovery_sync` of recovery itself (512-byte sectors,
+    /// current length).
+    RecoveryCrash {
+        /// Index of the workload sync the first crash precedes.
+        sync: u64,
+        /// Sector size of the first crash.
+        sector: u64,
+        /// File length of the first crash.
+        length: Length,
+        /// Sectors kept by the first crash.
+        kept: Vec<u64>,
+        /// Index of the recovery sync the second crash precedes.
+        recovery_sync: u64,
+        /// Sectors kept by the second crash.
+        recovery_kept: Vec<u64>,
+    },
+    /// A crash before sync `sync` (512-byte sectors, current length, keeping none or all), then
+    /// recovery, the scenario's continuation, and a crash before its sync `second_sync`.
+    Chain {
+        /// Index of the workload sync the first crash precedes.
+        sync: u64,
+        /// Whether the first crash kept every in-flight sector.
+        kept_all: bool,
+        /// Index of the continuation sync the second crash precedes.
+        second_sync: u64,
+        /// File length of the second crash.
+        second_length: Length,
+        /// Sectors kept by the second crash.
+        second_kept: Vec<u64>,
+    },
+    /// Sync `sync` fails; the workload goes on as far as the pager lets it; then a crash keeps
+    /// none or all of the sectors in flight.
+    FailedSync {
+        /// Index of the failing sync.
+        sync: u64,
+        /// What the failing sync made durable.
+        keeps: Keeps,
+        /// Whether the final crash kept every in-flight sector.
+        kept_all: bool,
+        /// File length of the final crash.
+        length: Length,
+    },
+    /// Growth `growth` fails; the workload goes on; then the durable image is recovered.
+    FailedGrowth {
+        /// Index of the failing growth.
+        growth: u64,
+    },
+    /// The durable image before sync `sync`, with byte `offset` of page `page` bit-flipped (or,
+    /// with `zero_sector`, the 512-byte sector holding it zeroed).
+    Media {
+        /// Index of the sync.
+        sync: u64,
+        /// Page corrupted.
+        page: u64,
+        /// Byte offset in the page.
+        offset: u64,
+        /// Zero the sector instead of flipping a bit.
+        zero_sector: bool,
+    },
+}
+
+/// Everything needed to rerun one crash state: `crashsim --replay '<json>'`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Reproducer {
+    /// Workload name.
+    pub workload: String,
+    /// Workload seed.
+    pub seed: u64,
+    /// The crash state.
+    pub case: Case,
+}
+
+/// One broken invariant, with its reproducer.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Violation {
+    /// What broke.
+    pub finding: Finding,
+    /// How to see it again.
+    pub repro: Reproducer,
+}
+
+impl std::fmt::Display for Violation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let repro = serde_json::to_string(&self.repro).map_err(|_| std::fmt::Error)?;
+        write!(
+            f,
+            "{}\n    reproduce: crashsim --replay '{repro}'",
+            self.finding
+        )
+    }
+}
+
+/// What exploring one workload found.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Outcome {
+    /// Workload name.
+    pub workload: String,
+    /// Workload seed.
+    pub seed: u64,
+    /// Syncs in the workload (including the create).
+    pub syncs: u64,
+    /// Crash states recovered and checked.
+    pub states: u64,
+    /// Violations found (all of them counted; the first 32 kept).
+    pub violation_count: u64,
+    /// The first violations, in exploration order.
+    pub violations: Vec<Violation>,
+    /// Wall time.
+    pub elapsed: Duration,
+    /// The budget or deadline ran out before everything was explored.
+    pub truncated: bool,
+}
+
+const KEPT_VIOLATIONS: usize = 32;
+
+/// The clean run: the workload with a snapshot before every sync.
+struct CleanRun<M> {
+    snapshots: Vec<SimStorage>,
+    final_storage: SimStorage,
+    acks: Vec<(u64, M)>,
+    grow_count: u64,
+}
+
+fn allowed_at<M>(acks: &[(u64, M)], sync: u64) -> (Option<&M>, Option<&M>) {
+    let acknowledged = acks
+        .iter()
+        .rev()
+        .find(|(count, _)| *count <= sync)
+        .map(|(_, m)| m);
+    let in_flight = acks.iter().find(|(count, _)| *count > sync).map(|(_, m)| m);
+    (acknowledged, in_flight)
+}
+
+struct Explorer<'a, const P: usize, W: Scenario<P>> {
+    scenario: &'a W,
+    config: &'a Config,
+    states: AtomicU64,
+    stop: AtomicBool,
+    violation_count: AtomicU64,
+    violations: Mutex<Vec<(usize, Violation)>>,
+    /// With `Some`, only this case is evaluated (replay).
+    only: Option<&'a Case>,
+    verbose: bool,
+}
+
+impl<'a, const P: usize, W: Scenario<P>> Explorer<'a, P, W> {
+    fn repro(&self, case: Case) -> Reproducer {
+        Reproducer {
+            workload: self.scenario.name(),
+            seed: self.scenario.seed(),
+            case,
+        }
+    }
+
+    /// Counts one state; false when the budget says stop.
+    fn begin_state(&self, case: &Case) -> bool {
+        if let Some(only) = self.only {
+            return only == case || leads_to(case, only);
+        }
+        if self.stop.load(Ordering::Relaxed) {
+            return false;
+        }
+        let n = self.states.fetch_add(1, Ordering::Relaxed) + 1;
+        if let Some(progress) = &self.config.progress {
+            progress.fetch_add(1, Ordering::Relaxed);
+        }
+        if n >= self.config.max_states
+            || (n % 256 == 0 && self.config.deadline.is_some_and(|d| Instant::now() >= d))
+        {
+            self.stop.store(true, Ordering::Relaxed);
+        }
+        true
+    }
+
+    fn report(&self, order: usize, case: Case, finding: Finding) {
+        if self.verbose {
+            println!("violation: {finding}");
+        }
+        self.violation_count.fetch_add(1, Ordering::Relaxed);
+        if self.config.stop_at_first_violation {
+            self.stop.store(true, Ordering::Relaxed);
+        }
+        let mut violations = self.violations.lock().expect("violation list lock");
+        violations.push((
+            order,
+            Violation {
+                finding,
+                repro: self.repro(case),
+            },
+        ));
+        violations.sort_by_key(|(order, _)| *order);
+        violations.truncate(KEPT_VIOLATIONS);
+    }
+
+    /// Runs `f`, turning a panic into an INV-9 finding.
+    fn guarded<T>(&self, f: impl FnOnce() -> Result<T, Finding>) -> Result<T, Finding> {
+        match catch_unwind(AssertUnwindSafe(f)) {
+            Ok(result) => result,
+            Err(panic) => {
+                let message = panic
+                    .downcast_ref::<String>()
+                    .cloned()
+                    .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                    .unwrap_or_else(|| "non-string panic".to_string());
+                Err(Finding::new(9, format!("panic: {message}")))
+            }
+        }
+    }
+
+    fn clean_run(
+        &self,
+        storage: SimStorage,
+    ) -> Result<(Pager<P, SimStorage>, Recorder<W::Model>), Finding> {
+        let mut pager = Pager::<P, SimStorage>::create_in(storage)
+            .map_err(|e| Finding::new(1, format!("create_in failed: {e}")))?;
+        let mut rec = Recorder::new();
+        rec.ack(&pager, self.scenario.initial_model());
+        self.scenario.run(&mut pager, &mut rec)?;
+        if let Some(finding) = rec.finding.take() {
+            return Err(finding);
+        }
+        Ok((pager, rec))
+    }
+
+    /// Opens `image` and checks it. `acknowledged` is `None` before the create completed, when
+    /// "no file" is also allowed. Returns the recovered pager and the model it matched.
+    fn check_image(
+        &self,
+        image: Vec<u8>,
+        acknowledged: Option<&W::Model>,
+        in_flight: Option<&W::Model>,
+        record_recovery: bool,
+    ) -> Result<Option<(Pager<P, SimStorage>, W::Model)>, Finding> {
+        let mut storage = SimStorage::from_image(image);
+        if record_recovery {
+            storage.record_sync_snapshots();
+        }
+        let pager = match Pager::<P, SimStorage>::open_in(storage) {
+            Ok(pager) => pager,
+            Err(MappedPageError::NotAMappedPagesFile | MappedPageError::FileTooSmall { .. })
+                if acknowledged.is_none() =>
+            {
+                return Ok(None);
+            }
+            Err(error) => {
+                return Err(Finding::new(
+                    1,
+                    format!("crash image does not open: {error}"),
+                ));
+            }
+        };
+        check_well_formed(&pager)?;
+        let (acknowledged, in_flight) = match acknowledged {
+            Some(acknowledged) => (acknowledged, in_flight),
+            None => (
+                in_flight.expect("the initial model is acknowledged after create"),
+                None,
+            ),
+        };
+        let matched = self.scenario.check(
+            &pager,
+            &Allowed {
+                acknowledged,
+                in_flight,
+            },
+        )?;
+        let model = match matched {
+            Matched::Acknowledged => acknowledged.clone(),
+            Matched::InFlight => in_flight.expect("matched the in-flight model").clone(),
+        };
+        Ok(Some((pager, model)))
+    }
+
+    /// INV-6: crash at each of recovery's own syncs; recovering again must give the same state.
+    fn explore_recovery_crashes(
+        &self,
+        order: usize,
+        recovered: &Pager<P, SimStorage>,
+        first: &Case,
+    ) {
+        let reference: Vec<u64> = recovered
+            .iter_allocated_pages()
+            .map(|id| id.raw())
+            .collect();
+        let Case::Crash {
+            sync,
+            sector,
+            length,
+            kept,
+        } = first
+        else {
+            return;
+        };
+        for (index, snapshot) in recovered.storage().sync_snapshots().iter().enumerate() {
+            let in_flight = snapshot.in_flight_sectors(SectorSize::S512);
+            for recovery_kept in subsets(&in_flight, 6, 8, index as u64) {
+                let case = Case::RecoveryCrash {
+                    sync: *sync,
+                    sector: *sector,
+                    length: *length,
+                    kept: kept.clone(),
+                    recovery_sync: index as u64,
+                    recovery_kept: recovery_kept.clone(),
+                };
+                if !self.begin_state(&case) {
+                    continue;
+                }
+                let result = self.guarded(|| {
+                    let image =
+                        snapshot.crash_image(SectorSize::S512, &recovery_kept, CrashLength::Current);
+                    let again = Pager::<P, SimStorage>::open_in(SimStorage::from_image(image))
+                        .map_err(|e| Finding::new(6, format!("recovery interrupted at its sync {index} leaves an image that does not open: {e}")))?;
+                    let pages: Vec<u64> = again.iter_allocated_pages().map(|id| id.raw()).collect();
+                    if pages != reference {
+                        return Err(Finding::new(
+                            6,
+                            format!(
+                                "recovery interrupted at its sync {index} and rerun finds {} allocated pages, the first recovery {}",
+                                pages.len(),
+                                reference.len()
+                            ),
+                        ));
+                    }
+                    Ok(())
+                });
+                if let Err(finding) = result {
+                    self.report(order, case, finding);
+                }
+            }
+        }
+    }
+
+    fn crash_point(&self, order: usize, run: &CleanRun<W::Model>, sync: u64) {
+        let (acknowledged, in_flight) = allowed_at(&run.acks, sync);
+        let snapshot = run
+            .snapshots
+            .get(sync as usize)
+            .unwrap_or(&run.final_storage);
+        let lengths: &[Length] = if snapshot.durable_len_bytes() == snapshot.len_bytes() {
+            &[Length::Current]
+        } else {
+            &[Length::Durable, Length::Current]
+        };
+        for &sector_size in &self.config.sector_sizes {
+            let in_flight_sectors = snapshot.in_flight_sectors(sector_size);
+            let chosen = subsets(
+                &in_flight_sectors,
+                self.config.exhaustive_bits,
+                self.config.extra_samples,
+                self.config.seed ^ sync.wrapping_mul(0x9E37_79B9) ^ sector_size.bytes(),
+            );
+            for kept in chosen {
+                for &length in lengths {
+                    let case = Case::Crash {
+                        sync,
+                        sector: sector_size.bytes(),
+                        length,
+                        kept: kept.clone(),
+                    };
+                    if !self.begin_state(&case) {
+                        continue;
+                    }
+                    let record = self.config.phases.recovery_crashes;
+                    let result = self.guarded(|| {
+                        let image = snapshot.crash_image(sector_size, &kept, length.into());
+                        self.check_image(image, acknowledged, in_flight, record)
+                    });
+                    match result {
+                        Ok(Some((pager, _))) if record => {
+                            self.explore_recovery_crashes(order, &pager, &case)
+                        }
+                        Ok(_) => {}
+                        Err(finding) => self.report(order, case, finding),
+                    }
+                }
+            }
+        }
+    }
+
+    fn chain(&self, order: usize, run: &CleanRun<W::Model>, sync: u64) {
+        let (acknowledged, in_flight) = allowed_at(&run.acks, sync);
+        let Some(snapshot) = run.snapshots.get(sync as usize) else {
+            return;
+        };
+        for kept_all in [false, true] {
+            let kept = if kept_all {
+                snapshot.in_flight_sectors(SectorSize::S512)
+            } else {
+                Vec::new()
+            };
+            let image = snapshot.crash_image(SectorSize::S512, &kept, CrashLength::Current);
+            // The first level is a crash state of its own (checked by `crash_point`); here it is
+            // the root of a continuation.
+            let root = self.guarded(|| self.check_image(image, acknowledged, in_flight, false));
+            let Ok(Some((pager, model))) = root else {
+                continue;
+            };
+            let continuation = self.guarded(|| {
+                let mut storage = pager.into_storage();
+                storage.record_sync_snapshots();
+                let mut pager = Pager::<P, SimStorage>::open_in(storage).map_err(|e| {
+                    Finding::new(6, format!("second open after recovery fails: {e}"))
+                })?;
+                let mut rec = Recorder::new();
+                rec.ack(&pager, model.clone());
+                self.scenario.resume(&mut pager, &mut rec, &model)?;
+                if let Some(finding) = rec.finding.take() {
+                    return Err(finding);
+                }
+                Ok((pager, rec))
+            });
+            let (pager, rec) = match continuation {
+                Ok(found) => found,
+                Err(finding) => {
+                    let case = Case::Chain {
+                        sync,
+                        kept_all,
+                        second_sync: 0,
+                        second_length: Length::Current,
+                        second_kept: Vec::new(),
+                    };
+                    if self.begin_state(&case) {
+                        self.report(order, case, finding);
+                    }
+                    continue;
+                }
+            };
+            let storage = pager.storage();
+            let snapshots = storage.sync_snapshots();
+            for second_sync in 0..=snapshots.len() as u64 {
+                let second = snapshots.get(second_sync as usize).unwrap_or(storage);
+                let (acknowledged, in_flight) = allowed_at(&rec.acks, second_sync);
+                let in_flight_sectors = second.in_flight_sectors(SectorSize::S512);
+                for second_kept in subsets(&in_flight_sectors, 4, 4, second_sync) {
+                    for second_length in [Length::Durable, Length::Current] {
+                        let case = Case::Chain {
+                            sync,
+                            kept_all,
+                            second_sync,
+                            second_length,
+                            second_kept: second_kept.clone(),
+                        };
+                        if !self.begin_state(&case) {
+                            continue;
+                        }
+                        let result = self.guarded(|| {
+                            let image = second.crash_image(
+                                SectorSize::S512,
+                                &second_kept,
+                                second_length.into(),
+                            );
+                            self.check_image(image, acknowledged, in_flight, false)
+                                .map(|_| ())
+                        });
+                        if let Err(finding) = result {
+                            self.report(order, case, finding);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    fn failed_sync(&self, order: usize, clean: &CleanRun<W::Model>, sync: u64, keeps: Keeps) {
+        let mut storage = SimStorage::new();
+        storage.fail_sync_at(
+            sync,
+            match keeps {
+                Keeps::Nothing => FailedSyncKeeps::Nothing,
+                Keeps::Everything => FailedSyncKeeps::Everything,
+                Keeps::Seeded => FailedSyncKeeps::Seeded(sync ^ self.config.seed),
+            },
+        );
+        let base_case = |kept_all: bool, length: Length| Case::FailedSync {
+            sync,
+            keeps,
+            kept_all,
+            length,
+        };
+        let run = self.guarded(|| self.clean_run(storage));
+        let (pager, rec) = match run {
+            Ok(found) => found,
+            Err(finding) => {
+                let case = base_case(false, Length::Current);
+                if self.begin_state(&case) {
+                    self.report(order, case, finding);
+                }
+                return;
+            }
+        };
+        let last_ack = rec.acks.last().expect("the initial model is acknowledged");
+        // The workload is deterministic: until the failure it did what the clean run did, so the
+        // operation in flight at the failure is the clean run's operation at that sync.
+        let in_flight = if last_ack.0 <= sync {
+            allowed_at(&clean.acks, sync).1
+        } else {
+            None
+        };
+        let storage = pager.storage();
+        for kept_all in [false, true] {
+            for length in [Length::Durable, Length::Current] {
+                let case = base_case(kept_all, length);
+                if !self.begin_state(&case) {
+                    continue;
+                }
+                let kept = if kept_all {
+                    storage.in_flight_sectors(SectorSize::S512)
+                } else {
+                    Vec::new()
+                };
+                let result = self.guarded(|| {
+                    let image = storage.crash_image(SectorSize::S512, &kept, length.into());
+                    self.check_image(image, Some(&last_ack.1), in_flight, false)
+                        .map(|_| ())
+                        .map_err(|f| Finding::new(7, format!("after failed sync {sync}: {f}")))
+                });
+                if let Err(finding) = result {
+                    self.report(order, case, finding);
+                }
+            }
+        }
+    }
+
+    fn failed_growth(&self, order: usize, growth: u64) {
+        let case = Case::FailedGrowth { growth };
+        if !self.begin_state(&case) {
+            return;
+        }
+        let result = self.guarded(|| {
+            let mut storage = SimStorage::new();
+            storage.fail_grow_at(growth);
+            if growth == 0 {
+                // The create's own growth: create fails and nothing exists.
+                return match Pager::<P, SimStorage>::create_in(storage) {
+                    Err(MappedPageError::Io { .. }) => Ok(()),
+                    Err(other) => Err(Finding::new(
+                        7,
+                        format!("failed create growth gave {other}"),
+                    )),
+                    Ok(_) => Err(Finding::new(
+                        7,
+                        "create succeeded although its growth failed",
+                    )),
+                };
+            }
+            let (pager, rec) = self.clean_run(storage)?;
+            let last = &rec.acks.last().expect("initial ack").1;
+            self.check_image(pager.storage().durable_image(), Some(last), None, false)
+                .map(|_| ())
+                .map_err(|f| Finding::new(7, format!("after failed growth {growth}: {f}")))
+        });
+        if let Err(finding) = result {
+            self.report(order, case, finding);
+        }
+    }
+
+    fn media(&self, order: usize, run: &CleanRun<W::Model>, sync: u64) {
+        let (acknowledged, in_flight) = allowed_at(&run.acks, sync);
+        if acknowledged.is_none() {
+            return; // before the create completed there is nothing to protect
+        }
+        let Some(snapshot) = run.snapshots.get(sync as usize) else {
+            return;
+        };
+        let base = snapshot.durable_image();
+        let geometry = Geometry::new(P);
+        let file_pages = base.len() as u64 / P as u64;
+        let mut targets: Vec<(u64, &[u64])> = vec![
+            (0, &[8, 20, 24, 32]),
+            (1, &[16, 24, 40, 64, 72, 76]),
+            (2, &[16, 24, 40, 64, 72, 76]),
+        ];
+        let mut group = 0;
+        while geometry.slot_page(group, 1) < file_pages {
+            for slot in 0..2 {
+                targets.push((geometry.slot_page(group, slot), &[16, 32, 40]));
+            }
+            group += 1;
+        }
+        for (page, offsets) in targets {
+            for (index, &offset) in offsets.iter().enumerate() {
+                for zero_sector in [false, true] {
+                    if zero_sector && index > 0 {
+                        continue; // one zeroed sector per page is enough
+                    }
+                    let case = Case::Media {
+                        sync,
+                        page,
+                        offset,
+                        zero_sector,
+                    };
+                    if !self.begin_state(&case) {
+                        continue;
+                    }
+                    let mut image = base.clone();
+                    let at = (page * P as u64 + offset) as usize;
+                    if at >= image.len() {
+                        continue;
+                    }
+                    if zero_sector {
+                        let start = at / 512 * 512;
+                        let end = (start + 512).min(image.len());
+                        image[start..end].fill(0);
+                    } else {
+                        image[at] ^= 1;
+                    }
+                    let result = self.guarded(|| {
+                        match Pager::<P, SimStorage>::open_in(SimStorage::from_image(image)) {
+                            // A typed error is a correct answer to corruption.
+                            Err(_) => Ok(()),
+                            Ok(pager) => {
+                                check_well_formed(&pager)?;
+                                let acknowledged = acknowledged.expect("checked above");
+                                self.scenario
+                                    .check(
+                                        &pager,
+                                        &Allowed {
+                                            acknowledged,
+                                            in_flight,
+                                        },
+                                    )
+                                    .map(|_| ())
+                            }
+                        }
+                        .map_err(|f| {
+                            Finding::new(
+                                8,
+                                format!("corrupt page {page} byte {offset} accepted: {f}"),
+                            )
+                        })
+                    });
+                    if let Err(finding) = result {
+                        self.report(order, case, finding);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// True when evaluating `case` is a step on the way to `target` (a crash whose recovery is then
+/// crashed).
+fn leads_to(case: &Case, target: &Case) -> bool {
+    match (case, target) {
+        (
+            Case::Crash {
+                sync,
+                sector,
+                length,
+                kept,
+            },
+            Case::RecoveryCrash {
+                sync: s,
+                sector: z,
+                length: l,
+                kept: k,
+                ..
+            },
+        ) => sync == s && sector == z && length == l && kept == k,
+        _ => false,
+    }
+}
+
+/// INV-5 at the pager level: no internal page listed, counts agree, the file holds every page.
+fn check_well_formed<const P: usize>(pager: &Pager<P, SimStorage>) -> Result<(), Finding> {
+    let geometry = Geometry::new(P);
+    let mut count = 0u64;
+    for id in pager.iter_allocated_pages() {
+        if geometry.is_internal(id.raw()) || id.raw() >= pager.page_count() {
+            return Err(Finding::new(
+                5,
+                format!("page {} listed as allocated", id.raw()),
+            ));
+        }
+        count += 1;
+    }
+    if count != pager.allocated_page_count() {
+        return Err(Finding::new(
+            5,
+            format!(
+                "{count} pages listed, {} counted",
+                pager.allocated_page_count()
+            ),
+        ));
+    }
+    if pager.storage().len_bytes() < pager.page_count() * P as u64 {
+        return Err(Finding::new(5, "file shorter than its page count"));
+    }
+    Ok(())
+}
+
+enum Unit {
+    Crash(u64),
+    Chain(u64),
+    FailedSync(u64, Keeps),
+    FailedGrowth(u64),
+    Media(u64),
+}
+
+fn run_units<const P: usize, W: Scenario<P>>(explorer: &Explorer<'_, P, W>) -> (u64, bool) {
+    let mut storage = SimStorage::new();
+    storage.record_sync_snapshots();
+    let clean = explorer.guarded(|| explorer.clean_run(storage));
+    let (pager, rec) = match clean {
+        Ok(found) => found,
+        Err(finding) => {
+            let case = Case::Crash {
+                sync: 0,
+                sector: 512,
+                length: Length::Current,
+                kept: Vec::new(),
+            };
+            explorer.report(0, case, finding);
+            return (0, false);
+        }
+    };
+    let syncs = pager.storage().sync_count();
+    let create_syncs = rec.acks.first().map_or(0, |(count, _)| *count);
+    let run = CleanRun {
+        snapshots: pager.storage().sync_snapshots().to_vec(),
+        grow_count: pager.storage().grow_count(),
+        final_storage: pager.into_storage().images_only(),
+        acks: rec.acks,
+    };
+    let phases = explorer.config.phases;
+    let mut units = Vec::new();
+    for sync in 0..=syncs {
+        if phases.crashes {
+            units.push(Unit::Crash(sync));
+        }
+        if phases.chains && sync < syncs {
+            units.push(Unit::Chain(sync));
+        }
+        if phases.media && sync < syncs {
+            units.push(Unit::Media(sync));
+        }
+        if phases.failed_syncs && sync >= create_syncs && sync < syncs {
+            for keeps in [Keeps::Nothing, Keeps::Everything, Keeps::Seeded] {
+                units.push(Unit::FailedSync(sync, keeps));
+            }
+        }
+    }
+    if phases.failed_growth {
+        units.extend((0..run.grow_count).map(Unit::FailedGrowth));
+    }
+    let only = explorer.only.map(|case| match case {
+        Case::Crash { sync, .. } | Case::RecoveryCrash { sync, .. } => Unit::Crash(*sync),
+        Case::Chain { sync, .. } => Unit::Chain(*sync),
+        Case::FailedSync { sync, keeps, .. } => Unit::FailedSync(*sync, *keeps),
+        Case::FailedGrowth { growth } => Unit::FailedGrowth(*growth),
+        Case::Media { sync, .. } => Unit::Media(*sync),
+    });
+    let evaluate = |(order, unit): (usize, &Unit)| match *unit {
+        Unit::Crash(sync) => explorer.crash_point(order, &run, sync),
+        Unit::Chain(sync) => explorer.chain(order, &run, sync),
+        Unit::FailedSync(sync, keeps) => explorer.failed_sync(order, &run, sync, keeps),
+        Unit::FailedGrowth(growth) => explorer.failed_growth(order, growth),
+        Unit::Media(sync) => explorer.media(order, &run, sync),
+    };
+    match only {
+        Some(unit) => evaluate((0, &unit)),
+        None => units.par_iter().enumerate().for_each(evaluate),
+    }
+    (syncs, explorer.stop.load(Ordering::Relaxed))
+}
+
+/// Explores every crash state of `scenario` allowed by `config`.
+pub fn explore<const P: usize, W: Scenario<P>>(scenario: &W, config: &Config) -> Outcome {
+    let started = Instant::now();
+    let explorer = Explorer {
+        scenario,
+        config,
+        states: AtomicU64::new(0),
+        stop: AtomicBool::new(false),
+        violation_count: AtomicU64::new(0),
+        violations: Mutex::new(Vec::new()),
+        only: None,
+        verbose: false,
+    };
+    let (syncs, truncated) = run_units(&explorer);
+    Outcome {
+        workload: scenario.name(),
+        seed: scenario.seed(),
+        syncs,
+        states: explorer.states.load(Ordering::Relaxed),
+        violation_count: explorer.violation_count.load(Ordering::Relaxed),
+        violations: explorer
+            .violations
+            .into_inner()
+            .expect("violation list lock")
+            .into_iter()
+            .map(|(_, v)| v)
+            .collect(),
+        elapsed: started.elapsed(),
+        truncated,
+    }
+}
+
+/// Reruns exactly one crash state and returns the findings (printing them as they appear).
+pub fn replay<const P: usize, W: Scenario<P>>(scenario: &W, case: &Case) -> Vec<Violation> {
+    let config = Config::thorough();
+    let explorer = Explorer {
+        scenario,
+        config: &config,
+        states: AtomicU64::new(0),
+        stop: AtomicBool::new(false),
+        violation_count: AtomicU64::new(0),
+        violations: Mutex::new(Vec::new()),
+        only: Some(case),
+        verbose: true,
+    };
+    run_units(&explorer);
+    explorer
+        .violations
+        .into_inner()
+        .expect("violation list lock")
+        .into_iter()
+        .map(|(_, v)| v)
+        .collect()
+}
