@@ -5,7 +5,7 @@
 use std::io;
 use std::ops::Range;
 
-use crate::format::{GroupSlotHeader, Superblock, encode_group_slot};
+use crate::format::{GroupSlotHeader, Superblock, encode_group_slot, slot_digest_term};
 use crate::mutants::{Mutant, active};
 use crate::state::AllocState;
 use crate::storage::Storage;
@@ -50,6 +50,7 @@ pub(crate) fn commit<S: Storage>(
     let mut barrier_ranges = Vec::with_capacity(folds.len() + 1);
     let mut new_slots = Vec::with_capacity(folds.len());
     let mut materialized = state.materialized_groups;
+    let mut slot_digest = state.slot_digest;
     for &group in folds {
         let slot = match state.group_slots.get(group as usize) {
             Some(&current) if active(Mutant::FoldIntoCurrentSlot) => current,
@@ -63,14 +64,19 @@ pub(crate) fn commit<S: Storage>(
         let page = geometry.slot_page(group, slot);
         let range = page_range(state, page);
         let words = state.group_words(group);
-        encode_group_slot(
+        let checksum = encode_group_slot(
             geometry,
             GroupSlotHeader { generation, group },
             &words,
             &mut storage.bytes_mut()[range.start as usize..range.end as usize],
         );
+        let term = slot_digest_term(group, generation, checksum);
+        if let Some(&old_term) = state.group_terms.get(group as usize) {
+            slot_digest ^= old_term;
+        }
+        slot_digest ^= term;
         barrier_ranges.push(range);
-        new_slots.push((group, slot));
+        new_slots.push((group, slot, term));
     }
 
     // Step 2: the inactive metadata copy.
@@ -79,7 +85,7 @@ pub(crate) fn commit<S: Storage>(
     } else {
         state.active_meta.other()
     };
-    let meta = state.meta_page(generation, folds.len() as u64, materialized);
+    let meta = state.meta_page(generation, slot_digest, materialized);
     let meta_range = page_range(state, target.page());
     let meta_checksum = meta.encode(
         geometry,
@@ -113,10 +119,17 @@ pub(crate) fn commit<S: Storage>(
     // Step 5: only now does memory say the new state is committed.
     state.generation = generation;
     state.active_meta = target;
-    for (group, slot) in new_slots {
+    state.slot_digest = slot_digest;
+    for (group, slot, term) in new_slots {
         match state.group_slots.get_mut(group as usize) {
-            Some(current) => *current = slot,
-            None => state.group_slots.push(slot),
+            Some(current) => {
+                *current = slot;
+                state.group_terms[group as usize] = term;
+            }
+            None => {
+                state.group_slots.push(slot);
+                state.group_terms.push(term);
+            }
         }
     }
     state.materialized_groups = materialized;

@@ -440,7 +440,7 @@ impl LogEntry {
 /// | 16 | 8 | generation (>= 1) |
 /// | 24 | 8 | page count |
 /// | 32 | 8 | materialized group count |
-/// | 40 | 8 | folded slot count: slot pages written by this commit |
+/// | 40 | 8 | slot digest: XOR of [`slot_digest_term`] over every materialized group's current slot |
 /// | 48 | 4 | log entry count |
 /// | 52 | 12 | zero |
 /// | 64 | 16 * n | log entries |
@@ -453,8 +453,10 @@ pub struct MetaPage {
     pub page_count: u64,
     /// Groups `0..materialized_groups` have a slot page on disk; later groups are implicitly fresh.
     pub materialized_groups: u64,
-    /// Number of slot pages whose generation equals `generation` (written by this commit).
-    pub folded_slot_count: u64,
+    /// XOR of [`slot_digest_term`] over the current slot of every materialized group: recovery
+    /// recomputes it from the slots it chose, so a missing or corrupt current slot (which would
+    /// make recovery pick an older one) is detected.
+    pub slot_digest: u64,
     /// Changes since each touched group's slot was last written, oldest first.
     pub log: Vec<LogEntry>,
 }
@@ -508,7 +510,7 @@ impl MetaPage {
         write_u64(out, 16, self.generation);
         write_u64(out, 24, self.page_count);
         write_u64(out, 32, self.materialized_groups);
-        write_u64(out, 40, self.folded_slot_count);
+        write_u64(out, 40, self.slot_digest);
         write_u32(out, 48, self.log.len() as u32);
         for (index, entry) in self.log.iter().enumerate() {
             let at = META_HEADER_BYTES + index * LOG_ENTRY_BYTES;
@@ -571,10 +573,7 @@ impl MetaPage {
         if materialized_groups == 0 || materialized_groups > geometry.group_count(page_count) {
             return Err(MetaError::Insane("materialized group count out of range"));
         }
-        let folded_slot_count = read_u64(page, 40);
-        if folded_slot_count > materialized_groups {
-            return Err(MetaError::Insane("more folded slots than groups"));
-        }
+        let slot_digest = read_u64(page, 40);
         let log_len = read_u32(page, 48) as usize;
         if log_len > geometry.log_capacity() {
             return Err(MetaError::Insane("log longer than a page holds"));
@@ -605,7 +604,7 @@ impl MetaPage {
             generation,
             page_count,
             materialized_groups,
-            folded_slot_count,
+            slot_digest,
             log,
         })
     }
@@ -664,7 +663,7 @@ pub fn encode_group_slot(
     header: GroupSlotHeader,
     bitmap_words: &[u64],
     out: &mut [u8],
-) {
+) -> u32 {
     assert_eq!(
         out.len() as u64,
         geometry.page_size(),
@@ -685,6 +684,7 @@ pub fn encode_group_slot(
     }
     let checksum = crc(&out[12..]);
     write_u32(out, 8, checksum);
+    checksum
 }
 
 /// Decodes a group slot page that should describe `expected_group`. On success returns the
@@ -721,6 +721,29 @@ pub fn decode_group_slot(
         GroupSlotHeader { generation, group },
         &page[GROUP_HEADER_BYTES..],
     ))
+}
+
+/// The checksum field (bytes 8..12) of a slot page (meaningful only if [`decode_group_slot`]
+/// accepts it).
+pub fn slot_checksum_field(page: &[u8]) -> Option<u32> {
+    (page.len() >= 12).then(|| read_u32(page, 8))
+}
+
+fn mix64(mut z: u64) -> u64 {
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+/// The term a group's current slot contributes to [`MetaPage::slot_digest`]:
+/// `mix(mix(group ^ 0x6D61_7070_6764_6967) ^ generation * 0x9E37_79B9_7F4A_7C15 ^ checksum << 32)`
+/// with the splitmix64 finalizer as `mix` (wrapping arithmetic).
+pub fn slot_digest_term(group: u64, generation: u64, checksum: u32) -> u64 {
+    mix64(
+        mix64(group ^ 0x6D61_7070_6764_6967)
+            ^ generation.wrapping_mul(0x9E37_79B9_7F4A_7C15)
+            ^ (u64::from(checksum) << 32),
+    )
 }
 
 /// Reads bitmap word `index` from the bitmap bytes of a decoded slot.
@@ -856,7 +879,7 @@ mod tests {
             generation: 9,
             page_count: g.pages_per_group() * 2 + 10,
             materialized_groups: 2,
-            folded_slot_count: 1,
+            slot_digest: 0x0123_4567_89ab_cdef,
             log: vec![
                 LogEntry {
                     first_page: 5,
@@ -944,10 +967,6 @@ mod tests {
         check(
             &|p| write_u64(p, 32, 4),
             MetaError::Insane("materialized group count out of range"),
-        );
-        check(
-            &|p| write_u64(p, 40, 3),
-            MetaError::Insane("more folded slots than groups"),
         );
         check(
             &|p| write_u32(p, 48, 1000),

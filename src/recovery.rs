@@ -6,6 +6,7 @@ use crate::error::MappedPageError;
 use crate::format::{
     GROUP0_SLOT_PAGES, Geometry, LogKind, MAX_PAGE_SIZE, MIN_PAGE_COUNT, MIN_PAGE_SIZE, MetaError,
     MetaPage, MetaSlot, Superblock, SuperblockError, decode_group_slot, slot_bitmap_word,
+    slot_checksum_field, slot_digest_term,
 };
 use crate::mutants::{Mutant, active};
 use crate::state::AllocState;
@@ -273,8 +274,8 @@ fn probe_page_size(image: &[u8], geometry: Geometry) -> Option<u64> {
 }
 
 /// Loads the state described by `meta`: reads every materialized group's current slot (the
-/// valid one with the largest generation not above the copy's), checks that exactly
-/// `folded_slot_count` slots carry the copy's own generation, and replays the log.
+/// valid one with the largest generation not above the copy's), checks that the chosen slots are
+/// exactly the ones the copy's slot digest names, and replays the log.
 fn load_candidate(
     image: &[u8],
     geometry: Geometry,
@@ -292,9 +293,10 @@ fn load_candidate(
     let words_per_group = (pages_per_group / 64) as usize;
     let mut bitmap = Bitmap::new(meta.page_count);
     let mut group_slots = Vec::with_capacity(meta.materialized_groups as usize);
-    let mut own_generation_slots = 0u64;
+    let mut group_terms = Vec::with_capacity(meta.materialized_groups as usize);
+    let mut slot_digest = 0u64;
     for group in 0..meta.materialized_groups {
-        let mut best: Option<(u8, u64, &[u8])> = None;
+        let mut best: Option<(u8, u64, u32, &[u8])> = None;
         for slot_index in 0..2u8 {
             let bytes = page(image, geometry, geometry.slot_page(group, slot_index))
                 .ok_or_else(|| format!("slot page of group {group} past the end of the file"))?;
@@ -304,23 +306,24 @@ fn load_candidate(
             if header.generation > meta.generation && !active(Mutant::IgnoreSlotGenerationBound) {
                 continue;
             }
-            if header.generation == meta.generation {
-                own_generation_slots += 1;
-            }
+            let checksum = slot_checksum_field(bytes).expect("a decoded slot has a checksum field");
             match best {
-                Some((_, generation, _)) if generation == header.generation => {
+                Some((_, generation, _, _)) if generation == header.generation => {
                     return Err(format!(
                         "both slots of group {group} claim generation {generation}"
                     ));
                 }
-                Some((_, generation, _)) if generation > header.generation => {}
-                _ => best = Some((slot_index, header.generation, bits)),
+                Some((_, generation, _, _)) if generation > header.generation => {}
+                _ => best = Some((slot_index, header.generation, checksum, bits)),
             }
         }
-        let Some((slot_index, _, bits)) = best else {
+        let Some((slot_index, generation, checksum, bits)) = best else {
             return Err(format!("group {group} has no valid bitmap slot"));
         };
         group_slots.push(slot_index);
+        let term = slot_digest_term(group, generation, checksum);
+        group_terms.push(term);
+        slot_digest ^= term;
         let first_word = group as usize * words_per_group;
         for index in 0..words_per_group {
             let word = slot_bitmap_word(bits, index);
@@ -350,11 +353,11 @@ fn load_candidate(
             return Err(format!("group {group} marks its reserved pages free"));
         }
     }
-    if own_generation_slots != meta.folded_slot_count {
-        return Err(format!(
-            "{} slot pages carry its generation but it folded {} (the commit is incomplete)",
-            own_generation_slots, meta.folded_slot_count
-        ));
+    if slot_digest != meta.slot_digest {
+        return Err(
+            "its bitmap slots are not the ones it committed (a current slot is corrupt, or a fold of its commit never arrived)"
+                .to_string(),
+        );
     }
     let mut state = AllocState {
         geometry,
@@ -363,6 +366,8 @@ fn load_candidate(
         page_count: meta.page_count,
         materialized_groups: meta.materialized_groups,
         group_slots,
+        group_terms,
+        slot_digest,
         log: Vec::new(),
         bitmap,
         next_fit_page: GROUP0_SLOT_PAGES[1] + 1,

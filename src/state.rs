@@ -24,6 +24,10 @@ pub(crate) struct AllocState {
     pub(crate) materialized_groups: u64,
     /// Current slot (0 or 1) of each materialized group.
     pub(crate) group_slots: Vec<u8>,
+    /// [`crate::format::slot_digest_term`] of each materialized group's current slot.
+    pub(crate) group_terms: Vec<u64>,
+    /// XOR of `group_terms`, as the metadata records it.
+    pub(crate) slot_digest: u64,
     pub(crate) log: Vec<LogEntry>,
     pub(crate) bitmap: Bitmap,
     /// Where the next allocation search starts (next fit).
@@ -45,6 +49,8 @@ impl AllocState {
             page_count: 0,
             materialized_groups: 0,
             group_slots: Vec::new(),
+            group_terms: Vec::new(),
+            slot_digest: 0,
             log: Vec::new(),
             bitmap: Bitmap::new(0),
             next_fit_page: GROUP0_SLOT_PAGES[1] + 1,
@@ -275,14 +281,14 @@ impl AllocState {
     pub(crate) fn meta_page(
         &self,
         generation: u64,
-        folded_slot_count: u64,
+        slot_digest: u64,
         materialized: u64,
     ) -> MetaPage {
         MetaPage {
             generation,
             page_count: self.page_count,
             materialized_groups: materialized,
-            folded_slot_count,
+            slot_digest,
             log: self.log.clone(),
         }
     }

@@ -959,8 +959,6 @@ fn inv8_corrupt_current_slot_after_a_fold_and_frees_is_an_error() {
 /// Recovery must not fall back to the older slot (generation 1, from create): that would forget
 /// every allocation the fold recorded and hand those pages out again.
 #[test]
-#[ignore = "bug: recovery falls back to the older bitmap slot when the current one is corrupt \
-            (src/recovery.rs load_candidate), silently losing acknowledged allocations (INV-8)"]
 fn inv8_corrupt_current_slot_after_a_fold_and_an_alloc_is_an_error() {
     let (mut pager, _) = just_folded();
     pager.alloc().unwrap();
@@ -1091,8 +1089,6 @@ fn inv9_random_sector_over_internal_pages_never_panics() {
 /// older slot (written by the bulk allocation) and replays the log's later frees on it: the frees
 /// folded into the damaged slot are silently undone.
 #[test]
-#[ignore = "bug: recovery falls back to the older bitmap slot when the current one is corrupt \
-            (src/recovery.rs load_candidate), silently opening a wrong state (INV-8)"]
 fn inv8_random_sector_over_internal_pages_loses_nothing() {
     let pager = folded_in_two_groups();
     let expected = allocated(&pager);
