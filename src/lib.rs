@@ -101,5 +101,6 @@ pub use page::{MappedPage, PageId};
 pub use pager::{AllocatedPageIter, Pager};
 pub use recovery::RecoveryDecision;
 pub use storage::{
-    CrashLength, FailedSyncKeeps, MmapStorage, SectorSize, SimEvent, SimStorage, Storage, SyncStats,
+    CrashLength, CrashPoint, FailedSyncKeeps, MmapStorage, SectorSize, SimEvent, SimStorage,
+    Storage, SyncStats,
 };

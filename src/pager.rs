@@ -184,8 +184,37 @@ impl<const PAGE_SIZE: usize, S: Storage> Pager<PAGE_SIZE, S> {
     /// let pager = Pager::<1024, SimStorage>::open_in(storage).unwrap();
     /// assert!(pager.is_allocated(id));
     /// ```
-    pub fn open_in(mut storage: S) -> Result<Self, MappedPageError> {
+    pub fn open_in(storage: S) -> Result<Self, MappedPageError> {
+        Self::try_open_in(storage).map_err(|(error, _)| error)
+    }
+
+    /// Like [`open_in`](Self::open_in), but gives the storage back when opening fails, to
+    /// inspect or reuse it.
+    ///
+    /// ```
+    /// use mappedpages::{MappedPageError, Pager, SimStorage};
+    ///
+    /// let (error, storage) = Pager::<1024, SimStorage>::try_open_in(SimStorage::from_image(vec![0; 100]))
+    ///     .unwrap_err();
+    /// assert!(matches!(error, MappedPageError::FileTooSmall { .. }));
+    /// assert_eq!(storage.into_image().len(), 100);
+    /// ```
+    pub fn try_open_in(mut storage: S) -> Result<Self, (MappedPageError, S)> {
         let () = Self::PAGE_SIZE_IS_VALID;
+        match Self::recover_and_repair(&mut storage) {
+            Ok((state, decision)) => Ok(Pager {
+                storage,
+                state,
+                poisoned: None,
+                recovery: Some(decision),
+            }),
+            Err(error) => Err((error, storage)),
+        }
+    }
+
+    fn recover_and_repair(
+        storage: &mut S,
+    ) -> Result<(AllocState, RecoveryDecision), MappedPageError> {
         let geometry = Self::geometry();
         let recovered = recover(storage.bytes(), geometry)?;
         if !recovered.scrub_pages.is_empty() {
@@ -206,12 +235,7 @@ impl<const PAGE_SIZE: usize, S: Storage> Pager<PAGE_SIZE, S> {
                 .sync_ranges(&[0..geometry.page_size()])
                 .map_err(|e| MappedPageError::io(IoOperation::Sync, e))?;
         }
-        Ok(Pager {
-            storage,
-            state: recovered.state,
-            poisoned: None,
-            recovery: Some(recovered.decision),
-        })
+        Ok((recovered.state, recovered.decision))
     }
 
     /// The storage backend (for example to read a `SimStorage`'s events or a `MmapStorage`'s

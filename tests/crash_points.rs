@@ -10,8 +10,8 @@
 use std::collections::BTreeSet;
 
 use mappedpages::{
-    CrashLength, FailedSyncKeeps, IoOperation, MappedPageError, PageId, Pager, SectorSize,
-    SimEvent, SimStorage, Storage,
+    CrashLength, CrashPoint, FailedSyncKeeps, IoOperation, MappedPageError, PageId, Pager,
+    SectorSize, SimEvent, SimStorage, Storage,
 };
 
 const P: usize = 1024;
@@ -218,7 +218,7 @@ fn check_image(image: Vec<u8>, allowed: &[&Model], context: &str) -> Model {
     recovered
 }
 
-fn crash_images(snapshot: &SimStorage, sector: SectorSize) -> Vec<(String, Vec<u8>)> {
+fn crash_images(snapshot: &CrashPoint, sector: SectorSize) -> Vec<(String, Vec<u8>)> {
     let in_flight = snapshot.in_flight_sectors(sector);
     let mut images = Vec::new();
     for length in [CrashLength::Durable, CrashLength::Current] {

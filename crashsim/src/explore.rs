@@ -1,5 +1,6 @@
 //! The explorer: enumerate crash states, recover each, check.
 
+use std::ops::Range;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -7,7 +8,8 @@ use std::time::{Duration, Instant};
 
 use mappedpages::format::Geometry;
 use mappedpages::{
-    CrashLength, FailedSyncKeeps, MappedPageError, Pager, SectorSize, SimStorage, Storage,
+    CrashLength, CrashPoint, FailedSyncKeeps, MappedPageError, Pager, SectorSize, SimEvent,
+    SimStorage, Storage,
 };
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -260,8 +262,8 @@ const KEPT_VIOLATIONS: usize = 32;
 
 /// The clean run: the workload with a snapshot before every sync.
 struct CleanRun<M> {
-    snapshots: Vec<SimStorage>,
-    final_storage: SimStorage,
+    snapshots: Vec<CrashPoint>,
+    final_storage: CrashPoint,
     acks: Vec<(u64, M)>,
     grow_count: u64,
 }
@@ -367,20 +369,16 @@ impl<'a, const P: usize, W: Scenario<P>> Explorer<'a, P, W> {
         Ok((pager, rec))
     }
 
-    /// Opens `image` and checks it. `acknowledged` is `None` before the create completed, when
-    /// "no file" is also allowed. Returns the recovered pager and the model it matched.
-    fn check_image(
+    /// Judges what opening a crash image gave. `acknowledged` is `None` before the create
+    /// completed, when "no file" is also allowed. Returns the model the state matched (`None`:
+    /// no file).
+    fn judge(
         &self,
-        image: Vec<u8>,
+        opened: Result<&Pager<P, SimStorage>, &MappedPageError>,
         acknowledged: Option<&W::Model>,
         in_flight: Option<&W::Model>,
-        record_recovery: bool,
-    ) -> Result<Option<(Pager<P, SimStorage>, W::Model)>, Finding> {
-        let mut storage = SimStorage::from_image(image);
-        if record_recovery {
-            storage.record_sync_snapshots();
-        }
-        let pager = match Pager::<P, SimStorage>::open_in(storage) {
+    ) -> Result<Option<W::Model>, Finding> {
+        let pager = match opened {
             Ok(pager) => pager,
             Err(MappedPageError::NotAMappedPagesFile | MappedPageError::FileTooSmall { .. })
                 if acknowledged.is_none() =>
@@ -394,7 +392,7 @@ impl<'a, const P: usize, W: Scenario<P>> Explorer<'a, P, W> {
                 ));
             }
         };
-        check_well_formed(&pager)?;
+        check_well_formed(pager)?;
         let (acknowledged, in_flight) = match acknowledged {
             Some(acknowledged) => (acknowledged, in_flight),
             None => (
@@ -403,70 +401,140 @@ impl<'a, const P: usize, W: Scenario<P>> Explorer<'a, P, W> {
             ),
         };
         let matched = self.scenario.check(
-            &pager,
+            pager,
             &Allowed {
                 acknowledged,
                 in_flight,
             },
         )?;
-        let model = match matched {
+        Ok(Some(match matched {
             Matched::Acknowledged => acknowledged.clone(),
             Matched::InFlight => in_flight.expect("matched the in-flight model").clone(),
-        };
-        Ok(Some((pager, model)))
+        }))
     }
 
-    /// INV-6: crash at each of recovery's own syncs; recovering again must give the same state.
-    fn explore_recovery_crashes(
+    /// Opens `image` (a copy of its own) and judges it; returns the pager for further use.
+    fn check_image(
+        &self,
+        image: Vec<u8>,
+        acknowledged: Option<&W::Model>,
+        in_flight: Option<&W::Model>,
+    ) -> Result<Option<(Pager<P, SimStorage>, W::Model)>, Finding> {
+        match Pager::<P, SimStorage>::open_in(SimStorage::from_image(image)) {
+            Ok(pager) => {
+                let model = self.judge(Ok(&pager), acknowledged, in_flight)?;
+                Ok(model.map(|model| (pager, model)))
+            }
+            Err(error) => self
+                .judge(Err(&error), acknowledged, in_flight)
+                .map(|_| None),
+        }
+    }
+
+    /// One crash state on `bench`: patch the in-flight sectors `kept`, recover, judge; then, if
+    /// recovery wrote anything, crash at each of its syncs and recover again (INV-6).
+    #[allow(clippy::too_many_arguments)]
+    fn crash_state(
         &self,
         order: usize,
-        recovered: &Pager<P, SimStorage>,
-        first: &Case,
+        bench: &mut Bench,
+        snapshot: &CrashPoint,
+        sector_size: SectorSize,
+        kept: &[u64],
+        case: &Case,
+        acknowledged: Option<&W::Model>,
+        in_flight: Option<&W::Model>,
     ) {
-        let reference: Vec<u64> = recovered
-            .iter_allocated_pages()
-            .map(|id| id.raw())
-            .collect();
+        let patches = sector_patches(snapshot, sector_size, kept, bench.len());
+        let capture = self.config.phases.recovery_crashes;
+        let opened = self.guarded(|| {
+            Ok(bench.open_patched::<P, _>(&patches, capture, |opened| {
+                let verdict = self.judge(opened, acknowledged, in_flight);
+                let reference: Option<Vec<u64>> = opened
+                    .ok()
+                    .map(|pager| pager.iter_allocated_pages().map(|id| id.raw()).collect());
+                (verdict, reference)
+            }))
+        });
+        let ((verdict, reference), repairs) = match opened {
+            Ok(found) => found,
+            Err(finding) => return self.report(order, case.clone(), finding),
+        };
+        if let Err(finding) = verdict {
+            return self.report(order, case.clone(), finding);
+        }
+        let (Some(reference), Some(repairs)) = (reference, repairs) else {
+            return;
+        };
         let Case::Crash {
             sync,
             sector,
             length,
             kept,
-        } = first
+        } = case
         else {
             return;
         };
-        for (index, snapshot) in recovered.storage().sync_snapshots().iter().enumerate() {
-            let in_flight = snapshot.in_flight_sectors(SectorSize::S512);
-            for recovery_kept in subsets(&in_flight, 6, 8, index as u64) {
+        // Recovery wrote `repairs` (its syncs in order, with the bytes each left). A crash before
+        // its sync `index` keeps everything synced earlier and a subset of that sync's sectors.
+        for (index, sync_writes) in repairs.iter().enumerate() {
+            let earlier: Vec<(usize, &[u8])> = repairs[..index]
+                .iter()
+                .flatten()
+                .map(|(range, bytes)| (range.start as usize, bytes.as_slice()))
+                .collect();
+            let mut dirty: Vec<(usize, &[u8])> = Vec::new();
+            for (range, bytes) in sync_writes {
+                for (chunk_index, chunk) in bytes.chunks(512).enumerate() {
+                    let start = range.start as usize + chunk_index * 512;
+                    if bench.differs_from_patched(start, chunk, &patches) {
+                        dirty.push((start, chunk));
+                    }
+                }
+            }
+            let dirty_ids: Vec<u64> = (0..dirty.len() as u64).collect();
+            for subset in subsets(&dirty_ids, 6, 8, index as u64) {
+                let recovery_kept: Vec<u64> = subset
+                    .iter()
+                    .map(|&i| dirty[i as usize].0 as u64 / 512)
+                    .collect();
                 let case = Case::RecoveryCrash {
                     sync: *sync,
                     sector: *sector,
                     length: *length,
                     kept: kept.clone(),
                     recovery_sync: index as u64,
-                    recovery_kept: recovery_kept.clone(),
+                    recovery_kept,
                 };
                 if !self.begin_state(&case) {
                     continue;
                 }
+                let mut layered = patches.clone();
+                layered.extend(earlier.iter().copied());
+                layered.extend(subset.iter().map(|&i| dirty[i as usize]));
                 let result = self.guarded(|| {
-                    let image =
-                        snapshot.crash_image(SectorSize::S512, &recovery_kept, CrashLength::Current);
-                    let again = Pager::<P, SimStorage>::open_in(SimStorage::from_image(image))
-                        .map_err(|e| Finding::new(6, format!("recovery interrupted at its sync {index} leaves an image that does not open: {e}")))?;
-                    let pages: Vec<u64> = again.iter_allocated_pages().map(|id| id.raw()).collect();
-                    if pages != reference {
-                        return Err(Finding::new(
+                    let (pages, _) = bench.open_patched::<P, _>(&layered, false, |opened| {
+                        opened
+                            .map(|pager| {
+                                pager.iter_allocated_pages().map(|id| id.raw()).collect::<Vec<u64>>()
+                            })
+                            .map_err(|error| error.to_string())
+                    });
+                    match pages {
+                        Err(error) => Err(Finding::new(
+                            6,
+                            format!("recovery interrupted at its sync {index} leaves an image that does not open: {error}"),
+                        )),
+                        Ok(pages) if pages != reference => Err(Finding::new(
                             6,
                             format!(
                                 "recovery interrupted at its sync {index} and rerun finds {} allocated pages, the first recovery {}",
                                 pages.len(),
                                 reference.len()
                             ),
-                        ));
+                        )),
+                        Ok(_) => Ok(()),
                     }
-                    Ok(())
                 });
                 if let Err(finding) = result {
                     self.report(order, case, finding);
@@ -494,8 +562,9 @@ impl<'a, const P: usize, W: Scenario<P>> Explorer<'a, P, W> {
                 self.config.extra_samples,
                 self.config.seed ^ sync.wrapping_mul(0x9E37_79B9) ^ sector_size.bytes(),
             );
-            for kept in chosen {
-                for &length in lengths {
+            for &length in lengths {
+                let mut bench = Bench::new(snapshot.crash_image(sector_size, &[], length.into()));
+                for kept in &chosen {
                     let case = Case::Crash {
                         sync,
                         sector: sector_size.bytes(),
@@ -505,18 +574,16 @@ impl<'a, const P: usize, W: Scenario<P>> Explorer<'a, P, W> {
                     if !self.begin_state(&case) {
                         continue;
                     }
-                    let record = self.config.phases.recovery_crashes;
-                    let result = self.guarded(|| {
-                        let image = snapshot.crash_image(sector_size, &kept, length.into());
-                        self.check_image(image, acknowledged, in_flight, record)
-                    });
-                    match result {
-                        Ok(Some((pager, _))) if record => {
-                            self.explore_recovery_crashes(order, &pager, &case)
-                        }
-                        Ok(_) => {}
-                        Err(finding) => self.report(order, case, finding),
-                    }
+                    self.crash_state(
+                        order,
+                        &mut bench,
+                        snapshot,
+                        sector_size,
+                        kept,
+                        &case,
+                        acknowledged,
+                        in_flight,
+                    );
                 }
             }
         }
@@ -527,7 +594,8 @@ impl<'a, const P: usize, W: Scenario<P>> Explorer<'a, P, W> {
         let Some(snapshot) = run.snapshots.get(sync as usize) else {
             return;
         };
-        for kept_all in [false, true] {
+        // One root per sync point, alternating between keeping nothing and everything in flight.
+        for kept_all in [sync % 2 == 1] {
             let kept = if kept_all {
                 snapshot.in_flight_sectors(SectorSize::S512)
             } else {
@@ -536,7 +604,7 @@ impl<'a, const P: usize, W: Scenario<P>> Explorer<'a, P, W> {
             let image = snapshot.crash_image(SectorSize::S512, &kept, CrashLength::Current);
             // The first level is a crash state of its own (checked by `crash_point`); here it is
             // the root of a continuation.
-            let root = self.guarded(|| self.check_image(image, acknowledged, in_flight, false));
+            let root = self.guarded(|| self.check_image(image, acknowledged, in_flight));
             let Ok(Some((pager, model))) = root else {
                 continue;
             };
@@ -573,11 +641,26 @@ impl<'a, const P: usize, W: Scenario<P>> Explorer<'a, P, W> {
             let storage = pager.storage();
             let snapshots = storage.sync_snapshots();
             for second_sync in 0..=snapshots.len() as u64 {
-                let second = snapshots.get(second_sync as usize).unwrap_or(storage);
+                let last;
+                let second = match snapshots.get(second_sync as usize) {
+                    Some(point) => point,
+                    None => {
+                        last = storage.crash_point();
+                        &last
+                    }
+                };
                 let (acknowledged, in_flight) = allowed_at(&rec.acks, second_sync);
                 let in_flight_sectors = second.in_flight_sectors(SectorSize::S512);
-                for second_kept in subsets(&in_flight_sectors, 4, 4, second_sync) {
-                    for second_length in [Length::Durable, Length::Current] {
+                let lengths: &[Length] = if second.durable_len_bytes() == second.len_bytes() {
+                    &[Length::Current]
+                } else {
+                    &[Length::Durable, Length::Current]
+                };
+                let chosen = subsets(&in_flight_sectors, 4, 4, second_sync);
+                for &second_length in lengths {
+                    let mut bench =
+                        Bench::new(second.crash_image(SectorSize::S512, &[], second_length.into()));
+                    for second_kept in &chosen {
                         let case = Case::Chain {
                             sync,
                             kept_all,
@@ -588,13 +671,14 @@ impl<'a, const P: usize, W: Scenario<P>> Explorer<'a, P, W> {
                         if !self.begin_state(&case) {
                             continue;
                         }
+                        let patches =
+                            sector_patches(second, SectorSize::S512, second_kept, bench.len());
                         let result = self.guarded(|| {
-                            let image = second.crash_image(
-                                SectorSize::S512,
-                                &second_kept,
-                                second_length.into(),
-                            );
-                            self.check_image(image, acknowledged, in_flight, false)
+                            bench
+                                .open_patched::<P, _>(&patches, false, |opened| {
+                                    self.judge(opened, acknowledged, in_flight)
+                                })
+                                .0
                                 .map(|_| ())
                         });
                         if let Err(finding) = result {
@@ -655,7 +739,7 @@ impl<'a, const P: usize, W: Scenario<P>> Explorer<'a, P, W> {
                 };
                 let result = self.guarded(|| {
                     let image = storage.crash_image(SectorSize::S512, &kept, length.into());
-                    self.check_image(image, Some(&last_ack.1), in_flight, false)
+                    self.check_image(image, Some(&last_ack.1), in_flight)
                         .map(|_| ())
                         .map_err(|f| Finding::new(7, format!("after failed sync {sync}: {f}")))
                 });
@@ -690,7 +774,7 @@ impl<'a, const P: usize, W: Scenario<P>> Explorer<'a, P, W> {
             }
             let (pager, rec) = self.clean_run(storage)?;
             let last = &rec.acks.last().expect("initial ack").1;
-            self.check_image(pager.storage().durable_image(), Some(last), None, false)
+            self.check_image(pager.storage().durable_image(), Some(last), None)
                 .map(|_| ())
                 .map_err(|f| Finding::new(7, format!("after failed growth {growth}: {f}")))
         });
@@ -707,9 +791,9 @@ impl<'a, const P: usize, W: Scenario<P>> Explorer<'a, P, W> {
         let Some(snapshot) = run.snapshots.get(sync as usize) else {
             return;
         };
-        let base = snapshot.durable_image();
+        let mut bench = Bench::new(snapshot.durable_image());
         let geometry = Geometry::new(P);
-        let file_pages = base.len() as u64 / P as u64;
+        let file_pages = bench.len() as u64 / P as u64;
         let mut targets: Vec<(u64, &[u64])> = vec![
             (0, &[8, 20, 24, 32]),
             (1, &[16, 24, 40, 64, 72, 76]),
@@ -737,37 +821,39 @@ impl<'a, const P: usize, W: Scenario<P>> Explorer<'a, P, W> {
                     if !self.begin_state(&case) {
                         continue;
                     }
-                    let mut image = base.clone();
                     let at = (page * P as u64 + offset) as usize;
-                    if at >= image.len() {
+                    if at >= bench.len() {
                         continue;
                     }
-                    if zero_sector {
+                    let (start, replacement) = if zero_sector {
                         let start = at / 512 * 512;
-                        let end = (start + 512).min(image.len());
-                        image[start..end].fill(0);
+                        (start, vec![0u8; (start + 512).min(bench.len()) - start])
                     } else {
-                        image[at] ^= 1;
-                    }
+                        (at, vec![bench.pristine[at] ^ 1])
+                    };
                     let result = self.guarded(|| {
-                        match Pager::<P, SimStorage>::open_in(SimStorage::from_image(image)) {
-                            // A typed error is a correct answer to corruption.
-                            Err(_) => Ok(()),
-                            Ok(pager) => {
-                                check_well_formed(&pager)?;
-                                let acknowledged = acknowledged.expect("checked above");
-                                self.scenario
-                                    .check(
-                                        &pager,
-                                        &Allowed {
-                                            acknowledged,
-                                            in_flight,
-                                        },
-                                    )
-                                    .map(|_| ())
-                            }
-                        }
-                        .map_err(|f| {
+                        let (verdict, _) = bench.open_patched::<P, _>(
+                            &[(start, replacement.as_slice())],
+                            false,
+                            |opened| match opened {
+                                // A typed error is a correct answer to corruption.
+                                Err(_) => Ok(()),
+                                Ok(pager) => {
+                                    check_well_formed(pager)?;
+                                    let acknowledged = acknowledged.expect("checked above");
+                                    self.scenario
+                                        .check(
+                                            pager,
+                                            &Allowed {
+                                                acknowledged,
+                                                in_flight,
+                                            },
+                                        )
+                                        .map(|_| ())
+                                }
+                            },
+                        );
+                        verdict.map_err(|f: Finding| {
                             Finding::new(
                                 8,
                                 format!("corrupt page {page} byte {offset} accepted: {f}"),
@@ -834,6 +920,118 @@ fn check_well_formed<const P: usize>(pager: &Pager<P, SimStorage>) -> Result<(),
     Ok(())
 }
 
+/// The volatile contents of the `kept` in-flight sectors of `point`, as patches of an image of
+/// `len` bytes.
+fn sector_patches<'p>(
+    point: &'p CrashPoint,
+    sector_size: SectorSize,
+    kept: &[u64],
+    len: usize,
+) -> Vec<(usize, &'p [u8])> {
+    kept.iter()
+        .filter_map(|&sector| {
+            let start = (sector * sector_size.bytes()) as usize;
+            let bytes = point.volatile_sector(sector_size, sector)?;
+            (start < len).then(|| (start, &bytes[..bytes.len().min(len - start)]))
+        })
+        .collect()
+}
+
+/// Bytes a recovery wrote, per sync in order: (range, bytes after recovery).
+type Repairs = Vec<Vec<(Range<u64>, Vec<u8>)>>;
+
+/// A reusable crash image: `pristine`, plus patches applied for one state and reverted after it,
+/// so a crash state costs what it touches rather than the size of the file.
+struct Bench {
+    pristine: Vec<u8>,
+    work: Vec<u8>,
+}
+
+impl Bench {
+    fn new(pristine: Vec<u8>) -> Bench {
+        Bench {
+            work: pristine.clone(),
+            pristine,
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.pristine.len()
+    }
+
+    /// True if `bytes` differ from what the image holds at `start` with `patches` applied.
+    fn differs_from_patched(&self, start: usize, bytes: &[u8], patches: &[(usize, &[u8])]) -> bool {
+        let mut before = self.pristine[start..start + bytes.len()].to_vec();
+        for &(offset, patch) in patches {
+            let (lo, hi) = (
+                offset.max(start),
+                (offset + patch.len()).min(start + bytes.len()),
+            );
+            if lo < hi {
+                before[lo - start..hi - start].copy_from_slice(&patch[lo - offset..hi - offset]);
+            }
+        }
+        before != bytes
+    }
+
+    /// Applies `patches`, opens the image (recovery included), calls `inspect`, and restores the
+    /// pristine image. With `capture`, also returns what recovery wrote, per sync.
+    fn open_patched<const P: usize, R>(
+        &mut self,
+        patches: &[(usize, &[u8])],
+        capture: bool,
+        inspect: impl FnOnce(Result<&Pager<P, SimStorage>, &MappedPageError>) -> R,
+    ) -> (R, Option<Repairs>) {
+        let mut work = std::mem::take(&mut self.work);
+        for &(offset, bytes) in patches {
+            work[offset..offset + bytes.len()].copy_from_slice(bytes);
+        }
+        let storage = SimStorage::from_image_untracked(work);
+        let (result, storage) = match Pager::<P, SimStorage>::try_open_in(storage) {
+            Ok(pager) => {
+                let result = inspect(Ok(&pager));
+                (result, pager.into_storage())
+            }
+            Err((error, storage)) => (inspect(Err(&error)), storage),
+        };
+        let synced: Vec<Vec<Range<u64>>> = storage
+            .events()
+            .iter()
+            .filter_map(|event| match event {
+                SimEvent::Sync { ranges, .. } => Some(ranges.clone()),
+                _ => None,
+            })
+            .collect();
+        let mut work = storage.into_image();
+        assert_eq!(
+            work.len(),
+            self.pristine.len(),
+            "recovery never changes the length"
+        );
+        let repairs = (capture && !synced.is_empty()).then(|| {
+            synced
+                .iter()
+                .map(|ranges| {
+                    ranges
+                        .iter()
+                        .map(|r| (r.clone(), work[r.start as usize..r.end as usize].to_vec()))
+                        .collect()
+                })
+                .collect()
+        });
+        for &(offset, bytes) in patches {
+            let range = offset..offset + bytes.len();
+            work[range.clone()].copy_from_slice(&self.pristine[range]);
+        }
+        for range in synced.iter().flatten() {
+            let range = range.start as usize..range.end as usize;
+            work[range.clone()].copy_from_slice(&self.pristine[range]);
+        }
+        self.work = work;
+        (result, repairs)
+    }
+}
+
 enum Unit {
     Crash(u64),
     Chain(u64),
@@ -864,7 +1062,7 @@ fn run_units<const P: usize, W: Scenario<P>>(explorer: &Explorer<'_, P, W>) -> (
     let run = CleanRun {
         snapshots: pager.storage().sync_snapshots().to_vec(),
         grow_count: pager.storage().grow_count(),
-        final_storage: pager.into_storage().images_only(),
+        final_storage: pager.storage().crash_point(),
         acks: rec.acks,
     };
     let phases = explorer.config.phases;

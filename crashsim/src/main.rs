@@ -66,6 +66,36 @@ struct Args {
     /// Stop exploring a workload at its first violation.
     #[arg(long)]
     stop_at_first: bool,
+    /// Phases to run (comma-separated): crashes, recovery-crashes, chains, failed-syncs,
+    /// failed-growth, media. Default: all.
+    #[arg(long, value_delimiter = ',')]
+    phases: Vec<String>,
+}
+
+fn parse_phases(names: &[String]) -> Result<Phases, String> {
+    if names.is_empty() {
+        return Ok(Phases::all());
+    }
+    let mut phases = Phases {
+        crashes: false,
+        recovery_crashes: false,
+        chains: false,
+        failed_syncs: false,
+        failed_growth: false,
+        media: false,
+    };
+    for name in names {
+        match name.as_str() {
+            "crashes" => phases.crashes = true,
+            "recovery-crashes" => phases.recovery_crashes = true,
+            "chains" => phases.chains = true,
+            "failed-syncs" => phases.failed_syncs = true,
+            "failed-growth" => phases.failed_growth = true,
+            "media" => phases.media = true,
+            other => return Err(format!("unknown phase {other}")),
+        }
+    }
+    Ok(phases)
 }
 
 fn activate_mutant(name: &Option<String>) -> Result<(), String> {
@@ -96,6 +126,13 @@ fn main() -> ExitCode {
         eprintln!("error: {message}");
         return ExitCode::from(2);
     }
+    let phases = match parse_phases(&args.phases) {
+        Ok(phases) => phases,
+        Err(message) => {
+            eprintln!("error: {message}");
+            return ExitCode::from(2);
+        }
+    };
     if let Some(json) = &args.replay {
         return replay(json);
     }
@@ -141,7 +178,7 @@ fn main() -> ExitCode {
             max_states: (remaining / left).max(1),
             deadline,
             stop_at_first_violation: args.stop_at_first,
-            phases: Phases::all(),
+            phases,
             progress: Some(counter.clone()),
         };
         if let Some(bar) = &progress.bar {

@@ -4,7 +4,7 @@ mod mmap;
 mod sim;
 
 pub use mmap::{MmapStorage, SyncStats};
-pub use sim::{CrashLength, FailedSyncKeeps, SectorSize, SimEvent, SimStorage};
+pub use sim::{CrashLength, CrashPoint, FailedSyncKeeps, SectorSize, SimEvent, SimStorage};
 
 use std::io;
 use std::ops::Range;

@@ -1,5 +1,6 @@
 //! `SimStorage`: an in-memory backend that knows what is durable and what is not.
 
+use std::collections::BTreeMap;
 use std::io;
 use std::ops::Range;
 
@@ -42,6 +43,116 @@ pub enum FailedSyncKeeps {
     Everything,
     /// A pseudo-random subset chosen by this seed.
     Seeded(u64),
+}
+
+/// Granularity at which a [`CrashPoint`] keeps volatile contents (the largest sector size).
+const BLOCK_BYTES: usize = 4096;
+
+/// What a crash at one moment can leave behind: the durable image and length, and the sectors in
+/// flight with their volatile contents. Much smaller than a [`SimStorage`]: one copy of the
+/// durable bytes plus the in-flight blocks.
+///
+/// ```
+/// use mappedpages::{CrashLength, SectorSize, SimStorage, Storage};
+///
+/// let mut storage = SimStorage::new();
+/// storage.grow(4096).unwrap();
+/// storage.sync_ranges(&[0..4096]).unwrap();
+/// storage.bytes_mut()[700] = 1;
+/// let point = storage.crash_point();
+/// assert_eq!(point.in_flight_sectors(SectorSize::S512), vec![1]);
+/// assert_eq!(point.crash_image(SectorSize::S512, &[1], CrashLength::Current)[700], 1);
+/// assert_eq!(point.durable_image()[700], 0);
+/// ```
+#[derive(Clone, Debug)]
+pub struct CrashPoint {
+    durable: Vec<u8>,
+    durable_len_bytes: u64,
+    len_bytes: u64,
+    /// In-flight 512-byte sectors, in order.
+    dirty_sectors: Vec<u64>,
+    /// Volatile contents of every 4096-byte block holding an in-flight sector.
+    blocks: BTreeMap<u64, Vec<u8>>,
+}
+
+impl CrashPoint {
+    /// The length a crash keeps for certain.
+    pub fn durable_len_bytes(&self) -> u64 {
+        self.durable_len_bytes
+    }
+
+    /// The current length (a crash may keep it).
+    pub fn len_bytes(&self) -> u64 {
+        self.len_bytes
+    }
+
+    /// Indices of the sectors in flight, in units of `sector_size`.
+    pub fn in_flight_sectors(&self, sector_size: SectorSize) -> Vec<u64> {
+        let per = sector_size.bytes() / SectorSize::S512.bytes();
+        let mut sectors: Vec<u64> = self.dirty_sectors.iter().map(|s| s / per).collect();
+        sectors.dedup();
+        sectors
+    }
+
+    /// The volatile contents of in-flight sector `sector` (units of `sector_size`), cut at the
+    /// current length; `None` if that sector is not in flight.
+    pub fn volatile_sector(&self, sector_size: SectorSize, sector: u64) -> Option<&[u8]> {
+        let size = sector_size.bytes();
+        let per = size / SectorSize::S512.bytes();
+        let first = sector.checked_mul(per)?;
+        let dirty = self
+            .dirty_sectors
+            .binary_search_by(|s| {
+                if *s < first {
+                    std::cmp::Ordering::Less
+                } else if *s >= first + per {
+                    std::cmp::Ordering::Greater
+                } else {
+                    std::cmp::Ordering::Equal
+                }
+            })
+            .is_ok();
+        if !dirty {
+            return None;
+        }
+        let start = sector * size;
+        let block = self.blocks.get(&(start / BLOCK_BYTES as u64))?;
+        let offset = (start % BLOCK_BYTES as u64) as usize;
+        let end = (offset + size as usize).min(block.len());
+        block.get(offset..end)
+    }
+
+    /// The image a crash keeps: the durable bytes, plus the volatile contents of `kept_sectors`
+    /// (in-flight sectors in units of `sector_size`; others are ignored), at the length chosen by
+    /// `length` (bytes past the durable length read as zero unless kept).
+    pub fn crash_image(
+        &self,
+        sector_size: SectorSize,
+        kept_sectors: &[u64],
+        length: CrashLength,
+    ) -> Vec<u8> {
+        let len = match length {
+            CrashLength::Durable => self.durable_len_bytes,
+            CrashLength::Current => self.len_bytes,
+        } as usize;
+        let mut image = self.durable[..len.min(self.durable.len())].to_vec();
+        image.resize(len, 0);
+        for &sector in kept_sectors {
+            if let Some(bytes) = self.volatile_sector(sector_size, sector) {
+                let start = (sector * sector_size.bytes()) as usize;
+                if start < len {
+                    let end = (start + bytes.len()).min(len);
+                    image[start..end].copy_from_slice(&bytes[..end - start]);
+                }
+            }
+        }
+        image
+    }
+
+    /// The durable image alone, at the durable length.
+    pub fn durable_image(&self) -> Vec<u8> {
+        self.crash_image(SectorSize::S512, &[], CrashLength::Durable)
+    }
 }
 
 /// One durability-relevant call on a [`SimStorage`], in the order they happened.
@@ -112,7 +223,9 @@ pub struct SimStorage {
     fail_grow_at: Option<u64>,
     failed_sync_keeps: Option<FailedSyncKeeps>,
     snapshot_syncs: bool,
-    snapshots: Vec<SimStorage>,
+    snapshots: Vec<CrashPoint>,
+    /// Durability is not tracked: writes never copy the images (see `from_image_untracked`).
+    untracked: bool,
 }
 
 /// A small deterministic generator (splitmix64) for seeded subsets.
@@ -140,6 +253,23 @@ impl SimStorage {
         }
     }
 
+    /// Like [`from_image`](Self::from_image), but durability is not tracked: writes never make
+    /// the copies that crash images need, syncs always succeed and are recorded as events, and
+    /// [`crash_image`](Self::crash_image) returns the bytes as written. For opening a crash image
+    /// only to inspect what recovery makes of it, as fast as possible; get the bytes back with
+    /// [`into_image`](Self::into_image) and the ranges recovery wrote from [`events`](Self::events).
+    pub fn from_image_untracked(image: Vec<u8>) -> SimStorage {
+        SimStorage {
+            untracked: true,
+            ..SimStorage::from_image(image)
+        }
+    }
+
+    /// The volatile bytes, giving the storage up.
+    pub fn into_image(self) -> Vec<u8> {
+        self.volatile
+    }
+
     /// Makes the sync with zero-based index `index` (counting every `sync_ranges` and `sync_all`
     /// since creation) fail, keeping the sectors chosen by `keeps`.
     pub fn fail_sync_at(&mut self, index: u64, keeps: FailedSyncKeeps) {
@@ -152,27 +282,49 @@ impl SimStorage {
         self.fail_grow_at = Some(index);
     }
 
-    /// From now on, keep a copy of the images just before every sync (and sync_all) is applied:
-    /// the states a crash at that point can leave behind. See [`sync_snapshots`](Self::sync_snapshots).
+    /// From now on, record a [`CrashPoint`] just before every sync (and sync_all) is applied:
+    /// what a crash at that moment can leave behind. See [`sync_snapshots`](Self::sync_snapshots).
     pub fn record_sync_snapshots(&mut self) {
         self.snapshot_syncs = true;
     }
 
-    /// The copies kept by [`record_sync_snapshots`](Self::record_sync_snapshots), one per sync in
-    /// order. Each holds the images only (no events, counters or injected faults).
-    pub fn sync_snapshots(&self) -> &[SimStorage] {
+    /// The crash points kept by [`record_sync_snapshots`](Self::record_sync_snapshots), one per
+    /// sync, in order.
+    pub fn sync_snapshots(&self) -> &[CrashPoint] {
         &self.snapshots
     }
 
-    /// A copy of the three images and the durable length, without events, counters or faults.
-    pub fn images_only(&self) -> SimStorage {
-        SimStorage {
-            volatile: self.volatile.clone(),
-            clean: self.clean.clone(),
-            durable: self.durable.clone(),
-            images_shared: self.images_shared,
+    /// What a crash now can leave behind.
+    pub fn crash_point(&self) -> CrashPoint {
+        let durable_len = self.durable_len_bytes as usize;
+        let mut dirty_sectors = Vec::new();
+        let mut blocks = BTreeMap::new();
+        if !self.images_shared {
+            let sector = SectorSize::S512.bytes() as usize;
+            for (index, (volatile, clean)) in self
+                .volatile
+                .chunks(sector)
+                .zip(self.clean.chunks(sector))
+                .enumerate()
+            {
+                if volatile != clean {
+                    dirty_sectors.push(index as u64);
+                    let block = (index * sector / BLOCK_BYTES) as u64;
+                    blocks.entry(block).or_insert_with(|| {
+                        let start = block as usize * BLOCK_BYTES;
+                        self.volatile[start..(start + BLOCK_BYTES).min(self.volatile.len())]
+                            .to_vec()
+                    });
+                }
+            }
+        }
+        let durable = self.durable_bytes();
+        CrashPoint {
+            durable: durable[..durable_len.min(durable.len())].to_vec(),
             durable_len_bytes: self.durable_len_bytes,
-            ..SimStorage::default()
+            len_bytes: self.volatile.len() as u64,
+            dirty_sectors,
+            blocks,
         }
     }
 
@@ -194,7 +346,7 @@ impl SimStorage {
 
     /// Gives `clean` and `durable` their own copies before the first write.
     fn unshare_images(&mut self) {
-        if self.images_shared {
+        if self.images_shared && !self.untracked {
             self.clean = self.volatile.clone();
             self.durable = self.volatile.clone();
             self.images_shared = false;
@@ -320,7 +472,7 @@ impl SimStorage {
     /// Applies one barrier over `ranges`. Returns whether it was made to fail.
     fn barrier(&mut self, ranges: &[Range<u64>]) -> bool {
         if self.snapshot_syncs {
-            let snapshot = self.images_only();
+            let snapshot = self.crash_point();
             self.snapshots.push(snapshot);
         }
         let index = self.sync_count;
