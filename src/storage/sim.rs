@@ -3,6 +3,7 @@
 use std::collections::BTreeMap;
 use std::io;
 use std::ops::Range;
+use std::sync::{Arc, OnceLock};
 
 use super::{Storage, coalesce};
 
@@ -45,8 +46,79 @@ pub enum FailedSyncKeeps {
     Seeded(u64),
 }
 
-/// Granularity at which a [`CrashPoint`] keeps volatile contents (the largest sector size).
+/// Granularity at which a [`CrashPoint`] keeps volatile contents (the largest sector size), and
+/// at which durable images share memory.
 const BLOCK_BYTES: usize = 4096;
+
+type Block = Arc<[u8; BLOCK_BYTES]>;
+
+fn zero_block() -> Block {
+    static ZERO: OnceLock<Block> = OnceLock::new();
+    ZERO.get_or_init(|| Arc::new([0; BLOCK_BYTES])).clone()
+}
+
+/// A byte image stored as shared 4 KiB blocks: cloning it costs a pointer per block, and a write
+/// copies only the blocks it touches. Durable images are kept this way, so that the crash point
+/// recorded at every sync shares everything that sync did not change. Bytes past `len` are zero.
+#[derive(Clone, Debug, Default)]
+struct BlockImage {
+    blocks: Vec<Block>,
+    len: usize,
+}
+
+impl BlockImage {
+    fn from_bytes(bytes: &[u8]) -> BlockImage {
+        let blocks = bytes
+            .chunks(BLOCK_BYTES)
+            .map(|chunk| {
+                let mut block = [0u8; BLOCK_BYTES];
+                block[..chunk.len()].copy_from_slice(chunk);
+                Arc::new(block)
+            })
+            .collect();
+        BlockImage {
+            blocks,
+            len: bytes.len(),
+        }
+    }
+
+    fn resize(&mut self, len: usize) {
+        assert!(len >= self.len, "durable images only grow");
+        self.blocks.resize(len.div_ceil(BLOCK_BYTES), zero_block());
+        self.len = len;
+    }
+
+    fn write(&mut self, offset: usize, bytes: &[u8]) {
+        assert!(offset + bytes.len() <= self.len, "write past the image");
+        let mut at = offset;
+        for chunk in bytes.chunks(BLOCK_BYTES) {
+            let mut rest = chunk;
+            while !rest.is_empty() {
+                let index = at / BLOCK_BYTES;
+                let within = at % BLOCK_BYTES;
+                let n = rest.len().min(BLOCK_BYTES - within);
+                Arc::make_mut(&mut self.blocks[index])[within..within + n]
+                    .copy_from_slice(&rest[..n]);
+                at += n;
+                rest = &rest[n..];
+            }
+        }
+    }
+
+    /// The first `len` bytes (zeros past the image).
+    fn to_vec(&self, len: usize) -> Vec<u8> {
+        let mut out = Vec::with_capacity(len);
+        for block in &self.blocks {
+            if out.len() >= len {
+                break;
+            }
+            let n = (len - out.len()).min(BLOCK_BYTES);
+            out.extend_from_slice(&block[..n]);
+        }
+        out.resize(len, 0);
+        out
+    }
+}
 
 /// What a crash at one moment can leave behind: the durable image and length, and the sectors in
 /// flight with their volatile contents. Much smaller than a [`SimStorage`]: one copy of the
@@ -66,7 +138,7 @@ const BLOCK_BYTES: usize = 4096;
 /// ```
 #[derive(Clone, Debug)]
 pub struct CrashPoint {
-    durable: Vec<u8>,
+    durable: BlockImage,
     durable_len_bytes: u64,
     len_bytes: u64,
     /// In-flight 512-byte sectors, in order.
@@ -135,8 +207,7 @@ impl CrashPoint {
             CrashLength::Durable => self.durable_len_bytes,
             CrashLength::Current => self.len_bytes,
         } as usize;
-        let mut image = self.durable[..len.min(self.durable.len())].to_vec();
-        image.resize(len, 0);
+        let mut image = self.durable.to_vec(len);
         for &sector in kept_sectors {
             if let Some(bytes) = self.volatile_sector(sector_size, sector) {
                 let start = (sector * sector_size.bytes()) as usize;
@@ -211,7 +282,7 @@ pub enum SimEvent {
 pub struct SimStorage {
     volatile: Vec<u8>,
     clean: Vec<u8>,
-    durable: Vec<u8>,
+    durable: BlockImage,
     /// True while nothing was written since `from_image`: `clean` and `durable` are then empty
     /// and stand for copies of `volatile` (opening a crash image costs no copies until a write).
     images_shared: bool,
@@ -318,9 +389,13 @@ impl SimStorage {
                 }
             }
         }
-        let durable = self.durable_bytes();
+        let durable = if self.images_shared {
+            BlockImage::from_bytes(&self.volatile[..durable_len.min(self.volatile.len())])
+        } else {
+            self.durable.clone()
+        };
         CrashPoint {
-            durable: durable[..durable_len.min(durable.len())].to_vec(),
+            durable,
             durable_len_bytes: self.durable_len_bytes,
             len_bytes: self.volatile.len() as u64,
             dirty_sectors,
@@ -336,11 +411,14 @@ impl SimStorage {
         }
     }
 
-    fn durable_bytes(&self) -> &[u8] {
+    /// The first `len` bytes of the durable image.
+    fn durable_prefix(&self, len: usize) -> Vec<u8> {
         if self.images_shared {
-            &self.volatile
+            let mut bytes = self.volatile[..len.min(self.volatile.len())].to_vec();
+            bytes.resize(len, 0);
+            bytes
         } else {
-            &self.durable
+            self.durable.to_vec(len)
         }
     }
 
@@ -348,7 +426,7 @@ impl SimStorage {
     fn unshare_images(&mut self) {
         if self.images_shared && !self.untracked {
             self.clean = self.volatile.clone();
-            self.durable = self.volatile.clone();
+            self.durable = BlockImage::from_bytes(&self.volatile);
             self.images_shared = false;
         }
     }
@@ -403,9 +481,7 @@ impl SimStorage {
             CrashLength::Durable => self.durable_len_bytes,
             CrashLength::Current => self.volatile.len() as u64,
         } as usize;
-        let durable = self.durable_bytes();
-        let mut image = durable[..len.min(durable.len())].to_vec();
-        image.resize(len, 0);
+        let mut image = self.durable_prefix(len);
         let size = sector_size.bytes() as usize;
         for &sector in kept_sectors {
             let start = (sector as usize).saturating_mul(size);
@@ -481,7 +557,8 @@ impl SimStorage {
         if !fail {
             // Only dirty sectors are written: a sector a failed sync marked clean stays lost.
             self.for_each_dirty_sector(ranges, |sim, start, end| {
-                sim.durable[start..end].copy_from_slice(&sim.volatile[start..end]);
+                let (volatile, durable) = (&sim.volatile, &mut sim.durable);
+                durable.write(start, &volatile[start..end]);
             });
             self.durable_len_bytes = self.volatile.len() as u64;
             return false;
@@ -499,7 +576,8 @@ impl SimStorage {
                 FailedSyncKeeps::Seeded(_) => splitmix64(&mut seed) & 1 == 1,
             };
             if keep {
-                sim.durable[start..end].copy_from_slice(&sim.volatile[start..end]);
+                let (volatile, durable) = (&sim.volatile, &mut sim.durable);
+                durable.write(start, &volatile[start..end]);
             }
         });
         true
@@ -539,7 +617,7 @@ impl Storage for SimStorage {
         self.unshare_images();
         self.volatile.resize(new_len, 0);
         self.clean.resize(new_len, 0);
-        self.durable.resize(new_len, 0);
+        self.durable.resize(new_len);
         Ok(())
     }
 
