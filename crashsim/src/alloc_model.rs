@@ -191,10 +191,8 @@ impl<const P: usize> Scenario<P> for AllocScenario<P> {
         if same(allowed.acknowledged) {
             return Ok(Matched::Acknowledged);
         }
-        if let Some(in_flight) = allowed.in_flight {
-            if same(in_flight) {
-                return Ok(Matched::InFlight);
-            }
+        if allowed.in_flight.is_some_and(same) {
+            return Ok(Matched::InFlight);
         }
         let recovered: AllocModel = pager.iter_allocated_pages().map(|id| id.raw()).collect();
         // An allocation acknowledged and not being freed by the operation in flight is lost:

@@ -260,6 +260,9 @@ pub struct Outcome {
 
 const KEPT_VIOLATIONS: usize = 32;
 
+/// A recovered pager and the model its state matched.
+type Recovered<const P: usize, M> = (Pager<P, SimStorage>, M);
+
 /// The clean run: the workload with a snapshot before every sync.
 struct CleanRun<M> {
     snapshots: Vec<CrashPoint>,
@@ -312,7 +315,7 @@ impl<'a, const P: usize, W: Scenario<P>> Explorer<'a, P, W> {
             progress.fetch_add(1, Ordering::Relaxed);
         }
         if n >= self.config.max_states
-            || (n % 256 == 0 && self.config.deadline.is_some_and(|d| Instant::now() >= d))
+            || (n.is_multiple_of(256) && self.config.deadline.is_some_and(|d| Instant::now() >= d))
         {
             self.stop.store(true, Ordering::Relaxed);
         }
@@ -419,7 +422,7 @@ impl<'a, const P: usize, W: Scenario<P>> Explorer<'a, P, W> {
         image: Vec<u8>,
         acknowledged: Option<&W::Model>,
         in_flight: Option<&W::Model>,
-    ) -> Result<Option<(Pager<P, SimStorage>, W::Model)>, Finding> {
+    ) -> Result<Option<Recovered<P, W::Model>>, Finding> {
         match Pager::<P, SimStorage>::open_in(SimStorage::from_image(image)) {
             Ok(pager) => {
                 let model = self.judge(Ok(&pager), acknowledged, in_flight)?;

@@ -39,8 +39,8 @@ struct Args {
     /// List the workloads and exit.
     #[arg(long)]
     list: bool,
-    /// Budget of crash states over all workloads.
-    #[arg(long, default_value_t = 1_000_000)]
+    /// Budget of crash states over all workloads (split evenly, unused shares passed on).
+    #[arg(long, default_value_t = 2_000_000)]
     max_states: u64,
     /// Stop after this many seconds (the report says what was not explored).
     #[arg(long)]
@@ -49,7 +49,7 @@ struct Args {
     #[arg(long, default_value_t = 0)]
     seed: u64,
     /// Number of seeded random-mix workloads.
-    #[arg(long, default_value_t = 40)]
+    #[arg(long, default_value_t = 80)]
     mixes: u64,
     /// Sector sizes to tear at.
     #[arg(long, value_enum, default_value_t = Sectors::Both)]
@@ -268,8 +268,8 @@ fn rate(states: u64, elapsed: Duration) -> f64 {
 
 fn print_table(outcomes: &[Outcome], skipped: &[String], elapsed: Duration) {
     println!(
-        "{:<16} {:>6} {:>10} {:>10} {:>9} {:>12}  {}",
-        "workload", "syncs", "states", "violations", "time s", "states/s", "verdict"
+        "{:<16} {:>6} {:>10} {:>10} {:>9} {:>12}  verdict",
+        "workload", "syncs", "states", "violations", "time s", "states/s"
     );
     for o in outcomes {
         let verdict = if o.violation_count > 0 {
