@@ -14,7 +14,7 @@ use mappedpages::{
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use crate::subsets::subsets;
+use crate::subsets::{splitmix64, subsets};
 use crate::{Allowed, Finding, Matched, Recorder, Scenario};
 
 /// Which kinds of crash states to explore.
@@ -693,27 +693,23 @@ impl<'a, const P: usize, W: Scenario<P>> Explorer<'a, P, W> {
         }
     }
 
-    fn failed_sync(&self, order: usize, clean: &CleanRun<W::Model>, sync: u64, keeps: Keeps) {
+    /// Sync `sync` fails. One run keeps none of its sectors; what it did not write is recorded
+    /// (`SimStorage::lost_writes`), so the runs that keep all or a seeded subset are the same
+    /// run's images plus those sectors (the pager's memory and later writes do not depend on
+    /// what reached the disk).
+    fn failed_sync(&self, order: usize, clean: &CleanRun<W::Model>, sync: u64) {
         let mut storage = SimStorage::new();
-        storage.fail_sync_at(
-            sync,
-            match keeps {
-                Keeps::Nothing => FailedSyncKeeps::Nothing,
-                Keeps::Everything => FailedSyncKeeps::Everything,
-                Keeps::Seeded => FailedSyncKeeps::Seeded(sync ^ self.config.seed),
-            },
-        );
-        let base_case = |kept_all: bool, length: Length| Case::FailedSync {
-            sync,
-            keeps,
-            kept_all,
-            length,
-        };
+        storage.fail_sync_at(sync, FailedSyncKeeps::Nothing);
         let run = self.guarded(|| self.clean_run(storage));
         let (pager, rec) = match run {
             Ok(found) => found,
             Err(finding) => {
-                let case = base_case(false, Length::Current);
+                let case = Case::FailedSync {
+                    sync,
+                    keeps: Keeps::Nothing,
+                    kept_all: false,
+                    length: Length::Current,
+                };
                 if self.begin_state(&case) {
                     self.report(order, case, finding);
                 }
@@ -729,25 +725,50 @@ impl<'a, const P: usize, W: Scenario<P>> Explorer<'a, P, W> {
             None
         };
         let storage = pager.storage();
-        for kept_all in [false, true] {
-            for length in [Length::Durable, Length::Current] {
-                let case = base_case(kept_all, length);
-                if !self.begin_state(&case) {
-                    continue;
-                }
-                let kept = if kept_all {
-                    storage.in_flight_sectors(SectorSize::S512)
-                } else {
-                    Vec::new()
-                };
-                let result = self.guarded(|| {
-                    let image = storage.crash_image(SectorSize::S512, &kept, length.into());
-                    self.check_image(image, Some(&last_ack.1), in_flight)
-                        .map(|_| ())
-                        .map_err(|f| Finding::new(7, format!("after failed sync {sync}: {f}")))
-                });
-                if let Err(finding) = result {
-                    self.report(order, case, finding);
+        let lost = storage.lost_writes();
+        for keeps in [Keeps::Nothing, Keeps::Everything, Keeps::Seeded] {
+            let mut seed = sync ^ self.config.seed;
+            let arrived: Vec<(u64, &[u8])> = lost
+                .iter()
+                .copied()
+                .filter(|_| match keeps {
+                    Keeps::Nothing => false,
+                    Keeps::Everything => true,
+                    Keeps::Seeded => splitmix64(&mut seed) & 1 == 1,
+                })
+                .collect();
+            for kept_all in [false, true] {
+                for length in [Length::Durable, Length::Current] {
+                    let case = Case::FailedSync {
+                        sync,
+                        keeps,
+                        kept_all,
+                        length,
+                    };
+                    if !self.begin_state(&case) {
+                        continue;
+                    }
+                    let kept = if kept_all {
+                        storage.in_flight_sectors(SectorSize::S512)
+                    } else {
+                        Vec::new()
+                    };
+                    let result = self.guarded(|| {
+                        let mut image = storage.crash_image(SectorSize::S512, &kept, length.into());
+                        for &(offset, bytes) in &arrived {
+                            let start = offset as usize;
+                            if start < image.len() {
+                                let end = (start + bytes.len()).min(image.len());
+                                image[start..end].copy_from_slice(&bytes[..end - start]);
+                            }
+                        }
+                        self.check_image(image, Some(&last_ack.1), in_flight)
+                            .map(|_| ())
+                            .map_err(|f| Finding::new(7, format!("after failed sync {sync}: {f}")))
+                    });
+                    if let Err(finding) = result {
+                        self.report(order, case, finding);
+                    }
                 }
             }
         }
@@ -1038,7 +1059,7 @@ impl Bench {
 enum Unit {
     Crash(u64),
     Chain(u64),
-    FailedSync(u64, Keeps),
+    FailedSync(u64),
     FailedGrowth(u64),
     Media(u64),
 }
@@ -1081,9 +1102,7 @@ fn run_units<const P: usize, W: Scenario<P>>(explorer: &Explorer<'_, P, W>) -> (
             units.push(Unit::Media(sync));
         }
         if phases.failed_syncs && sync >= create_syncs && sync < syncs {
-            for keeps in [Keeps::Nothing, Keeps::Everything, Keeps::Seeded] {
-                units.push(Unit::FailedSync(sync, keeps));
-            }
+            units.push(Unit::FailedSync(sync));
         }
     }
     if phases.failed_growth {
@@ -1092,14 +1111,14 @@ fn run_units<const P: usize, W: Scenario<P>>(explorer: &Explorer<'_, P, W>) -> (
     let only = explorer.only.map(|case| match case {
         Case::Crash { sync, .. } | Case::RecoveryCrash { sync, .. } => Unit::Crash(*sync),
         Case::Chain { sync, .. } => Unit::Chain(*sync),
-        Case::FailedSync { sync, keeps, .. } => Unit::FailedSync(*sync, *keeps),
+        Case::FailedSync { sync, .. } => Unit::FailedSync(*sync),
         Case::FailedGrowth { growth } => Unit::FailedGrowth(*growth),
         Case::Media { sync, .. } => Unit::Media(*sync),
     });
     let evaluate = |(order, unit): (usize, &Unit)| match *unit {
         Unit::Crash(sync) => explorer.crash_point(order, &run, sync),
         Unit::Chain(sync) => explorer.chain(order, &run, sync),
-        Unit::FailedSync(sync, keeps) => explorer.failed_sync(order, &run, sync, keeps),
+        Unit::FailedSync(sync) => explorer.failed_sync(order, &run, sync),
         Unit::FailedGrowth(growth) => explorer.failed_growth(order, growth),
         Unit::Media(sync) => explorer.media(order, &run, sync),
     };

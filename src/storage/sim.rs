@@ -297,6 +297,9 @@ pub struct SimStorage {
     snapshots: Vec<CrashPoint>,
     /// Durability is not tracked: writes never copy the images (see `from_image_untracked`).
     untracked: bool,
+    /// Sectors a failed sync did not make durable and no later sync rewrote: offset → the bytes
+    /// that were lost.
+    lost_writes: BTreeMap<u64, Vec<u8>>,
 }
 
 /// A small deterministic generator (splitmix64) for seeded subsets.
@@ -431,6 +434,17 @@ impl SimStorage {
         }
     }
 
+    /// The sectors failed syncs did not make durable (and no later sync rewrote), as
+    /// `(byte offset, the bytes that were lost)` in offset order. A failed sync may have written
+    /// any subset of them: an image built with [`crash_image`](Self::crash_image) plus any subset
+    /// of these patches is what a run with the same failure keeping that subset would leave.
+    pub fn lost_writes(&self) -> Vec<(u64, &[u8])> {
+        self.lost_writes
+            .iter()
+            .map(|(offset, bytes)| (*offset, bytes.as_slice()))
+            .collect()
+    }
+
     /// Syncs so far (successful or not).
     pub fn sync_count(&self) -> u64 {
         self.sync_count
@@ -559,6 +573,7 @@ impl SimStorage {
             self.for_each_dirty_sector(ranges, |sim, start, end| {
                 let (volatile, durable) = (&sim.volatile, &mut sim.durable);
                 durable.write(start, &volatile[start..end]);
+                sim.lost_writes.remove(&(start as u64));
             });
             self.durable_len_bytes = self.volatile.len() as u64;
             return false;
@@ -578,6 +593,10 @@ impl SimStorage {
             if keep {
                 let (volatile, durable) = (&sim.volatile, &mut sim.durable);
                 durable.write(start, &volatile[start..end]);
+                sim.lost_writes.remove(&(start as u64));
+            } else {
+                sim.lost_writes
+                    .insert(start as u64, sim.volatile[start..end].to_vec());
             }
         });
         true
