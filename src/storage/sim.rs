@@ -406,25 +406,6 @@ impl SimStorage {
         }
     }
 
-    fn clean_image(&self) -> &[u8] {
-        if self.images_shared {
-            &self.volatile
-        } else {
-            &self.clean
-        }
-    }
-
-    /// The first `len` bytes of the durable image.
-    fn durable_prefix(&self, len: usize) -> Vec<u8> {
-        if self.images_shared {
-            let mut bytes = self.volatile[..len.min(self.volatile.len())].to_vec();
-            bytes.resize(len, 0);
-            bytes
-        } else {
-            self.durable.to_vec(len)
-        }
-    }
-
     /// Gives `clean` and `durable` their own copies before the first write.
     fn unshare_images(&mut self) {
         if self.images_shared && !self.untracked {
@@ -472,42 +453,20 @@ impl SimStorage {
 
     /// Indices of the sectors in flight: written since the last sync that covered them.
     pub fn in_flight_sectors(&self, sector_size: SectorSize) -> Vec<u64> {
-        let size = sector_size.bytes() as usize;
-        self.volatile
-            .chunks(size)
-            .zip(self.clean_image().chunks(size))
-            .enumerate()
-            .filter(|(_, (volatile, clean))| volatile != clean)
-            .map(|(index, _)| index as u64)
-            .collect()
+        self.crash_point().in_flight_sectors(sector_size)
     }
 
     /// What the medium holds after a crash now: the durable image, plus the volatile contents of
     /// `kept_sectors` (indices of in-flight sectors in units of `sector_size`; others are
-    /// ignored), at the length chosen by `length`.
+    /// ignored), at the length chosen by `length`. See [`CrashPoint::crash_image`].
     pub fn crash_image(
         &self,
         sector_size: SectorSize,
         kept_sectors: &[u64],
         length: CrashLength,
     ) -> Vec<u8> {
-        let len = match length {
-            CrashLength::Durable => self.durable_len_bytes,
-            CrashLength::Current => self.volatile.len() as u64,
-        } as usize;
-        let mut image = self.durable_prefix(len);
-        let size = sector_size.bytes() as usize;
-        for &sector in kept_sectors {
-            let start = (sector as usize).saturating_mul(size);
-            if start >= len {
-                continue;
-            }
-            let end = (start + size).min(len);
-            if self.volatile[start..end] != self.clean_image()[start..end] {
-                image[start..end].copy_from_slice(&self.volatile[start..end]);
-            }
-        }
-        image
+        self.crash_point()
+            .crash_image(sector_size, kept_sectors, length)
     }
 
     /// The durable image alone (a crash that kept nothing in flight, at the durable length).
