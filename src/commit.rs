@@ -10,13 +10,6 @@ use crate::mutants::{Mutant, active};
 use crate::state::AllocState;
 use crate::storage::Storage;
 
-/// What a successful commit did, for callers that count.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct CommitReport {
-    pub(crate) generation: u64,
-    pub(crate) folded_groups: u64,
-}
-
 fn page_range(state: &AllocState, page: u64) -> Range<u64> {
     let start = state.geometry.offset(page);
     start..start + state.geometry.page_size()
@@ -31,7 +24,7 @@ pub(crate) fn commit<S: Storage>(
     storage: &mut S,
     state: &mut AllocState,
     folds: &[u64],
-) -> io::Result<CommitReport> {
+) -> io::Result<()> {
     let geometry = state.geometry;
     let page_size = geometry.page_size() as usize;
     let generation = state.generation + 1;
@@ -138,8 +131,5 @@ pub(crate) fn commit<S: Storage>(
         state.materialized_groups,
         "one current slot per materialized group"
     );
-    Ok(CommitReport {
-        generation,
-        folded_groups: folds.len() as u64,
-    })
+    Ok(())
 }

@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 
 use mappedpages::format::Geometry;
 use mappedpages::{
-    CrashLength, CrashPoint, FailedSyncKeeps, MappedPageError, Pager, SectorSize, SimEvent,
-    SimStorage, Storage,
+    CrashLength, CrashPoint, FailedSyncKeeps, MappedPageError, Pager, SectorSize, SimStorage,
+    Storage,
 };
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -1018,14 +1018,7 @@ impl Bench {
             }
             Err((error, storage)) => (inspect(Err(&error)), storage),
         };
-        let synced: Vec<Vec<Range<u64>>> = storage
-            .events()
-            .iter()
-            .filter_map(|event| match event {
-                SimEvent::Sync { ranges, .. } => Some(ranges.clone()),
-                _ => None,
-            })
-            .collect();
+        let synced = storage.sync_log();
         let mut work = storage.into_image();
         assert_eq!(
             work.len(),

@@ -5,7 +5,7 @@
 use std::fs::File;
 
 use crashsim::alloc_model::{Op, bulk_ops, growth_ops, random_ops, single_ops};
-use mappedpages::{MmapStorage, PageId, Pager, SimEvent, SimStorage, Storage};
+use mappedpages::{MmapStorage, PageId, Pager, SimStorage, Storage};
 
 fn run<const P: usize, S: Storage>(pager: &mut Pager<P, S>, ops: &[Op]) {
     let mut owned: Vec<u64> = Vec::new();
@@ -65,15 +65,7 @@ fn conforms<const P: usize>(name: &str, ops: &[Op]) {
     run(&mut mmap, ops);
     run(&mut sim, ops);
 
-    let sim_syncs: Vec<_> = sim
-        .storage()
-        .events()
-        .iter()
-        .filter_map(|event| match event {
-            SimEvent::Sync { ranges, .. } => Some(ranges.clone()),
-            _ => None,
-        })
-        .collect();
+    let sim_syncs = sim.storage().sync_log();
     let mmap_syncs = mmap.storage().sync_log().to_vec();
     assert_eq!(mmap_syncs.len(), sim_syncs.len(), "{name}: number of syncs");
     for (index, (real, simulated)) in mmap_syncs.iter().zip(&sim_syncs).enumerate() {

@@ -441,6 +441,18 @@ impl SimStorage {
         &self.events
     }
 
+    /// The ranges of every sync so far (successful or not), in order: the events filtered to
+    /// syncs, for comparing with [`MmapStorage::sync_log`](crate::MmapStorage::sync_log).
+    pub fn sync_log(&self) -> Vec<Vec<Range<u64>>> {
+        self.events
+            .iter()
+            .filter_map(|event| match event {
+                SimEvent::Sync { ranges, .. } => Some(ranges.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+
     /// Forgets the recorded events (counters keep running).
     pub fn clear_events(&mut self) {
         self.events.clear();
