@@ -1,11 +1,15 @@
-//! The commit protocol (SPEC.md §3.2): write folded group slots and the inactive metadata copy,
-//! barrier, flip the superblock, barrier. The active metadata copy and the current slot of every
-//! group are never written.
+//! The commit protocol (SPEC.md §3.2): write folded group slots, changed directory blocks and the
+//! inactive metadata copy, barrier (together with any data the caller staged), flip the
+//! superblock, barrier. The active metadata copy, the current slot of every group and directory
+//! block, and the committed copy of every protected page are never written.
 
 use std::io;
 use std::ops::Range;
 
-use crate::format::{GroupSlotHeader, Superblock, encode_group_slot, slot_digest_term};
+use crate::format::{
+    GroupSlotHeader, SCRUB_BYTES, Superblock, directory_digest_term, encode_directory_slot,
+    encode_group_slot, slot_digest_term,
+};
 use crate::mutants::{Mutant, active};
 use crate::state::AllocState;
 use crate::storage::Storage;
@@ -15,16 +19,27 @@ fn page_range(state: &AllocState, page: u64) -> Range<u64> {
     start..start + state.geometry.page_size()
 }
 
-/// Commits `state` (whose bitmap and log already hold the change) as generation
-/// `state.generation + 1`, writing `folds` (sorted group indices) as slot pages.
+/// What one commit writes besides the metadata and the superblock.
+#[derive(Debug, Default)]
+pub(crate) struct CommitPlan {
+    /// Groups to write as slot pages (sorted, distinct).
+    pub(crate) folds: Vec<u64>,
+    /// Byte ranges the caller already wrote (staged protected copies, zeroed new copies, the
+    /// last page of a growth) that must be durable before the superblock names the commit.
+    pub(crate) data_ranges: Vec<Range<u64>>,
+}
+
+/// Commits `state` (whose bitmap, log and directory already hold the change) as generation
+/// `state.generation + 1`, writing `plan.folds` as slot pages and every dirty directory block.
 ///
 /// On `Ok` the new state is durable and `state` describes it. On `Err` a barrier failed: what is
 /// durable is unknown, and the caller must poison itself (SPEC.md §3.4).
 pub(crate) fn commit<S: Storage>(
     storage: &mut S,
     state: &mut AllocState,
-    folds: &[u64],
+    plan: &CommitPlan,
 ) -> io::Result<()> {
+    let folds = &plan.folds[..];
     let geometry = state.geometry;
     let page_size = geometry.page_size() as usize;
     let generation = state.generation + 1;
@@ -72,13 +87,57 @@ pub(crate) fn commit<S: Storage>(
         new_slots.push((group, slot, term));
     }
 
-    // Step 2: the inactive metadata copy.
+    // Step 2: every changed directory block goes to its inactive slot, in both mirrors. A new
+    // block also invalidates its other slot in both mirrors, so nothing a page held before can
+    // pass for a slot of this block.
+    let mut directory_digest = state.directory.digest;
+    let mut written_blocks = Vec::new();
+    for block_index in state.directory.dirty_blocks() {
+        let block = &state.directory.blocks[block_index as usize];
+        let is_new = block.current_slot.is_none();
+        let slot = match block.current_slot {
+            Some(current) if active(Mutant::DirectoryInPlace) => current,
+            _ => block.next_slot(),
+        };
+        let encoded_slot = state.directory.slot_for_commit(block_index, generation);
+        let mut checksum = 0;
+        for page in block.slot_pages(slot) {
+            let range = page_range(state, page);
+            checksum = encode_directory_slot(
+                geometry,
+                &encoded_slot,
+                &mut storage.bytes_mut()[range.start as usize..range.end as usize],
+            );
+            barrier_ranges.push(range);
+        }
+        if is_new {
+            for page in block.slot_pages(slot ^ 1) {
+                let range = page_range(state, page);
+                storage.bytes_mut()[range.start as usize..range.start as usize + SCRUB_BYTES]
+                    .fill(0);
+                barrier_ranges.push(range);
+            }
+        }
+        let term = directory_digest_term(block_index, generation, checksum);
+        directory_digest ^= block.term ^ term;
+        written_blocks.push((block_index, slot, term));
+    }
+    if !active(Mutant::PromoteBeforeStagedDurable) {
+        barrier_ranges.extend(plan.data_ranges.iter().cloned());
+    }
+
+    // Step 3: the inactive metadata copy.
     let target = if active(Mutant::WriteActiveCopyInPlace) && state.generation > 0 {
         state.active_meta
     } else {
         state.active_meta.other()
     };
-    let meta = state.meta_page(generation, slot_digest, materialized);
+    let meta = state.meta_page(
+        generation,
+        slot_digest,
+        materialized,
+        state.directory.root(directory_digest),
+    );
     let meta_range = page_range(state, target.page());
     let meta_checksum = meta.encode(
         geometry,
@@ -98,18 +157,23 @@ pub(crate) fn commit<S: Storage>(
         barrier_ranges.push(0..page_size as u64);
     }
 
-    // Step 3: barrier. Until it returns, the superblock still names the old copy.
+    // Step 4: barrier. Until it returns, the superblock still names the old copy.
     if !active(Mutant::SkipMetadataBarrier) {
         storage.sync_ranges(&barrier_ranges)?;
     }
 
-    // Step 4: flip the superblock (one 512-byte sector) and make it durable.
+    // Step 5: flip the superblock (one 512-byte sector) and make it durable.
     storage.bytes_mut()[..record.len()].copy_from_slice(&record);
     if !active(Mutant::SkipSuperblockBarrier) {
         storage.sync_ranges(&[0..page_size as u64])?;
     }
 
-    // Step 5: only now does memory say the new state is committed.
+    if active(Mutant::PromoteBeforeStagedDurable) && !plan.data_ranges.is_empty() {
+        storage.sync_ranges(&plan.data_ranges)?;
+    }
+
+    // Step 6: only now does memory say the new state is committed.
+    state.directory.committed(&written_blocks, directory_digest);
     state.generation = generation;
     state.active_meta = target;
     state.slot_digest = slot_digest;

@@ -111,7 +111,8 @@ pub enum MappedPageError {
         /// Number of pages in the file.
         page_count: u64,
     },
-    /// The page id names a page the pager keeps for itself (superblock, metadata, bitmaps).
+    /// The page id names a page the pager keeps for itself (superblock, metadata, bitmaps, the
+    /// protected-page directory and the backing copies of protected pages).
     ReservedPage {
         /// The page id.
         page: u64,
@@ -144,6 +145,38 @@ pub enum MappedPageError {
     Poisoned {
         /// The operation whose sync failed.
         cause: String,
+    },
+    /// The protected page id is not allocated (freed, never allocated, or past the directory).
+    ProtectedNotAllocated {
+        /// The protected page id.
+        id: u64,
+    },
+    /// The same protected page id appears twice in one bulk call.
+    DuplicateProtectedId {
+        /// The protected page id.
+        id: u64,
+    },
+    /// The committed copy of a protected page fails its checksum: its content was damaged
+    /// after it was committed (media corruption). The bytes are not returned.
+    CorruptProtectedPage {
+        /// The protected page id.
+        id: u64,
+        /// The backing page that holds the committed copy.
+        page: u64,
+    },
+    /// The sub-page id does not name a sub-page allocated by this `SubPageAllocator`.
+    SubPageNotAllocated {
+        /// The parent page.
+        page: u64,
+        /// The sub-slot within the parent page.
+        slot: u32,
+    },
+    /// The same sub-page id appears twice in one bulk call or rebuild.
+    DuplicateSubPageId {
+        /// The parent page.
+        page: u64,
+        /// The sub-slot within the parent page.
+        slot: u32,
     },
 }
 
@@ -203,7 +236,7 @@ impl fmt::Display for MappedPageError {
             ),
             MappedPageError::ReservedPage { page } => write!(
                 f,
-                "page {page} is reserved for the pager's own metadata; use an id returned by alloc"
+                "page {page} is reserved for the pager's own use (metadata, bitmaps or protected pages); use an id returned by alloc"
             ),
             MappedPageError::DoubleFree { page } => write!(
                 f,
@@ -231,6 +264,26 @@ impl fmt::Display for MappedPageError {
             MappedPageError::Poisoned { cause } => write!(
                 f,
                 "the pager is poisoned because a sync failed during {cause}; the on-disk state is intact but unknown to this handle: drop it and open the file again"
+            ),
+            MappedPageError::ProtectedNotAllocated { id } => write!(
+                f,
+                "protected page {id} is not allocated; it was freed or never returned by alloc_protected"
+            ),
+            MappedPageError::DuplicateProtectedId { id } => write!(
+                f,
+                "protected page {id} appears more than once in the bulk call; pass each id once"
+            ),
+            MappedPageError::CorruptProtectedPage { id, page } => write!(
+                f,
+                "the committed copy of protected page {id} (in page {page}) fails its checksum: the medium damaged it after the commit; restore its content from a backup and write it again with get_mut"
+            ),
+            MappedPageError::SubPageNotAllocated { page, slot } => write!(
+                f,
+                "sub-page {slot} of page {page} is not allocated by this SubPageAllocator; it was freed, never allocated, or not passed to rebuild"
+            ),
+            MappedPageError::DuplicateSubPageId { page, slot } => write!(
+                f,
+                "sub-page {slot} of page {page} appears more than once; pass each id once"
             ),
         }
     }

@@ -23,15 +23,24 @@ pub const SUPERBLOCK_MAGIC: [u8; 8] = *b"MAPPGSB\x01";
 pub const META_MAGIC: [u8; 8] = *b"MAPPGMD\x01";
 /// Magic at the start of every bitmap group slot page.
 pub const GROUP_MAGIC: [u8; 8] = *b"MAPPGBG\x01";
+/// Magic at the start of every protected-page directory slot page.
+pub const DIRECTORY_MAGIC: [u8; 8] = *b"MAPPGPD\x01";
 
 /// Bytes of page 0 that carry the superblock record (the rest of page 0 is zero and unused).
 pub const SUPERBLOCK_RECORD_BYTES: usize = 64;
 /// Bytes of the fixed header of a metadata page, before the allocation log.
-pub const META_HEADER_BYTES: usize = 64;
+pub const META_HEADER_BYTES: usize = 128;
 /// Bytes of one allocation-log entry.
 pub const LOG_ENTRY_BYTES: usize = 16;
 /// Bytes of the header of a bitmap group slot page, before the bitmap.
 pub const GROUP_HEADER_BYTES: usize = 32;
+/// Bytes of the header of a directory slot page, before the entries.
+pub const DIRECTORY_HEADER_BYTES: usize = 64;
+/// Bytes of one protected-page directory entry.
+pub const DIRECTORY_ENTRY_BYTES: usize = 32;
+/// Pages of one directory block: two mirrors (X, Y) of two slots (0, 1), in the order
+/// X0, X1, Y0, Y1. A commit writes the same slot of both mirrors.
+pub const DIRECTORY_BLOCK_PAGES: usize = 4;
 /// Bytes at the start of a page that recovery zeroes to invalidate it (magic and checksum).
 pub const SCRUB_BYTES: usize = 12;
 
@@ -147,6 +156,11 @@ impl Geometry {
     /// Number of log entries a metadata page holds.
     pub fn log_capacity(self) -> usize {
         (self.page_size as usize - META_HEADER_BYTES) / LOG_ENTRY_BYTES
+    }
+
+    /// Number of protected-page entries one directory block holds (`(P - 64) / 32`).
+    pub fn directory_entries_per_block(self) -> u64 {
+        (self.page_size - DIRECTORY_HEADER_BYTES as u64) / DIRECTORY_ENTRY_BYTES as u64
     }
 
     /// The group that covers `page`.
@@ -442,8 +456,12 @@ impl LogEntry {
 /// | 32 | 8 | materialized group count |
 /// | 40 | 8 | slot digest: XOR of [`slot_digest_term`] over every materialized group's current slot |
 /// | 48 | 4 | log entry count |
-/// | 52 | 12 | zero |
-/// | 64 | 16 * n | log entries |
+/// | 52 | 4 | zero |
+/// | 56 | 8 | directory block count |
+/// | 64 | 8 | directory digest: XOR of [`directory_digest_term`] over every block's current slot |
+/// | 72 | 32 | pages X0, X1, Y0, Y1 of directory block 0 (zero when there is no block) |
+/// | 104 | 24 | zero |
+/// | 128 | 16 * n | log entries |
 /// | .. | .. | zero to the end of the page |
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct MetaPage {
@@ -459,6 +477,20 @@ pub struct MetaPage {
     pub slot_digest: u64,
     /// Changes since each touched group's slot was last written, oldest first.
     pub log: Vec<LogEntry>,
+    /// Where the protected-page directory starts and how it is checked.
+    pub directory: DirectoryRoot,
+}
+
+/// The protected-page directory as the metadata records it: a chain of `block_count` blocks
+/// whose first block lives in `head_pages`; each block's slot names the next block's pages.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DirectoryRoot {
+    /// Number of directory blocks (0 before the first protected page).
+    pub block_count: u64,
+    /// XOR of [`directory_digest_term`] over the current slot of every block.
+    pub digest: u64,
+    /// Pages X0, X1, Y0, Y1 of block 0; all zero when `block_count` is 0.
+    pub head_pages: [u64; DIRECTORY_BLOCK_PAGES],
 }
 
 /// Why a metadata page was rejected.
@@ -512,6 +544,11 @@ impl MetaPage {
         write_u64(out, 32, self.materialized_groups);
         write_u64(out, 40, self.slot_digest);
         write_u32(out, 48, self.log.len() as u32);
+        write_u64(out, 56, self.directory.block_count);
+        write_u64(out, 64, self.directory.digest);
+        for (index, &page) in self.directory.head_pages.iter().enumerate() {
+            write_u64(out, 72 + 8 * index, page);
+        }
         for (index, entry) in self.log.iter().enumerate() {
             let at = META_HEADER_BYTES + index * LOG_ENTRY_BYTES;
             write_u64(out, at, entry.first_page);
@@ -578,9 +615,22 @@ impl MetaPage {
         if log_len > geometry.log_capacity() {
             return Err(MetaError::Insane("log longer than a page holds"));
         }
-        if page[52..META_HEADER_BYTES].iter().any(|&b| b != 0) {
+        if page[52..56].iter().any(|&b| b != 0)
+            || page[104..META_HEADER_BYTES].iter().any(|&b| b != 0)
+        {
             return Err(MetaError::Insane("reserved header bytes not zero"));
         }
+        let mut head_pages = [0u64; DIRECTORY_BLOCK_PAGES];
+        for (index, page_index) in head_pages.iter_mut().enumerate() {
+            *page_index = read_u64(page, 72 + 8 * index);
+        }
+        let directory = DirectoryRoot {
+            block_count: read_u64(page, 56),
+            digest: read_u64(page, 64),
+            head_pages,
+        };
+        check_directory_pages(geometry, page_count, directory.block_count, &head_pages)
+            .map_err(MetaError::Insane)?;
         let log_end = META_HEADER_BYTES + log_len * LOG_ENTRY_BYTES;
         if page[log_end..].iter().any(|&b| b != 0) {
             return Err(MetaError::Insane("bytes after the log not zero"));
@@ -606,8 +656,39 @@ impl MetaPage {
             materialized_groups,
             slot_digest,
             log,
+            directory,
         })
     }
+}
+
+/// Checks the pages of one directory block named by a metadata page or by the previous block:
+/// all zero when there is no block, else four distinct data pages inside the file.
+pub(crate) fn check_directory_pages(
+    geometry: Geometry,
+    page_count: u64,
+    block_count: u64,
+    pages: &[u64; DIRECTORY_BLOCK_PAGES],
+) -> Result<(), &'static str> {
+    if block_count == 0 {
+        return if pages.iter().all(|&p| p == 0) {
+            Ok(())
+        } else {
+            Err("directory pages named without a directory block")
+        };
+    }
+    // Every block uses four pages of its own: a count above page_count / 4 is impossible.
+    if block_count > page_count / DIRECTORY_BLOCK_PAGES as u64 {
+        return Err("more directory blocks than the file holds");
+    }
+    for (index, &page) in pages.iter().enumerate() {
+        if page >= page_count || geometry.is_internal(page) {
+            return Err("directory page outside the data pages of the file");
+        }
+        if pages[..index].contains(&page) {
+            return Err("directory block names one page twice");
+        }
+    }
+    Ok(())
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -746,6 +827,222 @@ pub fn slot_digest_term(group: u64, generation: u64, checksum: u32) -> u64 {
     )
 }
 
+// ---------------------------------------------------------------------------------------------
+// Protected-page directory slot pages
+// ---------------------------------------------------------------------------------------------
+
+/// One in-use entry of the protected-page directory: a protected page and its two backing copies.
+///
+/// | offset | size | field |
+/// |---|---|---|
+/// | 0 | 8 | backing page of copy 0 (an all-zero entry is free) |
+/// | 8 | 8 | backing page of copy 1 |
+/// | 16 | 8 | content generation: generation of the commit that wrote the current copy |
+/// | 24 | 4 | CRC-32 of the current copy's `PAGE_SIZE` bytes |
+/// | 28 | 1 | current copy (0 or 1) |
+/// | 29 | 3 | zero |
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DirectoryEntry {
+    /// The two backing pages.
+    pub copies: [u64; 2],
+    /// Which of `copies` holds the committed content.
+    pub current: u8,
+    /// Generation of the commit that made the current copy's content committed.
+    pub content_generation: u64,
+    /// CRC-32 of the committed content.
+    pub content_checksum: u32,
+}
+
+impl DirectoryEntry {
+    /// The backing page that holds the committed content.
+    pub fn current_page(&self) -> u64 {
+        self.copies[usize::from(self.current & 1)]
+    }
+
+    /// The backing page a writer stages into.
+    pub fn inactive_page(&self) -> u64 {
+        self.copies[usize::from((self.current & 1) ^ 1)]
+    }
+}
+
+/// A decoded directory slot page.
+///
+/// | offset | size | field |
+/// |---|---|---|
+/// | 0 | 8 | magic `MAPPGPD\x01` |
+/// | 8 | 4 | CRC-32 of bytes 12..PAGE_SIZE |
+/// | 12 | 4 | page size in bytes |
+/// | 16 | 8 | generation of the commit that wrote it |
+/// | 24 | 8 | block index (position in the chain, from 0) |
+/// | 32 | 32 | pages X0, X1, Y0, Y1 of the next block (zero in the last block) |
+/// | 64 | 32 * E | entries, E = `(P - 64) / 32`; entry `i` of block `b` is protected id `b * E + i` |
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DirectorySlot {
+    /// Generation of the commit that wrote this slot.
+    pub generation: u64,
+    /// The block this slot describes.
+    pub block: u64,
+    /// Pages of the next block in the chain; all zero for the last block.
+    pub next_pages: [u64; DIRECTORY_BLOCK_PAGES],
+    /// One element per entry: `None` for a free entry.
+    pub entries: Vec<Option<DirectoryEntry>>,
+}
+
+/// Why a directory slot page was rejected.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DirectorySlotError {
+    /// The page is shorter than its page size.
+    Truncated,
+    /// Never written or scrubbed.
+    BadMagic,
+    /// Torn or corrupted.
+    BadChecksum,
+    /// Checksum-valid but impossible.
+    Insane(&'static str),
+}
+
+impl fmt::Display for DirectorySlotError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DirectorySlotError::Truncated => f.write_str("truncated"),
+            DirectorySlotError::BadMagic => f.write_str("no directory magic"),
+            DirectorySlotError::BadChecksum => f.write_str("checksum mismatch"),
+            DirectorySlotError::Insane(what) => write!(f, "checksum valid but {what}"),
+        }
+    }
+}
+
+/// Encodes a directory slot page into `out` (one page) and returns its checksum field.
+/// `slot.entries` holds exactly [`Geometry::directory_entries_per_block`] elements.
+pub fn encode_directory_slot(geometry: Geometry, slot: &DirectorySlot, out: &mut [u8]) -> u32 {
+    assert_eq!(
+        out.len() as u64,
+        geometry.page_size(),
+        "directory page buffer size"
+    );
+    assert_eq!(
+        slot.entries.len() as u64,
+        geometry.directory_entries_per_block(),
+        "directory entry count"
+    );
+    out.fill(0);
+    out[0..8].copy_from_slice(&DIRECTORY_MAGIC);
+    write_u32(out, 12, geometry.page_size() as u32);
+    write_u64(out, 16, slot.generation);
+    write_u64(out, 24, slot.block);
+    for (index, &page) in slot.next_pages.iter().enumerate() {
+        write_u64(out, 32 + 8 * index, page);
+    }
+    for (index, entry) in slot.entries.iter().enumerate() {
+        if let Some(entry) = entry {
+            let at = DIRECTORY_HEADER_BYTES + index * DIRECTORY_ENTRY_BYTES;
+            write_u64(out, at, entry.copies[0]);
+            write_u64(out, at + 8, entry.copies[1]);
+            write_u64(out, at + 16, entry.content_generation);
+            write_u32(out, at + 24, entry.content_checksum);
+            out[at + 28] = entry.current;
+        }
+    }
+    let checksum = crc(&out[12..]);
+    write_u32(out, 8, checksum);
+    checksum
+}
+
+/// Decodes a directory slot page that should describe block `expected_block` of a file of
+/// `page_count` pages. Checks everything a single page can show: the header, that every entry
+/// names two distinct data pages inside the file, and that no entry is newer than the slot.
+pub fn decode_directory_slot(
+    page: &[u8],
+    geometry: Geometry,
+    expected_block: u64,
+    page_count: u64,
+) -> Result<DirectorySlot, DirectorySlotError> {
+    if (page.len() as u64) < geometry.page_size() {
+        return Err(DirectorySlotError::Truncated);
+    }
+    let page = &page[..geometry.page_size() as usize];
+    if page[0..8] != DIRECTORY_MAGIC {
+        return Err(DirectorySlotError::BadMagic);
+    }
+    if read_u32(page, 8) != crc(&page[12..]) {
+        return Err(DirectorySlotError::BadChecksum);
+    }
+    if u64::from(read_u32(page, 12)) != geometry.page_size() {
+        return Err(DirectorySlotError::Insane("written for another page size"));
+    }
+    let generation = read_u64(page, 16);
+    if generation == 0 {
+        return Err(DirectorySlotError::Insane("generation 0"));
+    }
+    let block = read_u64(page, 24);
+    if block != expected_block {
+        return Err(DirectorySlotError::Insane(
+            "block index does not match its position in the chain",
+        ));
+    }
+    let mut next_pages = [0u64; DIRECTORY_BLOCK_PAGES];
+    for (index, next) in next_pages.iter_mut().enumerate() {
+        *next = read_u64(page, 32 + 8 * index);
+    }
+    let has_next = u64::from(next_pages.iter().any(|&p| p != 0));
+    check_directory_pages(geometry, page_count, has_next, &next_pages)
+        .map_err(DirectorySlotError::Insane)?;
+    let entry_count = geometry.directory_entries_per_block() as usize;
+    let mut entries = Vec::with_capacity(entry_count);
+    for index in 0..entry_count {
+        let at = DIRECTORY_HEADER_BYTES + index * DIRECTORY_ENTRY_BYTES;
+        let bytes = &page[at..at + DIRECTORY_ENTRY_BYTES];
+        if bytes.iter().all(|&b| b == 0) {
+            entries.push(None);
+            continue;
+        }
+        let entry = DirectoryEntry {
+            copies: [read_u64(bytes, 0), read_u64(bytes, 8)],
+            content_generation: read_u64(bytes, 16),
+            content_checksum: read_u32(bytes, 24),
+            current: bytes[28],
+        };
+        if entry.current > 1 || bytes[29..32].iter().any(|&b| b != 0) {
+            return Err(DirectorySlotError::Insane(
+                "entry with an unknown current copy",
+            ));
+        }
+        if entry.content_generation == 0 || entry.content_generation > generation {
+            return Err(DirectorySlotError::Insane(
+                "entry content newer than its directory slot",
+            ));
+        }
+        for &copy in &entry.copies {
+            if copy >= page_count || geometry.is_internal(copy) {
+                return Err(DirectorySlotError::Insane(
+                    "backing copy outside the data pages of the file",
+                ));
+            }
+        }
+        if entry.copies[0] == entry.copies[1] {
+            return Err(DirectorySlotError::Insane("both copies in one page"));
+        }
+        entries.push(Some(entry));
+    }
+    Ok(DirectorySlot {
+        generation,
+        block,
+        next_pages,
+        entries,
+    })
+}
+
+/// The term a directory block's current slot contributes to [`DirectoryRoot::digest`]: like
+/// [`slot_digest_term`] with the block index in place of the group and another constant
+/// (`0x6D61_7070_6764_6972`), so a bitmap slot can never stand in for a directory slot.
+pub fn directory_digest_term(block: u64, generation: u64, checksum: u32) -> u64 {
+    mix64(
+        mix64(block ^ 0x6D61_7070_6764_6972)
+            ^ generation.wrapping_mul(0x9E37_79B9_7F4A_7C15)
+            ^ (u64::from(checksum) << 32),
+    )
+}
+
 /// Reads bitmap word `index` from the bitmap bytes of a decoded slot.
 pub fn slot_bitmap_word(bitmap: &[u8], index: usize) -> u64 {
     read_u64(bitmap, index * 8)
@@ -787,7 +1084,7 @@ mod tests {
         assert_eq!(g.data_page_count(6), 1);
         assert!(g.is_valid_page_count(g.max_page_count()));
         assert!(g.max_page_count() <= MAX_PAGE_COUNT);
-        assert_eq!(g.log_capacity(), (1024 - 64) / 16);
+        assert_eq!(g.log_capacity(), (1024 - 128) / 16);
     }
 
     #[test]
@@ -892,6 +1189,11 @@ mod tests {
                     kind: LogKind::Free,
                 },
             ],
+            directory: DirectoryRoot {
+                block_count: 1,
+                digest: 0xfeed,
+                head_pages: [9, 10, 11, 12],
+            },
         }
     }
 
@@ -972,42 +1274,64 @@ mod tests {
             &|p| write_u32(p, 48, 1000),
             MetaError::Insane("log longer than a page holds"),
         );
+        for at in [52, 110] {
+            check(
+                &|p| p[at] = 1,
+                MetaError::Insane("reserved header bytes not zero"),
+            );
+        }
         check(
-            &|p| p[60] = 1,
-            MetaError::Insane("reserved header bytes not zero"),
+            &|p| write_u64(p, 56, 0),
+            MetaError::Insane("directory pages named without a directory block"),
+        );
+        check(
+            &|p| write_u64(p, 56, u64::MAX),
+            MetaError::Insane("more directory blocks than the file holds"),
+        );
+        check(
+            &|p| write_u64(p, 72, 2),
+            MetaError::Insane("directory page outside the data pages of the file"),
+        );
+        check(
+            &|p| write_u64(p, 72, u64::MAX),
+            MetaError::Insane("directory page outside the data pages of the file"),
+        );
+        check(
+            &|p| write_u64(p, 80, 9),
+            MetaError::Insane("directory block names one page twice"),
         );
         check(
             &|p| p[1000] = 1,
             MetaError::Insane("bytes after the log not zero"),
         );
         check(
-            &|p| write_u32(p, 64 + 12, 3),
+            &|p| write_u32(p, 128 + 12, 3),
             MetaError::Insane("unknown log entry kind"),
         );
         check(
-            &|p| write_u32(p, 64 + 8, 0),
+            &|p| write_u32(p, 128 + 8, 0),
             MetaError::Insane("log entry with zero pages"),
         );
         check(
-            &|p| write_u64(p, 64, u64::MAX),
+            &|p| write_u64(p, 128, u64::MAX),
             MetaError::Insane("log entry overflows"),
         );
         check(
-            &|p| write_u64(p, 64, g.pages_per_group() * 2 + 9),
+            &|p| write_u64(p, 128, g.pages_per_group() * 2 + 9),
             MetaError::Insane("log entry past the end of the file"),
         );
         check(
-            &|p| write_u64(p, 64, g.pages_per_group() - 1),
+            &|p| write_u64(p, 128, g.pages_per_group() - 1),
             MetaError::Insane("log entry spans two groups"),
         );
         for internal in [0u64, 2, 4] {
             check(
-                &|p| write_u64(p, 64, internal),
+                &|p| write_u64(p, 128, internal),
                 MetaError::Insane("log entry touches an internal page"),
             );
         }
         check(
-            &|p| write_u64(p, 80, g.pages_per_group() * 2 + 1),
+            &|p| write_u64(p, 128 + 16, g.pages_per_group() * 2 + 1),
             MetaError::Insane("log entry touches an internal page"),
         );
     }

@@ -55,6 +55,52 @@
 //! Page *contents* are yours: they become durable when [`Pager::sync_page`] or
 //! [`Pager::sync_all`] returns.
 //!
+//! # Protected pages
+//!
+//! A protected page ([`ProtectedPageId`]) is a page whose *content* changes atomically. Its
+//! [`get_mut`](ProtectedPageId::get_mut) returns a [`ProtectedPageWriter`] that starts from the
+//! committed content; [`commit`](ProtectedPageWriter::commit) makes the new content committed and
+//! durable in one commit (two syncs). After a crash the page reads as the old or the new content,
+//! never a mix; a committed copy damaged by the medium is reported, never returned. Each
+//! protected page has two backing copies, recorded in a mirrored directory so that no single
+//! damaged page makes the file unopenable.
+//!
+//! ```
+//! use mappedpages::{Pager, SimStorage};
+//!
+//! let mut pager = Pager::<1024, SimStorage>::create_in(SimStorage::new()).unwrap();
+//! let id = pager.alloc_protected().unwrap(); // reads as zeros
+//! let mut writer = id.get_mut(&mut pager).unwrap();
+//! writer.page_mut().as_bytes_mut()[..5].copy_from_slice(b"hello");
+//! writer.commit().unwrap();
+//!
+//! let pager = Pager::<1024, SimStorage>::open_in(pager.into_storage()).unwrap();
+//! assert_eq!(&id.get(&pager).unwrap().as_bytes()[..5], b"hello");
+//! ```
+//!
+//! [`Pager::alloc_protected_bulk`] and [`Pager::free_protected_bulk`] allocate or free many
+//! protected pages in one commit; `free_protected_bulk` validates every id before freeing any,
+//! and a failed `alloc_protected_bulk` leaves none allocated.
+//!
+//! # Page iteration
+//!
+//! [`Pager::iter_allocated_pages`] yields every allocated regular page; the pages behind
+//! protected pages and the reserved pages are never included.
+//! [`Pager::iter_allocated_protected_pages`] yields every allocated protected page. Both borrow
+//! the pager, so allocation is impossible while either is alive.
+//!
+//! # Sub-page allocation
+//!
+//! A file has one page size. [`SubPageAllocator`] divides regular pages into up to 64 sub-pages
+//! of `SUB_SIZE` bytes, with the same bulk semantics. Its bookkeeping lives in memory only: after
+//! a restart, rebuild it from the sub-page ids you still own with [`SubPageAllocator::rebuild`].
+//!
+//! # Allocator traits
+//!
+//! [`PageHandle`], [`PageAllocator`] and [`BulkPageAllocator`] let generic code work with any
+//! of the three kinds of pages: `Pager` implements the allocator traits for [`PageId`] and
+//! [`ProtectedPageId`], `SubPageAllocator` for [`SubPageId`].
+//!
 //! # Page-size safety
 //!
 //! [`Pager`] and [`PageId`] are generic over a const `PAGE_SIZE: usize`. A `PageId<1024>` cannot
@@ -84,6 +130,7 @@
 
 mod bitmap;
 mod commit;
+mod directory;
 mod error;
 pub mod format;
 #[cfg(feature = "mutants")]
@@ -92,14 +139,20 @@ pub mod mutants;
 mod mutants;
 mod page;
 mod pager;
+mod protected;
 mod recovery;
 mod state;
 mod storage;
+mod subpage;
+mod traits;
 
 pub use error::{IoOperation, MappedPageError};
 pub use page::{MappedPage, PageId};
 pub use pager::{AllocatedPageIter, Pager};
+pub use protected::{AllocatedProtectedPageIter, ProtectedPageId, ProtectedPageWriter};
 pub use recovery::RecoveryDecision;
+pub use subpage::{SubPageAllocator, SubPageId};
+pub use traits::{BulkPageAllocator, PageAllocator, PageHandle};
 pub use storage::{
     CrashLength, CrashPoint, FailedSyncKeeps, MmapStorage, SectorSize, SimEvent, SimStorage,
     Storage, SyncStats,

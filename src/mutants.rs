@@ -39,12 +39,20 @@ pub enum Mutant {
     SkipScrub,
     /// Pager: after a failed sync, keep the in-memory change and stay usable (no poisoning).
     KeepStateAfterFailedSync,
+    /// Protected commit: make the staged copy durable only after the superblock flip.
+    PromoteBeforeStagedDurable,
+    /// Protected writer: start from the inactive copy (two commits old) instead of the committed one.
+    WriterStartsFromInactive,
+    /// Commit: write a changed directory block into its current slot, in place.
+    DirectoryInPlace,
+    /// Protected alloc: hand out a reused backing page without zeroing it.
+    SkipZeroingNewProtected,
 }
 
 #[cfg_attr(not(feature = "mutants"), allow(dead_code))]
 impl Mutant {
     /// Every mutant, in declaration order.
-    pub const ALL: [Mutant; 10] = [
+    pub const ALL: [Mutant; 14] = [
         Mutant::SkipMetadataBarrier,
         Mutant::FlipBeforeMetadataDurable,
         Mutant::WriteActiveCopyInPlace,
@@ -55,6 +63,10 @@ impl Mutant {
         Mutant::FallBackBlindly,
         Mutant::SkipScrub,
         Mutant::KeepStateAfterFailedSync,
+        Mutant::PromoteBeforeStagedDurable,
+        Mutant::WriterStartsFromInactive,
+        Mutant::DirectoryInPlace,
+        Mutant::SkipZeroingNewProtected,
     ];
 
     /// A stable kebab-case name, for command lines and reports.
@@ -70,6 +82,10 @@ impl Mutant {
             Mutant::FallBackBlindly => "fall-back-blindly",
             Mutant::SkipScrub => "skip-scrub",
             Mutant::KeepStateAfterFailedSync => "keep-state-after-failed-sync",
+            Mutant::PromoteBeforeStagedDurable => "promote-before-staged-durable",
+            Mutant::WriterStartsFromInactive => "writer-starts-from-inactive",
+            Mutant::DirectoryInPlace => "directory-in-place",
+            Mutant::SkipZeroingNewProtected => "skip-zeroing-new-protected",
         }
     }
 

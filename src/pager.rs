@@ -3,7 +3,7 @@
 use std::ops::Range;
 use std::path::Path;
 
-use crate::commit::commit;
+use crate::commit::{CommitPlan, commit};
 use crate::error::{IoOperation, MappedPageError};
 use crate::format::{Geometry, LogKind, MAX_PAGE_SIZE, MIN_PAGE_SIZE, SCRUB_BYTES};
 use crate::mutants::{Mutant, active};
@@ -75,10 +75,12 @@ const GROWTH_CAP_BYTES: u64 = 1 << 30;
 /// [`MappedPageError::Poisoned`] until the file is opened again, because after a failed sync
 /// nobody knows which of the written sectors reached the disk (SPEC.md §3.4).
 pub struct Pager<const PAGE_SIZE: usize, S: Storage = MmapStorage> {
-    storage: S,
-    state: AllocState,
+    pub(crate) storage: S,
+    pub(crate) state: AllocState,
     poisoned: Option<String>,
     recovery: Option<RecoveryDecision>,
+    /// The last page of a growth whose new length the next commit's first barrier makes durable.
+    pending_length_sync: Option<Range<u64>>,
 }
 
 impl<const PAGE_SIZE: usize, S: Storage> std::fmt::Debug for Pager<PAGE_SIZE, S> {
@@ -108,6 +110,7 @@ impl<const PAGE_SIZE: usize> Pager<PAGE_SIZE, MmapStorage> {
             state,
             poisoned: None,
             recovery: None,
+            pending_length_sync: None,
         })
     }
 
@@ -129,8 +132,11 @@ fn initialize<S: Storage>(
         .grow(len_bytes)
         .map_err(|e| MappedPageError::io(IoOperation::Grow, e))?;
     let mut state = AllocState::new_file(geometry, INITIAL_PAGE_COUNT);
-    let folds = state.plan_folds(true);
-    commit(storage, &mut state, &folds).map_err(|e| MappedPageError::io(IoOperation::Sync, e))?;
+    let plan = CommitPlan {
+        folds: state.plan_folds(true),
+        data_ranges: Vec::new(),
+    };
+    commit(storage, &mut state, &plan).map_err(|e| MappedPageError::io(IoOperation::Sync, e))?;
     Ok(state)
 }
 
@@ -168,6 +174,7 @@ impl<const PAGE_SIZE: usize, S: Storage> Pager<PAGE_SIZE, S> {
             state,
             poisoned: None,
             recovery: None,
+            pending_length_sync: None,
         })
     }
 
@@ -207,6 +214,7 @@ impl<const PAGE_SIZE: usize, S: Storage> Pager<PAGE_SIZE, S> {
                 state,
                 poisoned: None,
                 recovery: Some(decision),
+                pending_length_sync: None,
             }),
             Err(error) => Err((error, storage)),
         }
@@ -254,7 +262,7 @@ impl<const PAGE_SIZE: usize, S: Storage> Pager<PAGE_SIZE, S> {
         self.recovery
     }
 
-    fn check_poison(&self) -> Result<(), MappedPageError> {
+    pub(crate) fn check_poison(&self) -> Result<(), MappedPageError> {
         match &self.poisoned {
             Some(cause) => Err(MappedPageError::Poisoned {
                 cause: cause.clone(),
@@ -268,7 +276,7 @@ impl<const PAGE_SIZE: usize, S: Storage> Pager<PAGE_SIZE, S> {
         self.poisoned.is_some()
     }
 
-    fn poison(&mut self, operation: &str, error: std::io::Error) -> MappedPageError {
+    pub(crate) fn poison(&mut self, operation: &str, error: std::io::Error) -> MappedPageError {
         self.poisoned = Some(operation.to_string());
         MappedPageError::io(IoOperation::Sync, error)
     }
@@ -315,7 +323,7 @@ impl<const PAGE_SIZE: usize, S: Storage> Pager<PAGE_SIZE, S> {
                 page_count: self.state.page_count,
             });
         }
-        if self.state.geometry.is_internal(page) {
+        if self.state.geometry.is_internal(page) || self.state.directory.owns(page) {
             return Err(MappedPageError::ReservedPage { page });
         }
         if !self.state.bitmap.get(page) {
@@ -324,7 +332,7 @@ impl<const PAGE_SIZE: usize, S: Storage> Pager<PAGE_SIZE, S> {
         Ok(())
     }
 
-    fn page_byte_range(page: u64) -> Range<usize> {
+    pub(crate) fn page_byte_range(page: u64) -> Range<usize> {
         let start = page as usize * PAGE_SIZE;
         start..start + PAGE_SIZE
     }
@@ -377,9 +385,9 @@ impl<const PAGE_SIZE: usize, S: Storage> Pager<PAGE_SIZE, S> {
 
     // ----- allocation --------------------------------------------------------------------------
 
-    /// Grows the file until `needed` pages are free. On error nothing changed (growth) or the
-    /// pager is poisoned (the sync that makes the new length durable failed).
-    fn ensure_free_pages(&mut self, needed: u64, operation: &str) -> Result<(), MappedPageError> {
+    /// Grows the file until `needed` pages are free. On error nothing changed. The new length
+    /// becomes durable in the first barrier of the commit that follows (SPEC.md §3.3).
+    pub(crate) fn ensure_free_pages(&mut self, needed: u64) -> Result<(), MappedPageError> {
         let geometry = self.state.geometry;
         let free = self.state.free_page_count();
         if free >= needed {
@@ -416,21 +424,39 @@ impl<const PAGE_SIZE: usize, S: Storage> Pager<PAGE_SIZE, S> {
             self.storage
                 .grow(len_bytes)
                 .map_err(|e| MappedPageError::io(IoOperation::Grow, e))?;
-            // Make the new length durable before any metadata that counts on it.
-            let last_page = len_bytes - geometry.page_size()..len_bytes;
-            self.storage
-                .sync_ranges(&[last_page])
-                .map_err(|e| self.poison(operation, e))?;
+            // The commit's first barrier makes the new length durable together with the
+            // metadata that counts on it, before the superblock names that metadata.
+            self.pending_length_sync = Some(len_bytes - geometry.page_size()..len_bytes);
         }
         self.state.extend(target);
         Ok(())
     }
 
     /// Applies `runs` and commits them. Callers have validated the runs.
-    fn commit_runs(&mut self, runs: &[PageRun], operation: &str) -> Result<(), MappedPageError> {
+    pub(crate) fn commit_runs(
+        &mut self,
+        runs: &[PageRun],
+        operation: &str,
+    ) -> Result<(), MappedPageError> {
         self.state.apply(runs);
-        let folds = self.state.plan_folds(false);
-        match commit(&mut self.storage, &mut self.state, &folds) {
+        self.commit_prepared(Vec::new(), operation)
+    }
+
+    /// Commits the change already applied to the in-memory state, with `data_ranges` (bytes the
+    /// caller wrote) made durable in the commit's first barrier. A failed sync poisons.
+    pub(crate) fn commit_prepared(
+        &mut self,
+        mut data_ranges: Vec<Range<u64>>,
+        operation: &str,
+    ) -> Result<(), MappedPageError> {
+        if let Some(range) = self.pending_length_sync.take() {
+            data_ranges.push(range);
+        }
+        let plan = CommitPlan {
+            folds: self.state.plan_folds(false),
+            data_ranges,
+        };
+        match commit(&mut self.storage, &mut self.state, &plan) {
             Ok(_) => Ok(()),
             Err(error) if active(Mutant::KeepStateAfterFailedSync) => {
                 Err(MappedPageError::io(IoOperation::Sync, error))
@@ -455,7 +481,7 @@ impl<const PAGE_SIZE: usize, S: Storage> Pager<PAGE_SIZE, S> {
     /// ```
     pub fn alloc(&mut self) -> Result<PageId<PAGE_SIZE>, MappedPageError> {
         self.check_poison()?;
-        self.ensure_free_pages(1, "alloc")?;
+        self.ensure_free_pages(1)?;
         let runs = self
             .state
             .find_free_runs(1)
@@ -510,7 +536,7 @@ impl<const PAGE_SIZE: usize, S: Storage> Pager<PAGE_SIZE, S> {
         if count == 0 {
             return Ok(Vec::new());
         }
-        self.ensure_free_pages(count as u64, "alloc_bulk")?;
+        self.ensure_free_pages(count as u64)?;
         let runs = self
             .state
             .find_free_runs(count as u64)
@@ -613,7 +639,7 @@ impl<const PAGE_SIZE: usize, S: Storage> Iterator for AllocatedPageIter<'_, PAGE
         loop {
             let page = state.bitmap.next_one(self.next_page)?;
             self.next_page = page + 1;
-            if !state.geometry.is_internal(page) {
+            if !state.geometry.is_internal(page) && !state.directory.owns(page) {
                 return Some(PageId::from_raw(page));
             }
         }

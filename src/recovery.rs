@@ -2,10 +2,12 @@
 //! which repairs make the image unambiguous again. Pure: the pager performs the repairs.
 
 use crate::bitmap::Bitmap;
+use crate::directory::{Directory, DirectoryBlock};
 use crate::error::MappedPageError;
 use crate::format::{
-    GROUP0_SLOT_PAGES, Geometry, LogKind, MAX_PAGE_SIZE, MIN_PAGE_COUNT, MIN_PAGE_SIZE, MetaError,
-    MetaPage, MetaSlot, Superblock, SuperblockError, decode_group_slot, slot_bitmap_word,
+    DirectorySlot, GROUP0_SLOT_PAGES, Geometry, LogKind, MAX_PAGE_SIZE, MIN_PAGE_COUNT,
+    MIN_PAGE_SIZE, MetaError, MetaPage, MetaSlot, Superblock, SuperblockError,
+    decode_directory_slot, decode_group_slot, directory_digest_term, slot_bitmap_word,
     slot_checksum_field, slot_digest_term,
 };
 use crate::mutants::{Mutant, active};
@@ -371,6 +373,7 @@ fn load_candidate(
         log: Vec::new(),
         bitmap,
         next_fit_page: GROUP0_SLOT_PAGES[1] + 1,
+        directory: Directory::new(geometry),
     };
     for group in meta.materialized_groups..geometry.group_count(meta.page_count) {
         state.mark_fresh_group(group);
@@ -393,7 +396,91 @@ fn load_candidate(
         }
     }
     state.log = meta.log.clone();
+    state.directory = load_directory(image, geometry, meta, &state.bitmap)?;
     Ok(state)
+}
+
+/// Loads the protected-page directory `meta` names: walks the chain of blocks, takes in each the
+/// newest valid slot not above the copy's generation from either mirror, checks the chosen slots
+/// against the copy's directory digest, and checks that every page the directory owns is
+/// allocated in `bitmap` and owned once (SPEC.md §4.1).
+fn load_directory(
+    image: &[u8],
+    geometry: Geometry,
+    meta: &MetaPage,
+    bitmap: &Bitmap,
+) -> Result<Directory, String> {
+    let root = meta.directory;
+    let mut blocks = Vec::new();
+    let mut digest = 0u64;
+    let mut pages = root.head_pages;
+    for block_index in 0..root.block_count {
+        if pages.iter().all(|&p| p == 0) {
+            return Err(format!(
+                "its directory chain ends after {block_index} of {} blocks",
+                root.block_count
+            ));
+        }
+        let mut best: Option<(usize, DirectorySlot, u32)> = None;
+        for (position, &page_index) in pages.iter().enumerate() {
+            let Some(bytes) = page(image, geometry, page_index) else {
+                return Err(format!(
+                    "page {page_index} of directory block {block_index} is past the end of the file"
+                ));
+            };
+            let Ok(slot) = decode_directory_slot(bytes, geometry, block_index, meta.page_count)
+            else {
+                continue;
+            };
+            if slot.generation > meta.generation {
+                continue;
+            }
+            let checksum = slot_checksum_field(bytes).expect("a decoded slot has a checksum field");
+            match &best {
+                Some((best_position, best_slot, best_checksum))
+                    if best_slot.generation == slot.generation =>
+                {
+                    if *best_checksum != checksum || best_position % 2 != position % 2 {
+                        return Err(format!(
+                            "two slots of directory block {block_index} claim generation {} with different contents",
+                            slot.generation
+                        ));
+                    }
+                }
+                Some((_, best_slot, _)) if best_slot.generation > slot.generation => {}
+                _ => best = Some((position, slot, checksum)),
+            }
+        }
+        let Some((position, slot, checksum)) = best else {
+            return Err(format!("directory block {block_index} has no valid slot"));
+        };
+        let term = directory_digest_term(block_index, slot.generation, checksum);
+        digest ^= term;
+        blocks.push(DirectoryBlock {
+            pages,
+            current_slot: Some((position % 2) as u8),
+            term,
+            entries: slot.entries,
+        });
+        pages = slot.next_pages;
+    }
+    if pages.iter().any(|&p| p != 0) {
+        return Err(format!(
+            "its last directory block names a block past the {} it counts",
+            root.block_count
+        ));
+    }
+    if digest != root.digest {
+        return Err(
+            "its directory slots are not the ones it committed (a current slot is corrupt in both mirrors, or a block of its commit never arrived)"
+                .to_string(),
+        );
+    }
+    let directory = Directory::from_committed(geometry, blocks, digest)?;
+    if let Some(page) = directory.owned_pages().find(|&page| !bitmap.get(page)) {
+        return Err(format!("protected-page page {page} is free in its bitmap"));
+    }
+    Ok(directory)
 }
 
 /// Valid metadata and slot pages whose generation is above the chosen state's: leftovers of a
@@ -426,6 +513,17 @@ fn future_pages(
             }
         }
         group += 1;
+    }
+    for (block_index, block) in state.directory.blocks.iter().enumerate() {
+        for page_index in block.pages {
+            if let Some(bytes) = page(image, geometry, page_index)
+                && let Ok(slot) =
+                    decode_directory_slot(bytes, geometry, block_index as u64, state.page_count)
+                && slot.generation > state.generation
+            {
+                pages.push(page_index);
+            }
+        }
     }
     pages
 }

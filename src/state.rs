@@ -2,7 +2,10 @@
 //! bitmap and the log, and choosing which groups a commit folds. No I/O here.
 
 use crate::bitmap::Bitmap;
-use crate::format::{GROUP0_SLOT_PAGES, Geometry, LogEntry, LogKind, MetaPage, MetaSlot};
+use crate::directory::Directory;
+use crate::format::{
+    DirectoryRoot, GROUP0_SLOT_PAGES, Geometry, LogEntry, LogKind, MetaPage, MetaSlot,
+};
 
 /// One step of a change: pages `first_page..end_page` become allocated or free.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -32,6 +35,8 @@ pub(crate) struct AllocState {
     pub(crate) bitmap: Bitmap,
     /// Where the next allocation search starts (next fit).
     pub(crate) next_fit_page: u64,
+    /// The protected-page directory; the pages it owns are set in `bitmap`.
+    pub(crate) directory: Directory,
 }
 
 impl AllocState {
@@ -54,6 +59,7 @@ impl AllocState {
             log: Vec::new(),
             bitmap: Bitmap::new(0),
             next_fit_page: GROUP0_SLOT_PAGES[1] + 1,
+            directory: Directory::new(geometry),
         };
         state.extend(page_count);
         state
@@ -94,13 +100,17 @@ impl AllocState {
         self.page_count - self.bitmap.count_ones()
     }
 
+    /// Allocated regular pages: allocated data pages not owned by the protected-page directory.
     pub(crate) fn allocated_data_page_count(&self) -> u64 {
-        self.data_page_count() - self.free_page_count()
+        self.data_page_count() - self.free_page_count() - self.directory.owned_page_count()
     }
 
-    /// True for an allocated data page (never for internal pages).
+    /// True for an allocated regular page (never for internal or protected-page pages).
     pub(crate) fn is_allocated_data_page(&self, page: u64) -> bool {
-        page < self.page_count && !self.geometry.is_internal(page) && self.bitmap.get(page)
+        page < self.page_count
+            && !self.geometry.is_internal(page)
+            && self.bitmap.get(page)
+            && !self.directory.owns(page)
     }
 
     /// Finds `count` free pages by next fit from `next_fit_page`, wrapping once, as runs.
@@ -283,6 +293,7 @@ impl AllocState {
         generation: u64,
         slot_digest: u64,
         materialized: u64,
+        directory: DirectoryRoot,
     ) -> MetaPage {
         MetaPage {
             generation,
@@ -290,6 +301,7 @@ impl AllocState {
             materialized_groups: materialized,
             slot_digest,
             log: self.log.clone(),
+            directory,
         }
     }
 

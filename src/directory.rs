@@ -1,0 +1,310 @@
+//! The in-memory protected-page directory (SPEC.md §2.6, §3.7): which protected ids are in use,
+//! where their two backing copies live and which copy is committed. Pure bookkeeping, no I/O:
+//! the commit writes the blocks this module marks dirty, and recovery rebuilds it from disk.
+
+use std::collections::{BTreeSet, HashSet};
+
+use crate::format::{
+    DIRECTORY_BLOCK_PAGES, DirectoryEntry, DirectoryRoot, DirectorySlot, Geometry,
+};
+
+/// One block of the directory: four pages on disk (mirrors X and Y, slots 0 and 1) holding
+/// [`Geometry::directory_entries_per_block`] entries.
+#[derive(Clone, Debug)]
+pub(crate) struct DirectoryBlock {
+    /// Pages X0, X1, Y0, Y1.
+    pub(crate) pages: [u64; DIRECTORY_BLOCK_PAGES],
+    /// The slot (0 or 1) both mirrors hold the committed block in; `None` until the block's
+    /// first commit.
+    pub(crate) current_slot: Option<u8>,
+    /// [`crate::format::directory_digest_term`] of the committed slot (0 before the first).
+    pub(crate) term: u64,
+    pub(crate) entries: Vec<Option<DirectoryEntry>>,
+}
+
+impl DirectoryBlock {
+    /// The slot the next commit of this block writes (in both mirrors).
+    pub(crate) fn next_slot(&self) -> u8 {
+        self.current_slot.map_or(0, |slot| slot ^ 1)
+    }
+
+    /// The pages (one per mirror) of `slot`.
+    pub(crate) fn slot_pages(&self, slot: u8) -> [u64; 2] {
+        let slot = usize::from(slot & 1);
+        [self.pages[slot], self.pages[2 + slot]]
+    }
+}
+
+/// The directory of protected pages.
+#[derive(Clone, Debug)]
+pub(crate) struct Directory {
+    entries_per_block: u64,
+    pub(crate) blocks: Vec<DirectoryBlock>,
+    /// XOR of the committed terms of all blocks, as the metadata records it.
+    pub(crate) digest: u64,
+    /// Blocks whose entries or next-block pointer changed since the last commit.
+    dirty: BTreeSet<u64>,
+    /// Every page the directory owns: block pages and the copies of in-use entries. These pages
+    /// are allocated in the bitmap but are never regular pages.
+    owned_pages: HashSet<u64>,
+    in_use: u64,
+}
+
+impl Directory {
+    /// An empty directory (no blocks).
+    pub(crate) fn new(geometry: Geometry) -> Directory {
+        Directory {
+            entries_per_block: geometry.directory_entries_per_block(),
+            blocks: Vec::new(),
+            digest: 0,
+            dirty: BTreeSet::new(),
+            owned_pages: HashSet::new(),
+            in_use: 0,
+        }
+    }
+
+    /// Rebuilds the directory from committed blocks (recovery). Checks that no page is owned
+    /// twice; the caller checks the pages against the bitmap.
+    pub(crate) fn from_committed(
+        geometry: Geometry,
+        blocks: Vec<DirectoryBlock>,
+        digest: u64,
+    ) -> Result<Directory, String> {
+        let mut directory = Directory::new(geometry);
+        directory.digest = digest;
+        for (block_index, block) in blocks.iter().enumerate() {
+            for &page in &block.pages {
+                if !directory.owned_pages.insert(page) {
+                    return Err(format!(
+                        "page {page} of directory block {block_index} is owned twice"
+                    ));
+                }
+            }
+            for (slot, entry) in block.entries.iter().enumerate() {
+                if let Some(entry) = entry {
+                    for &page in &entry.copies {
+                        if !directory.owned_pages.insert(page) {
+                            return Err(format!(
+                                "backing page {page} of protected page {} is owned twice",
+                                block_index as u64 * directory.entries_per_block + slot as u64
+                            ));
+                        }
+                    }
+                    directory.in_use += 1;
+                }
+            }
+        }
+        directory.blocks = blocks;
+        Ok(directory)
+    }
+
+    /// Protected pages in use.
+    pub(crate) fn in_use_count(&self) -> u64 {
+        self.in_use
+    }
+
+    /// Pages the directory owns (blocks and backing copies).
+    pub(crate) fn owned_page_count(&self) -> u64 {
+        self.owned_pages.len() as u64
+    }
+
+    /// Pages owned by the directory, in no particular order.
+    pub(crate) fn owned_pages(&self) -> impl Iterator<Item = u64> + '_ {
+        self.owned_pages.iter().copied()
+    }
+
+    /// True if `page` is a directory block page or a backing copy.
+    pub(crate) fn owns(&self, page: u64) -> bool {
+        self.owned_pages.contains(&page)
+    }
+
+    /// Entry capacity of the existing blocks.
+    pub(crate) fn capacity(&self) -> u64 {
+        self.blocks.len() as u64 * self.entries_per_block
+    }
+
+    /// The in-use entry of protected id `id`.
+    pub(crate) fn entry(&self, id: u64) -> Option<&DirectoryEntry> {
+        let block = self
+            .blocks
+            .get(usize::try_from(id / self.entries_per_block).ok()?)?;
+        block
+            .entries
+            .get((id % self.entries_per_block) as usize)?
+            .as_ref()
+    }
+
+    fn entry_slot_mut(&mut self, id: u64) -> Option<&mut Option<DirectoryEntry>> {
+        let block = self
+            .blocks
+            .get_mut(usize::try_from(id / self.entries_per_block).ok()?)?;
+        block
+            .entries
+            .get_mut((id % self.entries_per_block) as usize)
+    }
+
+    /// New blocks needed before `count` more entries fit.
+    pub(crate) fn blocks_needed(&self, count: u64) -> u64 {
+        let free = self.capacity() - self.in_use;
+        count.saturating_sub(free).div_ceil(self.entries_per_block)
+    }
+
+    /// Pages an allocation of `count` protected pages takes from the bitmap: two copies each and
+    /// four per new block.
+    pub(crate) fn pages_needed(&self, count: u64) -> u64 {
+        count * 2 + self.blocks_needed(count) * DIRECTORY_BLOCK_PAGES as u64
+    }
+
+    /// Takes `count` entries: appends the blocks needed (four pages each from `pages`), then fills
+    /// the lowest free entries with two pages each, current copy 0 with `content_checksum` at
+    /// `generation`. Returns the new ids. `pages` must yield exactly
+    /// [`pages_needed(count)`](Self::pages_needed) pages, already allocated in the bitmap.
+    pub(crate) fn allocate(
+        &mut self,
+        count: u64,
+        pages: &mut impl Iterator<Item = u64>,
+        generation: u64,
+        content_checksum: u32,
+    ) -> Vec<u64> {
+        let mut take = |owned: &mut HashSet<u64>| {
+            let page = pages
+                .next()
+                .expect("the caller allocated pages_needed(count) pages");
+            assert!(
+                owned.insert(page),
+                "page {page} handed to the directory twice"
+            );
+            page
+        };
+        for _ in 0..self.blocks_needed(count) {
+            let mut block_pages = [0u64; DIRECTORY_BLOCK_PAGES];
+            for page in &mut block_pages {
+                *page = take(&mut self.owned_pages);
+            }
+            if let Some(last) = self.blocks.len().checked_sub(1) {
+                // The previous block's next pointer changes.
+                self.dirty.insert(last as u64);
+            }
+            self.dirty.insert(self.blocks.len() as u64);
+            self.blocks.push(DirectoryBlock {
+                pages: block_pages,
+                current_slot: None,
+                term: 0,
+                entries: vec![None; self.entries_per_block as usize],
+            });
+        }
+        let mut ids = Vec::with_capacity(count as usize);
+        'blocks: for (block_index, block) in self.blocks.iter_mut().enumerate() {
+            for (slot, entry) in block.entries.iter_mut().enumerate() {
+                if ids.len() as u64 == count {
+                    break 'blocks;
+                }
+                if entry.is_none() {
+                    let copies = [take(&mut self.owned_pages), take(&mut self.owned_pages)];
+                    *entry = Some(DirectoryEntry {
+                        copies,
+                        current: 0,
+                        content_generation: generation,
+                        content_checksum,
+                    });
+                    self.dirty.insert(block_index as u64);
+                    ids.push(block_index as u64 * self.entries_per_block + slot as u64);
+                }
+            }
+        }
+        assert_eq!(
+            ids.len() as u64,
+            count,
+            "blocks_needed made room for every entry"
+        );
+        self.in_use += count;
+        ids
+    }
+
+    /// Frees the entry of `id` and returns its two backing pages (to free in the bitmap).
+    /// The caller validated `id`.
+    pub(crate) fn release(&mut self, id: u64) -> [u64; 2] {
+        let entry = self
+            .entry_slot_mut(id)
+            .and_then(Option::take)
+            .expect("release of a validated in-use id");
+        for page in entry.copies {
+            assert!(
+                self.owned_pages.remove(&page),
+                "backing page {page} was not owned"
+            );
+        }
+        self.in_use -= 1;
+        self.dirty.insert(id / self.entries_per_block);
+        entry.copies
+    }
+
+    /// Makes the inactive copy of `id` the committed one, with `content_checksum` written at
+    /// `generation`. The caller validated `id`.
+    pub(crate) fn promote(&mut self, id: u64, content_checksum: u32, generation: u64) {
+        let entry = self
+            .entry_slot_mut(id)
+            .and_then(Option::as_mut)
+            .expect("promote of a validated in-use id");
+        entry.current ^= 1;
+        entry.content_checksum = content_checksum;
+        entry.content_generation = generation;
+        self.dirty.insert(id / self.entries_per_block);
+    }
+
+    /// Blocks the next commit writes, in increasing order.
+    pub(crate) fn dirty_blocks(&self) -> Vec<u64> {
+        self.dirty.iter().copied().collect()
+    }
+
+    /// The slot content the next commit at `generation` writes for block `block`.
+    pub(crate) fn slot_for_commit(&self, block: u64, generation: u64) -> DirectorySlot {
+        let index = block as usize;
+        DirectorySlot {
+            generation,
+            block,
+            next_pages: self
+                .blocks
+                .get(index + 1)
+                .map_or([0; DIRECTORY_BLOCK_PAGES], |next| next.pages),
+            entries: self.blocks[index].entries.clone(),
+        }
+    }
+
+    /// The root the metadata records, with `digest` the digest after the commit.
+    pub(crate) fn root(&self, digest: u64) -> DirectoryRoot {
+        DirectoryRoot {
+            block_count: self.blocks.len() as u64,
+            digest,
+            head_pages: self
+                .blocks
+                .first()
+                .map_or([0; DIRECTORY_BLOCK_PAGES], |block| block.pages),
+        }
+    }
+
+    /// Records a successful commit: `written` lists (block, slot, term) for each block written.
+    pub(crate) fn committed(&mut self, written: &[(u64, u8, u64)], digest: u64) {
+        for &(block, slot, term) in written {
+            let block = &mut self.blocks[block as usize];
+            block.current_slot = Some(slot);
+            block.term = term;
+        }
+        self.digest = digest;
+        self.dirty.clear();
+    }
+
+    /// Ids of the in-use entries, in increasing order, starting at `from`.
+    pub(crate) fn next_in_use(&self, from: u64) -> Option<u64> {
+        let mut id = from;
+        while id < self.capacity() {
+            let block = &self.blocks[(id / self.entries_per_block) as usize];
+            let slot = (id % self.entries_per_block) as usize;
+            if let Some(offset) = block.entries[slot..].iter().position(Option::is_some) {
+                return Some(id + offset as u64);
+            }
+            id += (self.entries_per_block as usize - slot) as u64;
+        }
+        None
+    }
+}

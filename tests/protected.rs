@@ -1,0 +1,614 @@
+//! Protected pages under crashes, failed syncs and media corruption (SPEC.md INV-4, INV-13).
+//!
+//! A workload of protected allocations, repeated and partial commits of the same page, frees,
+//! bulk calls and regular allocations runs on `SimStorage`. At every sync the images a crash can
+//! leave (durable only, everything written, each single in-flight sector, all but each single
+//! sector, at 512 and 4096-byte sectors) must open, hold the regular and protected state before
+//! or after the operation in flight, with every protected page reading byte for byte as one of
+//! those two states, and no protected-page page visible as a regular page.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use mappedpages::{
+    CrashLength, CrashPoint, FailedSyncKeeps, MappedPageError, PageId, Pager, ProtectedPageId,
+    SectorSize, SimStorage,
+};
+
+const P: usize = 1024;
+type SimPager = Pager<P, SimStorage>;
+
+/// What a pager holds: regular pages and protected pages with their content.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+struct Model {
+    regular: BTreeSet<u64>,
+    protected: BTreeMap<u64, Vec<u8>>,
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Op {
+    Alloc,
+    AllocProtected,
+    AllocProtectedBulk(usize),
+    /// Write `len` bytes of value `value` at `offset` into the n-th protected page and commit.
+    Write {
+        nth: usize,
+        offset: usize,
+        len: usize,
+        value: u8,
+    },
+    FreeProtected(usize),
+    /// Free every other protected page, starting at the n-th, up to `count`.
+    FreeProtectedBulk {
+        start: usize,
+        count: usize,
+    },
+}
+
+fn workload() -> Vec<Op> {
+    let mut ops = vec![
+        Op::AllocProtected,
+        Op::Alloc,
+        Op::Write {
+            nth: 0,
+            offset: 0,
+            len: P,
+            value: 0x11,
+        },
+        // Several commits of the same page, partial updates in different sectors.
+        Op::Write {
+            nth: 0,
+            offset: 10,
+            len: 20,
+            value: 0x22,
+        },
+        Op::Write {
+            nth: 0,
+            offset: 600,
+            len: 300,
+            value: 0x33,
+        },
+        Op::Write {
+            nth: 0,
+            offset: 500,
+            len: 24,
+            value: 0x44,
+        },
+        Op::AllocProtectedBulk(5),
+        Op::Write {
+            nth: 3,
+            offset: 0,
+            len: 512,
+            value: 0x55,
+        },
+        Op::FreeProtected(1),
+        // Reuses the freed entry and its pages: must read as zeros.
+        Op::AllocProtected,
+        Op::Write {
+            nth: 1,
+            offset: 1000,
+            len: 24,
+            value: 0x66,
+        },
+        Op::Alloc,
+        // Enough to need a second directory block (30 entries per block at 1 KiB) and to grow.
+        Op::AllocProtectedBulk(30),
+        Op::Write {
+            nth: 33,
+            offset: 100,
+            len: 100,
+            value: 0x77,
+        },
+        Op::FreeProtectedBulk {
+            start: 0,
+            count: 10,
+        },
+        Op::Write {
+            nth: 0,
+            offset: 0,
+            len: 8,
+            value: 0x88,
+        },
+        Op::AllocProtectedBulk(4),
+        Op::Alloc,
+    ];
+    ops.push(Op::FreeProtected(2));
+    ops
+}
+
+fn nth_protected(model: &Model, n: usize) -> u64 {
+    *model
+        .protected
+        .keys()
+        .nth(n % model.protected.len())
+        .expect("model has protected pages")
+}
+
+fn run_op(pager: &mut SimPager, model: &Model, op: Op) -> Result<Model, MappedPageError> {
+    let mut next = model.clone();
+    match op {
+        Op::Alloc => {
+            let id = pager.alloc()?;
+            assert!(
+                next.regular.insert(id.raw()),
+                "alloc returned an owned page"
+            );
+        }
+        Op::AllocProtected => {
+            let id = pager.alloc_protected()?;
+            assert!(
+                next.protected.insert(id.raw(), vec![0; P]).is_none(),
+                "alloc_protected returned an owned id"
+            );
+        }
+        Op::AllocProtectedBulk(count) => {
+            for id in pager.alloc_protected_bulk(count)? {
+                assert!(next.protected.insert(id.raw(), vec![0; P]).is_none());
+            }
+        }
+        Op::Write {
+            nth,
+            offset,
+            len,
+            value,
+        } => {
+            let raw = nth_protected(model, nth);
+            let id = ProtectedPageId::<P>::from_raw(raw);
+            let mut writer = id.get_mut(pager)?;
+            assert_eq!(
+                writer.page().as_bytes(),
+                &model.protected[&raw][..],
+                "INV-4: the writer must start from the committed content"
+            );
+            writer.page_mut().as_bytes_mut()[offset..offset + len].fill(value);
+            writer.commit()?;
+            next.protected.get_mut(&raw).expect("model page")[offset..offset + len].fill(value);
+        }
+        Op::FreeProtected(nth) => {
+            let raw = nth_protected(model, nth);
+            pager.free_protected(ProtectedPageId::from_raw(raw))?;
+            next.protected.remove(&raw);
+        }
+        Op::FreeProtectedBulk { start, count } => {
+            let ids: Vec<u64> = model
+                .protected
+                .keys()
+                .copied()
+                .skip(start)
+                .step_by(2)
+                .take(count)
+                .collect();
+            pager.free_protected_bulk(
+                ids.iter().copied().map(ProtectedPageId::from_raw).collect(),
+            )?;
+            for raw in ids {
+                next.protected.remove(&raw);
+            }
+        }
+    }
+    Ok(next)
+}
+
+/// The state a pager shows; fails on a protected page that cannot be read.
+fn observe(pager: &SimPager) -> Result<Model, MappedPageError> {
+    let regular = pager.iter_allocated_pages().map(|id| id.raw()).collect();
+    let mut protected = BTreeMap::new();
+    for id in pager.iter_allocated_protected_pages() {
+        protected.insert(id.raw(), id.get(pager)?.as_bytes().to_vec());
+    }
+    Ok(Model { regular, protected })
+}
+
+fn summary(model: &Model) -> String {
+    format!(
+        "{} regular, {} protected",
+        model.regular.len(),
+        model.protected.len()
+    )
+}
+
+struct Step {
+    syncs_before: u64,
+    syncs_after: u64,
+    before: Model,
+    after: Model,
+}
+
+fn record_run() -> (SimPager, Vec<Step>, u64) {
+    let mut storage = SimStorage::new();
+    storage.record_sync_snapshots();
+    let mut pager = SimPager::create_in(storage).expect("create");
+    let create_syncs = pager.storage().sync_count();
+    let mut model = Model::default();
+    let mut steps = Vec::new();
+    for op in workload() {
+        let syncs_before = pager.storage().sync_count();
+        let after = run_op(&mut pager, &model, op).expect("workload op");
+        assert_eq!(observe(&pager).expect("readable"), after, "after {op:?}");
+        steps.push(Step {
+            syncs_before,
+            syncs_after: pager.storage().sync_count(),
+            before: model,
+            after: after.clone(),
+        });
+        model = after;
+    }
+    (pager, steps, create_syncs)
+}
+
+/// Opens `image`: it must hold one of `allowed`, well-formed (INV-1, INV-2, INV-4, INV-5), and
+/// keep working afterwards. Returns the recovered model.
+fn check_image(image: Vec<u8>, allowed: &[&Model], context: &str) -> Model {
+    let mut pager = SimPager::open_in(SimStorage::from_image(image))
+        .unwrap_or_else(|e| panic!("INV-1: {context}: crash image does not open: {e}"));
+    let recovered = observe(&pager)
+        .unwrap_or_else(|e| panic!("INV-4: {context}: a protected page is unreadable: {e}"));
+    assert!(
+        allowed.iter().any(|m| **m == recovered),
+        "INV-2/INV-4: {context}: recovered {}, allowed {:?}",
+        summary(&recovered),
+        allowed.iter().map(|m| summary(m)).collect::<Vec<_>>()
+    );
+    // INV-5: counts agree, so no internal page hides among the regular ones.
+    assert_eq!(
+        pager.allocated_page_count(),
+        recovered.regular.len() as u64,
+        "INV-5: {context}: regular count"
+    );
+    assert_eq!(
+        pager.protected_page_count(),
+        recovered.protected.len() as u64,
+        "INV-5: {context}: protected count"
+    );
+    for &page in &recovered.regular {
+        assert!(
+            PageId::<P>::from_raw(page).get(&pager).is_ok(),
+            "INV-5: {context}: regular page {page} not readable"
+        );
+    }
+    // Operations after recovery keep working and never hand out an owned page.
+    let fresh = pager
+        .alloc_protected()
+        .expect("alloc_protected after recovery");
+    assert!(!recovered.protected.contains_key(&fresh.raw()));
+    assert!(
+        fresh
+            .get(&pager)
+            .expect("fresh")
+            .as_bytes()
+            .iter()
+            .all(|&b| b == 0)
+    );
+    let regular = pager.alloc().expect("alloc after recovery");
+    assert!(!recovered.regular.contains(&regular.raw()));
+    recovered
+}
+
+fn crash_images(snapshot: &CrashPoint, sector: SectorSize) -> Vec<(String, Vec<u8>)> {
+    let in_flight = snapshot.in_flight_sectors(sector);
+    let mut images = Vec::new();
+    for length in [CrashLength::Durable, CrashLength::Current] {
+        images.push((
+            format!("{length:?} none"),
+            snapshot.crash_image(sector, &[], length),
+        ));
+        images.push((
+            format!("{length:?} all"),
+            snapshot.crash_image(sector, &in_flight, length),
+        ));
+    }
+    for (index, &sector_index) in in_flight.iter().enumerate() {
+        images.push((
+            format!("only sector {sector_index}"),
+            snapshot.crash_image(sector, &[sector_index], CrashLength::Current),
+        ));
+        let mut all_but = in_flight.clone();
+        all_but.remove(index);
+        images.push((
+            format!("all but sector {sector_index}"),
+            snapshot.crash_image(sector, &all_but, CrashLength::Current),
+        ));
+    }
+    images
+}
+
+#[test]
+fn crash_at_every_sync_of_protected_workloads_recovers_an_allowed_state() {
+    let (pager, steps, create_syncs) = record_run();
+    let snapshots = pager.storage().sync_snapshots().to_vec();
+    let mut images_checked = 0u64;
+    for (index, snapshot) in snapshots.iter().enumerate().skip(create_syncs as usize) {
+        let index = index as u64;
+        let step = steps
+            .iter()
+            .find(|s| s.syncs_before <= index && index < s.syncs_after)
+            .expect("every sync belongs to an op");
+        let allowed = [&step.before, &step.after];
+        for sector in [SectorSize::S512, SectorSize::S4096] {
+            for (name, image) in crash_images(snapshot, sector) {
+                check_image(
+                    image,
+                    &allowed,
+                    &format!("sync {index}, {sector:?}, {name}"),
+                );
+                images_checked += 1;
+            }
+        }
+    }
+    let last = &steps.last().expect("steps").after;
+    assert_eq!(
+        &check_image(pager.storage().durable_image(), &[last], "end"),
+        last
+    );
+    assert!(
+        steps.iter().any(|s| s.after.protected.len() > 30),
+        "the workload must fill more than one directory block (30 entries at 1 KiB)"
+    );
+    println!(
+        "{} syncs, {images_checked} crash images checked",
+        snapshots.len() as u64 - create_syncs
+    );
+}
+
+/// INV-7: a failure injected at any sync of the workload returns an error, poisons the pager,
+/// and leaves a disk that recovers to the state before or after the failed operation, whatever
+/// part of the failed sync's writes arrived.
+#[test]
+fn failed_sync_at_every_point_of_protected_workloads() {
+    let (pager, steps, create_syncs) = record_run();
+    let total_syncs = pager.storage().sync_count();
+    let mut cases = 0;
+    for fail_at in create_syncs..total_syncs {
+        for keeps in [
+            FailedSyncKeeps::Nothing,
+            FailedSyncKeeps::Everything,
+            FailedSyncKeeps::Seeded(fail_at),
+        ] {
+            let mut storage = SimStorage::new();
+            storage.fail_sync_at(fail_at, keeps);
+            let mut pager = SimPager::create_in(storage).expect("create");
+            let mut model = Model::default();
+            let mut failed = None;
+            for (op_index, op) in workload().into_iter().enumerate() {
+                match run_op(&mut pager, &model, op) {
+                    Ok(after) => model = after,
+                    Err(error) => {
+                        failed = Some((op_index, error));
+                        break;
+                    }
+                }
+            }
+            let (op_index, error) = failed.expect("the injected failure must surface");
+            let step = &steps[op_index];
+            assert!(
+                step.syncs_before <= fail_at && fail_at < step.syncs_after,
+                "the failure surfaced in the op that owns sync {fail_at}"
+            );
+            assert!(
+                matches!(error, MappedPageError::Io { .. }),
+                "INV-7: {error}"
+            );
+            assert!(pager.is_poisoned(), "INV-7: a failed sync must poison");
+            assert!(matches!(
+                pager.alloc_protected(),
+                Err(MappedPageError::Poisoned { .. })
+            ));
+            let context = format!("failed sync {fail_at} ({keeps:?})");
+            let allowed = [&step.before, &step.after];
+            let image = pager.storage().durable_image();
+            check_image(image, &allowed, &context);
+            cases += 1;
+        }
+    }
+    println!("{cases} failed-sync cases checked");
+}
+
+fn find_pages(image: &[u8], pattern: &[u8]) -> Vec<u64> {
+    image
+        .chunks(P)
+        .enumerate()
+        .filter(|(_, page)| page.starts_with(pattern))
+        .map(|(index, _)| index as u64)
+        .collect()
+}
+
+#[test]
+fn partial_update_keeps_other_bytes_and_reused_pages_read_zeros() {
+    let mut pager = SimPager::create_in(SimStorage::new()).unwrap();
+    let id = pager.alloc_protected().unwrap();
+    let mut writer = id.get_mut(&mut pager).unwrap();
+    writer.page_mut().as_bytes_mut().fill(0xAB);
+    writer.commit().unwrap();
+    // Second commit: the staged copy is the page's other copy, which held zeros.
+    let mut writer = id.get_mut(&mut pager).unwrap();
+    writer.page_mut().as_bytes_mut()[..4].copy_from_slice(b"head");
+    writer.commit().unwrap();
+    // Third: back to the first copy, which held the first commit's bytes.
+    let mut writer = id.get_mut(&mut pager).unwrap();
+    writer.page_mut().as_bytes_mut()[P - 4..].copy_from_slice(b"tail");
+    writer.commit().unwrap();
+    let bytes = id.get(&pager).unwrap().as_bytes().to_vec();
+    assert_eq!(&bytes[..4], b"head");
+    assert_eq!(&bytes[P - 4..], b"tail");
+    assert!(bytes[4..P - 4].iter().all(|&b| b == 0xAB));
+
+    // Reopen: the same bytes.
+    let pager2 =
+        SimPager::open_in(SimStorage::from_image(pager.storage().durable_image())).unwrap();
+    assert_eq!(id.get(&pager2).unwrap().as_bytes(), &bytes[..]);
+
+    // Free and reallocate: the entry and both copies are reused, and read as zeros.
+    pager.free_protected(id).unwrap();
+    let again = pager.alloc_protected().unwrap();
+    assert_eq!(again, id, "the lowest free entry is reused");
+    assert!(
+        again
+            .get(&pager)
+            .unwrap()
+            .as_bytes()
+            .iter()
+            .all(|&b| b == 0)
+    );
+    let writer = again.get_mut(&mut pager).unwrap();
+    assert!(writer.page().as_bytes().iter().all(|&b| b == 0));
+}
+
+#[test]
+fn corrupt_committed_copy_is_an_error_not_data() {
+    let mut pager = SimPager::create_in(SimStorage::new()).unwrap();
+    let ids = pager.alloc_protected_bulk(3).unwrap();
+    for (index, id) in ids.iter().enumerate() {
+        let mut writer = id.get_mut(&mut pager).unwrap();
+        writer.page_mut().as_bytes_mut()[..8].copy_from_slice(b"PATTERN0");
+        writer.page_mut().as_bytes_mut()[7] = b'0' + index as u8;
+        writer.commit().unwrap();
+    }
+    let mut image = pager.storage().durable_image();
+    let pages = find_pages(&image, b"PATTERN1");
+    assert_eq!(pages.len(), 1, "one committed copy holds the pattern");
+    let offset = pages[0] as usize * P + 500;
+    image[offset] ^= 0x40;
+    let mut damaged = SimPager::open_in(SimStorage::from_image(image)).expect("opens");
+    assert!(matches!(
+        ids[1].get(&damaged),
+        Err(MappedPageError::CorruptProtectedPage { id, page }) if id == ids[1].raw() && page == pages[0]
+    ));
+    assert!(matches!(
+        ids[1].get_mut(&mut damaged),
+        Err(MappedPageError::CorruptProtectedPage { .. })
+    ));
+    // The other protected pages are intact.
+    assert_eq!(&ids[0].get(&damaged).unwrap().as_bytes()[..8], b"PATTERN0");
+    assert_eq!(&ids[2].get(&damaged).unwrap().as_bytes()[..8], b"PATTERN2");
+    // Freeing the damaged page works; the pages come back as zeros.
+    damaged.free_protected(ids[1]).unwrap();
+    let fresh = damaged.alloc_protected().unwrap();
+    assert!(
+        fresh
+            .get(&damaged)
+            .unwrap()
+            .as_bytes()
+            .iter()
+            .all(|&b| b == 0)
+    );
+}
+
+/// INV-13: any single directory page (any of the four pages of each block) or the superblock,
+/// zeroed or with a flipped bit, leaves a file that opens with every protected page intact.
+#[test]
+fn any_single_corrupt_directory_page_or_superblock_keeps_the_file_openable() {
+    let mut pager = SimPager::create_in(SimStorage::new()).unwrap();
+    let ids = pager.alloc_protected_bulk(40).unwrap();
+    for (index, id) in ids.iter().enumerate().step_by(3) {
+        let mut writer = id.get_mut(&mut pager).unwrap();
+        writer.page_mut().as_bytes_mut()[..2].copy_from_slice(&(index as u16).to_le_bytes());
+        writer.commit().unwrap();
+    }
+    pager.free_protected(ids[5]).unwrap();
+    let expected = observe(&pager).unwrap();
+    let image = pager.storage().durable_image();
+    let mut directory_pages = find_pages(&image, b"MAPPGPD\x01");
+    assert!(
+        directory_pages.len() >= 6,
+        "two blocks: at least six slot pages written, found {}",
+        directory_pages.len()
+    );
+    directory_pages.push(0);
+    let mut cases = 0;
+    for &page in &directory_pages {
+        for damage in 0..3 {
+            let mut bad = image.clone();
+            let start = page as usize * P;
+            match damage {
+                0 => bad[start..start + P].fill(0),
+                1 => bad[start + 700] ^= 1,
+                _ => bad[start..start + 512].fill(0),
+            }
+            let pager = SimPager::open_in(SimStorage::from_image(bad))
+                .unwrap_or_else(|e| panic!("INV-13: page {page} damage {damage}: {e}"));
+            assert_eq!(
+                observe(&pager).expect("readable"),
+                expected,
+                "INV-13: page {page} damage {damage}"
+            );
+            cases += 1;
+        }
+    }
+    println!("{cases} single-page corruptions checked");
+}
+
+/// The cost targets: alloc_protected, a protected commit and free_protected take two barriers
+/// each, even when the allocation grows the file or adds a directory block.
+#[test]
+fn protected_operations_take_two_syncs() {
+    let mut pager = SimPager::create_in(SimStorage::new()).unwrap();
+    let mut syncs = |pager: &SimPager| pager.storage().sync_count();
+    let mut ids = Vec::new();
+    for round in 0..40 {
+        let before = syncs(&pager);
+        let grows_before = pager.storage().grow_count();
+        let id = pager.alloc_protected().unwrap();
+        assert_eq!(
+            syncs(&pager) - before,
+            2,
+            "alloc_protected {round} (grew: {})",
+            pager.storage().grow_count() > grows_before
+        );
+        let before = syncs(&pager);
+        let mut writer = id.get_mut(&mut pager).unwrap();
+        writer.page_mut().as_bytes_mut()[0] = round as u8;
+        writer.commit().unwrap();
+        assert_eq!(syncs(&pager) - before, 2, "protected commit {round}");
+        ids.push(id);
+    }
+    assert!(
+        pager.storage().grow_count() > 1,
+        "the loop must grow the file"
+    );
+    for id in ids {
+        let before = syncs(&pager);
+        pager.free_protected(id).unwrap();
+        assert_eq!(syncs(&pager) - before, 2, "free_protected");
+    }
+    let before = syncs(&pager);
+    let ids = pager.alloc_protected_bulk(100).unwrap();
+    assert_eq!(syncs(&pager) - before, 2, "alloc_protected_bulk(100)");
+    let before = syncs(&pager);
+    pager.free_protected_bulk(ids).unwrap();
+    assert_eq!(syncs(&pager) - before, 2, "free_protected_bulk(100)");
+}
+
+#[test]
+fn bad_protected_ids_give_typed_errors_and_change_nothing() {
+    let mut pager = SimPager::create_in(SimStorage::new()).unwrap();
+    let ids = pager.alloc_protected_bulk(3).unwrap();
+    let generation = pager.generation();
+    for raw in [3u64, 29, 30, 1 << 40, u64::MAX] {
+        let id = ProtectedPageId::<P>::from_raw(raw);
+        assert!(matches!(
+            id.get(&pager),
+            Err(MappedPageError::ProtectedNotAllocated { .. })
+        ));
+        assert!(matches!(
+            id.get_mut(&mut pager),
+            Err(MappedPageError::ProtectedNotAllocated { .. })
+        ));
+        assert!(matches!(
+            pager.free_protected(id),
+            Err(MappedPageError::ProtectedNotAllocated { .. })
+        ));
+        assert!(matches!(
+            pager.free_protected_bulk(vec![ids[0], id]),
+            Err(MappedPageError::ProtectedNotAllocated { .. })
+        ));
+    }
+    assert_eq!(pager.generation(), generation, "nothing was committed");
+    assert_eq!(pager.protected_page_count(), 3);
+    // Backing and directory pages are not regular pages: every access through a PageId fails.
+    for page in 0..pager.page_count() {
+        let id = PageId::<P>::from_raw(page);
+        assert!(!pager.is_allocated(id), "page {page}");
+        assert!(id.get(&pager).is_err());
+        assert!(pager.free(id).is_err());
+    }
+    assert_eq!(pager.generation(), generation, "nothing was committed");
+}
