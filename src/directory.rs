@@ -152,7 +152,10 @@ impl Directory {
     /// Pages an allocation of `count` protected pages takes from the bitmap: two copies each and
     /// four per new block.
     pub(crate) fn pages_needed(&self, count: u64) -> u64 {
-        count * 2 + self.blocks_needed(count) * DIRECTORY_BLOCK_PAGES as u64
+        count.saturating_mul(2).saturating_add(
+            self.blocks_needed(count)
+                .saturating_mul(DIRECTORY_BLOCK_PAGES as u64),
+        )
     }
 
     /// Takes `count` entries: appends the blocks needed (four pages each from `pages`), then fills

@@ -413,11 +413,11 @@ impl<const PAGE_SIZE: usize, S: Storage> Pager<PAGE_SIZE, S> {
             }
             if target == max_pages {
                 return Err(MappedPageError::CapacityExceeded {
-                    requested_pages: current + (needed - free),
+                    requested_pages: current.saturating_add(needed - free),
                     max_pages,
                 });
             }
-            target += needed - free - gained;
+            target = target.saturating_add(needed - free - gained);
         }
         let len_bytes = target * geometry.page_size();
         if self.storage.len_bytes() < len_bytes {

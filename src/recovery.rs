@@ -414,11 +414,18 @@ fn load_directory(
     let mut blocks = Vec::new();
     let mut digest = 0u64;
     let mut pages = root.head_pages;
+    let mut block_pages_seen = std::collections::HashSet::new();
     for block_index in 0..root.block_count {
         if pages.iter().all(|&p| p == 0) {
             return Err(format!(
                 "its directory chain ends after {block_index} of {} blocks",
                 root.block_count
+            ));
+        }
+        // A chain that loops back is rejected at once, not after `block_count` steps.
+        if !pages.iter().all(|&p| block_pages_seen.insert(p)) {
+            return Err(format!(
+                "directory block {block_index} reuses the pages of an earlier block"
             ));
         }
         let mut best: Option<(usize, DirectorySlot, u32)> = None;

@@ -1,27 +1,12 @@
 //! `SubPageAllocator`: divides regular pages into fixed-size sub-pages, in memory only.
 //!
-//! A [`SubPageAllocator<PARENT_SIZE, SUB_SIZE, S>`] owns a [`Pager<PARENT_SIZE, S>`], takes
-//! regular pages (*parent pages*) from it as needed and divides each into
-//! `PARENT_SIZE / SUB_SIZE` *slots* of `SUB_SIZE` bytes, tracked by one `u64` mask per parent
-//! page. A [`SubPageId`] names one slot: its parent page and its slot index.
+//! The allocation policy, persistence and failure rules are documented on [`SubPageAllocator`]
+//! (this module is private; its items are re-exported at the crate root).
 //!
-//! * Allocation takes a free slot of a parent page already in use when there is one (the
-//!   lowest-numbered such page, in `O(log n)`), and otherwise allocates a new parent page from the
-//!   pager, which is a commit.
-//! * When a free leaves a parent page with no allocated slot, the page goes back to the pager
-//!   (a commit).
-//! * The bulk forms make at most one pager call each: [`alloc_bulk`] fills the parent pages in
-//!   use first and takes all the new ones with one [`Pager::alloc_bulk`]; [`free_bulk`] returns
-//!   every parent page it empties with one [`Pager::free_bulk`].
-//! * Every call that fails leaves the sub-allocation state as it was (see
-//!   [`SubPageAllocator`] § Failures).
-//!
-//! Which slots are allocated is known to this value only: it is never written to the file. The
-//! file holds the parent pages as ordinary allocated pages. After a restart, rebuild the
-//! allocator from your own records with [`SubPageAllocator::rebuild`].
-//!
-//! [`alloc_bulk`]: SubPageAllocator::alloc_bulk
-//! [`free_bulk`]: SubPageAllocator::free_bulk
+//! State: one `u64` mask per parent page in use (`parents`, bit `i` = slot `i` allocated, never
+//! 0), and the set of those pages that have a free slot (`partial`), so that `alloc` finds a slot
+//! in `O(log n)`. Every method that calls the pager computes its change first, calls the pager,
+//! and applies the change only when the pager returned `Ok`: an error leaves the state as it was.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -44,7 +29,7 @@ use crate::storage::{MmapStorage, Storage};
 /// let pager = Pager::<1024, SimStorage>::create_in(SimStorage::new()).unwrap();
 /// let sub = SubPageAllocator::<1024, 256, SimStorage>::new(pager);
 /// let id = SubPageId::<1024, 128>::from_raw(40);
-/// let _ = id.get(&sub); // error: expected `SubPageAllocator<1024, 128, _>`, found `SubPageAllocator<1024, 256, SimStorage>`
+/// let _ = id.get(&sub); // error: expected `&SubPageAllocator<_, 128, _>`, found `&SubPageAllocator<_, 256, SimStorage>`
 /// ```
 ///
 /// Store ids in your own records with [`raw`](Self::raw) (or [`parent`](Self::parent) and
@@ -84,7 +69,10 @@ impl<const PARENT_SIZE: usize, const SUB_SIZE: usize> SubPageId<PARENT_SIZE, SUB
     /// The size rules, checked at compile time by every constructor of a `SubPageId` or a
     /// `SubPageAllocator` (`let () = Self::VALID;`). One assert per rule, each with its message.
     const VALID: () = {
-        assert!(SUB_SIZE.is_power_of_two(), "SUB_SIZE must be a power of two");
+        assert!(
+            SUB_SIZE.is_power_of_two(),
+            "SUB_SIZE must be a power of two"
+        );
         assert!(
             SUB_SIZE < PARENT_SIZE,
             "SUB_SIZE must be smaller than PARENT_SIZE"
@@ -313,10 +301,25 @@ fn take_slots(mask: u64, full: u64, count: usize) -> (u64, usize) {
 
 /// Divides the regular pages of a [`Pager<PARENT_SIZE, S>`] into sub-pages of `SUB_SIZE` bytes.
 ///
-/// See the [module documentation](self) for the allocation policy. Sub-pages are handed out as
+/// A file has one page size. When a workload needs smaller units, a `SubPageAllocator` takes
+/// regular pages (*parent pages*) from the [`Pager`] it owns and divides each into
+/// `PARENT_SIZE / SUB_SIZE` *slots* of `SUB_SIZE` bytes. Sub-pages are handed out as
 /// [`SubPageId<PARENT_SIZE, SUB_SIZE>`] and read and written as `SUB_SIZE`-byte [`MappedPage`]s
 /// with [`SubPageId::get`] and [`SubPageId::get_mut`]. The allocator also implements
 /// [`PageAllocator`](crate::PageAllocator) and [`BulkPageAllocator`](crate::BulkPageAllocator).
+///
+/// # Allocation policy
+///
+/// * [`alloc`](Self::alloc) takes a free slot of a parent page already in use when there is
+///   one (the lowest-numbered such page, found in `O(log n)`; no commit), and otherwise
+///   allocates a new parent page from the pager (one commit).
+/// * When [`free`](Self::free) leaves a parent page with no allocated slot, the page goes back
+///   to the pager (one commit).
+/// * The bulk forms make at most one pager call, so at most one commit, each:
+///   [`alloc_bulk`](Self::alloc_bulk) fills the free slots of the parent pages in use first and
+///   takes all the new parent pages it needs with one [`Pager::alloc_bulk`];
+///   [`free_bulk`](Self::free_bulk) returns every parent page it empties with one
+///   [`Pager::free_bulk`].
 ///
 /// ```
 /// use mappedpages::{Pager, SimStorage, SubPageAllocator};
@@ -367,7 +370,8 @@ fn take_slots(mask: u64, full: u64, count: usize) -> (u64, usize) {
 /// use mappedpages::{Pager, SimStorage, SubPageAllocator};
 ///
 /// let pager = Pager::<1024, SimStorage>::create_in(SimStorage::new()).unwrap();
-/// let sub = SubPageAllocator::<1024, 8, SimStorage>::new(pager); // error: 128 slots; at most 64
+/// // 1024 / 8 = 128 slots per parent page.
+/// let sub = SubPageAllocator::<1024, 8, SimStorage>::new(pager); // error: PARENT_SIZE / SUB_SIZE must be at most 64
 /// ```
 ///
 /// # Persistence
@@ -388,12 +392,13 @@ fn take_slots(mask: u64, full: u64, count: usize) -> (u64, usize) {
 /// When a call returns an error, the allocator's state (which sub-pages are allocated, which
 /// parent pages it holds) is exactly what it was before the call: nothing is lost and no slot can
 /// be handed out twice. An error of the pager (a failed growth, or a failed sync) is passed on
-/// as is. A failed sync poisons the pager, and from then on every call of the allocator that
-/// needs the pager fails with [`MappedPageError::Poisoned`]; the counts and
-/// [`iter_allocated`](Self::iter_allocated) keep working. As for the pager, the failed call's
+/// as is. A failed sync poisons the pager, and from then on every call that allocates, frees,
+/// reads, writes or syncs a sub-page fails with [`MappedPageError::Poisoned`]; the counts,
+/// [`is_allocated`](Self::is_allocated) and [`iter_allocated`](Self::iter_allocated) keep
+/// working (they report the allocator's own state). As for the pager, the failed call's
 /// commit may or may not be found when the file is opened again: a parent page allocated by a
 /// failed `alloc` may be allocated in the reopened file with no sub-page of yours in it (free it
-/// with [`Pager::free`] before or after `rebuild`), and the parent page of a sub-page whose
+/// with [`Pager::free`], before `rebuild` or through [`into_pager`](Self::into_pager)), and the parent page of a sub-page whose
 /// `free` failed may be free in the reopened file (`rebuild` then rejects that sub-page, which
 /// you were freeing anyway).
 pub struct SubPageAllocator<
@@ -485,12 +490,12 @@ impl<const PARENT_SIZE: usize, const SUB_SIZE: usize, S: Storage>
     /// assert_eq!(id.get(&sub).unwrap().as_bytes()[0], 42);
     /// assert_eq!(sub.allocated_count(), 1);
     ///
-    /// // Ids naming a page the pager does not hold are rejected.
-    /// let pager = sub.into_pager();
-    /// let bogus = SubPageId::<1024, 128>::from_raw(8 * 9);
+    /// // An id whose parent page the pager does not hold is rejected.
+    /// let mut pager = sub.into_pager();
+    /// pager.free(id.parent()).unwrap();
     /// assert!(matches!(
-    ///     SubPageAllocator::<1024, 128, SimStorage>::rebuild(pager, [bogus]),
-    ///     Err(MappedPageError::NotAllocated { page: 9 })
+    ///     SubPageAllocator::<1024, 128, SimStorage>::rebuild(pager, [id]),
+    ///     Err(MappedPageError::NotAllocated { page }) if page == id.parent().raw()
     /// ));
     /// ```
     pub fn rebuild(
@@ -682,7 +687,10 @@ impl<const PARENT_SIZE: usize, const SUB_SIZE: usize, S: Storage>
     /// let offset = (id.raw() * 128) as usize;
     /// assert_eq!(sub.pager().storage().durable_image()[offset], 7);
     /// ```
-    pub fn sync_parent(&mut self, id: SubPageId<PARENT_SIZE, SUB_SIZE>) -> Result<(), MappedPageError> {
+    pub fn sync_parent(
+        &mut self,
+        id: SubPageId<PARENT_SIZE, SUB_SIZE>,
+    ) -> Result<(), MappedPageError> {
         self.check_poison()?;
         self.check_owned(id)?;
         self.pager.sync_page(id.parent())
@@ -698,6 +706,8 @@ impl<const PARENT_SIZE: usize, const SUB_SIZE: usize, S: Storage>
     /// let id = sub.alloc().unwrap();
     /// id.get_mut(&mut sub).unwrap().as_bytes_mut().fill(7);
     /// sub.sync_all().unwrap();
+    /// let offset = (id.raw() * 128) as usize;
+    /// assert_eq!(sub.pager().storage().durable_image()[offset], 7);
     /// ```
     pub fn sync_all(&mut self) -> Result<(), MappedPageError> {
         self.pager.sync_all()
@@ -705,17 +715,7 @@ impl<const PARENT_SIZE: usize, const SUB_SIZE: usize, S: Storage>
 
     /// Fails with the pager's [`MappedPageError::Poisoned`] error if the pager is poisoned.
     fn check_poison(&self) -> Result<(), MappedPageError> {
-        if !self.pager.is_poisoned() {
-            return Ok(());
-        }
-        // Every page access of a poisoned pager fails with its `Poisoned` error, which names
-        // the operation whose sync failed.
-        Err(match self.pager.page(PageId::from_raw(0)) {
-            Err(error @ MappedPageError::Poisoned { .. }) => error,
-            _ => MappedPageError::Poisoned {
-                cause: String::from("an earlier operation"),
-            },
-        })
+        self.pager.check_poison()
     }
 
     /// Fails with [`MappedPageError::SubPageNotAllocated`] unless `id` is allocated here.
@@ -729,7 +729,7 @@ impl<const PARENT_SIZE: usize, const SUB_SIZE: usize, S: Storage>
 
     /// Allocates one sub-page: a free slot of a parent page in use if there is one (no commit),
     /// otherwise slot 0 of a new parent page (one commit; it may grow the file). The sub-page's
-    /// bytes are not zeroed (see § Persistence).
+    /// bytes are not zeroed (see [`SubPageAllocator`] § Persistence).
     ///
     /// ```
     /// use mappedpages::{Pager, SimStorage, SubPageAllocator};
@@ -790,7 +790,10 @@ impl<const PARENT_SIZE: usize, const SUB_SIZE: usize, S: Storage>
     pub fn free(&mut self, id: SubPageId<PARENT_SIZE, SUB_SIZE>) -> Result<(), MappedPageError> {
         self.check_poison()?;
         self.check_owned(id)?;
-        let remaining = self.parents.get(&id.page).map_or(0, |&mask| mask & !id.bit());
+        let remaining = self
+            .parents
+            .get(&id.page)
+            .map_or(0, |&mask| mask & !id.bit());
         if remaining == 0 {
             // The pager first: on error nothing here has changed.
             self.pager.free(id.parent())?;
@@ -845,8 +848,7 @@ impl<const PARENT_SIZE: usize, const SUB_SIZE: usize, S: Storage>
         }
         // The pager call comes before any change here: on error, all is as it was.
         let fresh = if remaining > 0 {
-            self.pager
-                .alloc_bulk(remaining.div_ceil(Self::PER_PAGE))?
+            self.pager.alloc_bulk(remaining.div_ceil(Self::PER_PAGE))?
         } else {
             Vec::new()
         };

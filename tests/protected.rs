@@ -541,7 +541,7 @@ fn any_single_corrupt_directory_page_or_superblock_keeps_the_file_openable() {
 #[test]
 fn protected_operations_take_two_syncs() {
     let mut pager = SimPager::create_in(SimStorage::new()).unwrap();
-    let mut syncs = |pager: &SimPager| pager.storage().sync_count();
+    let syncs = |pager: &SimPager| pager.storage().sync_count();
     let mut ids = Vec::new();
     for round in 0..40 {
         let before = syncs(&pager);
@@ -611,4 +611,161 @@ fn bad_protected_ids_give_typed_errors_and_change_nothing() {
         assert!(pager.free(id).is_err());
     }
     assert_eq!(pager.generation(), generation, "nothing was committed");
+}
+
+mod malformed_directory {
+    //! INV-9: checksum-valid but impossible directories give a typed error, never a panic. Each
+    //! case edits the committed directory with the format module's pure functions and re-signs
+    //! everything (slots, directory digest, metadata copy, superblock), so the deep checks of
+    //! SPEC.md §4.1 steps 6-7 are what must reject it.
+
+    use super::*;
+    use mappedpages::format::{
+        DirectorySlot, Geometry, MetaPage, MetaSlot, Superblock, decode_directory_slot,
+        directory_digest_term, encode_directory_slot,
+    };
+
+    fn page(image: &mut [u8], index: u64) -> &mut [u8] {
+        &mut image[index as usize * P..(index as usize + 1) * P]
+    }
+
+    /// A file with two directory blocks and the committed slots of each block.
+    type Fixture = (
+        Vec<u8>,
+        MetaPage,
+        Vec<([u64; 4], usize, DirectorySlot)>,
+        u64,
+    );
+
+    /// Also returns a page that is free in the bitmap.
+    fn fixture() -> Fixture {
+        let mut pager = SimPager::create_in(SimStorage::new()).unwrap();
+        pager.alloc_protected_bulk(40).unwrap();
+        let spare = pager.alloc().unwrap();
+        pager.free(spare).unwrap();
+        let mut image = pager.storage().durable_image();
+        let geometry = Geometry::new(P);
+        let sb = Superblock::decode(&image).unwrap();
+        let meta = MetaPage::decode(page(&mut image, sb.active_meta.page()), geometry).unwrap();
+        let mut blocks = Vec::new();
+        let mut pages = meta.directory.head_pages;
+        for block in 0..meta.directory.block_count {
+            let page_count = meta.page_count;
+            let (position, slot) = pages
+                .iter()
+                .enumerate()
+                .filter_map(|(position, &p)| {
+                    decode_directory_slot(page(&mut image, p), geometry, block, page_count)
+                        .ok()
+                        .map(|slot| (position, slot))
+                })
+                .max_by_key(|(_, slot)| slot.generation)
+                .unwrap();
+            let next = slot.next_pages;
+            blocks.push((pages, position % 2, slot));
+            pages = next;
+        }
+        (image, meta, blocks, spare.raw())
+    }
+
+    /// Writes `blocks` (both mirrors), a matching digest into `meta`, `meta` into the active
+    /// copy, and a superblock naming it.
+    fn rewrite(
+        mut image: Vec<u8>,
+        mut meta: MetaPage,
+        blocks: &[([u64; 4], usize, DirectorySlot)],
+    ) -> Vec<u8> {
+        let geometry = Geometry::new(P);
+        let mut digest = 0;
+        for (pages, slot_index, slot) in blocks {
+            let mut checksum = 0;
+            for mirror in [0, 2] {
+                checksum = encode_directory_slot(
+                    geometry,
+                    slot,
+                    page(&mut image, pages[mirror + slot_index]),
+                );
+            }
+            digest ^= directory_digest_term(slot.block, slot.generation, checksum);
+        }
+        meta.directory.digest = digest;
+        let sb = Superblock::decode(&image).unwrap();
+        let active: MetaSlot = sb.active_meta;
+        let checksum = meta.encode(geometry, page(&mut image, active.page()));
+        let record = Superblock {
+            active_meta_checksum: checksum,
+            ..sb
+        }
+        .encode();
+        image[..record.len()].copy_from_slice(&record);
+        image
+    }
+
+    fn expect_typed_error(image: Vec<u8>, case: &str) {
+        match SimPager::open_in(SimStorage::from_image(image)) {
+            Err(MappedPageError::CorruptMetadata { detail }) => {
+                println!("{case}: {detail}");
+            }
+            Err(other) => panic!("{case}: unexpected error {other}"),
+            Ok(_) => panic!("{case}: an impossible directory was accepted"),
+        }
+    }
+
+    #[test]
+    fn the_fixture_round_trips() {
+        let (image, meta, blocks, _) = fixture();
+        assert_eq!(blocks.len(), 2);
+        let pager = SimPager::open_in(SimStorage::from_image(rewrite(image, meta, &blocks)))
+            .expect("an unchanged directory, re-signed, opens");
+        assert_eq!(pager.protected_page_count(), 40);
+    }
+
+    #[test]
+    fn impossible_directories_are_rejected() {
+        let (image, meta, blocks, free_page) = fixture();
+        let entry = |blocks: &[([u64; 4], usize, DirectorySlot)], b: usize, e: usize| {
+            blocks[b].2.entries[e].expect("in use")
+        };
+
+        // A backing page owned by two entries.
+        let mut edited = blocks.clone();
+        let other = entry(&blocks, 0, 1).copies[0];
+        edited[0].2.entries[0].as_mut().unwrap().copies[1] = other;
+        expect_typed_error(rewrite(image.clone(), meta.clone(), &edited), "owned twice");
+
+        // A backing page that is free in the bitmap.
+        let mut edited = blocks.clone();
+        edited[1].2.entries[5].as_mut().unwrap().copies[0] = free_page;
+        expect_typed_error(rewrite(image.clone(), meta.clone(), &edited), "free page");
+
+        // A chain that loops back to block 0.
+        let mut edited = blocks.clone();
+        edited[1].2.next_pages = blocks[0].0;
+        let mut looped = meta.clone();
+        looped.directory.block_count = 3;
+        expect_typed_error(rewrite(image.clone(), looped, &edited), "loop");
+
+        // More blocks counted than chained, and fewer.
+        for count in [1, 3] {
+            let mut counted = meta.clone();
+            counted.directory.block_count = count;
+            expect_typed_error(
+                rewrite(image.clone(), counted, &blocks),
+                &format!("count {count}"),
+            );
+        }
+
+        // A directory page that is also a backing copy.
+        let mut edited = blocks.clone();
+        edited[0].2.entries[2].as_mut().unwrap().copies[0] = blocks[1].0[3];
+        expect_typed_error(
+            rewrite(image.clone(), meta.clone(), &edited),
+            "block page as copy",
+        );
+
+        // An entry newer than its slot is rejected by the slot decoder: no valid slot.
+        let mut edited = blocks.clone();
+        edited[0].2.entries[3].as_mut().unwrap().content_generation = u64::MAX;
+        expect_typed_error(rewrite(image, meta, &edited), "entry from the future");
+    }
 }
