@@ -151,9 +151,9 @@ pub use page::{MappedPage, PageId};
 pub use pager::{AllocatedPageIter, Pager};
 pub use protected::{AllocatedProtectedPageIter, ProtectedPageId, ProtectedPageWriter};
 pub use recovery::RecoveryDecision;
-pub use subpage::{SubPageAllocator, SubPageId};
-pub use traits::{BulkPageAllocator, PageAllocator, PageHandle};
 pub use storage::{
     CrashLength, CrashPoint, FailedSyncKeeps, MmapStorage, SectorSize, SimEvent, SimStorage,
     Storage, SyncStats,
 };
+pub use subpage::{SubPageAllocator, SubPageId};
+pub use traits::{BulkPageAllocator, PageAllocator, PageHandle};
