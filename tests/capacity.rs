@@ -110,10 +110,11 @@ fn inv12_commit_cost_small_files() {
 
 /// INV-12: 2^10 against 2^20 pages.
 ///
-/// `alloc_bulk(2^20)` touches 133 groups at 1 KiB, more than the 60-entry log holds. Before
+/// `alloc_bulk(2^20)` touches 133 groups at 1 KiB, more than the log (56 entries) holds. Before
 /// caf1497 it left groups 73..133 unmaterialized with their entries in the log, and the next
 /// single-page alloc that overflowed the log materialized all of them at once: 60 slot pages +
-/// metadata + superblock (63,488 bytes against 2,048 at 2^10 pages).
+/// metadata + superblock (63,488 bytes against 2,048 at 2^10 pages; the log held 60 entries
+/// then).
 #[test]
 fn inv12_commit_cost_does_not_grow_with_the_file() {
     let start = Instant::now();

@@ -46,7 +46,7 @@ fn workload() -> Vec<Op> {
         count: 5,
     });
     ops.push(Op::AllocBulk(120));
-    // Fragmenting single frees: one log entry each, until the log (60 entries at 1 KiB) folds.
+    // Fragmenting single frees: one log entry each, until the log (56 entries at 1 KiB) folds.
     // Freeing index 3 + i skips one survivor each time, so no two freed pages are adjacent.
     for i in 0..70 {
         ops.push(Op::Free(3 + i));
