@@ -311,3 +311,94 @@ impl Directory {
         None
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const E: u64 = 30; // entries per block at 1 KiB
+
+    fn directory() -> Directory {
+        Directory::new(Geometry::new(1024))
+    }
+
+    #[test]
+    fn allocation_adds_blocks_only_when_entries_run_out() {
+        let mut dir = directory();
+        assert_eq!(dir.pages_needed(1), 2 + 4);
+        assert_eq!(dir.pages_needed(E), 2 * E + 4);
+        assert_eq!(dir.pages_needed(E + 1), 2 * (E + 1) + 8);
+        let mut pages = 100..;
+        let ids = dir.allocate(E + 1, &mut pages, 7, 0xABCD);
+        assert_eq!(ids, (0..=E).collect::<Vec<_>>());
+        assert_eq!(dir.blocks.len(), 2);
+        // Block pages come first, then two copies per entry, in order.
+        assert_eq!(dir.blocks[0].pages, [100, 101, 102, 103]);
+        assert_eq!(dir.blocks[1].pages, [104, 105, 106, 107]);
+        assert_eq!(dir.entry(0).unwrap().copies, [108, 109]);
+        assert_eq!(dir.entry(E).unwrap().copies, [108 + 2 * E, 109 + 2 * E]);
+        assert_eq!(dir.owned_page_count(), 8 + 2 * (E + 1));
+        assert_eq!(dir.dirty_blocks(), vec![0, 1]);
+        assert_eq!(
+            dir.pages_needed(E - 1),
+            2 * (E - 1),
+            "free entries are used first"
+        );
+        assert_eq!(dir.root(5).head_pages, [100, 101, 102, 103]);
+        assert_eq!(dir.slot_for_commit(0, 8).next_pages, [104, 105, 106, 107]);
+        assert_eq!(dir.slot_for_commit(1, 8).next_pages, [0; 4]);
+    }
+
+    #[test]
+    fn release_and_reuse_take_the_lowest_free_entry() {
+        let mut dir = directory();
+        let mut pages = 100..;
+        dir.allocate(3, &mut pages, 1, 0);
+        dir.committed(&[(0, 0, 42)], 42);
+        assert!(dir.dirty_blocks().is_empty());
+        assert_eq!(dir.blocks[0].next_slot(), 1);
+        assert_eq!(dir.release(1), [106, 107]);
+        assert!(!dir.owns(106) && dir.owns(108));
+        assert_eq!(dir.in_use_count(), 2);
+        assert_eq!(dir.next_in_use(1), Some(2));
+        assert_eq!(dir.next_in_use(3), None);
+        let ids = dir.allocate(1, &mut [200, 201].into_iter(), 2, 0);
+        assert_eq!(ids, vec![1]);
+        assert_eq!(dir.entry(1).unwrap().copies, [200, 201]);
+    }
+
+    #[test]
+    fn promote_flips_the_current_copy() {
+        let mut dir = directory();
+        dir.allocate(1, &mut (100..), 1, 0);
+        let entry = *dir.entry(0).unwrap();
+        assert_eq!((entry.current_page(), entry.inactive_page()), (104, 105));
+        dir.promote(0, 0x1234, 2);
+        let entry = *dir.entry(0).unwrap();
+        assert_eq!((entry.current_page(), entry.inactive_page()), (105, 104));
+        assert_eq!(
+            (entry.content_checksum, entry.content_generation),
+            (0x1234, 2)
+        );
+    }
+
+    #[test]
+    fn from_committed_rejects_a_page_owned_twice() {
+        let mut dir = directory();
+        dir.allocate(2, &mut (100..), 1, 0);
+        let mut blocks = dir.blocks.clone();
+        blocks[0].entries[1].as_mut().unwrap().copies[0] = 104;
+        assert!(Directory::from_committed(Geometry::new(1024), blocks, 0).is_err());
+        let rebuilt =
+            Directory::from_committed(Geometry::new(1024), dir.blocks.clone(), 9).unwrap();
+        assert_eq!(rebuilt.in_use_count(), 2);
+        assert_eq!(rebuilt.owned_page_count(), 8);
+        assert!(rebuilt.entry(1 << 40).is_none() && rebuilt.entry(u64::MAX).is_none());
+    }
+
+    #[test]
+    fn huge_requests_saturate_instead_of_overflowing() {
+        let dir = directory();
+        assert_eq!(dir.pages_needed(u64::MAX), u64::MAX);
+    }
+}

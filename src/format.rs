@@ -1406,4 +1406,136 @@ mod tests {
             Some(GroupSlotError::Insane("generation 0"))
         );
     }
+
+    fn sample_directory_slot() -> DirectorySlot {
+        let g = geometry();
+        let mut entries = vec![None; g.directory_entries_per_block() as usize];
+        entries[0] = Some(DirectoryEntry {
+            copies: [20, 21],
+            current: 1,
+            content_generation: 4,
+            content_checksum: 0xDEAD_BEEF,
+        });
+        entries[29] = Some(DirectoryEntry {
+            copies: [30, 25],
+            current: 0,
+            content_generation: 5,
+            content_checksum: 7,
+        });
+        DirectorySlot {
+            generation: 5,
+            block: 3,
+            next_pages: [40, 41, 42, 43],
+            entries,
+        }
+    }
+
+    #[test]
+    fn directory_slot_round_trip() {
+        let g = geometry();
+        assert_eq!(g.directory_entries_per_block(), 30);
+        assert_eq!(Geometry::new(4096).directory_entries_per_block(), 126);
+        let slot = sample_directory_slot();
+        let mut page = vec![0xAAu8; G1K];
+        let checksum = encode_directory_slot(g, &slot, &mut page);
+        assert_eq!(slot_checksum_field(&page), Some(checksum));
+        assert_eq!(decode_directory_slot(&page, g, 3, 100), Ok(slot));
+        assert_ne!(
+            directory_digest_term(3, 5, checksum),
+            slot_digest_term(3, 5, checksum),
+            "a bitmap slot term never equals a directory slot term"
+        );
+    }
+
+    #[test]
+    fn directory_slot_rejections() {
+        let g = geometry();
+        let mut good = vec![0u8; G1K];
+        encode_directory_slot(g, &sample_directory_slot(), &mut good);
+        assert_eq!(
+            decode_directory_slot(&good[..100], g, 3, 100),
+            Err(DirectorySlotError::Truncated)
+        );
+        let mut bad = good.clone();
+        bad[0] ^= 1;
+        assert_eq!(
+            decode_directory_slot(&bad, g, 3, 100),
+            Err(DirectorySlotError::BadMagic)
+        );
+        let mut bad = good.clone();
+        bad[700] ^= 1;
+        assert_eq!(
+            decode_directory_slot(&bad, g, 3, 100),
+            Err(DirectorySlotError::BadChecksum)
+        );
+        let check = |edit: &dyn Fn(&mut [u8]), expected: &'static str, page_count: u64| {
+            let mut bad = good.clone();
+            edit(&mut bad);
+            resign_meta(&mut bad);
+            assert_eq!(
+                decode_directory_slot(&bad, g, 3, page_count),
+                Err(DirectorySlotError::Insane(expected))
+            );
+        };
+        check(
+            &|p| write_u32(p, 12, 4096),
+            "written for another page size",
+            100,
+        );
+        check(&|p| write_u64(p, 16, 0), "generation 0", 100);
+        check(
+            &|_| {},
+            "directory page outside the data pages of the file",
+            42,
+        );
+        let wrong_block = |p: &mut [u8]| write_u64(p, 24, 2);
+        check(
+            &wrong_block,
+            "block index does not match its position in the chain",
+            100,
+        );
+        check(
+            &|p| write_u64(p, 40, 40),
+            "directory block names one page twice",
+            100,
+        );
+        check(
+            &|p| write_u64(p, 32, 3),
+            "directory page outside the data pages of the file",
+            100,
+        );
+        let entry = DIRECTORY_HEADER_BYTES;
+        check(
+            &|p| p[entry + 28] = 2,
+            "entry with an unknown current copy",
+            100,
+        );
+        check(
+            &|p| p[entry + 30] = 1,
+            "entry with an unknown current copy",
+            100,
+        );
+        check(
+            &|p| write_u64(p, entry + 16, 6),
+            "entry content newer than its directory slot",
+            100,
+        );
+        check(
+            &|p| write_u64(p, entry + 16, 0),
+            "entry content newer than its directory slot",
+            100,
+        );
+        check(
+            &|p| write_u64(p, entry + 8, 20),
+            "both copies in one page",
+            100,
+        );
+        for bad_page in [0u64, 4, g.pages_per_group() + 1, u64::MAX] {
+            check(
+                &|p| write_u64(p, entry, bad_page),
+                "backing copy outside the data pages of the file",
+                100_000,
+            );
+        }
+    }
 }
