@@ -18,9 +18,10 @@ fn main() -> Result<(), MappedPageError> {
     let mut writer = root.get_mut(&mut pager)?;
     writer.page_mut().as_bytes_mut()[8..16].copy_from_slice(&7u64.to_le_bytes());
     writer.commit()?;
-    let mut writer = root.get_mut(&mut pager)?;
-    writer.page_mut().as_bytes_mut().fill(0xFF);
-    drop(writer);
+    {
+        let mut writer = root.get_mut(&mut pager)?;
+        writer.page_mut().as_bytes_mut().fill(0xFF);
+    } // dropped without commit: the staged bytes are discarded
 
     // Sub-pages: up to 64 per page, tracked in memory. Keep the ids you hand out...
     let mut small = SubPageAllocator::<4096, 256>::new(pager);
