@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use mappedpages::format::Geometry;
+use mappedpages::format::{DIRECTORY_MAGIC, Geometry};
 use mappedpages::{
     CrashLength, CrashPoint, FailedSyncKeeps, MappedPageError, Pager, SectorSize, SimStorage,
     Storage,
@@ -31,7 +31,10 @@ pub struct Phases {
     pub failed_syncs: bool,
     /// Fail every growth.
     pub failed_growth: bool,
-    /// Flip a bit in (or zero a sector of) one internal page of a durable image (INV-8).
+    /// Flip a bit in (or zero a sector of) one internal page of a durable image: the superblock,
+    /// a metadata copy, a bitmap slot or a directory slot page. A typed error or an allowed state
+    /// (INV-8); for the superblock and directory pages, which are redundant, an allowed state
+    /// only (INV-13).
     pub media: bool,
 }
 
@@ -597,8 +600,14 @@ impl<'a, const P: usize, W: Scenario<P>> Explorer<'a, P, W> {
         let Some(snapshot) = run.snapshots.get(sync as usize) else {
             return;
         };
-        // One root per sync point, alternating between keeping nothing and everything in flight.
-        for kept_all in [sync % 2 == 1] {
+        // One root per sync point: keeping nothing in flight at syncs 0, 1, 4, 5, 8, 9, …, and
+        // everything at syncs 2, 3, 6, 7, …. Commits take two syncs, so every commit gets a root
+        // that leaves it half done (its first barrier's writes on disk, the superblock not: kept
+        // everything before its first sync, or nothing before its second), the state whose
+        // leftovers recovery must scrub (SPEC.md §4.3) before the continuation reuses the
+        // generation; plain alternation would give every commit the same two trivial roots
+        // (nothing of it, or all of it).
+        for kept_all in [sync / 2 % 2 == 1] {
             let kept = if kept_all {
                 snapshot.in_flight_sectors(SectorSize::S512)
             } else {
@@ -818,19 +827,33 @@ impl<'a, const P: usize, W: Scenario<P>> Explorer<'a, P, W> {
         let mut bench = Bench::new(snapshot.durable_image());
         let geometry = Geometry::new(P);
         let file_pages = bench.len() as u64 / P as u64;
-        let mut targets: Vec<(u64, &[u64])> = vec![
-            (0, &[8, 20, 24, 32]),
-            (1, &[16, 24, 40, 64, 72, 76]),
-            (2, &[16, 24, 40, 64, 72, 76]),
+        // (page, byte offsets, redundant): a redundant page (the superblock, a directory page)
+        // must not matter at all (INV-13): the file opens and holds an allowed state. Elsewhere a
+        // typed error is also a correct answer (INV-8).
+        let mut targets: Vec<(u64, &[u64], bool)> = vec![
+            (0, &[8, 20, 24, 32], true),
+            // Metadata copies: generation, page count, slot digest, directory digest and head,
+            // and the first log entry's page and count (a change there is a wrong allocation
+            // state that only the checksum can tell from a right one).
+            (1, &[16, 24, 40, 64, 72, 128, 136], false),
+            (2, &[16, 24, 40, 64, 72, 128, 136], false),
         ];
         let mut group = 0;
         while geometry.slot_page(group, 1) < file_pages {
             for slot in 0..2 {
-                targets.push((geometry.slot_page(group, slot), &[16, 32, 40]));
+                targets.push((geometry.slot_page(group, slot), &[16, 32, 40], false));
             }
             group += 1;
         }
-        for (page, offsets) in targets {
+        // Directory slot pages (every page that starts with the directory magic): generation,
+        // next-block pointer, entry 0's second copy and its content checksum.
+        for page in 0..file_pages {
+            let start = (page * P as u64) as usize;
+            if bench.pristine[start..start + DIRECTORY_MAGIC.len()] == DIRECTORY_MAGIC {
+                targets.push((page, &[16, 32, 72, 88], true));
+            }
+        }
+        for (page, offsets, redundant) in targets {
             for (index, &offset) in offsets.iter().enumerate() {
                 for zero_sector in [false, true] {
                     if zero_sector && index > 0 {
@@ -860,6 +883,10 @@ impl<'a, const P: usize, W: Scenario<P>> Explorer<'a, P, W> {
                             &[(start, replacement.as_slice())],
                             false,
                             |opened| match opened {
+                                Err(error) if redundant => Err(Finding::new(
+                                    13,
+                                    format!("the file does not open: {error}"),
+                                )),
                                 // A typed error is a correct answer to corruption.
                                 Err(_) => Ok(()),
                                 Ok(pager) => {
@@ -877,11 +904,17 @@ impl<'a, const P: usize, W: Scenario<P>> Explorer<'a, P, W> {
                                 }
                             },
                         );
+                        let what = if zero_sector {
+                            format!("page {page} with the sector of byte {offset} zeroed")
+                        } else {
+                            format!("page {page} with a bit of byte {offset} flipped")
+                        };
                         verdict.map_err(|f: Finding| {
-                            Finding::new(
-                                8,
-                                format!("corrupt page {page} byte {offset} accepted: {f}"),
-                            )
+                            if redundant {
+                                Finding::new(13, format!("{what}: {f}"))
+                            } else {
+                                Finding::new(8, format!("corrupt {what} accepted: {f}"))
+                            }
                         })
                     });
                     if let Err(finding) = result {

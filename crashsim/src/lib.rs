@@ -82,6 +82,7 @@
 
 pub mod alloc_model;
 mod explore;
+pub mod protected_model;
 pub mod subsets;
 pub mod workloads;
 
@@ -155,7 +156,8 @@ impl<M: Clone> Recorder<M> {
     }
 
     /// Call after an operation returned an error. Checks INV-7: a pager that is not poisoned
-    /// after a failure must hold in memory the allocation state that is durable.
+    /// after a failure must hold in memory the allocation state that is durable (its regular
+    /// pages, its protected pages and what they read).
     pub fn failed<const P: usize>(
         &mut self,
         pager: &Pager<P, SimStorage>,
@@ -172,16 +174,23 @@ impl<M: Clone> Recorder<M> {
                     .iter_allocated_pages()
                     .map(|id| id.raw())
                     .collect();
-                (in_memory != on_disk).then(|| {
-                    Finding::new(
+                if in_memory != on_disk {
+                    Some(Finding::new(
                         7,
                         format!(
                             "after `{error}` the pager is not poisoned, but memory holds {} allocated pages and the disk {}",
                             in_memory.len(),
                             on_disk.len()
                         ),
-                    )
-                })
+                    ))
+                } else {
+                    protected_difference(pager, &recovered).map(|difference| {
+                        Finding::new(
+                            7,
+                            format!("after `{error}` the pager is not poisoned, but {difference}"),
+                        )
+                    })
+                }
             }
             Err(open_error) => Some(Finding::new(
                 1,
@@ -195,6 +204,40 @@ impl<M: Clone> Recorder<M> {
     pub fn acks(&self) -> &[(u64, M)] {
         &self.acks
     }
+}
+
+/// How the protected pages of `in_memory` differ from those of `on_disk` (ids, or the content a
+/// read gives), if they do.
+fn protected_difference<const P: usize>(
+    in_memory: &Pager<P, SimStorage>,
+    on_disk: &Pager<P, SimStorage>,
+) -> Option<String> {
+    let memory_ids: Vec<_> = in_memory.iter_allocated_protected_pages().collect();
+    let disk_ids: Vec<_> = on_disk.iter_allocated_protected_pages().collect();
+    if memory_ids != disk_ids {
+        return Some(format!(
+            "memory holds {} protected pages and the disk {}",
+            memory_ids.len(),
+            disk_ids.len()
+        ));
+    }
+    memory_ids.into_iter().find_map(|id| {
+        let memory = id.get(in_memory).map(|page| page.as_bytes());
+        let disk = id.get(on_disk).map(|page| page.as_bytes());
+        match (memory, disk) {
+            (Ok(memory), Ok(disk)) if memory == disk => None,
+            (Ok(_), Ok(_)) => Some(format!(
+                "protected page {} reads differently in memory and on disk",
+                id.raw()
+            )),
+            (memory, disk) => Some(format!(
+                "protected page {} reads {} in memory and {} on disk",
+                id.raw(),
+                memory.map_or_else(|e| e.to_string(), |_| "fine".to_string()),
+                disk.map_or_else(|e| e.to_string(), |_| "fine".to_string()),
+            )),
+        }
+    })
 }
 
 /// A workload plus the checks of its model, explored by [`explore`].

@@ -51,6 +51,10 @@ struct Args {
     /// Number of seeded random-mix workloads.
     #[arg(long, default_value_t = 80)]
     mixes: u64,
+    /// Number of seeded protected-page mixes (`pmix-<seed>`, 1 KiB pages; `pmix-4k-<seed>` can
+    /// be named with --workload).
+    #[arg(long, default_value_t = 6)]
+    protected_mixes: u64,
     /// Sector sizes to tear at.
     #[arg(long, value_enum, default_value_t = Sectors::Both)]
     sector: Sectors,
@@ -136,7 +140,8 @@ fn main() -> ExitCode {
     if let Some(json) = &args.replay {
         return replay(json);
     }
-    let mut workloads: Vec<Box<dyn Workload>> = builtin(args.mixes, args.seed);
+    let mut workloads: Vec<Box<dyn Workload>> =
+        builtin(args.mixes, args.protected_mixes, args.seed);
     if args.list {
         for workload in &workloads {
             println!("{} (page size {})", workload.name(), workload.page_size());

@@ -3,7 +3,11 @@
 use crate::alloc_model::{
     AllocScenario, bulk_ops, churn_ops, groups_ops, growth_ops, random_ops, single_ops,
 };
+use crate::protected_model::{ProtectedScenario, protected_ops, random_protected_ops};
 use crate::{Case, Config, Outcome, Scenario, Violation, explore, replay};
+
+/// Operations in a seeded protected mix (`pmix-<seed>`).
+const PROTECTED_MIX_OPS: usize = 60;
 
 /// A workload the binary can explore: a [`Scenario`] with its page size erased.
 pub trait Workload: Sync + Send {
@@ -19,27 +23,36 @@ pub trait Workload: Sync + Send {
     fn replay(&self, case: &Case) -> Vec<Violation>;
 }
 
-impl<const P: usize> Workload for AllocScenario<P> {
-    fn name(&self) -> String {
-        Scenario::<P>::name(self)
-    }
-    fn seed(&self) -> u64 {
-        Scenario::<P>::seed(self)
-    }
-    fn page_size(&self) -> usize {
-        P
-    }
-    fn explore(&self, config: &Config) -> Outcome {
-        explore::<P, _>(self, config)
-    }
-    fn replay(&self, case: &Case) -> Vec<Violation> {
-        replay::<P, _>(self, case)
-    }
+macro_rules! workload_for {
+    ($scenario:ident) => {
+        impl<const P: usize> Workload for $scenario<P> {
+            fn name(&self) -> String {
+                Scenario::<P>::name(self)
+            }
+            fn seed(&self) -> u64 {
+                Scenario::<P>::seed(self)
+            }
+            fn page_size(&self) -> usize {
+                P
+            }
+            fn explore(&self, config: &Config) -> Outcome {
+                explore::<P, _>(self, config)
+            }
+            fn replay(&self, case: &Case) -> Vec<Violation> {
+                replay::<P, _>(self, case)
+            }
+        }
+    };
 }
 
-/// The built-in workloads: fixed ones, then `mixes` seeded random mixes (seeds `seed`,
-/// `seed + 1`, …; every fourth at 4 KiB pages, the rest at 1 KiB).
-pub fn builtin(mixes: u64, seed: u64) -> Vec<Box<dyn Workload>> {
+workload_for!(AllocScenario);
+workload_for!(ProtectedScenario);
+
+/// The built-in workloads: the fixed allocation ones, `mixes` seeded random allocation mixes
+/// (seeds `seed`, `seed + 1`, …; every fourth at 4 KiB pages, the rest at 1 KiB), the fixed
+/// protected ones (`protected`, `protected-4k`), then `protected_mixes` seeded protected-page
+/// mixes (`pmix-<seed>`, 1 KiB pages, same seeds).
+pub fn builtin(mixes: u64, protected_mixes: u64, seed: u64) -> Vec<Box<dyn Workload>> {
     let mut workloads: Vec<Box<dyn Workload>> = vec![
         Box::new(AllocScenario::<1024>::new("single", 0, single_ops())),
         Box::new(AllocScenario::<1024>::new("bulk", 0, bulk_ops())),
@@ -64,24 +77,60 @@ pub fn builtin(mixes: u64, seed: u64) -> Vec<Box<dyn Workload>> {
             )));
         }
     }
+    // The protected workloads come last: each costs a few times a regular mix, and the state
+    // budget is split evenly, with what a workload leaves unused passed on to the next ones.
+    workloads.push(Box::new(ProtectedScenario::<1024>::new(
+        "protected",
+        0,
+        protected_ops(1024),
+    )));
+    workloads.push(Box::new(ProtectedScenario::<4096>::new(
+        "protected-4k",
+        0,
+        protected_ops(4096),
+    )));
+    for index in 0..protected_mixes {
+        let mix_seed = seed.wrapping_add(index);
+        workloads.push(Box::new(ProtectedScenario::<1024>::new(
+            format!("pmix-{mix_seed}"),
+            mix_seed,
+            random_protected_ops(mix_seed, PROTECTED_MIX_OPS),
+        )));
+    }
     workloads
 }
 
-/// The built-in workload called `name` (`mix-<seed>` and `mix-4k-<seed>` are generated).
+/// The built-in workload called `name` (`mix-<seed>`, `mix-4k-<seed>`, `pmix-<seed>` and
+/// `pmix-4k-<seed>` are generated).
 pub fn by_name(name: &str) -> Option<Box<dyn Workload>> {
-    if let Some(seed) = name.strip_prefix("mix-4k-").and_then(|s| s.parse().ok()) {
+    let seed_of = |prefix: &str| name.strip_prefix(prefix).and_then(|s| s.parse().ok());
+    if let Some(seed) = seed_of("mix-4k-") {
         return Some(Box::new(AllocScenario::<4096>::new(
             name,
             seed,
             random_ops(seed, 80),
         )));
     }
-    if let Some(seed) = name.strip_prefix("mix-").and_then(|s| s.parse().ok()) {
+    if let Some(seed) = seed_of("mix-") {
         return Some(Box::new(AllocScenario::<1024>::new(
             name,
             seed,
             random_ops(seed, 80),
         )));
     }
-    builtin(0, 0).into_iter().find(|w| w.name() == name)
+    if let Some(seed) = seed_of("pmix-4k-") {
+        return Some(Box::new(ProtectedScenario::<4096>::new(
+            name,
+            seed,
+            random_protected_ops(seed, PROTECTED_MIX_OPS),
+        )));
+    }
+    if let Some(seed) = seed_of("pmix-") {
+        return Some(Box::new(ProtectedScenario::<1024>::new(
+            name,
+            seed,
+            random_protected_ops(seed, PROTECTED_MIX_OPS),
+        )));
+    }
+    builtin(0, 0, 0).into_iter().find(|w| w.name() == name)
 }

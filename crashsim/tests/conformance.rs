@@ -1,11 +1,15 @@
 //! Model conformance: the same workload on `MmapStorage` (a real file) and on `SimStorage` must
 //! issue the same sequence of sync ranges and end with the same bytes, so that what crashsim
-//! explores on the simulator is what the real backend does.
+//! explores on the simulator is what the real backend does (allocation and protected-page
+//! workloads alike).
 
 use std::fs::File;
 
 use crashsim::alloc_model::{Op, bulk_ops, growth_ops, random_ops, single_ops};
-use mappedpages::{MmapStorage, PageId, Pager, SimStorage, Storage};
+use crashsim::protected_model::{
+    DISCARDED_BYTES, ProtectedOp, protected_ops, random_protected_ops,
+};
+use mappedpages::{MmapStorage, PageId, Pager, ProtectedPageId, SimStorage, Storage};
 
 fn run<const P: usize, S: Storage>(pager: &mut Pager<P, S>, ops: &[Op]) {
     let mut owned: Vec<u64> = Vec::new();
@@ -54,7 +58,91 @@ fn run<const P: usize, S: Storage>(pager: &mut Pager<P, S>, ops: &[Op]) {
     }
 }
 
-fn conforms<const P: usize>(name: &str, ops: &[Op]) {
+/// Runs a protected workload (ranks resolved as `ProtectedScenario` does).
+fn run_protected<const P: usize, S: Storage>(pager: &mut Pager<P, S>, ops: &[ProtectedOp]) {
+    let nth = |ids: Vec<u64>, rank: usize| ids.get(rank % ids.len().max(1)).copied();
+    for &op in ops {
+        let regular: Vec<u64> = pager.iter_allocated_pages().map(|id| id.raw()).collect();
+        let protected: Vec<u64> = pager
+            .iter_allocated_protected_pages()
+            .map(|id| id.raw())
+            .collect();
+        match op {
+            ProtectedOp::Alloc => {
+                pager.alloc().expect("alloc");
+            }
+            ProtectedOp::Free(rank) => {
+                if let Some(page) = nth(regular, rank) {
+                    pager.free(PageId::from_raw(page)).expect("free");
+                }
+            }
+            ProtectedOp::AllocProtected => {
+                pager.alloc_protected().expect("alloc_protected");
+            }
+            ProtectedOp::AllocProtectedBulk(n) => {
+                pager.alloc_protected_bulk(n).expect("alloc_protected_bulk");
+            }
+            ProtectedOp::Write {
+                rank,
+                offset,
+                len,
+                value,
+            } => {
+                if let Some(id) = nth(protected, rank) {
+                    let offset = offset % P;
+                    let len = len.min(P - offset);
+                    let mut writer = ProtectedPageId::<P>::from_raw(id)
+                        .get_mut(pager)
+                        .expect("get_mut");
+                    writer.page_mut().as_bytes_mut()[offset..offset + len].fill(value);
+                    writer.commit().expect("commit");
+                }
+            }
+            ProtectedOp::WriteDiscarded {
+                rank,
+                offset,
+                value,
+            } => {
+                if let Some(id) = nth(protected, rank) {
+                    let offset = offset % P;
+                    let end = (offset + DISCARDED_BYTES).min(P);
+                    let mut writer = ProtectedPageId::<P>::from_raw(id)
+                        .get_mut(pager)
+                        .expect("get_mut");
+                    writer.page_mut().as_bytes_mut()[offset..end].fill(value);
+                }
+            }
+            ProtectedOp::FreeProtected(rank) => {
+                if let Some(id) = nth(protected, rank) {
+                    pager
+                        .free_protected(ProtectedPageId::from_raw(id))
+                        .expect("free_protected");
+                }
+            }
+            ProtectedOp::FreeProtectedBulk { start, step, count } => {
+                let chosen: Vec<ProtectedPageId<P>> = protected
+                    .iter()
+                    .copied()
+                    .skip(start % protected.len().max(1))
+                    .step_by(step.max(1))
+                    .take(count)
+                    .map(ProtectedPageId::from_raw)
+                    .collect();
+                pager
+                    .free_protected_bulk(chosen)
+                    .expect("free_protected_bulk");
+            }
+        }
+    }
+}
+
+/// Runs the same workload on a real file (`on_mmap`) and on the simulator (`on_sim`) and compares
+/// their sync ranges and final bytes.
+fn conforms_with<const P: usize>(
+    name: &str,
+    on_mmap: impl FnOnce(&mut Pager<P, MmapStorage>),
+    on_sim: impl FnOnce(&mut Pager<P, SimStorage>),
+) {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("conformance.bin");
     File::create(&path).expect("empty file");
@@ -62,9 +150,8 @@ fn conforms<const P: usize>(name: &str, ops: &[Op]) {
     storage.record_syncs();
     let mut mmap = Pager::<P, MmapStorage>::create_in(storage).expect("create on mmap");
     let mut sim = Pager::<P, SimStorage>::create_in(SimStorage::new()).expect("create on sim");
-    run(&mut mmap, ops);
-    run(&mut sim, ops);
-
+    on_mmap(&mut mmap);
+    on_sim(&mut sim);
     let sim_syncs = sim.storage().sync_log();
     let mmap_syncs = mmap.storage().sync_log().to_vec();
     assert_eq!(mmap_syncs.len(), sim_syncs.len(), "{name}: number of syncs");
@@ -83,6 +170,18 @@ fn conforms<const P: usize>(name: &str, ops: &[Op]) {
     );
 }
 
+fn conforms<const P: usize>(name: &str, ops: &[Op]) {
+    conforms_with::<P>(name, |pager| run(pager, ops), |pager| run(pager, ops));
+}
+
+fn conforms_protected<const P: usize>(name: &str, ops: &[ProtectedOp]) {
+    conforms_with::<P>(
+        name,
+        |pager| run_protected(pager, ops),
+        |pager| run_protected(pager, ops),
+    );
+}
+
 #[test]
 fn mmap_and_sim_issue_the_same_syncs_and_end_with_the_same_bytes() {
     conforms::<1024>("single", &single_ops());
@@ -90,4 +189,7 @@ fn mmap_and_sim_issue_the_same_syncs_and_end_with_the_same_bytes() {
     conforms::<1024>("growth", &growth_ops());
     conforms::<4096>("growth-4k", &growth_ops());
     conforms::<1024>("mix-7", &random_ops(7, 80));
+    conforms_protected::<1024>("protected", &protected_ops(1024));
+    conforms_protected::<4096>("protected-4k", &protected_ops(4096));
+    conforms_protected::<1024>("pmix-7", &random_protected_ops(7, 60));
 }

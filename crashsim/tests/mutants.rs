@@ -8,7 +8,9 @@ use crashsim::workloads::{Workload, by_name};
 use crashsim::{Config, Outcome};
 use mappedpages::mutants::{self, Mutant};
 
-/// A small but complete set of workloads: folds, growth, bulk, 4 KiB pages, random mixes.
+/// A small but complete set of workloads: folds, growth, bulk, 4 KiB pages, random mixes, and
+/// protected pages (repeated and partial commits, discarded writers, reuse, a second directory
+/// block, at both page sizes, and a random protected mix).
 fn workloads() -> Vec<Box<dyn Workload>> {
     [
         "single",
@@ -18,6 +20,9 @@ fn workloads() -> Vec<Box<dyn Workload>> {
         "mix-0",
         "mix-1",
         "mix-4k-3",
+        "protected",
+        "protected-4k",
+        "pmix-0",
     ]
     .iter()
     .map(|name| by_name(name).expect("built-in workload"))
@@ -56,7 +61,7 @@ fn every_mutant_is_caught_and_the_correct_protocol_is_not() {
         });
         match first {
             Some((workload, violation)) => table.push(format!(
-                "{:<30} INV-{:<3} {:<10} {}",
+                "{:<30} INV-{:<3} {:<13} {}",
                 mutant.name(),
                 violation.finding.invariant,
                 workload,
@@ -65,7 +70,7 @@ fn every_mutant_is_caught_and_the_correct_protocol_is_not() {
             None => survivors.push(mutant.name()),
         }
     }
-    println!("mutant                         caught by  workload   first finding");
+    println!("mutant                         caught by  workload      first finding");
     for row in &table {
         println!("{row}");
     }
