@@ -111,7 +111,8 @@ pub(crate) fn commit<S: Storage>(
             barrier_ranges.push(range);
         }
         if is_new {
-            for page in block.slot_pages(slot ^ 1) {
+            assert_eq!(slot, 0, "a new directory block is written in slot 0");
+            for page in block.slot_pages(1) {
                 let range = page_range(state, page);
                 storage.bytes_mut()[range.start as usize..range.start as usize + SCRUB_BYTES]
                     .fill(0);
@@ -127,8 +128,8 @@ pub(crate) fn commit<S: Storage>(
     }
 
     // Step 3: the inactive metadata copy.
-    let target = if active(Mutant::WriteActiveCopyInPlace) && state.generation > 0 {
-        state.active_meta
+    let target = if active(Mutant::WriteActiveCopyInPlace) {
+        mutant_in_place_target(state)
     } else {
         state.active_meta.other()
     };
@@ -168,8 +169,8 @@ pub(crate) fn commit<S: Storage>(
         storage.sync_ranges(&[0..page_size as u64])?;
     }
 
-    if active(Mutant::PromoteBeforeStagedDurable) && !plan.data_ranges.is_empty() {
-        storage.sync_ranges(&plan.data_ranges)?;
+    if active(Mutant::PromoteBeforeStagedDurable) {
+        mutant_sync_data_late(storage, plan)?;
     }
 
     // Step 6: only now does memory say the new state is committed.
@@ -196,4 +197,21 @@ pub(crate) fn commit<S: Storage>(
         "one current slot per materialized group"
     );
     Ok(())
+}
+
+/// `WriteActiveCopyInPlace`: the committed copy (the first commit of a file has none yet).
+fn mutant_in_place_target(state: &AllocState) -> crate::format::MetaSlot {
+    if state.generation > 0 {
+        state.active_meta
+    } else {
+        state.active_meta.other()
+    }
+}
+
+/// `PromoteBeforeStagedDurable`: the staged data becomes durable only after the flip.
+fn mutant_sync_data_late<S: Storage>(storage: &mut S, plan: &CommitPlan) -> io::Result<()> {
+    if plan.data_ranges.is_empty() {
+        return Ok(());
+    }
+    storage.sync_ranges(&plan.data_ranges)
 }

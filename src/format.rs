@@ -144,10 +144,15 @@ impl Geometry {
     /// Largest page count a file of this page size may have.
     pub fn max_page_count(self) -> u64 {
         let by_bytes = MAX_FILE_BYTES / self.page_size;
-        let limit = by_bytes.min(MAX_PAGE_COUNT);
-        // Round down to a valid count.
-        let mut count = limit;
+        self.round_down_to_valid(by_bytes.min(MAX_PAGE_COUNT))
+    }
+
+    /// The largest valid page count not above `count` (which must be at least
+    /// [`MIN_PAGE_COUNT`]).
+    fn round_down_to_valid(self, count: u64) -> u64 {
+        let mut count = count;
         while !self.is_valid_page_count(count) {
+            assert!(count > MIN_PAGE_COUNT, "no valid page count below {count}");
             count -= 1;
         }
         count
@@ -1085,6 +1090,21 @@ mod tests {
         assert!(g.is_valid_page_count(g.max_page_count()));
         assert!(g.max_page_count() <= MAX_PAGE_COUNT);
         assert_eq!(g.log_capacity(), (1024 - 128) / 16);
+    }
+
+    #[test]
+    fn round_down_to_valid_skips_counts_without_room_for_a_data_page() {
+        let g = geometry();
+        let group = g.pages_per_group();
+        assert_eq!(g.round_down_to_valid(group + 2), group);
+        assert_eq!(g.round_down_to_valid(group + 3), group + 3);
+        assert_eq!(g.round_down_to_valid(MIN_PAGE_COUNT), MIN_PAGE_COUNT);
+        for size in [1024, 4096, 1 << 16, MAX_PAGE_SIZE] {
+            let g = Geometry::new(size);
+            let max = g.max_page_count();
+            assert!(g.is_valid_page_count(max));
+            assert!(!g.is_valid_page_count(max + 1));
+        }
     }
 
     #[test]
