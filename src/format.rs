@@ -1129,6 +1129,11 @@ mod tests {
         };
         let bytes = sb.encode();
         assert_eq!(Superblock::decode(&bytes), Ok(sb));
+        // The page-size bounds are inclusive.
+        for page_size in [MIN_PAGE_SIZE as u64, MAX_PAGE_SIZE as u64] {
+            let sb = Superblock { page_size, ..sb };
+            assert_eq!(Superblock::decode(&sb.encode()), Ok(sb));
+        }
     }
 
     #[test]
@@ -1304,9 +1309,20 @@ mod tests {
             &|p| write_u64(p, 56, 0),
             MetaError::Insane("directory pages named without a directory block"),
         );
-        check(
-            &|p| write_u64(p, 56, u64::MAX),
-            MetaError::Insane("more directory blocks than the file holds"),
+        // The sample file has N pages: N / 4 blocks would fit, N / 4 + 1 cannot.
+        let quarter = sample_meta().page_count / 4;
+        for count in [quarter + 1, u64::MAX] {
+            check(
+                &|p| write_u64(p, 56, count),
+                MetaError::Insane("more directory blocks than the file holds"),
+            );
+        }
+        let mut fits = good.clone();
+        write_u64(&mut fits, 56, quarter);
+        resign_meta(&mut fits);
+        assert_eq!(
+            MetaPage::decode(&fits, g).map(|m| m.directory.block_count),
+            Ok(quarter)
         );
         check(
             &|p| write_u64(p, 72, 2),
