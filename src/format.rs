@@ -1466,6 +1466,36 @@ mod tests {
         }
     }
 
+    /// Known answers computed from SPEC.md §2.5 and §2.7 by an independent implementation: the
+    /// terms are part of the format, so a change to them is a format change.
+    #[test]
+    fn digest_terms_match_the_spec() {
+        let cases = [
+            (0, 1, 0, 0x74da_a65d_c60f_d558, 0xafd8_addc_9f8b_3fa2),
+            (
+                7,
+                42,
+                0xDEAD_BEEF,
+                0x7fe8_bdf9_9bfd_1d34,
+                0x42ab_c907_1e24_e3ff,
+            ),
+            (
+                1 << 40,
+                u64::MAX,
+                u32::MAX,
+                0xa44b_7ba5_f7ee_c449,
+                0xddf2_6a60_9d45_e6fc,
+            ),
+        ];
+        for (index, generation, checksum, slot_term, directory_term) in cases {
+            assert_eq!(slot_digest_term(index, generation, checksum), slot_term);
+            assert_eq!(
+                directory_digest_term(index, generation, checksum),
+                directory_term
+            );
+        }
+    }
+
     #[test]
     fn directory_slot_round_trip() {
         let g = geometry();

@@ -309,14 +309,18 @@ fn load_candidate(
                 continue;
             }
             let checksum = slot_checksum_field(bytes).expect("a decoded slot has a checksum field");
+            let candidate = (slot_index, header.generation, checksum, bits);
             match best {
-                Some((_, generation, _, _)) if generation == header.generation => {
-                    return Err(format!(
-                        "both slots of group {group} claim generation {generation}"
-                    ));
-                }
-                Some((_, generation, _, _)) if generation > header.generation => {}
-                _ => best = Some((slot_index, header.generation, checksum, bits)),
+                None => best = Some(candidate),
+                Some((_, generation, _, _)) => match generation.cmp(&header.generation) {
+                    std::cmp::Ordering::Equal => {
+                        return Err(format!(
+                            "both slots of group {group} claim generation {generation}"
+                        ));
+                    }
+                    std::cmp::Ordering::Greater => {}
+                    std::cmp::Ordering::Less => best = Some(candidate),
+                },
             }
         }
         let Some((slot_index, generation, checksum, bits)) = best else {

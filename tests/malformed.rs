@@ -1240,3 +1240,72 @@ fn inv9_bad_ids_on_a_file() {
     expect_err!(pager.free(id), MappedPageError::DoubleFree { .. });
     assert_eq!(pager.allocated_page_count(), 0);
 }
+
+// ----- decision-table rows found by mutation testing ----------------------------------------
+
+/// §4.2: the superblock magic is gone and both copies are damaged (checksums fail, magics
+/// present): that is a corrupt file, not "not a mappedpages file".
+#[test]
+fn inv8_no_superblock_and_both_copies_damaged_is_corrupt_superblock() {
+    let (pager, _) = populated();
+    let mut image = image_of(&pager);
+    image[..P].fill(0);
+    flip_bit(&mut image, 1, 500, 0);
+    flip_bit(&mut image, 2, 500, 0);
+    expect_err!(open_image(image), MappedPageError::CorruptSuperblock { .. });
+}
+
+/// §4.2: a superblock with a bad checksum (magic intact) over two copies without magic is a
+/// corrupt file too.
+#[test]
+fn inv8_damaged_superblock_over_blank_copies_is_corrupt_superblock() {
+    let (pager, _) = populated();
+    let mut image = image_of(&pager);
+    flip_bit(&mut image, 0, 40, 3);
+    page_mut(&mut image, 1)[..8].fill(0);
+    page_mut(&mut image, 2)[..8].fill(0);
+    expect_err!(open_image(image), MappedPageError::CorruptSuperblock { .. });
+}
+
+/// §4.2 last rows: a file whose superblock is gone and whose copies are well-formed but do not
+/// load is corrupt; only when every copy has generation 1 (a create that never finished) is it
+/// "not a mappedpages file". Here the copies have generations above 1.
+#[test]
+fn inv8_no_superblock_and_copies_that_do_not_load_is_corrupt_metadata() {
+    let (pager, _) = populated();
+    let mut image = image_of(&pager);
+    image[..P].fill(0);
+    // Destroy both bitmap slots of group 0: no copy loads.
+    page_mut(&mut image, 3)[..12].fill(0);
+    page_mut(&mut image, 4)[..12].fill(0);
+    assert!(meta(&image, MetaSlot::A).generation > 1);
+    expect_err!(open_image(image), MappedPageError::CorruptMetadata { .. });
+}
+
+/// Same, with a superblock that is present but damaged (not a missing magic): even copies of
+/// generation 1 make it a corrupt file, since a superblock was once written.
+#[test]
+fn inv8_damaged_superblock_and_first_generation_copy_that_does_not_load_is_corrupt() {
+    let pager = SimPager::create_in(SimStorage::new()).unwrap();
+    let mut image = image_of(&pager);
+    assert_eq!(meta(&image, MetaSlot::A).generation, 1);
+    flip_bit(&mut image, 0, 40, 3);
+    page_mut(&mut image, 3)[..12].fill(0);
+    page_mut(&mut image, 4)[..12].fill(0);
+    expect_err!(open_image(image), MappedPageError::CorruptMetadata { .. });
+}
+
+/// §4.1 step 2: two valid slots of one group with the same generation are ambiguous, even
+/// when identical.
+#[test]
+fn inv8_two_slots_with_one_generation_are_rejected() {
+    let (pager, _) = populated();
+    let mut image = image_of(&pager);
+    let current = current_slot_page(&image, 0);
+    let other = if current == 3 { 4 } else { 3 };
+    let copy = page(&image, current).to_vec();
+    page_mut(&mut image, other).copy_from_slice(&copy);
+    expect_err!(open_image(image), MappedPageError::CorruptMetadata { detail } => {
+        assert!(detail.contains("claim generation"), "{detail}");
+    });
+}

@@ -720,6 +720,52 @@ mod malformed_directory {
         assert_eq!(pager.protected_page_count(), 40);
     }
 
+    /// §4.1 steps 6-7: when both mirrors of a block's current slot are damaged, the older slot
+    /// is valid but the directory digest no longer matches: a typed error, never a silent
+    /// rollback of the protected pages to an older directory.
+    #[test]
+    fn both_mirrors_of_the_current_slot_damaged_is_an_error_not_a_rollback() {
+        let mut pager = SimPager::create_in(SimStorage::new()).unwrap();
+        let id = pager.alloc_protected().unwrap();
+        for round in 1..=2u8 {
+            let mut writer = id.get_mut(&mut pager).unwrap();
+            writer.page_mut().as_bytes_mut()[0] = round;
+            writer.commit().unwrap();
+        }
+        let mut image = pager.storage().durable_image();
+        let geometry = Geometry::new(P);
+        let sb = Superblock::decode(&image).unwrap();
+        let meta = MetaPage::decode(page(&mut image, sb.active_meta.page()), geometry).unwrap();
+        let pages = meta.directory.head_pages;
+        let generation = |image: &mut Vec<u8>, p: u64| {
+            decode_directory_slot(page(image, p), geometry, 0, meta.page_count)
+                .map(|slot| slot.generation)
+                .unwrap_or(0)
+        };
+        let current = if generation(&mut image, pages[1]) > generation(&mut image, pages[0]) {
+            1
+        } else {
+            0
+        };
+        assert!(
+            generation(&mut image, pages[1 - current]) > 0,
+            "an older valid slot exists"
+        );
+        for mirror in [0, 2] {
+            page(&mut image, pages[mirror + current])[..512].fill(0);
+        }
+        match SimPager::open_in(SimStorage::from_image(image)) {
+            Err(MappedPageError::CorruptMetadata { detail }) => {
+                assert!(detail.contains("directory"), "{detail}")
+            }
+            Err(other) => panic!("unexpected error {other}"),
+            Ok(pager) => panic!(
+                "rolled back silently: page reads {:?}",
+                id.get(&pager).map(|p| p.as_bytes()[0])
+            ),
+        }
+    }
+
     #[test]
     fn impossible_directories_are_rejected() {
         let (image, meta, blocks, free_page) = fixture();
