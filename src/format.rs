@@ -48,6 +48,9 @@ pub const SCRUB_BYTES: usize = 12;
 pub const SUPERBLOCK_PAGE: u64 = 0;
 /// Pages 0, 1, 2 and the two slot pages of group 0 (3, 4) are never data pages.
 pub const GROUP0_SLOT_PAGES: [u64; 2] = [3, 4];
+/// The first page that can be a data page (pages 0-4 are the superblock, the metadata copies
+/// and the slots of group 0).
+pub const FIRST_DATA_PAGE: u64 = 5;
 /// Smallest valid page count: pages 0-4 plus one data page.
 pub const MIN_PAGE_COUNT: u64 = 6;
 
@@ -434,7 +437,7 @@ impl LogEntry {
         }
         let group = geometry.group_of(self.first_page);
         let first_data = if group == 0 {
-            GROUP0_SLOT_PAGES[1] + 1
+            FIRST_DATA_PAGE
         } else {
             geometry.group_start(group) + 2
         };

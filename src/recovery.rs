@@ -5,7 +5,7 @@ use crate::bitmap::Bitmap;
 use crate::directory::{Directory, DirectoryBlock};
 use crate::error::MappedPageError;
 use crate::format::{
-    DirectorySlot, GROUP0_SLOT_PAGES, Geometry, LogKind, MAX_PAGE_SIZE, MIN_PAGE_COUNT,
+    DirectorySlot, FIRST_DATA_PAGE, Geometry, LogKind, MAX_PAGE_SIZE, MIN_PAGE_COUNT,
     MIN_PAGE_SIZE, MetaError, MetaPage, MetaSlot, Superblock, SuperblockError,
     decode_directory_slot, decode_group_slot, directory_digest_term, slot_bitmap_word,
     slot_checksum_field, slot_digest_term,
@@ -350,7 +350,7 @@ fn load_candidate(
             }
         }
         let (internal_start, internal_end) = if group == 0 {
-            (0, GROUP0_SLOT_PAGES[1] + 1)
+            (0, FIRST_DATA_PAGE)
         } else {
             let start = geometry.group_start(group);
             (start, start + 2)
@@ -376,7 +376,7 @@ fn load_candidate(
         slot_digest,
         log: Vec::new(),
         bitmap,
-        next_fit_page: GROUP0_SLOT_PAGES[1] + 1,
+        next_fit_page: FIRST_DATA_PAGE,
         directory: Directory::new(geometry),
     };
     for group in meta.materialized_groups..geometry.group_count(meta.page_count) {
@@ -448,18 +448,22 @@ fn load_directory(
             }
             let checksum = slot_checksum_field(bytes).expect("a decoded slot has a checksum field");
             match &best {
-                Some((best_position, best_slot, best_checksum))
-                    if best_slot.generation == slot.generation =>
-                {
-                    if *best_checksum != checksum || best_position % 2 != position % 2 {
-                        return Err(format!(
-                            "two slots of directory block {block_index} claim generation {} with different contents",
-                            slot.generation
-                        ));
+                None => best = Some((position, slot, checksum)),
+                Some((best_position, best_slot, best_checksum)) => {
+                    match best_slot.generation.cmp(&slot.generation) {
+                        std::cmp::Ordering::Equal => {
+                            // The two mirrors of one slot: identical, at the same slot position.
+                            if *best_checksum != checksum || best_position % 2 != position % 2 {
+                                return Err(format!(
+                                    "two slots of directory block {block_index} claim generation {} with different contents",
+                                    slot.generation
+                                ));
+                            }
+                        }
+                        std::cmp::Ordering::Greater => {}
+                        std::cmp::Ordering::Less => best = Some((position, slot, checksum)),
                     }
                 }
-                Some((_, best_slot, _)) if best_slot.generation > slot.generation => {}
-                _ => best = Some((position, slot, checksum)),
             }
         }
         let Some((position, slot, checksum)) = best else {
@@ -511,9 +515,10 @@ fn future_pages(
             pages.push(slot.page());
         }
     }
+    // Every group whose slots lie in the file, also past the chosen page count: a growth whose
+    // commit never completed may have materialized groups there.
     let file_pages = image.len() as u64 / geometry.page_size();
-    let mut group = 0;
-    while geometry.slot_page(group, 1) < file_pages {
+    for group in 0..geometry.group_count(file_pages) {
         for slot_index in 0..2u8 {
             let page_index = geometry.slot_page(group, slot_index);
             if let Some(bytes) = page(image, geometry, page_index)
@@ -523,7 +528,6 @@ fn future_pages(
                 pages.push(page_index);
             }
         }
-        group += 1;
     }
     for (block_index, block) in state.directory.blocks.iter().enumerate() {
         for page_index in block.pages {

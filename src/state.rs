@@ -4,7 +4,7 @@
 use crate::bitmap::Bitmap;
 use crate::directory::Directory;
 use crate::format::{
-    DirectoryRoot, GROUP0_SLOT_PAGES, Geometry, LogEntry, LogKind, MetaPage, MetaSlot,
+    DirectoryRoot, FIRST_DATA_PAGE, Geometry, LogEntry, LogKind, MetaPage, MetaSlot,
 };
 
 /// One step of a change: pages `first_page..end_page` become allocated or free.
@@ -58,7 +58,7 @@ impl AllocState {
             slot_digest: 0,
             log: Vec::new(),
             bitmap: Bitmap::new(0),
-            next_fit_page: GROUP0_SLOT_PAGES[1] + 1,
+            next_fit_page: FIRST_DATA_PAGE,
             directory: Directory::new(geometry),
         };
         state.extend(page_count);
@@ -84,7 +84,7 @@ impl AllocState {
     /// Sets the internal bits of a group that has no slot page yet.
     pub(crate) fn mark_fresh_group(&mut self, group: u64) {
         if group == 0 {
-            self.bitmap.set_range(0, GROUP0_SLOT_PAGES[1] + 1);
+            self.bitmap.set_range(0, FIRST_DATA_PAGE);
         } else {
             let start = self.geometry.group_start(group);
             self.bitmap.set_range(start, start + 2);

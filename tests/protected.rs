@@ -42,6 +42,8 @@ enum Op {
         start: usize,
         count: usize,
     },
+    /// Close and reopen (recovery runs): later commits start from the recovered directory.
+    Reopen,
 }
 
 fn workload() -> Vec<Op> {
@@ -74,6 +76,7 @@ fn workload() -> Vec<Op> {
             value: 0x44,
         },
         Op::AllocProtectedBulk(5),
+        Op::Reopen,
         Op::Write {
             nth: 3,
             offset: 0,
@@ -102,6 +105,7 @@ fn workload() -> Vec<Op> {
             start: 0,
             count: 10,
         },
+        Op::Reopen,
         Op::Write {
             nth: 0,
             offset: 0,
@@ -126,6 +130,11 @@ fn nth_protected(model: &Model, n: usize) -> u64 {
 fn run_op(pager: &mut SimPager, model: &Model, op: Op) -> Result<Model, MappedPageError> {
     let mut next = model.clone();
     match op {
+        Op::Reopen => {
+            let placeholder = SimPager::create_in(SimStorage::new())?;
+            let storage = std::mem::replace(pager, placeholder).into_storage();
+            *pager = SimPager::open_in(storage)?;
+        }
         Op::Alloc => {
             let id = pager.alloc()?;
             assert!(
@@ -622,8 +631,9 @@ mod malformed_directory {
     use super::*;
     use mappedpages::format::{
         DirectorySlot, Geometry, MetaPage, MetaSlot, Superblock, decode_directory_slot,
-        directory_digest_term, encode_directory_slot,
+        directory_digest_term, encode_directory_slot, slot_checksum_field,
     };
+    use mappedpages::{CrashLength, SectorSize, Storage};
 
     fn page(image: &mut [u8], index: u64) -> &mut [u8] {
         &mut image[index as usize * P..(index as usize + 1) * P]
@@ -689,6 +699,12 @@ mod malformed_directory {
             digest ^= directory_digest_term(slot.block, slot.generation, checksum);
         }
         meta.directory.digest = digest;
+        sign_meta(image, &meta)
+    }
+
+    /// Writes `meta` into the active copy and a superblock naming it.
+    fn sign_meta(mut image: Vec<u8>, meta: &MetaPage) -> Vec<u8> {
+        let geometry = Geometry::new(P);
         let sb = Superblock::decode(&image).unwrap();
         let active: MetaSlot = sb.active_meta;
         let checksum = meta.encode(geometry, page(&mut image, active.page()));
@@ -764,6 +780,82 @@ mod malformed_directory {
                 id.get(&pager).map(|p| p.as_bytes()[0])
             ),
         }
+    }
+
+    /// §4.1 step 6: the two mirrors of the current slot must be identical. Whichever of the
+    /// two the metadata's digest vouches for, a disagreement is an error.
+    #[test]
+    fn mirrors_that_disagree_are_rejected() {
+        let (image, meta, blocks, _) = fixture();
+        let geometry = Geometry::new(P);
+        let (pages, current, slot) = &blocks[0];
+        let mut other = slot.clone();
+        other.entries[0].as_mut().unwrap().content_checksum ^= 1;
+        let block1_page = blocks[1].0[blocks[1].1];
+        let block1_term = {
+            let checksum = slot_checksum_field(&image[block1_page as usize * P..]).unwrap();
+            directory_digest_term(1, blocks[1].2.generation, checksum)
+        };
+        for vouched in ["X", "Y"] {
+            let mut image = image.clone();
+            let x = encode_directory_slot(geometry, slot, page(&mut image, pages[*current]));
+            let y = encode_directory_slot(geometry, &other, page(&mut image, pages[2 + current]));
+            let checksum = if vouched == "X" { x } else { y };
+            let mut meta = meta.clone();
+            meta.directory.digest =
+                directory_digest_term(0, slot.generation, checksum) ^ block1_term;
+            match SimPager::open_in(SimStorage::from_image(sign_meta(image, &meta))) {
+                Err(MappedPageError::CorruptMetadata { detail }) => {
+                    assert!(detail.contains("different contents"), "{vouched}: {detail}")
+                }
+                Err(other) => panic!("{vouched}: unexpected error {other}"),
+                Ok(_) => panic!("{vouched}: mirrors that disagree were accepted"),
+            }
+        }
+    }
+
+    /// §4.3 step 1: directory slots written by a commit that never completed are scrubbed, so
+    /// a later commit of the same generation cannot be completed with them.
+    #[test]
+    fn recovery_scrubs_directory_slots_of_a_commit_that_never_completed() {
+        let mut storage = SimStorage::new();
+        storage.record_sync_snapshots();
+        let mut pager = SimPager::create_in(storage).unwrap();
+        let id = pager.alloc_protected().unwrap();
+        let mut writer = id.get_mut(&mut pager).unwrap();
+        writer.page_mut().as_bytes_mut()[0] = 1;
+        writer.commit().unwrap();
+        let committed = pager.generation();
+        let first_barrier = pager.storage().sync_count();
+        let mut writer = id.get_mut(&mut pager).unwrap();
+        writer.page_mut().as_bytes_mut()[0] = 2;
+        writer.commit().unwrap();
+        // Crash before the flip became durable: the first barrier (directory slot, metadata)
+        // is on disk, the superblock still names the committed generation.
+        let snapshot = &pager.storage().sync_snapshots()[first_barrier as usize + 1];
+        let image = snapshot.crash_image(SectorSize::S512, &[], CrashLength::Current);
+        let recovered = SimPager::open_in(SimStorage::from_image(image)).unwrap();
+        assert_eq!(recovered.generation(), committed);
+        assert_eq!(id.get(&recovered).unwrap().as_bytes()[0], 1);
+        let geometry = Geometry::new(P);
+        let bytes = recovered.storage().bytes();
+        for (index, page) in bytes.chunks(P).enumerate() {
+            if let Ok(slot) = decode_directory_slot(page, geometry, 0, recovered.page_count()) {
+                assert!(
+                    slot.generation <= committed,
+                    "page {index} still holds a directory slot of generation {}",
+                    slot.generation
+                );
+            }
+        }
+        // The recovered file goes on: the next commit reuses the scrubbed generation.
+        let mut recovered = recovered;
+        let mut writer = id.get_mut(&mut recovered).unwrap();
+        writer.page_mut().as_bytes_mut()[0] = 3;
+        writer.commit().unwrap();
+        let reopened =
+            SimPager::open_in(SimStorage::from_image(recovered.storage().durable_image())).unwrap();
+        assert_eq!(id.get(&reopened).unwrap().as_bytes()[0], 3);
     }
 
     #[test]
