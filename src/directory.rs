@@ -30,7 +30,8 @@ impl DirectoryBlock {
 
     /// The pages (one per mirror) of `slot`.
     pub(crate) fn slot_pages(&self, slot: u8) -> [u64; 2] {
-        let slot = usize::from(slot & 1);
+        assert!(slot < 2, "a directory block has slots 0 and 1, not {slot}");
+        let slot = usize::from(slot);
         [self.pages[slot], self.pages[2 + slot]]
     }
 }

@@ -517,8 +517,10 @@ fn future_pages(
     }
     // Every group whose slots lie in the file, also past the chosen page count: a growth whose
     // commit never completed may have materialized groups there.
-    let file_pages = image.len() as u64 / geometry.page_size();
-    for group in 0..geometry.group_count(file_pages) {
+    for group in 0.. {
+        if page(image, geometry, geometry.slot_page(group, 0)).is_none() {
+            break;
+        }
         for slot_index in 0..2u8 {
             let page_index = geometry.slot_page(group, slot_index);
             if let Some(bytes) = page(image, geometry, page_index)
