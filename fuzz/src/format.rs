@@ -1,0 +1,264 @@
+//! The `format` target: every decoder of `mappedpages::format` on arbitrary bytes either rejects
+//! them or round-trips: decode → encode reproduces the accepted bytes exactly (the format has
+//! no slack: reserved bytes must be zero), and the encoding decodes to an equal value.
+//!
+//! Input layout (`FormatInput::from_bytes` / `to_bytes`):
+//!
+//! | byte | meaning |
+//! |---|---|
+//! | 0 | bits 0-1: decoder (superblock, metadata, group slot, directory slot); bits 2-3: page size `1024 << n`; bit 4: *repair* (write the decoder's magic and a correct CRC before decoding, so the checks behind the CRC are reached) |
+//! | 1..9 | expected group / block index (u64 LE) |
+//! | 9..17 | page count for the directory decoder (u64 LE) |
+//! | 17.. | the page |
+
+use mappedpages::format::{
+    DIRECTORY_MAGIC, GROUP_HEADER_BYTES, GROUP_MAGIC, Geometry, META_MAGIC, MetaPage,
+    SUPERBLOCK_MAGIC, SUPERBLOCK_RECORD_BYTES, Superblock, decode_directory_slot,
+    decode_group_slot, encode_directory_slot, encode_group_slot, slot_bitmap_word,
+    slot_checksum_field,
+};
+
+use crate::{crc32, finding, summarize};
+
+/// Which decoder.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Decoder {
+    /// `Superblock::decode`.
+    Superblock,
+    /// `MetaPage::decode`.
+    Meta,
+    /// `decode_group_slot`.
+    GroupSlot,
+    /// `decode_directory_slot`.
+    DirectorySlot,
+}
+
+/// One format-target input.
+#[derive(Clone, PartialEq, Eq)]
+pub struct FormatInput {
+    /// The decoder to run.
+    pub decoder: Decoder,
+    /// Page size in bytes (1024, 2048, 4096 or 8192).
+    pub page_size: usize,
+    /// Write the magic and a correct CRC first.
+    pub repair: bool,
+    /// Expected group (group slot) or block (directory slot).
+    pub expected: u64,
+    /// Page count (directory slot).
+    pub page_count: u64,
+    /// The bytes.
+    pub bytes: Vec<u8>,
+}
+
+impl std::fmt::Debug for FormatInput {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FormatInput")
+            .field("decoder", &self.decoder)
+            .field("page_size", &self.page_size)
+            .field("repair", &self.repair)
+            .field("expected", &self.expected)
+            .field("page_count", &self.page_count)
+            .field("bytes", &summarize(&self.bytes))
+            .finish()
+    }
+}
+
+const HEADER: usize = 17;
+
+impl FormatInput {
+    /// Decodes the layout in the module documentation (`None` if shorter than the header).
+    pub fn from_bytes(data: &[u8]) -> Option<FormatInput> {
+        if data.len() < HEADER {
+            return None;
+        }
+        let control = data[0];
+        let decoder = match control & 3 {
+            0 => Decoder::Superblock,
+            1 => Decoder::Meta,
+            2 => Decoder::GroupSlot,
+            _ => Decoder::DirectorySlot,
+        };
+        Some(FormatInput {
+            decoder,
+            page_size: 1024 << ((control >> 2) & 3),
+            repair: control & 0x10 != 0,
+            expected: u64::from_le_bytes(data[1..9].try_into().expect("8 bytes")),
+            page_count: u64::from_le_bytes(data[9..17].try_into().expect("8 bytes")),
+            bytes: data[HEADER..].to_vec(),
+        })
+    }
+
+    /// The inverse of [`from_bytes`](Self::from_bytes).
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let decoder = match self.decoder {
+            Decoder::Superblock => 0,
+            Decoder::Meta => 1,
+            Decoder::GroupSlot => 2,
+            Decoder::DirectorySlot => 3,
+        };
+        let shift = (self.page_size / 1024).trailing_zeros() as u8;
+        let mut out = vec![decoder | (shift << 2) | if self.repair { 0x10 } else { 0 }];
+        out.extend_from_slice(&self.expected.to_le_bytes());
+        out.extend_from_slice(&self.page_count.to_le_bytes());
+        out.extend_from_slice(&self.bytes);
+        out
+    }
+}
+
+impl<'a> arbitrary::Arbitrary<'a> for FormatInput {
+    fn arbitrary(u: &mut arbitrary::Unstructured<'a>) -> arbitrary::Result<Self> {
+        let len = u.arbitrary_len::<u8>()?;
+        FormatInput::from_bytes(u.bytes(len)?).ok_or(arbitrary::Error::NotEnoughData)
+    }
+
+    fn arbitrary_take_rest(u: arbitrary::Unstructured<'a>) -> arbitrary::Result<Self> {
+        FormatInput::from_bytes(u.take_rest()).ok_or(arbitrary::Error::NotEnoughData)
+    }
+
+    fn size_hint(_depth: usize) -> (usize, Option<usize>) {
+        (HEADER, None)
+    }
+}
+
+/// Writes `magic` and the CRC of `bytes[12..end]` (at 8) into `bytes`, padding it to `end`.
+fn repair(bytes: &mut Vec<u8>, magic: &[u8; 8], end: usize) {
+    if bytes.len() < end {
+        bytes.resize(end, 0);
+    }
+    bytes[..8].copy_from_slice(magic);
+    let crc = crc32(&bytes[12..end]);
+    bytes[8..12].copy_from_slice(&crc.to_le_bytes());
+}
+
+fn mismatch(what: &str, input: &FormatInput, detail: impl std::fmt::Display) -> ! {
+    finding(
+        9,
+        format!("format round trip: {what}: {detail}\n  input: {input:?}"),
+    )
+}
+
+/// Runs one input; panics with a `FINDING` message if a decoder accepts bytes that do not
+/// round-trip.
+pub fn run(input: &FormatInput) {
+    let p = input.page_size;
+    let geometry = Geometry::new(p);
+    let mut bytes = input.bytes.clone();
+    match input.decoder {
+        Decoder::Superblock => {
+            if input.repair {
+                repair(&mut bytes, &SUPERBLOCK_MAGIC, SUPERBLOCK_RECORD_BYTES);
+            }
+            let Ok(decoded) = Superblock::decode(&bytes) else {
+                return;
+            };
+            let encoded = decoded.encode();
+            if encoded[..] != bytes[..SUPERBLOCK_RECORD_BYTES] {
+                mismatch("Superblock", input, "encode(decode(bytes)) != bytes[..64]");
+            }
+            match Superblock::decode(&encoded) {
+                Ok(again) if again == decoded => {}
+                other => mismatch(
+                    "Superblock",
+                    input,
+                    format!("decode(encode(v)) = {other:?}, v = {decoded:?}"),
+                ),
+            }
+        }
+        Decoder::Meta => {
+            if input.repair {
+                repair(&mut bytes, &META_MAGIC, p);
+            }
+            let Ok(decoded) = MetaPage::decode(&bytes, geometry) else {
+                return;
+            };
+            let mut encoded = vec![0xAAu8; p];
+            let checksum = decoded.encode(geometry, &mut encoded);
+            if encoded[..] != bytes[..p] {
+                mismatch("MetaPage", input, "encode(decode(page)) != page");
+            }
+            if MetaPage::checksum_field(&encoded) != Some(checksum) {
+                mismatch(
+                    "MetaPage",
+                    input,
+                    "encode returned another checksum than it wrote",
+                );
+            }
+            match MetaPage::decode(&encoded, geometry) {
+                Ok(again) if again == decoded => {}
+                other => mismatch(
+                    "MetaPage",
+                    input,
+                    format!("decode(encode(v)) = {other:?}, v = {decoded:?}"),
+                ),
+            }
+        }
+        Decoder::GroupSlot => {
+            if input.repair {
+                repair(&mut bytes, &GROUP_MAGIC, p);
+            }
+            let Ok((header, bitmap)) = decode_group_slot(&bytes, geometry, input.expected) else {
+                return;
+            };
+            if bitmap.len() != p - GROUP_HEADER_BYTES {
+                mismatch(
+                    "group slot",
+                    input,
+                    format!("bitmap of {} bytes", bitmap.len()),
+                );
+            }
+            let words: Vec<u64> = (0..(geometry.pages_per_group() / 64) as usize)
+                .map(|i| slot_bitmap_word(bitmap, i))
+                .collect();
+            let mut encoded = vec![0xAAu8; p];
+            let checksum = encode_group_slot(geometry, header, &words, &mut encoded);
+            if encoded[..] != bytes[..p] {
+                mismatch("group slot", input, "encode(decode(page)) != page");
+            }
+            if slot_checksum_field(&encoded) != Some(checksum) {
+                mismatch(
+                    "group slot",
+                    input,
+                    "encode returned another checksum than it wrote",
+                );
+            }
+            match decode_group_slot(&encoded, geometry, input.expected) {
+                Ok((again, again_bitmap)) if again == header && again_bitmap == bitmap => {}
+                other => mismatch(
+                    "group slot",
+                    input,
+                    format!("decode(encode(v)) = {:?}", other.map(|(h, _)| h)),
+                ),
+            }
+        }
+        Decoder::DirectorySlot => {
+            if input.repair {
+                repair(&mut bytes, &DIRECTORY_MAGIC, p);
+            }
+            let Ok(decoded) =
+                decode_directory_slot(&bytes, geometry, input.expected, input.page_count)
+            else {
+                return;
+            };
+            let mut encoded = vec![0xAAu8; p];
+            let checksum = encode_directory_slot(geometry, &decoded, &mut encoded);
+            if encoded[..] != bytes[..p] {
+                mismatch("directory slot", input, "encode(decode(page)) != page");
+            }
+            if slot_checksum_field(&encoded) != Some(checksum) {
+                mismatch(
+                    "directory slot",
+                    input,
+                    "encode returned another checksum than it wrote",
+                );
+            }
+            match decode_directory_slot(&encoded, geometry, input.expected, input.page_count) {
+                Ok(again) if again == decoded => {}
+                other => mismatch(
+                    "directory slot",
+                    input,
+                    format!("decode(encode(v)) = {other:?}"),
+                ),
+            }
+        }
+    }
+}
