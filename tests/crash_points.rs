@@ -7,11 +7,14 @@
 //! last acknowledged state or the one in flight (INV-2, INV-3), well-formed (INV-5), and survive a
 //! crash during their own recovery (INV-6).
 
+mod common;
+use common::crash_images;
+
 use std::collections::BTreeSet;
 
 use mappedpages::{
-    CrashLength, CrashPoint, FailedSyncKeeps, IoOperation, MappedPageError, PageId, Pager,
-    SectorSize, SimEvent, SimStorage, Storage,
+    CrashLength, FailedSyncKeeps, IoOperation, MappedPageError, PageId, Pager, SectorSize,
+    SimEvent, SimStorage, Storage,
 };
 
 const P: usize = 1024;
@@ -216,34 +219,6 @@ fn check_image(image: Vec<u8>, allowed: &[&Model], context: &str) -> Model {
         "INV-3: {context}: post-recovery commit lost"
     );
     recovered
-}
-
-fn crash_images(snapshot: &CrashPoint, sector: SectorSize) -> Vec<(String, Vec<u8>)> {
-    let in_flight = snapshot.in_flight_sectors(sector);
-    let mut images = Vec::new();
-    for length in [CrashLength::Durable, CrashLength::Current] {
-        images.push((
-            format!("{length:?} none"),
-            snapshot.crash_image(sector, &[], length),
-        ));
-        images.push((
-            format!("{length:?} all"),
-            snapshot.crash_image(sector, &in_flight, length),
-        ));
-    }
-    for (index, &sector_index) in in_flight.iter().enumerate() {
-        images.push((
-            format!("only sector {sector_index}"),
-            snapshot.crash_image(sector, &[sector_index], CrashLength::Current),
-        ));
-        let mut all_but: Vec<u64> = in_flight.clone();
-        all_but.remove(index);
-        images.push((
-            format!("all but sector {sector_index}"),
-            snapshot.crash_image(sector, &all_but, CrashLength::Current),
-        ));
-    }
-    images
 }
 
 #[test]

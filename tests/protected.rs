@@ -7,11 +7,13 @@
 //! or after the operation in flight, with every protected page reading byte for byte as one of
 //! those two states, and no protected-page page visible as a regular page.
 
+mod common;
+use common::crash_images;
+
 use std::collections::{BTreeMap, BTreeSet};
 
 use mappedpages::{
-    CrashLength, CrashPoint, FailedSyncKeeps, MappedPageError, PageId, Pager, ProtectedPageId,
-    SectorSize, SimStorage,
+    FailedSyncKeeps, MappedPageError, PageId, Pager, ProtectedPageId, SectorSize, SimStorage,
 };
 
 const P: usize = 1024;
@@ -290,34 +292,6 @@ fn check_image(image: Vec<u8>, allowed: &[&Model], context: &str) -> Model {
     let regular = pager.alloc().expect("alloc after recovery");
     assert!(!recovered.regular.contains(&regular.raw()));
     recovered
-}
-
-fn crash_images(snapshot: &CrashPoint, sector: SectorSize) -> Vec<(String, Vec<u8>)> {
-    let in_flight = snapshot.in_flight_sectors(sector);
-    let mut images = Vec::new();
-    for length in [CrashLength::Durable, CrashLength::Current] {
-        images.push((
-            format!("{length:?} none"),
-            snapshot.crash_image(sector, &[], length),
-        ));
-        images.push((
-            format!("{length:?} all"),
-            snapshot.crash_image(sector, &in_flight, length),
-        ));
-    }
-    for (index, &sector_index) in in_flight.iter().enumerate() {
-        images.push((
-            format!("only sector {sector_index}"),
-            snapshot.crash_image(sector, &[sector_index], CrashLength::Current),
-        ));
-        let mut all_but = in_flight.clone();
-        all_but.remove(index);
-        images.push((
-            format!("all but sector {sector_index}"),
-            snapshot.crash_image(sector, &all_but, CrashLength::Current),
-        ));
-    }
-    images
 }
 
 #[test]
