@@ -576,17 +576,7 @@ impl<const PAGE_SIZE: usize, S: Storage> Pager<PAGE_SIZE, S> {
         if let Some(pair) = pages.windows(2).find(|pair| pair[0] == pair[1]) {
             return Err(MappedPageError::DuplicateId { page: pair[0] });
         }
-        let mut runs: Vec<PageRun> = Vec::new();
-        for page in pages {
-            match runs.last_mut() {
-                Some(run) if run.end_page == page => run.end_page += 1,
-                _ => runs.push(PageRun {
-                    first_page: page,
-                    end_page: page + 1,
-                    kind: LogKind::Free,
-                }),
-            }
-        }
+        let runs = PageRun::free_runs(pages);
         self.commit_runs(&runs, "free_bulk")
     }
 

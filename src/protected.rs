@@ -4,7 +4,6 @@
 //! commit protocol as every allocation change (SPEC.md §3.7).
 
 use crate::error::MappedPageError;
-use crate::format::LogKind;
 use crate::mutants::{Mutant, active};
 use crate::page::MappedPage;
 use crate::pager::Pager;
@@ -351,17 +350,7 @@ impl<const PAGE_SIZE: usize, S: Storage> Pager<PAGE_SIZE, S> {
             pages.extend(self.state.directory.release(id));
         }
         pages.sort_unstable();
-        let mut runs: Vec<PageRun> = Vec::new();
-        for page in pages {
-            match runs.last_mut() {
-                Some(run) if run.end_page == page => run.end_page += 1,
-                _ => runs.push(PageRun {
-                    first_page: page,
-                    end_page: page + 1,
-                    kind: LogKind::Free,
-                }),
-            }
-        }
+        let runs = PageRun::free_runs(pages);
         self.state.apply(&runs);
         self.commit_prepared(Vec::new(), operation)
     }

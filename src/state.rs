@@ -15,6 +15,24 @@ pub(crate) struct PageRun {
     pub(crate) kind: LogKind,
 }
 
+impl PageRun {
+    /// Free runs covering `pages` (sorted, distinct), consecutive pages merged into one run.
+    pub(crate) fn free_runs(pages: impl IntoIterator<Item = u64>) -> Vec<PageRun> {
+        let mut runs: Vec<PageRun> = Vec::new();
+        for page in pages {
+            match runs.last_mut() {
+                Some(run) if run.end_page == page => run.end_page += 1,
+                _ => runs.push(PageRun {
+                    first_page: page,
+                    end_page: page + 1,
+                    kind: LogKind::Free,
+                }),
+            }
+        }
+        runs
+    }
+}
+
 /// What the pager believes is committed (after a successful commit, exactly what is durable).
 #[derive(Clone, Debug)]
 pub(crate) struct AllocState {
