@@ -19,6 +19,36 @@ fn page_range(state: &AllocState, page: u64) -> Range<u64> {
     start..start + state.geometry.page_size()
 }
 
+/// How a commit makes itself durable (SPEC.md §3.2 and §3.2.1). Set per pager with
+/// [`Pager::set_commit_mode`](crate::Pager::set_commit_mode); it is not stored in the file, so
+/// each process chooses, and a file may hold commits of both modes.
+///
+/// ```
+/// use mappedpages::{CommitMode, Pager, SimStorage};
+///
+/// let mut pager = Pager::<1024, SimStorage>::create_in(SimStorage::new()).unwrap();
+/// assert_eq!(pager.commit_mode(), CommitMode::Flip);
+///
+/// pager.set_commit_mode(CommitMode::SingleSync);
+/// let before = pager.storage().sync_count();
+/// pager.alloc().unwrap();
+/// assert_eq!(pager.storage().sync_count() - before, 1);
+/// ```
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum CommitMode {
+    /// Two barriers: the new metadata copy (with everything it refers to), then the superblock
+    /// flip that names it. Recovery never has to trust a copy the superblock does not name
+    /// unless the named one is damaged.
+    #[default]
+    Flip,
+    /// One barrier over the new metadata copy and everything it refers to; the superblock is not
+    /// written. Recovery takes the newest copy that loads completely, checking the protected
+    /// contents that commit wrote. Costs: recovery relies on checksums (CRC-32 and the digests)
+    /// to reject a partly written commit, and damage to the newest metadata copy rolls back to
+    /// the previous commit instead of being reported (SPEC.md §3.2.1).
+    SingleSync,
+}
+
 /// What one commit writes besides the metadata and the superblock.
 #[derive(Debug, Default)]
 pub(crate) struct CommitPlan {
@@ -27,6 +57,8 @@ pub(crate) struct CommitPlan {
     /// Byte ranges the caller already wrote (staged protected copies, zeroed new copies, the
     /// last page of a growth) that must be durable before the superblock names the commit.
     pub(crate) data_ranges: Vec<Range<u64>>,
+    /// One barrier, no superblock flip.
+    pub(crate) mode: CommitMode,
 }
 
 /// Commits `state` (whose bitmap, log and directory already hold the change) as generation
@@ -133,11 +165,13 @@ pub(crate) fn commit<S: Storage>(
     } else {
         state.active_meta.other()
     };
+    let single_sync = plan.mode == CommitMode::SingleSync;
     let meta = state.meta_page(
         generation,
         slot_digest,
         materialized,
         state.directory.root(directory_digest),
+        single_sync,
     );
     let meta_range = page_range(state, target.page());
     let meta_checksum = meta.encode(
@@ -153,20 +187,26 @@ pub(crate) fn commit<S: Storage>(
         active_meta_checksum: meta_checksum,
     };
     let record = superblock.encode();
-    if active(Mutant::FlipBeforeMetadataDurable) {
+    if active(Mutant::FlipBeforeMetadataDurable)
+        || (single_sync && active(Mutant::SingleSyncFlipInBarrier))
+    {
         storage.bytes_mut()[..record.len()].copy_from_slice(&record);
         barrier_ranges.push(0..page_size as u64);
     }
 
-    // Step 4: barrier. Until it returns, the superblock still names the old copy.
+    // Step 4: barrier. Until it returns, the superblock still names the old copy. In single-sync
+    // mode this is the only barrier: once it returns, `Y` loads completely and recovery takes it
+    // (§3.2.1); until then, any part of it may be missing and recovery falls back to `X`.
     if !active(Mutant::SkipMetadataBarrier) {
         storage.sync_ranges(&barrier_ranges)?;
     }
 
     // Step 5: flip the superblock (one 512-byte sector) and make it durable.
-    storage.bytes_mut()[..record.len()].copy_from_slice(&record);
-    if !active(Mutant::SkipSuperblockBarrier) {
-        storage.sync_ranges(&[0..page_size as u64])?;
+    if !single_sync {
+        storage.bytes_mut()[..record.len()].copy_from_slice(&record);
+        if !active(Mutant::SkipSuperblockBarrier) {
+            storage.sync_ranges(&[0..page_size as u64])?;
+        }
     }
 
     if active(Mutant::PromoteBeforeStagedDurable) {

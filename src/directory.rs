@@ -298,6 +298,28 @@ impl Directory {
         self.dirty.clear();
     }
 
+    /// The in-use entries whose content was committed at `generation`, with their ids.
+    pub(crate) fn entries_committed_at(
+        &self,
+        generation: u64,
+    ) -> impl Iterator<Item = (u64, &DirectoryEntry)> + '_ {
+        let per_block = self.entries_per_block;
+        self.blocks
+            .iter()
+            .enumerate()
+            .flat_map(move |(block_index, block)| {
+                block
+                    .entries
+                    .iter()
+                    .enumerate()
+                    .filter_map(move |(slot, entry)| {
+                        let entry = entry.as_ref()?;
+                        (entry.content_generation == generation)
+                            .then_some((block_index as u64 * per_block + slot as u64, entry))
+                    })
+            })
+    }
+
     /// Ids of the in-use entries, in increasing order, starting at `from`.
     pub(crate) fn next_in_use(&self, from: u64) -> Option<u64> {
         let mut id = from;

@@ -464,7 +464,7 @@ impl LogEntry {
 /// | 32 | 8 | materialized group count |
 /// | 40 | 8 | slot digest: XOR of [`slot_digest_term`] over every materialized group's current slot |
 /// | 48 | 4 | log entry count |
-/// | 52 | 4 | zero |
+/// | 52 | 4 | flags: bit 0 = written by a single-sync commit ([`MetaPage::single_sync`]); other bits zero |
 /// | 56 | 8 | directory block count |
 /// | 64 | 8 | directory digest: XOR of [`directory_digest_term`] over every block's current slot |
 /// | 72 | 32 | pages X0, X1, Y0, Y1 of directory block 0 (zero when there is no block) |
@@ -487,7 +487,14 @@ pub struct MetaPage {
     pub log: Vec<LogEntry>,
     /// Where the protected-page directory starts and how it is checked.
     pub directory: DirectoryRoot,
+    /// Written by a single-sync commit (SPEC.md §3.2.1): no superblock flip names this copy, so
+    /// recovery may take it when it is newer than the superblock's generation and loads,
+    /// including the protected contents it committed.
+    pub single_sync: bool,
 }
+
+/// Metadata flag bit 0: the copy was written by a single-sync commit.
+pub const META_FLAG_SINGLE_SYNC: u32 = 1;
 
 /// The protected-page directory as the metadata records it: a chain of `block_count` blocks
 /// whose first block lives in `head_pages`; each block's slot names the next block's pages.
@@ -552,6 +559,9 @@ impl MetaPage {
         write_u64(out, 32, self.materialized_groups);
         write_u64(out, 40, self.slot_digest);
         write_u32(out, 48, self.log.len() as u32);
+        if self.single_sync {
+            write_u32(out, 52, META_FLAG_SINGLE_SYNC);
+        }
         write_u64(out, 56, self.directory.block_count);
         write_u64(out, 64, self.directory.digest);
         for (index, &page) in self.directory.head_pages.iter().enumerate() {
@@ -623,9 +633,11 @@ impl MetaPage {
         if log_len > geometry.log_capacity() {
             return Err(MetaError::Insane("log longer than a page holds"));
         }
-        if page[52..56].iter().any(|&b| b != 0)
-            || page[104..META_HEADER_BYTES].iter().any(|&b| b != 0)
-        {
+        let flags = read_u32(page, 52);
+        if flags & !META_FLAG_SINGLE_SYNC != 0 {
+            return Err(MetaError::Insane("unknown metadata flags"));
+        }
+        if page[104..META_HEADER_BYTES].iter().any(|&b| b != 0) {
             return Err(MetaError::Insane("reserved header bytes not zero"));
         }
         let mut head_pages = [0u64; DIRECTORY_BLOCK_PAGES];
@@ -665,6 +677,7 @@ impl MetaPage {
             slot_digest,
             log,
             directory,
+            single_sync: flags & META_FLAG_SINGLE_SYNC != 0,
         })
     }
 }
@@ -1222,6 +1235,7 @@ mod tests {
                 digest: 0xfeed,
                 head_pages: [9, 10, 11, 12],
             },
+            single_sync: false,
         }
     }
 
@@ -1237,7 +1251,14 @@ mod tests {
         let mut page = vec![0u8; G1K];
         let checksum = meta.encode(g, &mut page);
         assert_eq!(MetaPage::checksum_field(&page), Some(checksum));
-        assert_eq!(MetaPage::decode(&page, g), Ok(meta));
+        assert_eq!(MetaPage::decode(&page, g), Ok(meta.clone()));
+        let single_sync = MetaPage {
+            single_sync: true,
+            ..meta
+        };
+        single_sync.encode(g, &mut page);
+        assert_eq!(read_u32(&page, 52), META_FLAG_SINGLE_SYNC);
+        assert_eq!(MetaPage::decode(&page, g), Ok(single_sync));
     }
 
     #[test]
@@ -1302,10 +1323,14 @@ mod tests {
             &|p| write_u32(p, 48, 1000),
             MetaError::Insane("log longer than a page holds"),
         );
-        for at in [52, 110] {
+        check(
+            &|p| p[110] = 1,
+            MetaError::Insane("reserved header bytes not zero"),
+        );
+        for flags in [2u32, 0x8000_0000, 3] {
             check(
-                &|p| p[at] = 1,
-                MetaError::Insane("reserved header bytes not zero"),
+                &|p| write_u32(p, 52, flags),
+                MetaError::Insane("unknown metadata flags"),
             );
         }
         check(

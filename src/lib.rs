@@ -146,6 +146,7 @@ mod storage;
 mod subpage;
 mod traits;
 
+pub use commit::CommitMode;
 pub use error::{IoOperation, MappedPageError};
 pub use page::{MappedPage, PageId};
 pub use pager::{AllocatedPageIter, Pager};

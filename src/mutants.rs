@@ -47,12 +47,20 @@ pub enum Mutant {
     DirectoryInPlace,
     /// Protected alloc: hand out a reused backing page without zeroing it.
     SkipZeroingNewProtected,
+    /// Single-sync commit: also write the superblock naming the new copy, in the same barrier.
+    SingleSyncFlipInBarrier,
+    /// Recovery: take a newer single-sync copy without checking the protected contents it
+    /// committed.
+    SingleSyncSkipContentCheck,
+    /// `SharedPager` group commit: acknowledge every caller of the group (publish its result and
+    /// wake it) before the group's commit, instead of after it is durable.
+    AckBeforeGroupSync,
 }
 
 #[cfg_attr(not(feature = "mutants"), allow(dead_code))]
 impl Mutant {
     /// Every mutant, in declaration order.
-    pub const ALL: [Mutant; 14] = [
+    pub const ALL: [Mutant; 16] = [
         Mutant::SkipMetadataBarrier,
         Mutant::FlipBeforeMetadataDurable,
         Mutant::WriteActiveCopyInPlace,
@@ -67,7 +75,15 @@ impl Mutant {
         Mutant::WriterStartsFromInactive,
         Mutant::DirectoryInPlace,
         Mutant::SkipZeroingNewProtected,
+        Mutant::SingleSyncFlipInBarrier,
+        Mutant::SingleSyncSkipContentCheck,
     ];
+
+    /// Mutants of `SharedPager`'s group commit (src/shared.rs), in declaration order. They are
+    /// not in [`ALL`](Self::ALL), whose mutants crashsim's single-threaded workloads must catch:
+    /// these are caught by the loom models (`tests/loom.rs`, `--features mutants`) and by a
+    /// multi-threaded crashsim workload.
+    pub const SHARED: [Mutant; 1] = [Mutant::AckBeforeGroupSync];
 
     /// A stable kebab-case name, for command lines and reports.
     pub fn name(self) -> &'static str {
@@ -86,12 +102,18 @@ impl Mutant {
             Mutant::WriterStartsFromInactive => "writer-starts-from-inactive",
             Mutant::DirectoryInPlace => "directory-in-place",
             Mutant::SkipZeroingNewProtected => "skip-zeroing-new-protected",
+            Mutant::SingleSyncFlipInBarrier => "single-sync-flip-in-barrier",
+            Mutant::SingleSyncSkipContentCheck => "single-sync-skip-content-check",
+            Mutant::AckBeforeGroupSync => "ack-before-group-sync",
         }
     }
 
     /// The mutant called `name` (see [`name`](Self::name)).
     pub fn from_name(name: &str) -> Option<Mutant> {
-        Mutant::ALL.into_iter().find(|m| m.name() == name)
+        Mutant::ALL
+            .into_iter()
+            .chain(Mutant::SHARED)
+            .find(|m| m.name() == name)
     }
 }
 
@@ -111,7 +133,12 @@ pub fn active_mutant() -> Option<Mutant> {
     let value = ACTIVE.load(std::sync::atomic::Ordering::SeqCst);
     value
         .checked_sub(1)
-        .and_then(|index| Mutant::ALL.get(index).copied())
+        .and_then(|index| {
+            Mutant::ALL
+                .into_iter()
+                .chain(Mutant::SHARED)
+                .find(|&m| m as usize == index)
+        })
 }
 
 /// True when `mutant` is the active one. Always false without the `mutants` feature.

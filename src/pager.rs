@@ -3,9 +3,9 @@
 use std::ops::Range;
 use std::path::Path;
 
-use crate::commit::{CommitPlan, commit};
+use crate::commit::{CommitMode, CommitPlan, commit};
 use crate::error::{IoOperation, MappedPageError};
-use crate::format::{Geometry, LogKind, MAX_PAGE_SIZE, MIN_PAGE_SIZE, SCRUB_BYTES};
+use crate::format::{Geometry, MAX_PAGE_SIZE, MIN_PAGE_SIZE, SCRUB_BYTES};
 use crate::mutants::{Mutant, active};
 use crate::page::{MappedPage, PageId};
 use crate::recovery::{RecoveryDecision, recover};
@@ -81,6 +81,8 @@ pub struct Pager<const PAGE_SIZE: usize, S: Storage = MmapStorage> {
     recovery: Option<RecoveryDecision>,
     /// The last page of a growth whose new length the next commit's first barrier makes durable.
     pending_length_sync: Option<Range<u64>>,
+    /// How commits become durable (one or two barriers).
+    commit_mode: CommitMode,
 }
 
 impl<const PAGE_SIZE: usize, S: Storage> std::fmt::Debug for Pager<PAGE_SIZE, S> {
@@ -111,6 +113,7 @@ impl<const PAGE_SIZE: usize> Pager<PAGE_SIZE, MmapStorage> {
             poisoned: None,
             recovery: None,
             pending_length_sync: None,
+            commit_mode: CommitMode::Flip,
         })
     }
 
@@ -135,6 +138,7 @@ fn initialize<S: Storage>(
     let plan = CommitPlan {
         folds: state.plan_folds(true),
         data_ranges: Vec::new(),
+        mode: CommitMode::Flip,
     };
     commit(storage, &mut state, &plan).map_err(|e| MappedPageError::io(IoOperation::Sync, e))?;
     Ok(state)
@@ -175,6 +179,7 @@ impl<const PAGE_SIZE: usize, S: Storage> Pager<PAGE_SIZE, S> {
             poisoned: None,
             recovery: None,
             pending_length_sync: None,
+            commit_mode: CommitMode::Flip,
         })
     }
 
@@ -215,6 +220,7 @@ impl<const PAGE_SIZE: usize, S: Storage> Pager<PAGE_SIZE, S> {
                 poisoned: None,
                 recovery: Some(decision),
                 pending_length_sync: None,
+                commit_mode: CommitMode::Flip,
             }),
             Err(error) => Err((error, storage)),
         }
@@ -269,6 +275,31 @@ impl<const PAGE_SIZE: usize, S: Storage> Pager<PAGE_SIZE, S> {
             }),
             None => Ok(()),
         }
+    }
+
+    /// How this pager's commits become durable: [`CommitMode::Flip`] (two barriers, the default)
+    /// or [`CommitMode::SingleSync`] (one barrier). Applies to every later commit, including
+    /// protected ones; it is a property of this handle, not of the file.
+    ///
+    /// ```
+    /// use mappedpages::{CommitMode, Pager, SimStorage};
+    ///
+    /// let mut pager = Pager::<1024, SimStorage>::create_in(SimStorage::new()).unwrap();
+    /// pager.set_commit_mode(CommitMode::SingleSync);
+    /// let id = pager.alloc().unwrap();
+    /// // The commit is durable: a crash right now keeps it.
+    /// let image = pager.storage().durable_image();
+    /// let reopened = Pager::<1024, SimStorage>::open_in(SimStorage::from_image(image)).unwrap();
+    /// assert!(reopened.is_allocated(id));
+    /// ```
+    pub fn set_commit_mode(&mut self, mode: CommitMode) {
+        self.commit_mode = mode;
+    }
+
+    /// The mode set by [`set_commit_mode`](Self::set_commit_mode) ([`CommitMode::Flip`] unless
+    /// changed).
+    pub fn commit_mode(&self) -> CommitMode {
+        self.commit_mode
     }
 
     /// True after a failed sync; see [`MappedPageError::Poisoned`].
@@ -432,14 +463,49 @@ impl<const PAGE_SIZE: usize, S: Storage> Pager<PAGE_SIZE, S> {
         Ok(())
     }
 
-    /// Applies `runs` and commits them. Callers have validated the runs.
-    pub(crate) fn commit_runs(
+    /// The staged part of `alloc` and `alloc_bulk` (and of a `SharedPager` group commit): grows
+    /// the file if needed and marks `count` pages allocated in memory, without committing; the
+    /// caller commits with [`commit_prepared`](Self::commit_prepared). On error nothing changed
+    /// (a failed growth changes nothing, SPEC.md §3.4). `count == 0` changes nothing.
+    pub(crate) fn stage_alloc(
         &mut self,
-        runs: &[PageRun],
-        operation: &str,
-    ) -> Result<(), MappedPageError> {
-        self.state.apply(runs);
-        self.commit_prepared(Vec::new(), operation)
+        count: usize,
+    ) -> Result<Vec<PageId<PAGE_SIZE>>, MappedPageError> {
+        self.check_poison()?;
+        if count == 0 {
+            return Ok(Vec::new());
+        }
+        self.ensure_free_pages(count as u64)?;
+        let runs = self
+            .state
+            .find_free_runs(count as u64)
+            .expect("ensure_free_pages made enough pages free");
+        self.state.apply(&runs);
+        let mut ids = Vec::with_capacity(count);
+        for run in &runs {
+            ids.extend((run.first_page..run.end_page).map(PageId::from_raw));
+        }
+        Ok(ids)
+    }
+
+    /// The staged part of `free` and `free_bulk` (and of a `SharedPager` group commit): checks
+    /// every id (in bounds, not reserved, allocated, not repeated) and only then marks them free
+    /// in memory, without committing. On error nothing changed. An empty `ids` changes nothing.
+    pub(crate) fn stage_free(&mut self, ids: &[PageId<PAGE_SIZE>]) -> Result<(), MappedPageError> {
+        self.check_poison()?;
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let mut pages: Vec<u64> = ids.iter().map(|id| id.raw()).collect();
+        for &page in &pages {
+            self.validate_free(page)?;
+        }
+        pages.sort_unstable();
+        if let Some(pair) = pages.windows(2).find(|pair| pair[0] == pair[1]) {
+            return Err(MappedPageError::DuplicateId { page: pair[0] });
+        }
+        self.state.apply(&PageRun::free_runs(pages));
+        Ok(())
     }
 
     /// Commits the change already applied to the in-memory state, with `data_ranges` (bytes the
@@ -455,6 +521,7 @@ impl<const PAGE_SIZE: usize, S: Storage> Pager<PAGE_SIZE, S> {
         let plan = CommitPlan {
             folds: self.state.plan_folds(false),
             data_ranges,
+            mode: self.commit_mode,
         };
         match commit(&mut self.storage, &mut self.state, &plan) {
             Ok(_) => Ok(()),
@@ -480,14 +547,9 @@ impl<const PAGE_SIZE: usize, S: Storage> Pager<PAGE_SIZE, S> {
     /// assert_eq!(pager.allocated_page_count(), 2);
     /// ```
     pub fn alloc(&mut self) -> Result<PageId<PAGE_SIZE>, MappedPageError> {
-        self.check_poison()?;
-        self.ensure_free_pages(1)?;
-        let runs = self
-            .state
-            .find_free_runs(1)
-            .expect("ensure_free_pages made a page free");
-        self.commit_runs(&runs, "alloc")?;
-        Ok(PageId::from_raw(runs[0].first_page))
+        let ids = self.stage_alloc(1)?;
+        self.commit_prepared(Vec::new(), "alloc")?;
+        Ok(ids[0])
     }
 
     /// Frees one page and commits. The id must name an allocated data page.
@@ -501,13 +563,8 @@ impl<const PAGE_SIZE: usize, S: Storage> Pager<PAGE_SIZE, S> {
     /// assert!(pager.free(id).is_err());
     /// ```
     pub fn free(&mut self, id: PageId<PAGE_SIZE>) -> Result<(), MappedPageError> {
-        self.validate_free(id.raw())?;
-        let run = PageRun {
-            first_page: id.raw(),
-            end_page: id.raw() + 1,
-            kind: LogKind::Free,
-        };
-        self.commit_runs(&[run], "free")
+        self.stage_free(&[id])?;
+        self.commit_prepared(Vec::new(), "free")
     }
 
     fn validate_free(&self, page: u64) -> Result<(), MappedPageError> {
@@ -532,19 +589,9 @@ impl<const PAGE_SIZE: usize, S: Storage> Pager<PAGE_SIZE, S> {
     /// assert!(pager.alloc_bulk(0).unwrap().is_empty());
     /// ```
     pub fn alloc_bulk(&mut self, count: usize) -> Result<Vec<PageId<PAGE_SIZE>>, MappedPageError> {
-        self.check_poison()?;
-        if count == 0 {
-            return Ok(Vec::new());
-        }
-        self.ensure_free_pages(count as u64)?;
-        let runs = self
-            .state
-            .find_free_runs(count as u64)
-            .expect("ensure_free_pages made enough pages free");
-        self.commit_runs(&runs, "alloc_bulk")?;
-        let mut ids = Vec::with_capacity(count);
-        for run in &runs {
-            ids.extend((run.first_page..run.end_page).map(PageId::from_raw));
+        let ids = self.stage_alloc(count)?;
+        if !ids.is_empty() {
+            self.commit_prepared(Vec::new(), "alloc_bulk")?;
         }
         Ok(ids)
     }
@@ -564,20 +611,11 @@ impl<const PAGE_SIZE: usize, S: Storage> Pager<PAGE_SIZE, S> {
     /// assert_eq!(pager.allocated_page_count(), 0);
     /// ```
     pub fn free_bulk(&mut self, ids: Vec<PageId<PAGE_SIZE>>) -> Result<(), MappedPageError> {
-        self.check_poison()?;
+        self.stage_free(&ids)?;
         if ids.is_empty() {
             return Ok(());
         }
-        let mut pages: Vec<u64> = ids.iter().map(|id| id.raw()).collect();
-        for &page in &pages {
-            self.validate_free(page)?;
-        }
-        pages.sort_unstable();
-        if let Some(pair) = pages.windows(2).find(|pair| pair[0] == pair[1]) {
-            return Err(MappedPageError::DuplicateId { page: pair[0] });
-        }
-        let runs = PageRun::free_runs(pages);
-        self.commit_runs(&runs, "free_bulk")
+        self.commit_prepared(Vec::new(), "free_bulk")
     }
 
     /// Iterates over the allocated data pages in increasing order. Reserved and bitmap pages are

@@ -3,6 +3,8 @@
 //! its [`commit`](ProtectedPageWriter::commit) makes that copy the committed one in the same
 //! commit protocol as every allocation change (SPEC.md §3.7).
 
+use std::ops::Range;
+
 use crate::error::MappedPageError;
 use crate::mutants::{Mutant, active};
 use crate::page::MappedPage;
@@ -94,18 +96,7 @@ impl<const PAGE_SIZE: usize> ProtectedPageId<PAGE_SIZE> {
         &self,
         pager: &'a mut Pager<PAGE_SIZE, S>,
     ) -> Result<ProtectedPageWriter<'a, PAGE_SIZE, S>, MappedPageError> {
-        let committed = pager.verified_protected_page(self.0)?;
-        let staged = pager
-            .state
-            .directory
-            .entry(self.0)
-            .expect("verified_protected_page checked the entry")
-            .inactive_page();
-        if !active(Mutant::WriterStartsFromInactive) {
-            let from = Pager::<PAGE_SIZE, S>::page_byte_range(committed);
-            let to = Pager::<PAGE_SIZE, S>::page_byte_range(staged);
-            pager.storage.bytes_mut().copy_within(from, to.start);
-        }
+        let staged = pager.stage_protected_write(self.0)?;
         Ok(ProtectedPageWriter {
             pager,
             id: *self,
@@ -176,21 +167,46 @@ impl<const PAGE_SIZE: usize, S: Storage> ProtectedPageWriter<'_, PAGE_SIZE, S> {
     /// page reads as the old or the new content, never a mix. A failed sync poisons the pager.
     pub fn commit(self) -> Result<(), MappedPageError> {
         self.pager.check_poison()?;
-        let range = Pager::<PAGE_SIZE, S>::page_byte_range(self.staged_page);
-        let checksum = crc32fast::hash(&self.pager.storage.bytes()[range.clone()]);
-        let generation = self.pager.state.generation + 1;
+        let range = self
+            .pager
+            .stage_protected_commit(self.id.0, self.staged_page);
         self.pager
-            .state
-            .directory
-            .promote(self.id.0, checksum, generation);
-        self.pager.commit_prepared(
-            vec![range.start as u64..range.end as u64],
-            "ProtectedPageWriter::commit",
-        )
+            .commit_prepared(vec![range], "ProtectedPageWriter::commit")
     }
 }
 
 impl<const PAGE_SIZE: usize, S: Storage> Pager<PAGE_SIZE, S> {
+    /// The staged part of `ProtectedPageId::get_mut` (and of a `SharedPager` protected write):
+    /// checks `id` and its committed copy, copies the committed content into the inactive copy
+    /// and returns that page, where the new content is staged. Nothing committed refers to it.
+    pub(crate) fn stage_protected_write(&mut self, id: u64) -> Result<u64, MappedPageError> {
+        let committed = self.verified_protected_page(id)?;
+        let staged = self
+            .state
+            .directory
+            .entry(id)
+            .expect("verified_protected_page checked the entry")
+            .inactive_page();
+        if !active(Mutant::WriterStartsFromInactive) {
+            let from = Self::page_byte_range(committed);
+            let to = Self::page_byte_range(staged);
+            self.storage.bytes_mut().copy_within(from, to.start);
+        }
+        Ok(staged)
+    }
+
+    /// The staged part of `ProtectedPageWriter::commit`: makes `staged_page` (from
+    /// [`stage_protected_write`](Self::stage_protected_write)) the current copy of `id` in memory,
+    /// as of the next commit's generation. Returns its byte range, which that commit's first
+    /// barrier must cover.
+    pub(crate) fn stage_protected_commit(&mut self, id: u64, staged_page: u64) -> Range<u64> {
+        let range = Self::page_byte_range(staged_page);
+        let checksum = crc32fast::hash(&self.storage.bytes()[range.clone()]);
+        let generation = self.state.generation + 1;
+        self.state.directory.promote(id, checksum, generation);
+        range.start as u64..range.end as u64
+    }
+
     /// Checks `id` and its committed copy's checksum; returns the page holding the copy.
     fn verified_protected_page(&self, id: u64) -> Result<u64, MappedPageError> {
         self.check_poison()?;
@@ -245,9 +261,24 @@ impl<const PAGE_SIZE: usize, S: Storage> Pager<PAGE_SIZE, S> {
         count: u64,
         operation: &str,
     ) -> Result<Vec<ProtectedPageId<PAGE_SIZE>>, MappedPageError> {
+        let (ids, zeroed) = self.stage_alloc_protected(count)?;
+        if !ids.is_empty() {
+            self.commit_prepared(zeroed, operation)?;
+        }
+        Ok(ids)
+    }
+
+    /// The staged part of `alloc_protected(_bulk)` (and of a `SharedPager` group commit): grows
+    /// the file if needed, allocates `count` entries and their pages in memory and zeroes copy 0
+    /// of each, without committing. Returns the ids and the zeroed ranges, which the commit's
+    /// first barrier must cover. On error nothing changed; `count == 0` changes nothing.
+    pub(crate) fn stage_alloc_protected(
+        &mut self,
+        count: u64,
+    ) -> Result<(Vec<ProtectedPageId<PAGE_SIZE>>, Vec<Range<u64>>), MappedPageError> {
         self.check_poison()?;
         if count == 0 {
-            return Ok(Vec::new());
+            return Ok((Vec::new(), Vec::new()));
         }
         let needed = self.state.directory.pages_needed(count);
         self.ensure_free_pages(needed)?;
@@ -278,8 +309,7 @@ impl<const PAGE_SIZE: usize, S: Storage> Pager<PAGE_SIZE, S> {
             }
             zeroed.push(range.start as u64..range.end as u64);
         }
-        self.commit_prepared(zeroed, operation)?;
-        Ok(ids.into_iter().map(ProtectedPageId).collect())
+        Ok((ids.into_iter().map(ProtectedPageId).collect(), zeroed))
     }
 
     /// Frees one protected page and commits: two barriers.
@@ -331,6 +361,20 @@ impl<const PAGE_SIZE: usize, S: Storage> Pager<PAGE_SIZE, S> {
         ids: Vec<ProtectedPageId<PAGE_SIZE>>,
         operation: &str,
     ) -> Result<(), MappedPageError> {
+        self.stage_free_protected(&ids)?;
+        if ids.is_empty() {
+            return Ok(());
+        }
+        self.commit_prepared(Vec::new(), operation)
+    }
+
+    /// The staged part of `free_protected(_bulk)` (and of a `SharedPager` group commit): checks
+    /// every id (in use, not repeated) and only then clears the entries and frees both copies in
+    /// memory, without committing. On error nothing changed; an empty `ids` changes nothing.
+    pub(crate) fn stage_free_protected(
+        &mut self,
+        ids: &[ProtectedPageId<PAGE_SIZE>],
+    ) -> Result<(), MappedPageError> {
         self.check_poison()?;
         if ids.is_empty() {
             return Ok(());
@@ -352,7 +396,7 @@ impl<const PAGE_SIZE: usize, S: Storage> Pager<PAGE_SIZE, S> {
         pages.sort_unstable();
         let runs = PageRun::free_runs(pages);
         self.state.apply(&runs);
-        self.commit_prepared(Vec::new(), operation)
+        Ok(())
     }
 
     /// Protected pages currently allocated.

@@ -15,6 +15,7 @@ use crate::state::AllocState;
 
 /// Which row of the recovery table (SPEC.md §4.2) decided.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum RecoveryDecision {
     /// The superblock is valid and the copy it names is valid and matches it.
     Superblock,
@@ -23,6 +24,9 @@ pub enum RecoveryDecision {
     NextGenerationAfterCorruptSelected,
     /// The superblock is unusable; the newest complete copy was taken.
     NewestAfterCorruptSuperblock,
+    /// A copy written by a single-sync commit ([`crate::CommitMode::SingleSync`]), newer than
+    /// the superblock's generation, loaded completely and was taken.
+    NewerSingleSyncCommit,
 }
 
 /// The outcome of recovery: the state to use and the repairs to make before using it.
@@ -109,125 +113,150 @@ pub(crate) fn recover(image: &[u8], geometry: Geometry) -> Result<Recovered, Map
         }
     };
 
-    let (state, decision) = match &superblock {
-        Ok(sb) => {
-            let selected = sb.active_meta;
-            let selected_matches = match meta_of(selected) {
-                Ok(meta) => {
-                    meta.generation == sb.active_generation
-                        && checksum_of(selected) == Some(sb.active_meta_checksum)
-                }
-                Err(_) => false,
-            };
-            let chosen = if selected_matches {
-                try_load(selected, &mut rejections).map(|s| (s, RecoveryDecision::Superblock))
-            } else {
-                if meta_of(selected).is_ok() {
-                    rejections.push(format!(
-                        "copy {selected}: does not match the superblock (generation {})",
-                        sb.active_generation
-                    ));
+    // Single-sync commits (SPEC.md §3.2.1) never flip the superblock. A copy one of them wrote
+    // with a generation above the superblock's is the last acknowledged commit, or the one in
+    // flight, if it loads completely (its slots, directory and protected contents arrived).
+    let floor = superblock.as_ref().ok().map(|sb| sb.active_generation);
+    let mut newer: Vec<(MetaSlot, u64)> = metas
+        .iter()
+        .filter_map(|(slot, meta)| match (meta, floor) {
+            (Ok(meta), Some(floor)) if meta.single_sync && meta.generation > floor => {
+                Some((*slot, meta.generation))
+            }
+            _ => None,
+        })
+        .collect();
+    newer.sort_by_key(|candidate| std::cmp::Reverse(candidate.1));
+    if newer.len() == 2 && newer[0].1 == newer[1].1 {
+        newer.clear();
+    }
+    let newer_single_sync = newer
+        .into_iter()
+        .find_map(|(slot, _)| try_load(slot, &mut rejections));
+
+    let (state, decision) = if let Some(state) = newer_single_sync {
+        (state, RecoveryDecision::NewerSingleSyncCommit)
+    } else {
+        match &superblock {
+            Ok(sb) => {
+                let selected = sb.active_meta;
+                let selected_matches = match meta_of(selected) {
+                    Ok(meta) => {
+                        meta.generation == sb.active_generation
+                            && checksum_of(selected) == Some(sb.active_meta_checksum)
+                    }
+                    Err(_) => false,
+                };
+                let chosen = if selected_matches {
+                    try_load(selected, &mut rejections).map(|s| (s, RecoveryDecision::Superblock))
                 } else {
-                    try_load(selected, &mut rejections);
-                }
-                None
-            };
-            match chosen {
-                Some(found) => found,
-                None => {
-                    let other = selected.other();
-                    let next = match meta_of(other) {
-                        Ok(meta)
-                            if meta.generation == sb.active_generation + 1
-                                || active(Mutant::FallBackBlindly) =>
-                        {
-                            try_load(other, &mut rejections)
-                        }
-                        Ok(meta) => {
-                            rejections.push(format!(
+                    if meta_of(selected).is_ok() {
+                        rejections.push(format!(
+                            "copy {selected}: does not match the superblock (generation {})",
+                            sb.active_generation
+                        ));
+                    } else {
+                        try_load(selected, &mut rejections);
+                    }
+                    None
+                };
+                match chosen {
+                    Some(found) => found,
+                    None => {
+                        let other = selected.other();
+                        let next = match meta_of(other) {
+                            Ok(meta)
+                                if meta.generation == sb.active_generation + 1
+                                    || active(Mutant::FallBackBlindly) =>
+                            {
+                                try_load(other, &mut rejections)
+                            }
+                            Ok(meta) => {
+                                rejections.push(format!(
                                 "copy {other}: generation {} is not the successor of the superblock's {}; using it would roll back acknowledged commits",
                                 meta.generation, sb.active_generation
                             ));
-                            None
+                                None
+                            }
+                            Err(error) => {
+                                rejections.push(format!("copy {other}: {error}"));
+                                None
+                            }
+                        };
+                        match next {
+                            Some(state) => {
+                                (state, RecoveryDecision::NextGenerationAfterCorruptSelected)
+                            }
+                            None => {
+                                return Err(MappedPageError::CorruptMetadata {
+                                    detail: rejections.join("; "),
+                                });
+                            }
                         }
-                        Err(error) => {
-                            rejections.push(format!("copy {other}: {error}"));
-                            None
-                        }
-                    };
-                    match next {
-                        Some(state) => {
-                            (state, RecoveryDecision::NextGenerationAfterCorruptSelected)
-                        }
-                        None => {
-                            return Err(MappedPageError::CorruptMetadata {
-                                detail: rejections.join("; "),
+                    }
+                }
+            }
+            Err(sb_error) => {
+                let mut candidates: Vec<(MetaSlot, u64)> = metas
+                    .iter()
+                    .filter_map(|(slot, meta)| meta.as_ref().ok().map(|m| (*slot, m.generation)))
+                    .collect();
+                if candidates.is_empty() {
+                    if *sb_error == SuperblockError::BadMagic
+                        && metas.iter().all(|(_, m)| *m == Err(MetaError::BadMagic))
+                    {
+                        if let Some(found) = probe_page_size(image, geometry) {
+                            return Err(MappedPageError::PageSizeMismatch {
+                                found,
+                                expected: geometry.page_size(),
                             });
                         }
+                        return Err(MappedPageError::NotAMappedPagesFile);
+                    }
+                    let detail = metas
+                        .iter()
+                        .map(|(slot, m)| match m {
+                            Err(e) => format!("copy {slot}: {e}"),
+                            Ok(_) => String::new(),
+                        })
+                        .collect::<Vec<_>>()
+                        .join("; ");
+                    return Err(MappedPageError::CorruptSuperblock {
+                        detail: format!("{sb_error}; {detail}"),
+                    });
+                }
+                candidates.sort_by_key(|candidate| std::cmp::Reverse(candidate.1));
+                if candidates.len() == 2 && candidates[0].1 == candidates[1].1 {
+                    return Err(MappedPageError::CorruptMetadata {
+                        detail: format!(
+                            "{sb_error}, and both copies claim generation {}",
+                            candidates[0].1
+                        ),
+                    });
+                }
+                let mut found = None;
+                for (slot, _) in candidates {
+                    if let Some(state) = try_load(slot, &mut rejections) {
+                        found = Some(state);
+                        break;
                     }
                 }
-            }
-        }
-        Err(sb_error) => {
-            let mut candidates: Vec<(MetaSlot, u64)> = metas
-                .iter()
-                .filter_map(|(slot, meta)| meta.as_ref().ok().map(|m| (*slot, m.generation)))
-                .collect();
-            if candidates.is_empty() {
-                if *sb_error == SuperblockError::BadMagic
-                    && metas.iter().all(|(_, m)| *m == Err(MetaError::BadMagic))
-                {
-                    if let Some(found) = probe_page_size(image, geometry) {
-                        return Err(MappedPageError::PageSizeMismatch {
-                            found,
-                            expected: geometry.page_size(),
+                match found {
+                    Some(state) => (state, RecoveryDecision::NewestAfterCorruptSuperblock),
+                    None if *sb_error == SuperblockError::BadMagic
+                        && metas
+                            .iter()
+                            .all(|(_, m)| m.as_ref().map_or(true, |m| m.generation == 1)) =>
+                    {
+                        // The superblock was never written and only the first commit was attempted:
+                        // a create that did not finish. Nothing was ever committed.
+                        return Err(MappedPageError::NotAMappedPagesFile);
+                    }
+                    None => {
+                        return Err(MappedPageError::CorruptMetadata {
+                            detail: format!("{sb_error}; {}", rejections.join("; ")),
                         });
                     }
-                    return Err(MappedPageError::NotAMappedPagesFile);
-                }
-                let detail = metas
-                    .iter()
-                    .map(|(slot, m)| match m {
-                        Err(e) => format!("copy {slot}: {e}"),
-                        Ok(_) => String::new(),
-                    })
-                    .collect::<Vec<_>>()
-                    .join("; ");
-                return Err(MappedPageError::CorruptSuperblock {
-                    detail: format!("{sb_error}; {detail}"),
-                });
-            }
-            candidates.sort_by_key(|candidate| std::cmp::Reverse(candidate.1));
-            if candidates.len() == 2 && candidates[0].1 == candidates[1].1 {
-                return Err(MappedPageError::CorruptMetadata {
-                    detail: format!(
-                        "{sb_error}, and both copies claim generation {}",
-                        candidates[0].1
-                    ),
-                });
-            }
-            let mut found = None;
-            for (slot, _) in candidates {
-                if let Some(state) = try_load(slot, &mut rejections) {
-                    found = Some(state);
-                    break;
-                }
-            }
-            match found {
-                Some(state) => (state, RecoveryDecision::NewestAfterCorruptSuperblock),
-                None if *sb_error == SuperblockError::BadMagic
-                    && metas
-                        .iter()
-                        .all(|(_, m)| m.as_ref().map_or(true, |m| m.generation == 1)) =>
-                {
-                    // The superblock was never written and only the first commit was attempted:
-                    // a create that did not finish. Nothing was ever committed.
-                    return Err(MappedPageError::NotAMappedPagesFile);
-                }
-                None => {
-                    return Err(MappedPageError::CorruptMetadata {
-                        detail: format!("{sb_error}; {}", rejections.join("; ")),
-                    });
                 }
             }
         }
@@ -401,7 +430,33 @@ fn load_candidate(
     }
     state.log = meta.log.clone();
     state.directory = load_directory(image, geometry, meta, &state.bitmap)?;
+    if meta.single_sync && !active(Mutant::SingleSyncSkipContentCheck) {
+        check_committed_contents(image, geometry, meta.generation, &state.directory)?;
+    }
     Ok(state)
+}
+
+/// A single-sync commit made its protected contents durable in the same barrier as the metadata
+/// copy (SPEC.md §3.2.1), so a copy that arrived does not prove they did: every protected page
+/// whose content this commit wrote (staged by a writer, or zeroed by an allocation) must match
+/// the checksum its directory entry records.
+fn check_committed_contents(
+    image: &[u8],
+    geometry: Geometry,
+    generation: u64,
+    directory: &Directory,
+) -> Result<(), String> {
+    for (id, entry) in directory.entries_committed_at(generation) {
+        let arrived = page(image, geometry, entry.current_page())
+            .is_some_and(|bytes| crc32fast::hash(bytes) == entry.content_checksum);
+        if !arrived {
+            return Err(format!(
+                "protected page {id} committed by this single-sync commit did not arrive (page {})",
+                entry.current_page()
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Loads the protected-page directory `meta` names: walks the chain of blocks, takes in each the

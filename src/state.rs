@@ -312,6 +312,7 @@ impl AllocState {
         slot_digest: u64,
         materialized: u64,
         directory: DirectoryRoot,
+        single_sync: bool,
     ) -> MetaPage {
         MetaPage {
             generation,
@@ -320,6 +321,7 @@ impl AllocState {
             slot_digest,
             log: self.log.clone(),
             directory,
+            single_sync,
         }
     }
 

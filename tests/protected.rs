@@ -13,8 +13,12 @@ use common::crash_images;
 use std::collections::{BTreeMap, BTreeSet};
 
 use mappedpages::{
-    FailedSyncKeeps, MappedPageError, PageId, Pager, ProtectedPageId, SectorSize, SimStorage,
+    CommitMode, FailedSyncKeeps, MappedPageError, PageId, Pager, ProtectedPageId, SectorSize,
+    SimStorage,
 };
+
+/// Both commit modes: every crash and failure test runs in each.
+const MODES: [CommitMode; 2] = [CommitMode::Flip, CommitMode::SingleSync];
 
 const P: usize = 1024;
 type SimPager = Pager<P, SimStorage>;
@@ -129,13 +133,29 @@ fn nth_protected(model: &Model, n: usize) -> u64 {
         .expect("model has protected pages")
 }
 
+thread_local! {
+    /// The durable image of a storage whose reopen failed (its pager is gone).
+    static FAILED_REOPEN_IMAGE: std::cell::Cell<Option<Vec<u8>>> =
+        const { std::cell::Cell::new(None) };
+}
+
 fn run_op(pager: &mut SimPager, model: &Model, op: Op) -> Result<Model, MappedPageError> {
     let mut next = model.clone();
     match op {
         Op::Reopen => {
+            let mode = pager.commit_mode();
             let placeholder = SimPager::create_in(SimStorage::new())?;
             let storage = std::mem::replace(pager, placeholder).into_storage();
-            *pager = SimPager::open_in(storage)?;
+            match SimPager::try_open_in(storage) {
+                Ok(reopened) => *pager = reopened,
+                Err((error, storage)) => {
+                    // A failed repair sync during recovery: keep the storage, so the caller can
+                    // check what is on its disk.
+                    FAILED_REOPEN_IMAGE.set(Some(storage.durable_image()));
+                    return Err(error);
+                }
+            }
+            pager.set_commit_mode(mode);
         }
         Op::Alloc => {
             let id = pager.alloc()?;
@@ -224,10 +244,11 @@ struct Step {
     after: Model,
 }
 
-fn record_run() -> (SimPager, Vec<Step>, u64) {
+fn record_run(mode: CommitMode) -> (SimPager, Vec<Step>, u64) {
     let mut storage = SimStorage::new();
     storage.record_sync_snapshots();
     let mut pager = SimPager::create_in(storage).expect("create");
+    pager.set_commit_mode(mode);
     let create_syncs = pager.storage().sync_count();
     let mut model = Model::default();
     let mut steps = Vec::new();
@@ -296,7 +317,13 @@ fn check_image(image: Vec<u8>, allowed: &[&Model], context: &str) -> Model {
 
 #[test]
 fn crash_at_every_sync_of_protected_workloads_recovers_an_allowed_state() {
-    let (pager, steps, create_syncs) = record_run();
+    for mode in MODES {
+        crash_at_every_sync(mode);
+    }
+}
+
+fn crash_at_every_sync(mode: CommitMode) {
+    let (pager, steps, create_syncs) = record_run(mode);
     let snapshots = pager.storage().sync_snapshots().to_vec();
     let mut images_checked = 0u64;
     for (index, snapshot) in snapshots.iter().enumerate().skip(create_syncs as usize) {
@@ -311,7 +338,7 @@ fn crash_at_every_sync_of_protected_workloads_recovers_an_allowed_state() {
                 check_image(
                     image,
                     &allowed,
-                    &format!("sync {index}, {sector:?}, {name}"),
+                    &format!("{mode:?}: sync {index}, {sector:?}, {name}"),
                 );
                 images_checked += 1;
             }
@@ -327,7 +354,7 @@ fn crash_at_every_sync_of_protected_workloads_recovers_an_allowed_state() {
         "the workload must fill more than one directory block (30 entries at 1 KiB)"
     );
     println!(
-        "{} syncs, {images_checked} crash images checked",
+        "{mode:?}: {} syncs, {images_checked} crash images checked",
         snapshots.len() as u64 - create_syncs
     );
 }
@@ -337,7 +364,13 @@ fn crash_at_every_sync_of_protected_workloads_recovers_an_allowed_state() {
 /// part of the failed sync's writes arrived.
 #[test]
 fn failed_sync_at_every_point_of_protected_workloads() {
-    let (pager, steps, create_syncs) = record_run();
+    for mode in MODES {
+        failed_sync_at_every_point(mode);
+    }
+}
+
+fn failed_sync_at_every_point(mode: CommitMode) {
+    let (pager, steps, create_syncs) = record_run(mode);
     let total_syncs = pager.storage().sync_count();
     let mut cases = 0;
     for fail_at in create_syncs..total_syncs {
@@ -349,6 +382,7 @@ fn failed_sync_at_every_point_of_protected_workloads() {
             let mut storage = SimStorage::new();
             storage.fail_sync_at(fail_at, keeps);
             let mut pager = SimPager::create_in(storage).expect("create");
+            pager.set_commit_mode(mode);
             let mut model = Model::default();
             let mut failed = None;
             for (op_index, op) in workload().into_iter().enumerate() {
@@ -370,19 +404,25 @@ fn failed_sync_at_every_point_of_protected_workloads() {
                 matches!(error, MappedPageError::Io { .. }),
                 "INV-7: {error}"
             );
-            assert!(pager.is_poisoned(), "INV-7: a failed sync must poison");
-            assert!(matches!(
-                pager.alloc_protected(),
-                Err(MappedPageError::Poisoned { .. })
-            ));
-            let context = format!("failed sync {fail_at} ({keeps:?})");
+            let context = format!("{mode:?}: failed sync {fail_at} ({keeps:?})");
+            let image = if let Some(image) = FAILED_REOPEN_IMAGE.take() {
+                // Recovery's own repair sync failed: open_in returned the error.
+                assert!(matches!(workload()[op_index], Op::Reopen), "{context}");
+                image
+            } else {
+                assert!(pager.is_poisoned(), "INV-7: a failed sync must poison");
+                assert!(matches!(
+                    pager.alloc_protected(),
+                    Err(MappedPageError::Poisoned { .. })
+                ));
+                pager.storage().durable_image()
+            };
             let allowed = [&step.before, &step.after];
-            let image = pager.storage().durable_image();
             check_image(image, &allowed, &context);
             cases += 1;
         }
     }
-    println!("{cases} failed-sync cases checked");
+    println!("{mode:?}: {cases} failed-sync cases checked");
 }
 
 fn find_pages(image: &[u8], pattern: &[u8]) -> Vec<u64> {
@@ -520,10 +560,21 @@ fn any_single_corrupt_directory_page_or_superblock_keeps_the_file_openable() {
 }
 
 /// The cost targets: alloc_protected, a protected commit and free_protected take two barriers
-/// each, even when the allocation grows the file or adds a directory block.
+/// each (one in single-sync mode), even when the allocation grows the file or adds a directory
+/// block.
 #[test]
 fn protected_operations_take_two_syncs() {
+    protected_operation_syncs(CommitMode::Flip, 2);
+}
+
+#[test]
+fn protected_operations_take_one_sync_in_single_sync_mode() {
+    protected_operation_syncs(CommitMode::SingleSync, 1);
+}
+
+fn protected_operation_syncs(mode: CommitMode, expected: u64) {
     let mut pager = SimPager::create_in(SimStorage::new()).unwrap();
+    pager.set_commit_mode(mode);
     let syncs = |pager: &SimPager| pager.storage().sync_count();
     let mut ids = Vec::new();
     for round in 0..40 {
@@ -532,7 +583,7 @@ fn protected_operations_take_two_syncs() {
         let id = pager.alloc_protected().unwrap();
         assert_eq!(
             syncs(&pager) - before,
-            2,
+            expected,
             "alloc_protected {round} (grew: {})",
             pager.storage().grow_count() > grows_before
         );
@@ -540,7 +591,7 @@ fn protected_operations_take_two_syncs() {
         let mut writer = id.get_mut(&mut pager).unwrap();
         writer.page_mut().as_bytes_mut()[0] = round as u8;
         writer.commit().unwrap();
-        assert_eq!(syncs(&pager) - before, 2, "protected commit {round}");
+        assert_eq!(syncs(&pager) - before, expected, "protected commit {round}");
         ids.push(id);
     }
     assert!(
@@ -550,14 +601,14 @@ fn protected_operations_take_two_syncs() {
     for id in ids {
         let before = syncs(&pager);
         pager.free_protected(id).unwrap();
-        assert_eq!(syncs(&pager) - before, 2, "free_protected");
+        assert_eq!(syncs(&pager) - before, expected, "free_protected");
     }
     let before = syncs(&pager);
     let ids = pager.alloc_protected_bulk(100).unwrap();
-    assert_eq!(syncs(&pager) - before, 2, "alloc_protected_bulk(100)");
+    assert_eq!(syncs(&pager) - before, expected, "alloc_protected_bulk(100)");
     let before = syncs(&pager);
     pager.free_protected_bulk(ids).unwrap();
-    assert_eq!(syncs(&pager) - before, 2, "free_protected_bulk(100)");
+    assert_eq!(syncs(&pager) - before, expected, "free_protected_bulk(100)");
 }
 
 #[test]
