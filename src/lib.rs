@@ -119,6 +119,27 @@
 //! `free` take `&mut Pager`, the borrow checker prevents calling them while a page reference is
 //! alive, so a use after a remap is a compile error.
 //!
+//! # Many threads
+//!
+//! [`SharedPager`] wraps a `Pager` for many threads (`Send + Sync`, cheap to clone). Readers
+//! hold guards ([`PagerGuard`], [`PageGuard`]) that keep commits and remaps away while they live;
+//! allocation changes and protected writes from concurrent callers are group-committed: one
+//! commit (one protocol round) for all of them, and each caller returns once a commit holding its
+//! change is durable. There is no `async` API: call it from your runtime's blocking pool. SPEC.md
+//! §3.10 gives the concurrency model and the loom-checked properties.
+//!
+//! ```
+//! use mappedpages::{Pager, SharedPager, SimStorage};
+//!
+//! let shared = SharedPager::new(Pager::<1024, SimStorage>::create_in(SimStorage::new()).unwrap());
+//! let worker = {
+//!     let shared = shared.clone();
+//!     std::thread::spawn(move || shared.alloc().unwrap())
+//! };
+//! let id = worker.join().unwrap();
+//! assert!(shared.read().is_allocated(id));
+//! ```
+//!
 //! # Storage backends
 //!
 //! The pager reaches bytes only through the [`Storage`] trait. [`MmapStorage`] maps a file;
@@ -141,9 +162,11 @@ mod page;
 mod pager;
 mod protected;
 mod recovery;
+mod shared;
 mod state;
 mod storage;
 mod subpage;
+mod sync;
 mod traits;
 
 pub use commit::CommitMode;
@@ -152,6 +175,7 @@ pub use page::{MappedPage, PageId};
 pub use pager::{AllocatedPageIter, Pager};
 pub use protected::{AllocatedProtectedPageIter, ProtectedPageId, ProtectedPageWriter};
 pub use recovery::RecoveryDecision;
+pub use shared::{GroupCommitStats, PageGuard, PagerGuard, SharedPager};
 pub use storage::{
     CrashLength, CrashPoint, FailedSyncKeeps, MmapStorage, SectorSize, SimEvent, SimStorage,
     Storage, SyncStats,

@@ -131,14 +131,12 @@ pub fn set_active(mutant: Option<Mutant>) {
 #[cfg(feature = "mutants")]
 pub fn active_mutant() -> Option<Mutant> {
     let value = ACTIVE.load(std::sync::atomic::Ordering::SeqCst);
-    value
-        .checked_sub(1)
-        .and_then(|index| {
-            Mutant::ALL
-                .into_iter()
-                .chain(Mutant::SHARED)
-                .find(|&m| m as usize == index)
-        })
+    value.checked_sub(1).and_then(|index| {
+        Mutant::ALL
+            .into_iter()
+            .chain(Mutant::SHARED)
+            .find(|&m| m as usize == index)
+    })
 }
 
 /// True when `mutant` is the active one. Always false without the `mutants` feature.

@@ -208,7 +208,7 @@ impl<const PAGE_SIZE: usize, S: Storage> Pager<PAGE_SIZE, S> {
     }
 
     /// Checks `id` and its committed copy's checksum; returns the page holding the copy.
-    fn verified_protected_page(&self, id: u64) -> Result<u64, MappedPageError> {
+    pub(crate) fn verified_protected_page(&self, id: u64) -> Result<u64, MappedPageError> {
         self.check_poison()?;
         let entry = self
             .state

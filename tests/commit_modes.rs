@@ -25,8 +25,11 @@ fn allocated(pager: &SimPager) -> BTreeSet<u64> {
 fn newest_copy(image: &[u8]) -> MetaSlot {
     let generation = |slot: MetaSlot| {
         let start = slot.page() as usize * P;
-        MetaPage::decode(&image[start..start + P], mappedpages::format::Geometry::new(P))
-            .map_or(0, |meta| meta.generation)
+        MetaPage::decode(
+            &image[start..start + P],
+            mappedpages::format::Geometry::new(P),
+        )
+        .map_or(0, |meta| meta.generation)
     };
     if generation(MetaSlot::A) > generation(MetaSlot::B) {
         MetaSlot::A
@@ -160,6 +163,9 @@ fn single_sync_copy_whose_protected_content_did_not_arrive_is_not_taken() {
         "the previous commit: the page as allocated (zeros)"
     );
     let intact = SimPager::open_in(SimStorage::from_image(committed)).unwrap();
-    assert_eq!(intact.recovery_decision(), Some(RecoveryDecision::NewerSingleSyncCommit));
+    assert_eq!(
+        intact.recovery_decision(),
+        Some(RecoveryDecision::NewerSingleSyncCommit)
+    );
     assert_eq!(id.get(&intact).unwrap().as_bytes(), &[0xABu8; P][..]);
 }

@@ -605,7 +605,11 @@ fn protected_operation_syncs(mode: CommitMode, expected: u64) {
     }
     let before = syncs(&pager);
     let ids = pager.alloc_protected_bulk(100).unwrap();
-    assert_eq!(syncs(&pager) - before, expected, "alloc_protected_bulk(100)");
+    assert_eq!(
+        syncs(&pager) - before,
+        expected,
+        "alloc_protected_bulk(100)"
+    );
     let before = syncs(&pager);
     pager.free_protected_bulk(ids).unwrap();
     assert_eq!(syncs(&pager) - before, expected, "free_protected_bulk(100)");

@@ -1,0 +1,18 @@
+//! The synchronization primitives `SharedPager` is written against (SPEC.md §3.10).
+//!
+//! Normally these are `std::sync`'s. Built with `RUSTFLAGS="--cfg loom"`, they are loom's
+//! instrumented doubles, so that the loom models in `tests/loom.rs` explore every interleaving
+//! of the real `SharedPager` code (commit queue, leader hand-off, wake-ups, and the reader/writer
+//! lock that keeps remaps away from live guards). Nothing else in the crate synchronizes threads:
+//! `Pager` itself is single-threaded (`&mut self`), and `SharedPager` reaches it only through
+//! these locks.
+
+#[cfg(loom)]
+pub(crate) use loom::sync::{
+    Arc, Condvar, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard,
+};
+
+#[cfg(not(loom))]
+pub(crate) use std::sync::{
+    Arc, Condvar, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard,
+};

@@ -1,0 +1,401 @@
+//! `SharedPager` group commits, made deterministic (SPEC.md §3.10).
+//!
+//! [`group`] builds a group on purpose: the test holds a read guard, so the first caller becomes
+//! the leader and waits for the pager lock while every other caller queues behind it; once all
+//! of them are queued ([`SharedPager::pending_operations`]) the guard drops and the leader takes
+//! them all into one group commit. No timing is involved: the test waits for a count.
+
+use std::panic;
+use std::thread;
+
+use mappedpages::{
+    CommitMode, FailedSyncKeeps, IoOperation, MappedPageError, MmapStorage, PageId, Pager,
+    ProtectedPageId, SharedPager, SimStorage,
+};
+
+const P: usize = 1024;
+type Shared = SharedPager<P, SimStorage>;
+
+fn new_shared() -> Shared {
+    SharedPager::new(Pager::<P, SimStorage>::create_in(SimStorage::new()).unwrap())
+}
+
+type Call<'a, T> = Box<dyn FnOnce(&Shared) -> T + Send + 'a>;
+
+/// Runs every call on its own thread, all in one group commit; returns their results in order
+/// and the syncs the group took.
+fn group<T: Send>(shared: &Shared, calls: Vec<Call<'_, T>>) -> (Vec<thread::Result<T>>, u64) {
+    let count = calls.len();
+    let guard = shared.read();
+    let syncs_before = guard.storage().sync_count();
+    let results = thread::scope(|scope| {
+        let handles: Vec<_> = calls
+            .into_iter()
+            .map(|call| scope.spawn(move || call(shared)))
+            .collect();
+        let started = std::time::Instant::now();
+        while shared.pending_operations() < count {
+            // A safety net against a hang, not a timing assertion.
+            assert!(started.elapsed().as_secs() < 120, "the group never formed");
+            thread::yield_now();
+        }
+        drop(guard);
+        handles.into_iter().map(|h| h.join()).collect::<Vec<_>>()
+    });
+    let syncs = shared.read().storage().sync_count() - syncs_before;
+    (results, syncs)
+}
+
+fn ok<T: std::fmt::Debug>(result: &thread::Result<Result<T, MappedPageError>>) -> &T {
+    match result {
+        Ok(Ok(value)) => value,
+        other => panic!("expected Ok, got {other:?}"),
+    }
+}
+
+fn durable(shared: &Shared) -> Pager<P, SimStorage> {
+    let image = shared.read().storage().durable_image();
+    Pager::open_in(SimStorage::from_image(image)).unwrap()
+}
+
+#[derive(Debug)]
+enum Answer {
+    Pages(Vec<PageId<P>>),
+    Protected(Vec<ProtectedPageId<P>>),
+    Done,
+}
+
+/// A group of every kind of operation commits once: one protocol round, two syncs in the default
+/// mode and one in `CommitMode::SingleSync`, however many operations it holds.
+#[test]
+fn a_group_of_k_operations_takes_one_protocol_round() {
+    for (mode, expected_syncs) in [(CommitMode::Flip, 2), (CommitMode::SingleSync, 1)] {
+        let mut pager = Pager::<P, SimStorage>::create_in(SimStorage::new()).unwrap();
+        pager.set_commit_mode(mode);
+        let shared = SharedPager::new(pager);
+        let old = shared.alloc_bulk(3).unwrap();
+        let protected = shared.alloc_protected_bulk(2).unwrap();
+        let (generation, stats) = (shared.read().generation(), shared.stats());
+        let (a, b, c) = (old[0], old[1], old[2]);
+        let (p0, p1) = (protected[0], protected[1]);
+        let calls: Vec<Call<'_, Result<Answer, MappedPageError>>> = vec![
+            Box::new(|s| s.alloc().map(|id| Answer::Pages(vec![id]))),
+            Box::new(|s| s.alloc_bulk(4).map(Answer::Pages)),
+            Box::new(move |s| s.free(a).map(|_| Answer::Done)),
+            Box::new(move |s| s.free_bulk(vec![b, c]).map(|_| Answer::Done)),
+            Box::new(|s| s.alloc_protected().map(|id| Answer::Protected(vec![id]))),
+            Box::new(|s| s.alloc_protected_bulk(2).map(Answer::Protected)),
+            Box::new(move |s| {
+                s.write_protected(p0, |page| page.as_bytes_mut()[0] = 7)
+                    .map(|_| Answer::Done)
+            }),
+            Box::new(move |s| s.free_protected(p1).map(|_| Answer::Done)),
+        ];
+        let k = calls.len() as u64;
+        let (results, syncs) = group(&shared, calls);
+        for result in &results {
+            ok(result);
+        }
+        assert_eq!(
+            syncs, expected_syncs,
+            "{mode:?}: one protocol round for {k} operations"
+        );
+        assert_eq!(shared.read().generation(), generation + 1, "one commit");
+        let after = shared.stats();
+        assert_eq!(after.commits - stats.commits, 1);
+        assert_eq!(after.operations - stats.operations, k);
+
+        // Everything the group acknowledged is durable.
+        let durable = durable(&shared);
+        for result in &results {
+            match ok(result) {
+                Answer::Pages(ids) => assert!(ids.iter().all(|&id| durable.is_allocated(id))),
+                Answer::Protected(ids) => {
+                    assert!(ids.iter().all(|&id| durable.is_protected_allocated(id)))
+                }
+                Answer::Done => {}
+            }
+        }
+        assert!(!durable.is_allocated(a) && !durable.is_allocated(b) && !durable.is_allocated(c));
+        assert_eq!(p0.get(&durable).unwrap().as_bytes()[0], 7);
+        assert!(!durable.is_protected_allocated(p1));
+        assert_eq!(durable.allocated_page_count(), 5);
+        assert_eq!(durable.protected_page_count(), 4);
+    }
+}
+
+/// Frees are staged after the other operations of their group, so a page freed by a group is not
+/// handed out (or zeroed for a protected page) by the same group: before the commit, the durable
+/// state still owns it.
+#[test]
+fn a_group_never_reuses_a_page_it_frees() {
+    let shared = new_shared();
+    let free_pages = shared.read().free_page_count() as usize;
+    let mut ids = shared.alloc_bulk(free_pages).unwrap();
+    let victim = ids.pop().unwrap();
+    shared
+        .write_page(victim, |page| page.as_bytes_mut().fill(0xAB))
+        .unwrap();
+    shared.sync_page(victim).unwrap();
+    let calls: Vec<Call<'_, Result<Answer, MappedPageError>>> = vec![
+        Box::new(move |s| s.free(victim).map(|_| Answer::Done)),
+        Box::new(|s| s.alloc().map(|id| Answer::Pages(vec![id]))),
+        Box::new(|s| s.alloc_protected().map(|id| Answer::Protected(vec![id]))),
+    ];
+    let (results, syncs) = group(&shared, calls);
+    assert_eq!(syncs, 2);
+    match ok(&results[1]) {
+        Answer::Pages(got) => assert_ne!(got[0], victim, "the freed page was reused"),
+        other => panic!("{other:?}"),
+    }
+    // The freed page's bytes were not zeroed by the protected allocation of the same group.
+    let offset = victim.raw() as usize * P;
+    let image = shared.read().storage().durable_image();
+    assert!(image[offset..offset + P].iter().all(|&b| b == 0xAB));
+}
+
+/// An operation that fails its own checks gets its own error and does not join the commit; the
+/// others commit together.
+#[test]
+fn an_invalid_operation_fails_alone() {
+    let shared = new_shared();
+    let freed = shared.alloc().unwrap();
+    shared.free(freed).unwrap();
+    let kept = shared.alloc().unwrap();
+    let calls: Vec<Call<'_, Result<Answer, MappedPageError>>> = vec![
+        Box::new(move |s| s.free(freed).map(|_| Answer::Done)),
+        Box::new(|s| s.alloc().map(|id| Answer::Pages(vec![id]))),
+        Box::new(|s| {
+            s.free_protected(ProtectedPageId::from_raw(3))
+                .map(|_| Answer::Done)
+        }),
+        Box::new(move |s| s.free_bulk(vec![kept, kept]).map(|_| Answer::Done)),
+    ];
+    let (results, syncs) = group(&shared, calls);
+    assert!(matches!(
+        results[0],
+        Ok(Err(MappedPageError::DoubleFree { .. }))
+    ));
+    ok(&results[1]);
+    assert!(matches!(
+        results[2],
+        Ok(Err(MappedPageError::ProtectedNotAllocated { id: 3 }))
+    ));
+    assert!(matches!(
+        results[3],
+        Ok(Err(MappedPageError::DuplicateId { .. }))
+    ));
+    assert_eq!(syncs, 2, "the valid operation still commits, once");
+    assert!(shared.read().is_allocated(kept));
+    assert!(!shared.read().is_poisoned());
+}
+
+/// A group whose operations all fail their checks (or change nothing) does not commit.
+#[test]
+fn a_group_that_changes_nothing_does_not_commit() {
+    let shared = new_shared();
+    let calls: Vec<Call<'_, Result<Answer, MappedPageError>>> = vec![
+        Box::new(|s| s.free(PageId::from_raw(0)).map(|_| Answer::Done)),
+        Box::new(|s| s.alloc_bulk(0).map(Answer::Pages)),
+        Box::new(|s| s.free_bulk(Vec::new()).map(|_| Answer::Done)),
+    ];
+    let (results, syncs) = group(&shared, calls);
+    assert!(matches!(
+        results[0],
+        Ok(Err(MappedPageError::ReservedPage { .. }))
+    ));
+    ok(&results[1]);
+    ok(&results[2]);
+    assert_eq!(syncs, 0);
+    assert_eq!(shared.stats().commits, 0);
+}
+
+/// A failed growth fails only the operation that needed it (nothing changed for it); the rest of
+/// the group commits and the pager goes on.
+#[test]
+fn a_failed_growth_fails_only_its_operation() {
+    let shared = new_shared();
+    let free_pages = shared.read().free_page_count() as usize;
+    let ids = shared.alloc_bulk(free_pages).unwrap();
+    let shared = {
+        let mut storage = shared.into_inner().unwrap().into_storage();
+        storage.fail_grow_at(storage.grow_count());
+        SharedPager::new(Pager::<P, SimStorage>::open_in(storage).unwrap())
+    };
+    let page_count = shared.read().page_count();
+    let victim = ids[0];
+    let calls: Vec<Call<'_, Result<Answer, MappedPageError>>> = vec![
+        Box::new(|s| s.alloc().map(|id| Answer::Pages(vec![id]))),
+        Box::new(move |s| s.free(victim).map(|_| Answer::Done)),
+    ];
+    let (results, syncs) = group(&shared, calls);
+    assert!(matches!(
+        results[0],
+        Ok(Err(MappedPageError::Io {
+            operation: IoOperation::Grow,
+            ..
+        }))
+    ));
+    ok(&results[1]);
+    assert_eq!(syncs, 2);
+    assert_eq!(
+        shared.read().page_count(),
+        page_count,
+        "the failed growth changed nothing"
+    );
+    assert!(!durable(&shared).is_allocated(victim));
+    assert!(!shared.read().is_poisoned());
+    shared.alloc().unwrap(); // the next growth succeeds
+}
+
+/// A failed group commit gives every member the error and poisons the pager; nothing of the
+/// group is acknowledged, and reopening finds the state before it.
+#[test]
+fn a_failed_group_commit_fails_every_member() {
+    let shared = new_shared();
+    let old = shared.alloc().unwrap();
+    let protected = shared.alloc_protected().unwrap();
+    let shared = {
+        let mut storage = shared.into_inner().unwrap().into_storage();
+        storage.fail_sync_at(storage.sync_count(), FailedSyncKeeps::Seeded(5));
+        SharedPager::new(Pager::<P, SimStorage>::open_in(storage).unwrap())
+    };
+    let calls: Vec<Call<'_, Result<Answer, MappedPageError>>> = vec![
+        Box::new(|s| s.alloc().map(|id| Answer::Pages(vec![id]))),
+        Box::new(move |s| s.free(old).map(|_| Answer::Done)),
+        Box::new(move |s| {
+            s.write_protected(protected, |page| page.as_bytes_mut()[0] = 1)
+                .map(|_| Answer::Done)
+        }),
+    ];
+    let (results, _) = group(&shared, calls);
+    for result in &results {
+        assert!(
+            matches!(
+                result,
+                Ok(Err(MappedPageError::Io {
+                    operation: IoOperation::Sync,
+                    ..
+                }))
+            ),
+            "{result:?}"
+        );
+    }
+    assert!(shared.read().is_poisoned());
+    assert!(matches!(
+        shared.alloc(),
+        Err(MappedPageError::Poisoned { .. })
+    ));
+    assert!(matches!(
+        shared.page(old),
+        Err(MappedPageError::Poisoned { .. })
+    ));
+    assert_eq!(shared.stats().commits, 0);
+    let reopened = durable(&shared);
+    assert!(reopened.is_allocated(old));
+    assert_eq!(reopened.allocated_page_count(), 1);
+    assert_eq!(protected.get(&reopened).unwrap().as_bytes()[0], 0);
+}
+
+/// Two writes to one protected page in the same group: the second waits for the next commit and
+/// starts from the first one's content, so no update is lost.
+#[test]
+fn two_writes_to_one_protected_page_are_two_commits() {
+    let shared = new_shared();
+    let id = shared.alloc_protected().unwrap();
+    let commits = shared.stats().commits;
+    let calls: Vec<Call<'_, Result<(), MappedPageError>>> = (0..3)
+        .map(|_| {
+            Box::new(move |s: &Shared| s.write_protected(id, |page| page.as_bytes_mut()[0] += 1))
+                as Call<'_, _>
+        })
+        .collect();
+    let (results, syncs) = group(&shared, calls);
+    results.iter().for_each(|r| {
+        ok(r);
+    });
+    assert_eq!(shared.stats().commits - commits, 3);
+    assert_eq!(syncs, 6);
+    assert_eq!(shared.protected_page(id).unwrap().as_bytes()[0], 3);
+    assert_eq!(id.get(&durable(&shared)).unwrap().as_bytes()[0], 3);
+}
+
+/// A panicking `write_protected` closure fails its own call (the panic resumes on the caller's
+/// thread), leaves its page unchanged, and the rest of the group commits.
+#[test]
+fn a_panicking_protected_write_fails_alone() {
+    let shared = new_shared();
+    let ids = shared.alloc_protected_bulk(2).unwrap();
+    let (a, b) = (ids[0], ids[1]);
+    let calls: Vec<Call<'_, Result<(), MappedPageError>>> = vec![
+        Box::new(move |s| {
+            s.write_protected(a, |page| {
+                page.as_bytes_mut()[0] = 9;
+                panic!("boom");
+            })
+        }),
+        Box::new(move |s| s.write_protected(b, |page| page.as_bytes_mut()[0] = 2)),
+    ];
+    let previous_hook = panic::take_hook();
+    panic::set_hook(Box::new(|_| {}));
+    let (results, syncs) = group(&shared, calls);
+    panic::set_hook(previous_hook);
+    let payload = results[0]
+        .as_ref()
+        .expect_err("the panic reaches the caller");
+    assert_eq!(payload.downcast_ref::<&str>(), Some(&"boom"));
+    ok(&results[1]);
+    assert_eq!(syncs, 2);
+    assert_eq!(shared.protected_page(a).unwrap().as_bytes()[0], 0);
+    assert_eq!(shared.protected_page(b).unwrap().as_bytes()[0], 2);
+    assert!(!shared.read().is_poisoned());
+}
+
+/// A panic in a `write_page` closure reaches the caller and leaves the pager usable.
+#[test]
+fn a_panicking_page_write_leaves_the_pager_usable() {
+    let shared = new_shared();
+    let id = shared.alloc().unwrap();
+    let previous_hook = panic::take_hook();
+    panic::set_hook(Box::new(|_| {}));
+    let result = panic::catch_unwind(panic::AssertUnwindSafe(|| {
+        shared.write_page(id, |_| panic!("boom"))
+    }));
+    panic::set_hook(previous_hook);
+    assert!(result.is_err());
+    shared
+        .write_page(id, |page| page.as_bytes_mut()[0] = 1)
+        .unwrap();
+    assert_eq!(shared.page(id).unwrap().as_bytes()[0], 1);
+    shared.alloc().unwrap();
+}
+
+/// `SharedPager` is `Send + Sync` and `Clone` over both backends; guards are not `Send`.
+#[test]
+fn shared_pager_is_send_sync_and_clone() {
+    fn send_sync_clone<T: Send + Sync + Clone>() {}
+    send_sync_clone::<SharedPager<4096, MmapStorage>>();
+    send_sync_clone::<SharedPager<1024, SimStorage>>();
+}
+
+/// A caller that returns `Ok` finds its change in the durable image, from any thread.
+#[test]
+fn concurrent_callers_are_durable_when_they_return() {
+    let shared = new_shared();
+    thread::scope(|scope| {
+        for _ in 0..4 {
+            let shared = &shared;
+            scope.spawn(move || {
+                for _ in 0..10 {
+                    let id = shared.alloc().unwrap();
+                    assert!(durable(shared).is_allocated(id));
+                    shared.free(id).unwrap();
+                }
+            });
+        }
+    });
+    let stats = shared.stats();
+    assert_eq!(stats.operations, 80);
+    assert!(stats.commits <= 80);
+    assert_eq!(shared.read().allocated_page_count(), 0);
+}
