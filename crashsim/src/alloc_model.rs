@@ -3,7 +3,7 @@
 
 use std::collections::BTreeSet;
 
-use mappedpages::{MappedPageError, PageId, Pager, SimStorage};
+use mappedpages::{CommitMode, MappedPageError, PageId, Pager, SimStorage};
 
 use crate::subsets::splitmix64;
 use crate::{Allowed, Finding, Matched, Recorder, Scenario};
@@ -38,6 +38,7 @@ pub struct AllocScenario<const P: usize> {
     name: String,
     seed: u64,
     ops: Vec<Op>,
+    commit_mode: CommitMode,
 }
 
 impl<const P: usize> AllocScenario<P> {
@@ -47,7 +48,16 @@ impl<const P: usize> AllocScenario<P> {
             name: name.into(),
             seed,
             ops,
+            commit_mode: CommitMode::Flip,
         }
+    }
+
+    /// The same workload committing in `mode`; a mode other than `Flip` appends
+    /// [`crate::commit_mode_suffix`] to the name.
+    pub fn with_commit_mode(mut self, mode: CommitMode) -> Self {
+        self.name.push_str(crate::commit_mode_suffix(mode));
+        self.commit_mode = mode;
+        self
     }
 
     /// The operations.
@@ -142,6 +152,10 @@ impl<const P: usize> Scenario<P> for AllocScenario<P> {
 
     fn seed(&self) -> u64 {
         self.seed
+    }
+
+    fn commit_mode(&self) -> CommitMode {
+        self.commit_mode
     }
 
     fn initial_model(&self) -> AllocModel {

@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 
 use mappedpages::format::{DIRECTORY_MAGIC, Geometry};
 use mappedpages::{
-    CrashLength, CrashPoint, FailedSyncKeeps, MappedPageError, Pager, SectorSize, SimStorage,
-    Storage,
+    CommitMode, CrashLength, CrashPoint, FailedSyncKeeps, MappedPageError, Pager, SectorSize,
+    SimStorage, Storage,
 };
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -274,7 +274,11 @@ struct CleanRun<M> {
     grow_count: u64,
 }
 
-fn allowed_at<M>(acks: &[(u64, M)], sync: u64) -> (Option<&M>, Option<&M>) {
+/// The models allowed at a crash just before sync `sync`, given a run's acknowledgements
+/// ([`Recorder::acks`]: sync count at the time, model): the last one acknowledged at or before
+/// that sync (`None` before the create completed, when "no file" is also allowed) and the one
+/// acknowledged next, in flight at the crash (`None` after the last).
+pub fn allowed_at<M>(acks: &[(u64, M)], sync: u64) -> (Option<&M>, Option<&M>) {
     let acknowledged = acks
         .iter()
         .rev()
@@ -293,6 +297,8 @@ struct Explorer<'a, const P: usize, W: Scenario<P>> {
     violations: Mutex<Vec<(usize, Violation)>>,
     /// With `Some`, only this case is evaluated (replay).
     only: Option<&'a Case>,
+    /// In a replay, whether the state `only` names came up (and was evaluated).
+    evaluated: AtomicBool,
     verbose: bool,
 }
 
@@ -308,7 +314,11 @@ impl<'a, const P: usize, W: Scenario<P>> Explorer<'a, P, W> {
     /// Counts one state; false when the budget says stop.
     fn begin_state(&self, case: &Case) -> bool {
         if let Some(only) = self.only {
-            return only == case || leads_to(case, only);
+            if only == case {
+                self.evaluated.store(true, Ordering::Relaxed);
+                return true;
+            }
+            return leads_to(case, only);
         }
         if self.stop.load(Ordering::Relaxed) {
             return false;
@@ -323,6 +333,32 @@ impl<'a, const P: usize, W: Scenario<P>> Explorer<'a, P, W> {
             self.stop.store(true, Ordering::Relaxed);
         }
         true
+    }
+
+    /// Counts one state, `case`, that stands for a failure of what every case of its unit
+    /// shares (the run with a failing sync, a chain's continuation); false when the budget says
+    /// stop. In a replay of any case of the unit, true: the failure is on the way to it.
+    fn begin_shared_failure(&self, case: &Case) -> bool {
+        self.begin_state(case) || self.only.is_some()
+    }
+
+    /// In a replay, the file length and kept sectors of the crash the replayed case names (the
+    /// first crash of a `Crash` or `RecoveryCrash`, the second of a `Chain`). Those are
+    /// evaluated whether or not the enumeration (every subset of up to `exhaustive_bits` sectors
+    /// in flight, named patterns and a seeded sample beyond; both lengths only where they
+    /// differ) includes them.
+    fn replayed_crash(&self) -> Option<(Length, &'a [u64])> {
+        match self.only? {
+            Case::Crash { length, kept, .. } | Case::RecoveryCrash { length, kept, .. } => {
+                Some((*length, kept))
+            }
+            Case::Chain {
+                second_length,
+                second_kept,
+                ..
+            } => Some((*second_length, second_kept)),
+            _ => None,
+        }
     }
 
     fn report(&self, order: usize, case: Case, finding: Finding) {
@@ -345,27 +381,13 @@ impl<'a, const P: usize, W: Scenario<P>> Explorer<'a, P, W> {
         violations.truncate(KEPT_VIOLATIONS);
     }
 
-    /// Runs `f`, turning a panic into an INV-9 finding.
-    fn guarded<T>(&self, f: impl FnOnce() -> Result<T, Finding>) -> Result<T, Finding> {
-        match catch_unwind(AssertUnwindSafe(f)) {
-            Ok(result) => result,
-            Err(panic) => {
-                let message = panic
-                    .downcast_ref::<String>()
-                    .cloned()
-                    .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
-                    .unwrap_or_else(|| "non-string panic".to_string());
-                Err(Finding::new(9, format!("panic: {message}")))
-            }
-        }
-    }
-
     fn clean_run(
         &self,
         storage: SimStorage,
     ) -> Result<(Pager<P, SimStorage>, Recorder<W::Model>), Finding> {
         let mut pager = Pager::<P, SimStorage>::create_in(storage)
             .map_err(|e| Finding::new(1, format!("create_in failed: {e}")))?;
+        pager.set_commit_mode(self.scenario.commit_mode());
         let mut rec = Recorder::new();
         rec.ack(&pager, self.scenario.initial_model());
         self.scenario.run(&mut pager, &mut rec)?;
@@ -373,68 +395,6 @@ impl<'a, const P: usize, W: Scenario<P>> Explorer<'a, P, W> {
             return Err(finding);
         }
         Ok((pager, rec))
-    }
-
-    /// Judges what opening a crash image gave. `acknowledged` is `None` before the create
-    /// completed, when "no file" is also allowed. Returns the model the state matched (`None`:
-    /// no file).
-    fn judge(
-        &self,
-        opened: Result<&Pager<P, SimStorage>, &MappedPageError>,
-        acknowledged: Option<&W::Model>,
-        in_flight: Option<&W::Model>,
-    ) -> Result<Option<W::Model>, Finding> {
-        let pager = match opened {
-            Ok(pager) => pager,
-            Err(MappedPageError::NotAMappedPagesFile | MappedPageError::FileTooSmall { .. })
-                if acknowledged.is_none() =>
-            {
-                return Ok(None);
-            }
-            Err(error) => {
-                return Err(Finding::new(
-                    1,
-                    format!("crash image does not open: {error}"),
-                ));
-            }
-        };
-        check_well_formed(pager)?;
-        let (acknowledged, in_flight) = match acknowledged {
-            Some(acknowledged) => (acknowledged, in_flight),
-            None => (
-                in_flight.expect("the initial model is acknowledged after create"),
-                None,
-            ),
-        };
-        let matched = self.scenario.check(
-            pager,
-            &Allowed {
-                acknowledged,
-                in_flight,
-            },
-        )?;
-        Ok(Some(match matched {
-            Matched::Acknowledged => acknowledged.clone(),
-            Matched::InFlight => in_flight.expect("matched the in-flight model").clone(),
-        }))
-    }
-
-    /// Opens `image` (a copy of its own) and judges it; returns the pager for further use.
-    fn check_image(
-        &self,
-        image: Vec<u8>,
-        acknowledged: Option<&W::Model>,
-        in_flight: Option<&W::Model>,
-    ) -> Result<Option<Recovered<P, W::Model>>, Finding> {
-        match Pager::<P, SimStorage>::open_in(SimStorage::from_image(image)) {
-            Ok(pager) => {
-                let model = self.judge(Ok(&pager), acknowledged, in_flight)?;
-                Ok(model.map(|model| (pager, model)))
-            }
-            Err(error) => self
-                .judge(Err(&error), acknowledged, in_flight)
-                .map(|_| None),
-        }
     }
 
     /// One crash state on `bench`: patch the in-flight sectors `kept`, recover, judge; then, if
@@ -453,9 +413,9 @@ impl<'a, const P: usize, W: Scenario<P>> Explorer<'a, P, W> {
     ) {
         let patches = sector_patches(snapshot, sector_size, kept, bench.len());
         let capture = self.config.phases.recovery_crashes;
-        let opened = self.guarded(|| {
+        let opened = guarded(|| {
             Ok(bench.open_patched::<P, _>(&patches, capture, |opened| {
-                let verdict = self.judge(opened, acknowledged, in_flight);
+                let verdict = judge(self.scenario, opened, acknowledged, in_flight);
                 let reference: Option<Vec<u64>> = opened
                     .ok()
                     .map(|pager| pager.iter_allocated_pages().map(|id| id.raw()).collect());
@@ -498,12 +458,30 @@ impl<'a, const P: usize, W: Scenario<P>> Explorer<'a, P, W> {
                     }
                 }
             }
-            let dirty_ids: Vec<u64> = (0..dirty.len() as u64).collect();
-            for subset in subsets(&dirty_ids, 6, 8, index as u64) {
-                let recovery_kept: Vec<u64> = subset
-                    .iter()
-                    .map(|&i| dirty[i as usize].0 as u64 / 512)
-                    .collect();
+            // (indices into `dirty`, the sectors they are): every subset of up to 6, named
+            // patterns and a seeded sample beyond; in a replay, the sectors the case names.
+            let chosen: Vec<(Vec<u64>, Vec<u64>)> = match self.only {
+                Some(Case::RecoveryCrash { recovery_kept, .. }) => {
+                    let subset = (0..dirty.len() as u64)
+                        .filter(|&i| recovery_kept.contains(&(dirty[i as usize].0 as u64 / 512)))
+                        .collect();
+                    vec![(subset, recovery_kept.clone())]
+                }
+                _ => {
+                    let dirty_ids: Vec<u64> = (0..dirty.len() as u64).collect();
+                    subsets(&dirty_ids, 6, 8, index as u64)
+                        .into_iter()
+                        .map(|subset| {
+                            let sectors = subset
+                                .iter()
+                                .map(|&i| dirty[i as usize].0 as u64 / 512)
+                                .collect();
+                            (subset, sectors)
+                        })
+                        .collect()
+                }
+            };
+            for (subset, recovery_kept) in chosen {
                 let case = Case::RecoveryCrash {
                     sync: *sync,
                     sector: *sector,
@@ -518,18 +496,23 @@ impl<'a, const P: usize, W: Scenario<P>> Explorer<'a, P, W> {
                 let mut layered = patches.clone();
                 layered.extend(earlier.iter().copied());
                 layered.extend(subset.iter().map(|&i| dirty[i as usize]));
-                let result = self.guarded(|| {
+                let result = guarded(|| {
                     let (pages, _) = bench.open_patched::<P, _>(&layered, false, |opened| {
                         opened
                             .map(|pager| {
-                                pager.iter_allocated_pages().map(|id| id.raw()).collect::<Vec<u64>>()
+                                pager
+                                    .iter_allocated_pages()
+                                    .map(|id| id.raw())
+                                    .collect::<Vec<u64>>()
                             })
                             .map_err(|error| error.to_string())
                     });
                     match pages {
                         Err(error) => Err(Finding::new(
                             6,
-                            format!("recovery interrupted at its sync {index} leaves an image that does not open: {error}"),
+                            format!(
+                                "recovery interrupted at its sync {index} leaves an image that does not open: {error}"
+                            ),
                         )),
                         Ok(pages) if pages != reference => Err(Finding::new(
                             6,
@@ -555,19 +538,21 @@ impl<'a, const P: usize, W: Scenario<P>> Explorer<'a, P, W> {
             .snapshots
             .get(sync as usize)
             .unwrap_or(&run.final_storage);
-        let lengths: &[Length] = if snapshot.durable_len_bytes() == snapshot.len_bytes() {
-            &[Length::Current]
-        } else {
-            &[Length::Durable, Length::Current]
+        let lengths: &[Length] = match self.replayed_crash() {
+            Some((length, _)) => &[length],
+            None if snapshot.durable_len_bytes() == snapshot.len_bytes() => &[Length::Current],
+            None => &[Length::Durable, Length::Current],
         };
         for &sector_size in &self.config.sector_sizes {
-            let in_flight_sectors = snapshot.in_flight_sectors(sector_size);
-            let chosen = subsets(
-                &in_flight_sectors,
-                self.config.exhaustive_bits,
-                self.config.extra_samples,
-                self.config.seed ^ sync.wrapping_mul(0x9E37_79B9) ^ sector_size.bytes(),
-            );
+            let chosen = match self.replayed_crash() {
+                Some((_, kept)) => vec![kept.to_vec()],
+                None => subsets(
+                    &snapshot.in_flight_sectors(sector_size),
+                    self.config.exhaustive_bits,
+                    self.config.extra_samples,
+                    self.config.seed ^ sync.wrapping_mul(0x9E37_79B9) ^ sector_size.bytes(),
+                ),
+            };
             for &length in lengths {
                 let mut bench = Bench::new(snapshot.crash_image(sector_size, &[], length.into()));
                 for kept in &chosen {
@@ -607,7 +592,12 @@ impl<'a, const P: usize, W: Scenario<P>> Explorer<'a, P, W> {
         // leftovers recovery must scrub (SPEC.md §4.3) before the continuation reuses the
         // generation; plain alternation would give every commit the same two trivial roots
         // (nothing of it, or all of it).
-        for kept_all in [sync / 2 % 2 == 1] {
+        // In a replay, the root the case names.
+        let root = match self.only {
+            Some(Case::Chain { kept_all, .. }) => *kept_all,
+            _ => sync / 2 % 2 == 1,
+        };
+        for kept_all in [root] {
             let kept = if kept_all {
                 snapshot.in_flight_sectors(SectorSize::S512)
             } else {
@@ -615,26 +605,48 @@ impl<'a, const P: usize, W: Scenario<P>> Explorer<'a, P, W> {
             };
             let image = snapshot.crash_image(SectorSize::S512, &kept, CrashLength::Current);
             // The first level is a crash state of its own (checked by `crash_point`); here it is
-            // the root of a continuation.
-            let root = self.guarded(|| self.check_image(image, acknowledged, in_flight));
-            let Ok(Some((pager, model))) = root else {
-                continue;
+            // the root of a continuation. A replay, which runs no crash phase, reports it here.
+            let root = guarded(|| open_and_judge(self.scenario, image, acknowledged, in_flight));
+            let (pager, model) = match root {
+                Ok(Some(found)) => found,
+                Ok(None) => continue,
+                Err(finding) => {
+                    if self.only.is_some() {
+                        let case = Case::Crash {
+                            sync,
+                            sector: SectorSize::S512.bytes(),
+                            length: Length::Current,
+                            kept,
+                        };
+                        self.report(order, case, finding);
+                    }
+                    continue;
+                }
             };
-            let continuation = self.guarded(|| {
+            let continuation = guarded(|| {
                 let mut storage = pager.into_storage();
                 storage.record_sync_snapshots();
+                // Snapshots count from here; the acknowledgements count every sync of this
+                // storage, including the repairs of the root's recovery: rebase them below.
+                let base_syncs = storage.sync_count();
                 let mut pager = Pager::<P, SimStorage>::open_in(storage).map_err(|e| {
                     Finding::new(6, format!("second open after recovery fails: {e}"))
                 })?;
+                pager.set_commit_mode(self.scenario.commit_mode());
                 let mut rec = Recorder::new();
                 rec.ack(&pager, model.clone());
                 self.scenario.resume(&mut pager, &mut rec, &model)?;
                 if let Some(finding) = rec.finding.take() {
                     return Err(finding);
                 }
-                Ok((pager, rec))
+                let acks: Vec<(u64, W::Model)> = rec
+                    .acks
+                    .iter()
+                    .map(|(count, model)| (count - base_syncs, model.clone()))
+                    .collect();
+                Ok((pager, acks))
             });
-            let (pager, rec) = match continuation {
+            let (pager, acks) = match continuation {
                 Ok(found) => found,
                 Err(finding) => {
                     let case = Case::Chain {
@@ -644,7 +656,7 @@ impl<'a, const P: usize, W: Scenario<P>> Explorer<'a, P, W> {
                         second_length: Length::Current,
                         second_kept: Vec::new(),
                     };
-                    if self.begin_state(&case) {
+                    if self.begin_shared_failure(&case) {
                         self.report(order, case, finding);
                     }
                     continue;
@@ -661,14 +673,21 @@ impl<'a, const P: usize, W: Scenario<P>> Explorer<'a, P, W> {
                         &last
                     }
                 };
-                let (acknowledged, in_flight) = allowed_at(&rec.acks, second_sync);
-                let in_flight_sectors = second.in_flight_sectors(SectorSize::S512);
-                let lengths: &[Length] = if second.durable_len_bytes() == second.len_bytes() {
-                    &[Length::Current]
-                } else {
-                    &[Length::Durable, Length::Current]
+                let (acknowledged, in_flight) = allowed_at(&acks, second_sync);
+                let lengths: &[Length] = match self.replayed_crash() {
+                    Some((length, _)) => &[length],
+                    None if second.durable_len_bytes() == second.len_bytes() => &[Length::Current],
+                    None => &[Length::Durable, Length::Current],
                 };
-                let chosen = subsets(&in_flight_sectors, 4, 4, second_sync);
+                let chosen = match self.replayed_crash() {
+                    Some((_, kept)) => vec![kept.to_vec()],
+                    None => subsets(
+                        &second.in_flight_sectors(SectorSize::S512),
+                        4,
+                        4,
+                        second_sync,
+                    ),
+                };
                 for &second_length in lengths {
                     let mut bench =
                         Bench::new(second.crash_image(SectorSize::S512, &[], second_length.into()));
@@ -685,10 +704,10 @@ impl<'a, const P: usize, W: Scenario<P>> Explorer<'a, P, W> {
                         }
                         let patches =
                             sector_patches(second, SectorSize::S512, second_kept, bench.len());
-                        let result = self.guarded(|| {
+                        let result = guarded(|| {
                             bench
                                 .open_patched::<P, _>(&patches, false, |opened| {
-                                    self.judge(opened, acknowledged, in_flight)
+                                    judge(self.scenario, opened, acknowledged, in_flight)
                                 })
                                 .0
                                 .map(|_| ())
@@ -709,7 +728,7 @@ impl<'a, const P: usize, W: Scenario<P>> Explorer<'a, P, W> {
     fn failed_sync(&self, order: usize, clean: &CleanRun<W::Model>, sync: u64) {
         let mut storage = SimStorage::new();
         storage.fail_sync_at(sync, FailedSyncKeeps::Nothing);
-        let run = self.guarded(|| self.clean_run(storage));
+        let run = guarded(|| self.clean_run(storage));
         let (pager, rec) = match run {
             Ok(found) => found,
             Err(finding) => {
@@ -719,7 +738,7 @@ impl<'a, const P: usize, W: Scenario<P>> Explorer<'a, P, W> {
                     kept_all: false,
                     length: Length::Current,
                 };
-                if self.begin_state(&case) {
+                if self.begin_shared_failure(&case) {
                     self.report(order, case, finding);
                 }
                 return;
@@ -762,7 +781,7 @@ impl<'a, const P: usize, W: Scenario<P>> Explorer<'a, P, W> {
                     } else {
                         Vec::new()
                     };
-                    let result = self.guarded(|| {
+                    let result = guarded(|| {
                         let mut image = storage.crash_image(SectorSize::S512, &kept, length.into());
                         for &(offset, bytes) in &arrived {
                             let start = offset as usize;
@@ -771,7 +790,7 @@ impl<'a, const P: usize, W: Scenario<P>> Explorer<'a, P, W> {
                                 image[start..end].copy_from_slice(&bytes[..end - start]);
                             }
                         }
-                        self.check_image(image, Some(&last_ack.1), in_flight)
+                        open_and_judge(self.scenario, image, Some(&last_ack.1), in_flight)
                             .map(|_| ())
                             .map_err(|f| Finding::new(7, format!("after failed sync {sync}: {f}")))
                     });
@@ -788,7 +807,7 @@ impl<'a, const P: usize, W: Scenario<P>> Explorer<'a, P, W> {
         if !self.begin_state(&case) {
             return;
         }
-        let result = self.guarded(|| {
+        let result = guarded(|| {
             let mut storage = SimStorage::new();
             storage.fail_grow_at(growth);
             if growth == 0 {
@@ -807,9 +826,14 @@ impl<'a, const P: usize, W: Scenario<P>> Explorer<'a, P, W> {
             }
             let (pager, rec) = self.clean_run(storage)?;
             let last = &rec.acks.last().expect("initial ack").1;
-            self.check_image(pager.storage().durable_image(), Some(last), None)
-                .map(|_| ())
-                .map_err(|f| Finding::new(7, format!("after failed growth {growth}: {f}")))
+            open_and_judge(
+                self.scenario,
+                pager.storage().durable_image(),
+                Some(last),
+                None,
+            )
+            .map(|_| ())
+            .map_err(|f| Finding::new(7, format!("after failed growth {growth}: {f}")))
         });
         if let Err(finding) = result {
             self.report(order, case, finding);
@@ -821,109 +845,282 @@ impl<'a, const P: usize, W: Scenario<P>> Explorer<'a, P, W> {
         if acknowledged.is_none() {
             return; // before the create completed there is nothing to protect
         }
+        // Single-sync mode (SPEC.md §3.2.1): damage to a page the last commit wrote looks like a
+        // crash that interrupted it, so recovering the commit before it is allowed too.
+        let rolled_back = if self.scenario.commit_mode() == CommitMode::SingleSync {
+            previous_commit_at(&run.acks, sync)
+        } else {
+            None
+        };
         let Some(snapshot) = run.snapshots.get(sync as usize) else {
             return;
         };
         let mut bench = Bench::new(snapshot.durable_image());
-        let geometry = Geometry::new(P);
-        let file_pages = bench.len() as u64 / P as u64;
-        // (page, byte offsets, redundant): a redundant page (the superblock, a directory page)
-        // must not matter at all (INV-13): the file opens and holds an allowed state. Elsewhere a
-        // typed error is also a correct answer (INV-8).
-        let mut targets: Vec<(u64, &[u64], bool)> = vec![
-            (0, &[8, 20, 24, 32], true),
-            // Metadata copies: generation, page count, slot digest, directory digest and head,
-            // and the first log entry's page and count (a change there is a wrong allocation
-            // state that only the checksum can tell from a right one).
-            (1, &[16, 24, 40, 64, 72, 128, 136], false),
-            (2, &[16, 24, 40, 64, 72, 128, 136], false),
-        ];
-        let mut group = 0;
-        while geometry.slot_page(group, 1) < file_pages {
-            for slot in 0..2 {
-                targets.push((geometry.slot_page(group, slot), &[16, 32, 40], false));
+        for MediaDamage {
+            page,
+            offset,
+            zero_sector,
+            redundant,
+        } in media_damages::<P>(&bench.pristine)
+        {
+            let case = Case::Media {
+                sync,
+                page,
+                offset,
+                zero_sector,
+            };
+            if !self.begin_state(&case) {
+                continue;
             }
-            group += 1;
-        }
-        // Directory slot pages (every page that starts with the directory magic): generation,
-        // next-block pointer, entry 0's second copy and its content checksum.
-        for page in 0..file_pages {
-            let start = (page * P as u64) as usize;
-            if bench.pristine[start..start + DIRECTORY_MAGIC.len()] == DIRECTORY_MAGIC {
-                targets.push((page, &[16, 32, 72, 88], true));
+            let at = (page * P as u64 + offset) as usize;
+            if at >= bench.len() {
+                continue;
             }
-        }
-        for (page, offsets, redundant) in targets {
-            for (index, &offset) in offsets.iter().enumerate() {
-                for zero_sector in [false, true] {
-                    if zero_sector && index > 0 {
-                        continue; // one zeroed sector per page is enough
-                    }
-                    let case = Case::Media {
-                        sync,
-                        page,
-                        offset,
-                        zero_sector,
-                    };
-                    if !self.begin_state(&case) {
-                        continue;
-                    }
-                    let at = (page * P as u64 + offset) as usize;
-                    if at >= bench.len() {
-                        continue;
-                    }
-                    let (start, replacement) = if zero_sector {
-                        let start = at / 512 * 512;
-                        (start, vec![0u8; (start + 512).min(bench.len()) - start])
-                    } else {
-                        (at, vec![bench.pristine[at] ^ 1])
-                    };
-                    let result = self.guarded(|| {
-                        let (verdict, _) = bench.open_patched::<P, _>(
-                            &[(start, replacement.as_slice())],
-                            false,
-                            |opened| match opened {
-                                Err(error) if redundant => Err(Finding::new(
-                                    13,
-                                    format!("the file does not open: {error}"),
-                                )),
-                                // A typed error is a correct answer to corruption.
-                                Err(_) => Ok(()),
-                                Ok(pager) => {
-                                    check_well_formed(pager)?;
-                                    let acknowledged = acknowledged.expect("checked above");
-                                    self.scenario
-                                        .check(
-                                            pager,
-                                            &Allowed {
-                                                acknowledged,
-                                                in_flight,
-                                            },
-                                        )
-                                        .map(|_| ())
-                                }
-                            },
-                        );
-                        let what = if zero_sector {
-                            format!("page {page} with the sector of byte {offset} zeroed")
-                        } else {
-                            format!("page {page} with a bit of byte {offset} flipped")
-                        };
-                        verdict.map_err(|f: Finding| {
-                            if redundant {
-                                Finding::new(13, format!("{what}: {f}"))
-                            } else {
-                                Finding::new(8, format!("corrupt {what} accepted: {f}"))
+            let (start, replacement) = if zero_sector {
+                let start = at / 512 * 512;
+                (start, vec![0u8; (start + 512).min(bench.len()) - start])
+            } else {
+                (at, vec![bench.pristine[at] ^ 1])
+            };
+            let result = guarded(|| {
+                let (verdict, _) = bench.open_patched::<P, _>(
+                    &[(start, replacement.as_slice())],
+                    false,
+                    |opened| match opened {
+                        Err(error) if redundant => {
+                            Err(Finding::new(13, format!("the file does not open: {error}")))
+                        }
+                        // A typed error is a correct answer to corruption.
+                        Err(_) => Ok(()),
+                        Ok(pager) => {
+                            check_well_formed(pager)?;
+                            let acknowledged = acknowledged.expect("checked above");
+                            let verdict = self.scenario.check(
+                                pager,
+                                &Allowed {
+                                    acknowledged,
+                                    in_flight,
+                                },
+                            );
+                            match (verdict, rolled_back) {
+                                (Err(_), Some(previous)) => self
+                                    .scenario
+                                    .check(
+                                        pager,
+                                        &Allowed {
+                                            acknowledged: previous,
+                                            in_flight: None,
+                                        },
+                                    )
+                                    .map(|_| ()),
+                                (verdict, _) => verdict.map(|_| ()),
                             }
-                        })
-                    });
-                    if let Err(finding) = result {
-                        self.report(order, case, finding);
+                        }
+                    },
+                );
+                let what = if zero_sector {
+                    format!("page {page} with the sector of byte {offset} zeroed")
+                } else {
+                    format!("page {page} with a bit of byte {offset} flipped")
+                };
+                verdict.map_err(|f: Finding| {
+                    if redundant {
+                        Finding::new(13, format!("{what}: {f}"))
+                    } else {
+                        Finding::new(8, format!("corrupt {what} accepted: {f}"))
                     }
-                }
+                })
+            });
+            if let Err(finding) = result {
+                self.report(order, case, finding);
             }
         }
     }
+}
+
+/// The model of the commit before the last one acknowledged at `sync` (the last acknowledged
+/// model recorded with fewer syncs), if there is one.
+fn previous_commit_at<M>(acks: &[(u64, M)], sync: u64) -> Option<&M> {
+    let (last_count, _) = acks.iter().rev().find(|(count, _)| *count <= sync)?;
+    acks.iter()
+        .rev()
+        .find(|(count, _)| count < last_count)
+        .map(|(_, model)| model)
+}
+
+/// Runs `f`, turning a panic into an INV-9 finding.
+fn guarded<T>(f: impl FnOnce() -> Result<T, Finding>) -> Result<T, Finding> {
+    match catch_unwind(AssertUnwindSafe(f)) {
+        Ok(result) => result,
+        Err(panic) => {
+            let message = panic
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_else(|| "non-string panic".to_string());
+            Err(Finding::new(9, format!("panic: {message}")))
+        }
+    }
+}
+
+/// Judges what opening a crash image gave. `acknowledged` is `None` before the create
+/// completed, when "no file" is also allowed. Returns the model the state matched (`None`:
+/// no file).
+fn judge<const P: usize, W: Scenario<P>>(
+    scenario: &W,
+    opened: Result<&Pager<P, SimStorage>, &MappedPageError>,
+    acknowledged: Option<&W::Model>,
+    in_flight: Option<&W::Model>,
+) -> Result<Option<W::Model>, Finding> {
+    let pager = match opened {
+        Ok(pager) => pager,
+        Err(MappedPageError::NotAMappedPagesFile | MappedPageError::FileTooSmall { .. })
+            if acknowledged.is_none() =>
+        {
+            return Ok(None);
+        }
+        Err(error) => {
+            return Err(Finding::new(
+                1,
+                format!("crash image does not open: {error}"),
+            ));
+        }
+    };
+    check_well_formed(pager)?;
+    let (acknowledged, in_flight) = match (acknowledged, in_flight) {
+        (Some(acknowledged), in_flight) => (acknowledged, in_flight),
+        // Before the create completed, the created file's model is the one in flight.
+        (None, Some(created)) => (created, None),
+        // Not from a `Recorder` (whose first acknowledgement is the created file's model).
+        (None, None) => {
+            return Err(Finding::new(
+                2,
+                "the image opens, but no state is allowed (nothing acknowledged or in flight)",
+            ));
+        }
+    };
+    let matched = scenario.check(
+        pager,
+        &Allowed {
+            acknowledged,
+            in_flight,
+        },
+    )?;
+    match matched {
+        Matched::Acknowledged => Ok(Some(acknowledged.clone())),
+        Matched::InFlight => in_flight.cloned().map(Some).ok_or_else(|| {
+            Finding::new(
+                2,
+                "Scenario::check matched the in-flight model, but none was in flight",
+            )
+        }),
+    }
+}
+
+/// Opens `image` (a copy of its own) and judges it; returns the pager for further use.
+fn open_and_judge<const P: usize, W: Scenario<P>>(
+    scenario: &W,
+    image: Vec<u8>,
+    acknowledged: Option<&W::Model>,
+    in_flight: Option<&W::Model>,
+) -> Result<Option<Recovered<P, W::Model>>, Finding> {
+    match Pager::<P, SimStorage>::open_in(SimStorage::from_image(image)) {
+        Ok(pager) => {
+            let model = judge(scenario, Ok(&pager), acknowledged, in_flight)?;
+            Ok(model.map(|model| (pager, model)))
+        }
+        Err(error) => judge(scenario, Err(&error), acknowledged, in_flight).map(|_| None),
+    }
+}
+
+/// Judges one crash image exactly as the explorer judges every crash state it recovers: the
+/// image opens (INV-1; before the create completed, "no file" is allowed too), the recovered
+/// pager is well-formed (INV-5, `check_well_formed`), and [`Scenario::check`] accepts it against
+/// the acknowledged and in-flight models (INV-2/3/4, or whatever the scenario checks); a panic
+/// anywhere in there is an INV-9 finding. Pass `acknowledged` and `in_flight` as [`allowed_at`]
+/// gives them for the crash point (`acknowledged` is `None` before the create completed; then
+/// `in_flight` is the created file's model). Returns the model the recovered state matched, or
+/// `None` if the image holds no file (allowed only before the create completed).
+///
+/// For a crash state of a workload's own run, [`replay`] of its [`Case`] gives the same verdict
+/// (and for a `RecoveryCrash`, a `Chain`, a failure or media damage, the checks that go with
+/// them); `check_image` judges an image from anywhere (a fuzzer's crash, a file from the field)
+/// without rerunning the workload.
+pub fn check_image<const P: usize, W: Scenario<P>>(
+    scenario: &W,
+    image: Vec<u8>,
+    acknowledged: Option<&W::Model>,
+    in_flight: Option<&W::Model>,
+) -> Result<Option<W::Model>, Finding> {
+    guarded(|| {
+        open_and_judge(scenario, image, acknowledged, in_flight)
+            .map(|recovered| recovered.map(|(_, model)| model))
+    })
+}
+
+/// One damage the media phase does to a durable image: the [`Case::Media`] of a sync, without
+/// the sync.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MediaDamage {
+    /// The page damaged.
+    pub page: u64,
+    /// The byte of the page whose lowest bit is flipped, or whose 512-byte sector is zeroed.
+    pub offset: u64,
+    /// Zero the sector instead of flipping the bit.
+    pub zero_sector: bool,
+    /// The page is redundant (the superblock, a directory slot page): the file must open to an
+    /// allowed state (INV-13). Elsewhere a typed error is also a correct answer (INV-8).
+    pub redundant: bool,
+}
+
+/// Every damage the media phase does to `image`, a durable image of `P`-byte pages, in the
+/// order it does them: the superblock, both metadata copies, every bitmap slot page and every
+/// directory slot page (each page that starts with the directory magic), each at a few fields,
+/// with a bit flipped at each field and the sector of the first field zeroed.
+pub fn media_damages<const P: usize>(image: &[u8]) -> Vec<MediaDamage> {
+    let geometry = Geometry::new(P);
+    let file_pages = image.len() as u64 / P as u64;
+    // (page, byte offsets, redundant).
+    let mut targets: Vec<(u64, &[u64], bool)> = vec![
+        (0, &[8, 20, 24, 32], true),
+        // Metadata copies: generation, page count, slot digest, directory digest and head,
+        // and the first log entry's page and count (a change there is a wrong allocation
+        // state that only the checksum can tell from a right one).
+        (1, &[16, 24, 40, 64, 72, 128, 136], false),
+        (2, &[16, 24, 40, 64, 72, 128, 136], false),
+    ];
+    let mut group = 0;
+    while geometry.slot_page(group, 1) < file_pages {
+        for slot in 0..2 {
+            targets.push((geometry.slot_page(group, slot), &[16, 32, 40], false));
+        }
+        group += 1;
+    }
+    // Directory slot pages: generation, next-block pointer, entry 0's second copy and its
+    // content checksum.
+    for page in 0..file_pages {
+        let start = (page * P as u64) as usize;
+        if image.get(start..start + DIRECTORY_MAGIC.len()) == Some(&DIRECTORY_MAGIC[..]) {
+            targets.push((page, &[16, 32, 72, 88], true));
+        }
+    }
+    let mut damages = Vec::new();
+    for (page, offsets, redundant) in targets {
+        for (index, &offset) in offsets.iter().enumerate() {
+            for zero_sector in [false, true] {
+                if zero_sector && index > 0 {
+                    continue; // one zeroed sector per page is enough
+                }
+                damages.push(MediaDamage {
+                    page,
+                    offset,
+                    zero_sector,
+                    redundant,
+                });
+            }
+        }
+    }
+    damages
 }
 
 /// True when evaluating `case` is a step on the way to `target` (a crash whose recovery is then
@@ -1082,6 +1279,7 @@ impl Bench {
     }
 }
 
+#[derive(PartialEq, Eq)]
 enum Unit {
     Crash(u64),
     Chain(u64),
@@ -1093,7 +1291,7 @@ enum Unit {
 fn run_units<const P: usize, W: Scenario<P>>(explorer: &Explorer<'_, P, W>) -> (u64, bool) {
     let mut storage = SimStorage::new();
     storage.record_sync_snapshots();
-    let clean = explorer.guarded(|| explorer.clean_run(storage));
+    let clean = guarded(|| explorer.clean_run(storage));
     let (pager, rec) = match clean {
         Ok(found) => found,
         Err(finding) => {
@@ -1149,7 +1347,9 @@ fn run_units<const P: usize, W: Scenario<P>>(explorer: &Explorer<'_, P, W>) -> (
         Unit::Media(sync) => explorer.media(order, &run, sync),
     };
     match only {
-        Some(unit) => evaluate((0, &unit)),
+        // A replayed case outside the explored range (a sync past the last, ...) is no state.
+        Some(unit) if units.contains(&unit) => evaluate((0, &unit)),
+        Some(_) => {}
         None => units.par_iter().enumerate().for_each(evaluate),
     }
     (syncs, explorer.stop.load(Ordering::Relaxed))
@@ -1166,6 +1366,7 @@ pub fn explore<const P: usize, W: Scenario<P>>(scenario: &W, config: &Config) ->
         violation_count: AtomicU64::new(0),
         violations: Mutex::new(Vec::new()),
         only: None,
+        evaluated: AtomicBool::new(false),
         verbose: false,
     };
     let (syncs, truncated) = run_units(&explorer);
@@ -1188,7 +1389,18 @@ pub fn explore<const P: usize, W: Scenario<P>>(scenario: &W, config: &Config) ->
 }
 
 /// Reruns exactly one crash state and returns the findings (printing them as they appear).
-pub fn replay<const P: usize, W: Scenario<P>>(scenario: &W, case: &Case) -> Vec<Violation> {
+///
+/// The case's kept sectors need not be among those the explorer enumerates: a `Crash` or
+/// `RecoveryCrash` may keep any in-flight sectors at either length, a `RecoveryCrash` any of
+/// the sectors its recovery writes, and a `Chain` may start from either root and keep any
+/// sectors at its second crash; they are judged as the explorer judges its own. Findings met on
+/// the way count too (the crash a `RecoveryCrash` interrupts the recovery of, the root and the
+/// continuation of a `Chain`, the run a `FailedSync` fails). [`NotEvaluated`] when the workload
+/// has no such state and nothing on the way found anything.
+pub fn replay<const P: usize, W: Scenario<P>>(
+    scenario: &W,
+    case: &Case,
+) -> Result<Vec<Violation>, NotEvaluated> {
     let config = Config::thorough();
     let explorer = Explorer {
         scenario,
@@ -1198,14 +1410,49 @@ pub fn replay<const P: usize, W: Scenario<P>>(scenario: &W, case: &Case) -> Vec<
         violation_count: AtomicU64::new(0),
         violations: Mutex::new(Vec::new()),
         only: Some(case),
+        evaluated: AtomicBool::new(false),
         verbose: true,
     };
     run_units(&explorer);
-    explorer
+    let evaluated = explorer.evaluated.load(Ordering::Relaxed);
+    let violations: Vec<Violation> = explorer
         .violations
         .into_inner()
         .expect("violation list lock")
         .into_iter()
         .map(|(_, v)| v)
-        .collect()
+        .collect();
+    if evaluated || !violations.is_empty() {
+        Ok(violations)
+    } else {
+        Err(NotEvaluated {
+            workload: scenario.name(),
+            case: case.clone(),
+        })
+    }
 }
+
+/// [`replay`] found no state of the workload matching the case.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NotEvaluated {
+    /// Workload name.
+    pub workload: String,
+    /// The case.
+    pub case: Case,
+}
+
+impl std::fmt::Display for NotEvaluated {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let case = serde_json::to_string(&self.case).map_err(|_| std::fmt::Error)?;
+        write!(
+            f,
+            "{} has no crash state {case}, nothing was checked (a sync, growth, recovery sync or \
+             continuation sync out of range, a failure or damage before the create completed, a \
+             sector size not explored, a recovery that writes nothing, a chain whose root holds \
+             no file, or a page and byte the media phase does not damage)",
+            self.workload
+        )
+    }
+}
+
+impl std::error::Error for NotEvaluated {}

@@ -78,6 +78,15 @@
 //! assert!(outcome.violations.is_empty(), "{:?}", outcome.violations);
 //! assert!(outcome.states > 100);
 //! ```
+//!
+//! # Judging one state
+//!
+//! The explorer's judge is public for crash states made elsewhere (the `recovery` fuzz target
+//! uses it): [`check_image`] opens one image and judges it exactly as the explorer judges every
+//! recovered state (opens, well-formed, [`Scenario::check`], a panic is INV-9), against the
+//! models [`allowed_at`] gives for the crash point; [`replay`] reruns one [`Case`] of a
+//! workload, keeping any sectors (not only those the explorer enumerates), with the checks its
+//! kind adds; [`media_damages`] lists what the media phase damages.
 #![deny(missing_docs)]
 
 pub mod alloc_model;
@@ -86,11 +95,14 @@ pub mod protected_model;
 pub mod subsets;
 pub mod workloads;
 
-pub use explore::{Case, Config, Outcome, Phases, Reproducer, Violation, explore, replay};
+pub use explore::{
+    Case, Config, Keeps, Length, MediaDamage, NotEvaluated, Outcome, Phases, Reproducer, Violation,
+    allowed_at, check_image, explore, media_damages, replay,
+};
 
 use std::fmt;
 
-use mappedpages::{MappedPageError, Pager, SimStorage};
+use mappedpages::{CommitMode, MappedPageError, Pager, SimStorage};
 
 /// A finding: which invariant of SPEC.md §6 a check saw broken, and how.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -253,6 +265,14 @@ pub trait Scenario<const P: usize>: Sync {
         0
     }
 
+    /// How the pager commits while the workload runs. The explorer sets it on every pager it
+    /// creates or reopens for [`run`](Self::run) and [`resume`](Self::resume), and judges media
+    /// damage by that mode's promises: under [`CommitMode::SingleSync`] a damaged page may roll
+    /// the last commit back (SPEC.md §3.2.1). [`CommitMode::Flip`] unless overridden.
+    fn commit_mode(&self) -> CommitMode {
+        CommitMode::Flip
+    }
+
     /// The model of a freshly created file.
     fn initial_model(&self) -> Self::Model;
 
@@ -283,4 +303,12 @@ pub trait Scenario<const P: usize>: Sync {
         pager: &Pager<P, SimStorage>,
         allowed: &Allowed<'_, Self::Model>,
     ) -> Result<Matched, Finding>;
+}
+
+/// The suffix a workload's name gets in `mode` (`""` for [`CommitMode::Flip`]).
+pub fn commit_mode_suffix(mode: CommitMode) -> &'static str {
+    match mode {
+        CommitMode::SingleSync => "+single-sync",
+        _ => "",
+    }
 }

@@ -16,7 +16,7 @@ use std::sync::Arc;
 
 use mappedpages::format::Geometry;
 use mappedpages::{
-    MappedPageError, PageId, Pager, ProtectedPageId, ProtectedPageWriter, SimStorage,
+    CommitMode, MappedPageError, PageId, Pager, ProtectedPageId, ProtectedPageWriter, SimStorage,
 };
 
 use crate::subsets::splitmix64;
@@ -129,6 +129,7 @@ pub struct ProtectedScenario<const P: usize> {
     name: String,
     seed: u64,
     ops: Vec<ProtectedOp>,
+    commit_mode: CommitMode,
 }
 
 impl<const P: usize> ProtectedScenario<P> {
@@ -138,7 +139,16 @@ impl<const P: usize> ProtectedScenario<P> {
             name: name.into(),
             seed,
             ops,
+            commit_mode: CommitMode::Flip,
         }
+    }
+
+    /// The same workload committing in `mode`; a mode other than `Flip` appends
+    /// [`crate::commit_mode_suffix`] to the name.
+    pub fn with_commit_mode(mut self, mode: CommitMode) -> Self {
+        self.name.push_str(crate::commit_mode_suffix(mode));
+        self.commit_mode = mode;
+        self
     }
 
     /// The operations.
@@ -527,6 +537,10 @@ impl<const P: usize> Scenario<P> for ProtectedScenario<P> {
 
     fn seed(&self) -> u64 {
         self.seed
+    }
+
+    fn commit_mode(&self) -> CommitMode {
+        self.commit_mode
     }
 
     fn initial_model(&self) -> ProtectedModel {

@@ -4,7 +4,11 @@ use crate::alloc_model::{
     AllocScenario, bulk_ops, churn_ops, groups_ops, growth_ops, random_ops, single_ops,
 };
 use crate::protected_model::{ProtectedScenario, protected_ops, random_protected_ops};
-use crate::{Case, Config, Outcome, Scenario, Violation, explore, replay};
+use mappedpages::CommitMode;
+
+use crate::{
+    Case, Config, NotEvaluated, Outcome, Scenario, Violation, commit_mode_suffix, explore, replay,
+};
 
 /// Operations in a seeded protected mix (`pmix-<seed>`).
 const PROTECTED_MIX_OPS: usize = 60;
@@ -19,8 +23,8 @@ pub trait Workload: Sync + Send {
     fn page_size(&self) -> usize;
     /// Explores it.
     fn explore(&self, config: &Config) -> Outcome;
-    /// Reruns one case.
-    fn replay(&self, case: &Case) -> Vec<Violation>;
+    /// Reruns one case ([`replay`]).
+    fn replay(&self, case: &Case) -> Result<Vec<Violation>, NotEvaluated>;
 }
 
 macro_rules! workload_for {
@@ -38,7 +42,7 @@ macro_rules! workload_for {
             fn explore(&self, config: &Config) -> Outcome {
                 explore::<P, _>(self, config)
             }
-            fn replay(&self, case: &Case) -> Vec<Violation> {
+            fn replay(&self, case: &Case) -> Result<Vec<Violation>, NotEvaluated> {
                 replay::<P, _>(self, case)
             }
         }
@@ -51,86 +55,104 @@ workload_for!(ProtectedScenario);
 /// The built-in workloads: the fixed allocation ones, `mixes` seeded random allocation mixes
 /// (seeds `seed`, `seed + 1`, …; every fourth at 4 KiB pages, the rest at 1 KiB), the fixed
 /// protected ones (`protected`, `protected-4k`), then `protected_mixes` seeded protected-page
-/// mixes (`pmix-<seed>`, 1 KiB pages, same seeds).
-pub fn builtin(mixes: u64, protected_mixes: u64, seed: u64) -> Vec<Box<dyn Workload>> {
-    let mut workloads: Vec<Box<dyn Workload>> = vec![
-        Box::new(AllocScenario::<1024>::new("single", 0, single_ops())),
-        Box::new(AllocScenario::<1024>::new("bulk", 0, bulk_ops())),
-        Box::new(AllocScenario::<1024>::new("growth", 0, growth_ops())),
-        Box::new(AllocScenario::<4096>::new("growth-4k", 0, growth_ops())),
-        Box::new(AllocScenario::<1024>::new("churn", 0, churn_ops())),
-        Box::new(AllocScenario::<1024>::new("groups", 0, groups_ops())),
-    ];
+/// mixes (`pmix-<seed>`, 1 KiB pages, same seeds); each in every mode of `commit_modes` (a
+/// single-sync workload's name ends in `+single-sync`).
+pub fn builtin(
+    mixes: u64,
+    protected_mixes: u64,
+    seed: u64,
+    commit_modes: &[CommitMode],
+) -> Vec<Box<dyn Workload>> {
+    let mut names: Vec<String> = ["single", "bulk", "growth", "growth-4k", "churn", "groups"]
+        .map(String::from)
+        .to_vec();
     for index in 0..mixes {
         let mix_seed = seed.wrapping_add(index);
-        if index % 4 == 3 {
-            workloads.push(Box::new(AllocScenario::<4096>::new(
-                format!("mix-4k-{mix_seed}"),
-                mix_seed,
-                random_ops(mix_seed, 80),
-            )));
+        names.push(if index % 4 == 3 {
+            format!("mix-4k-{mix_seed}")
         } else {
-            workloads.push(Box::new(AllocScenario::<1024>::new(
-                format!("mix-{mix_seed}"),
-                mix_seed,
-                random_ops(mix_seed, 80),
-            )));
-        }
+            format!("mix-{mix_seed}")
+        });
     }
     // The protected workloads come last: each costs a few times a regular mix, and the state
     // budget is split evenly, with what a workload leaves unused passed on to the next ones.
-    workloads.push(Box::new(ProtectedScenario::<1024>::new(
-        "protected",
-        0,
-        protected_ops(1024),
-    )));
-    workloads.push(Box::new(ProtectedScenario::<4096>::new(
-        "protected-4k",
-        0,
-        protected_ops(4096),
-    )));
+    names.push("protected".into());
+    names.push("protected-4k".into());
     for index in 0..protected_mixes {
-        let mix_seed = seed.wrapping_add(index);
-        workloads.push(Box::new(ProtectedScenario::<1024>::new(
-            format!("pmix-{mix_seed}"),
-            mix_seed,
-            random_protected_ops(mix_seed, PROTECTED_MIX_OPS),
-        )));
+        names.push(format!("pmix-{}", seed.wrapping_add(index)));
+    }
+    let mut workloads = Vec::new();
+    for name in &names {
+        for &mode in commit_modes {
+            workloads.push(in_mode(name, mode).expect("every built-in name is a workload"));
+        }
     }
     workloads
 }
 
-/// The built-in workload called `name` (`mix-<seed>`, `mix-4k-<seed>`, `pmix-<seed>` and
-/// `pmix-4k-<seed>` are generated).
+/// The built-in workload called `name`: a base name (`single`, `bulk`, `growth`, `growth-4k`,
+/// `churn`, `groups`, `protected`, `protected-4k`, or the generated `mix-<seed>`,
+/// `mix-4k-<seed>`, `pmix-<seed>`, `pmix-4k-<seed>`), optionally followed by `+single-sync`.
 pub fn by_name(name: &str) -> Option<Box<dyn Workload>> {
-    let seed_of = |prefix: &str| name.strip_prefix(prefix).and_then(|s| s.parse().ok());
+    let single_sync = commit_mode_suffix(CommitMode::SingleSync);
+    match name.strip_suffix(single_sync) {
+        Some(base) => in_mode(base, CommitMode::SingleSync),
+        None => in_mode(name, CommitMode::Flip),
+    }
+}
+
+/// The workload with base name `base`, committing in `mode`.
+fn in_mode(base: &str, mode: CommitMode) -> Option<Box<dyn Workload>> {
+    fn boxed<S: Workload + 'static>(scenario: S) -> Option<Box<dyn Workload>> {
+        Some(Box::new(scenario))
+    }
+    let seed_of = |prefix: &str| base.strip_prefix(prefix).and_then(|s| s.parse().ok());
     if let Some(seed) = seed_of("mix-4k-") {
-        return Some(Box::new(AllocScenario::<4096>::new(
-            name,
-            seed,
-            random_ops(seed, 80),
-        )));
+        return boxed(
+            AllocScenario::<4096>::new(base, seed, random_ops(seed, 80)).with_commit_mode(mode),
+        );
     }
     if let Some(seed) = seed_of("mix-") {
-        return Some(Box::new(AllocScenario::<1024>::new(
-            name,
-            seed,
-            random_ops(seed, 80),
-        )));
+        return boxed(
+            AllocScenario::<1024>::new(base, seed, random_ops(seed, 80)).with_commit_mode(mode),
+        );
     }
     if let Some(seed) = seed_of("pmix-4k-") {
-        return Some(Box::new(ProtectedScenario::<4096>::new(
-            name,
-            seed,
-            random_protected_ops(seed, PROTECTED_MIX_OPS),
-        )));
+        return boxed(
+            ProtectedScenario::<4096>::new(
+                base,
+                seed,
+                random_protected_ops(seed, PROTECTED_MIX_OPS),
+            )
+            .with_commit_mode(mode),
+        );
     }
     if let Some(seed) = seed_of("pmix-") {
-        return Some(Box::new(ProtectedScenario::<1024>::new(
-            name,
-            seed,
-            random_protected_ops(seed, PROTECTED_MIX_OPS),
-        )));
+        return boxed(
+            ProtectedScenario::<1024>::new(
+                base,
+                seed,
+                random_protected_ops(seed, PROTECTED_MIX_OPS),
+            )
+            .with_commit_mode(mode),
+        );
     }
-    builtin(0, 0, 0).into_iter().find(|w| w.name() == name)
+    let alloc1k = |ops| boxed(AllocScenario::<1024>::new(base, 0, ops).with_commit_mode(mode));
+    match base {
+        "single" => alloc1k(single_ops()),
+        "bulk" => alloc1k(bulk_ops()),
+        "growth" => alloc1k(growth_ops()),
+        "growth-4k" => {
+            boxed(AllocScenario::<4096>::new(base, 0, growth_ops()).with_commit_mode(mode))
+        }
+        "churn" => alloc1k(churn_ops()),
+        "groups" => alloc1k(groups_ops()),
+        "protected" => boxed(
+            ProtectedScenario::<1024>::new(base, 0, protected_ops(1024)).with_commit_mode(mode),
+        ),
+        "protected-4k" => boxed(
+            ProtectedScenario::<4096>::new(base, 0, protected_ops(4096)).with_commit_mode(mode),
+        ),
+        _ => None,
+    }
 }

@@ -10,7 +10,8 @@ use mappedpages::mutants::{self, Mutant};
 
 /// A small but complete set of workloads: folds, growth, bulk, 4 KiB pages, random mixes, and
 /// protected pages (repeated and partial commits, discarded writers, reuse, a second directory
-/// block, at both page sizes, and a random protected mix).
+/// block, at both page sizes, and a random protected mix); and some of them in single-sync mode,
+/// where the single-sync mutants act.
 fn workloads() -> Vec<Box<dyn Workload>> {
     [
         "single",
@@ -23,6 +24,10 @@ fn workloads() -> Vec<Box<dyn Workload>> {
         "protected",
         "protected-4k",
         "pmix-0",
+        "single+single-sync",
+        "growth+single-sync",
+        "protected+single-sync",
+        "pmix-0+single-sync",
     ]
     .iter()
     .map(|name| by_name(name).expect("built-in workload"))
