@@ -1,5 +1,17 @@
 //! The in-memory allocation bitmap: one bit per page, 1 = in use (data or internal).
 
+/// The words a bit range covers (see [`Bitmap::span`]).
+enum Span {
+    /// One word and the mask of the range's bits in it.
+    One(usize, u64),
+    /// The first word and its mask, the full words between, the last word and its mask.
+    Many {
+        first: (usize, u64),
+        full: std::ops::Range<usize>,
+        last: (usize, u64),
+    },
+}
+
 /// A growable bitmap over pages `0..len_bits`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct Bitmap {
@@ -19,10 +31,12 @@ impl Bitmap {
     }
 
     /// Number of set bits.
+    #[inline]
     pub(crate) fn count_ones(&self) -> u64 {
         self.ones
     }
 
+    #[inline]
     pub(crate) fn get(&self, bit: u64) -> bool {
         assert!(
             bit < self.len_bits,
@@ -46,48 +60,96 @@ impl Bitmap {
             .collect()
     }
 
-    /// Overwrites word `index` (recovery loading a group slot); keeps the ones count right.
-    pub(crate) fn set_word(&mut self, index: usize, value: u64) {
-        let old = self.words[index];
-        self.ones = self.ones - u64::from(old.count_ones()) + u64::from(value.count_ones());
-        self.words[index] = value;
+    /// Number of words (`⌈len_bits / 64⌉`).
+    pub(crate) fn word_count(&self) -> usize {
+        self.words.len()
     }
 
-    fn range_masks(start: u64, end: u64) -> impl Iterator<Item = (usize, u64)> {
-        let mut bit = start;
-        std::iter::from_fn(move || {
-            if bit >= end {
-                return None;
+    /// Overwrites words `first..` with the little-endian words of `bytes` (recovery loading a
+    /// group slot; `bytes.len()` a multiple of 8, the words inside the bitmap) and keeps the ones
+    /// count right. Returns false if that sets a bit at or past `len_bits` (the bitmap is then
+    /// unusable: the caller rejects it).
+    pub(crate) fn load_le_words(&mut self, first: usize, bytes: &[u8]) -> bool {
+        let (chunks, rest) = bytes.as_chunks::<8>();
+        assert!(rest.is_empty(), "a partial word of {} bytes", rest.len());
+        if chunks.is_empty() {
+            return true;
+        }
+        let target = &mut self.words[first..first + chunks.len()];
+        // Separate loops over plain slices: both popcounts vectorize.
+        let old_ones: u64 = target.iter().map(|w| u64::from(w.count_ones())).sum();
+        for (word, chunk) in target.iter_mut().zip(chunks) {
+            *word = u64::from_le_bytes(*chunk);
+        }
+        let new_ones: u64 = target.iter().map(|w| u64::from(w.count_ones())).sum();
+        self.ones = self.ones - old_ones + new_ones;
+        let tail_bits = self.len_bits % 64;
+        let last = self.words.len() - 1;
+        !(tail_bits != 0
+            && (first..first + chunks.len()).contains(&last)
+            && self.words[last] >> tail_bits != 0)
+    }
+
+    /// The words of `start..end` (`start < end`): the first word's index and mask, the full
+    /// words between, and the last word's index and mask (the same word as the first when the
+    /// range lies in one word; then only the first entry is used, with both masks applied).
+    fn span(start: u64, end: u64) -> Span {
+        debug_assert!(start < end);
+        let first = (start / 64) as usize;
+        let last = ((end - 1) / 64) as usize;
+        let head = u64::MAX << (start % 64);
+        let tail = u64::MAX >> (63 - (end - 1) % 64);
+        if first == last {
+            Span::One(first, head & tail)
+        } else {
+            Span::Many {
+                first: (first, head),
+                full: first + 1..last,
+                last: (last, tail),
             }
-            let word = bit / 64;
-            let lo = bit % 64;
-            let hi = (end - word * 64).min(64);
-            let mask = if hi - lo == 64 {
-                u64::MAX
-            } else {
-                ((1u64 << (hi - lo)) - 1) << lo
-            };
-            bit = word * 64 + hi;
-            Some((word as usize, mask))
-        })
+        }
+    }
+
+    fn check_range(&self, start: u64, end: u64) {
+        assert!(
+            start <= end && end <= self.len_bits,
+            "range {start}..{end} out of bitmap"
+        );
     }
 
     /// True when every bit in `start..end` is zero.
     pub(crate) fn all_zero(&self, start: u64, end: u64) -> bool {
-        assert!(
-            start <= end && end <= self.len_bits,
-            "range {start}..{end} out of bitmap"
-        );
-        Self::range_masks(start, end).all(|(w, m)| self.words[w] & m == 0)
+        self.check_range(start, end);
+        if start == end {
+            return true;
+        }
+        match Self::span(start, end) {
+            Span::One(index, mask) => self.words[index] & mask == 0,
+            Span::Many { first, full, last } => {
+                self.words[first.0] & first.1 == 0
+                    && self.words[last.0] & last.1 == 0
+                    && self.words[full].iter().fold(0, |acc, &word| acc | word) == 0
+            }
+        }
     }
 
     /// True when every bit in `start..end` is one.
     pub(crate) fn all_one(&self, start: u64, end: u64) -> bool {
-        assert!(
-            start <= end && end <= self.len_bits,
-            "range {start}..{end} out of bitmap"
-        );
-        Self::range_masks(start, end).all(|(w, m)| self.words[w] & m == m)
+        self.check_range(start, end);
+        if start == end {
+            return true;
+        }
+        match Self::span(start, end) {
+            Span::One(index, mask) => self.words[index] & mask == mask,
+            Span::Many { first, full, last } => {
+                self.words[first.0] & first.1 == first.1
+                    && self.words[last.0] & last.1 == last.1
+                    && self.words[full]
+                        .iter()
+                        .fold(u64::MAX, |acc, &word| acc & word)
+                        == u64::MAX
+            }
+        }
     }
 
     /// Sets `start..end`, which must be all zero.
@@ -96,8 +158,16 @@ impl Bitmap {
             self.all_zero(start, end),
             "set_range over in-use bits {start}..{end}"
         );
-        for (w, m) in Self::range_masks(start, end) {
-            self.words[w] |= m;
+        if start == end {
+            return;
+        }
+        match Self::span(start, end) {
+            Span::One(index, mask) => self.words[index] |= mask,
+            Span::Many { first, full, last } => {
+                self.words[first.0] |= first.1;
+                self.words[full].fill(u64::MAX);
+                self.words[last.0] |= last.1;
+            }
         }
         self.ones += end - start;
     }
@@ -108,8 +178,16 @@ impl Bitmap {
             self.all_one(start, end),
             "clear_range over free bits {start}..{end}"
         );
-        for (w, m) in Self::range_masks(start, end) {
-            self.words[w] &= !m;
+        if start == end {
+            return;
+        }
+        match Self::span(start, end) {
+            Span::One(index, mask) => self.words[index] &= !mask,
+            Span::Many { first, full, last } => {
+                self.words[first.0] &= !first.1;
+                self.words[full].fill(0);
+                self.words[last.0] &= !last.1;
+            }
         }
         self.ones -= end - start;
     }
@@ -184,9 +262,50 @@ mod tests {
         assert_eq!(b.next_zero(0), None);
         b.grow(130);
         assert_eq!(b.next_zero(0), Some(70));
-        b.set_word(1, u64::MAX);
+        assert!(b.load_le_words(1, &u64::MAX.to_le_bytes()));
         assert_eq!(b.count_ones(), 128);
         assert_eq!(b.next_zero(0), Some(128));
+        // Word 2 holds bits 128..130 only: a bit past them is refused.
+        assert!(b.load_le_words(1, &[[0xFF; 8], 3u64.to_le_bytes()].concat()));
+        assert_eq!(b.count_ones(), 130);
+        assert!(!b.load_le_words(2, &4u64.to_le_bytes()));
+    }
+
+    #[test]
+    fn range_operations_match_a_bit_by_bit_model() {
+        let len = 300u64;
+        let mut bitmap = Bitmap::new(len);
+        let mut model = vec![false; len as usize];
+        let mut seed = 3u64;
+        let mut next = |bound: u64| {
+            seed = seed.wrapping_add(0x9E37_79B9_7F4A_7C15);
+            let z = (seed ^ (seed >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+            (z ^ (z >> 31)) % bound
+        };
+        for _ in 0..if cfg!(miri) { 300 } else { 20_000 } {
+            let start = next(len + 1);
+            // Short ranges mostly, some across many words, some empty.
+            let end = (start + if next(4) == 0 { next(len) } else { next(70) }).min(len);
+            let bits = &model[start as usize..end as usize];
+            let zero = bits.iter().all(|&b| !b);
+            let one = bits.iter().all(|&b| b);
+            assert_eq!(bitmap.all_zero(start, end), zero, "{start}..{end}");
+            assert_eq!(bitmap.all_one(start, end), one, "{start}..{end}");
+            if zero && next(2) == 0 {
+                bitmap.set_range(start, end);
+                model[start as usize..end as usize].fill(true);
+            } else if one {
+                bitmap.clear_range(start, end);
+                model[start as usize..end as usize].fill(false);
+            }
+            assert_eq!(
+                bitmap.count_ones(),
+                model.iter().filter(|&&b| b).count() as u64
+            );
+        }
+        for (bit, &expected) in model.iter().enumerate() {
+            assert_eq!(bitmap.get(bit as u64), expected, "bit {bit}");
+        }
     }
 
     #[test]

@@ -105,6 +105,7 @@ impl Directory {
     }
 
     /// Pages the directory owns (blocks and backing copies).
+    #[inline]
     pub(crate) fn owned_page_count(&self) -> u64 {
         self.owned_pages.len() as u64
     }
@@ -115,8 +116,10 @@ impl Directory {
     }
 
     /// True if `page` is a directory block page or a backing copy.
+    #[inline]
     pub(crate) fn owns(&self, page: u64) -> bool {
-        self.owned_pages.contains(&page)
+        // Without protected pages (the common case) no hash is computed.
+        !self.owned_pages.is_empty() && self.owned_pages.contains(&page)
     }
 
     /// Entry capacity of the existing blocks.

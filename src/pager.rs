@@ -9,7 +9,7 @@ use crate::format::{Geometry, MAX_PAGE_SIZE, MIN_PAGE_SIZE, SCRUB_BYTES};
 use crate::mutants::{Mutant, active};
 use crate::page::{MappedPage, PageId};
 use crate::recovery::{RecoveryDecision, recover};
-use crate::state::{AllocState, PageRun};
+use crate::state::{AllocState, GroupDivider, PageRun};
 use crate::storage::{MmapStorage, Storage};
 
 /// Pages in a new file: the five internal pages plus eleven data pages.
@@ -496,15 +496,42 @@ impl<const PAGE_SIZE: usize, S: Storage> Pager<PAGE_SIZE, S> {
         if ids.is_empty() {
             return Ok(());
         }
-        let mut pages: Vec<u64> = ids.iter().map(|id| id.raw()).collect();
-        for &page in &pages {
-            self.validate_free(page)?;
+        self.validate_free_ids(ids)?;
+        self.stage_validated_free(ids.to_vec())
+    }
+
+    /// Checks each id as [`free`](Self::free) would, in the order given, and returns the first
+    /// failure (`OutOfBounds`, `ReservedPage`, `DoubleFree`; a repeated id is caught later, by
+    /// [`stage_validated_free`](Self::stage_validated_free)). The caller checked poison.
+    fn validate_free_ids(&self, ids: &[PageId<PAGE_SIZE>]) -> Result<(), MappedPageError> {
+        let state = &self.state;
+        let divider = GroupDivider::new(state.geometry);
+        let protected_pages = state.directory.owned_page_count() > 0;
+        for id in ids {
+            let page = id.raw();
+            // One combined test per id; a failing id gets its exact error, in the order of
+            // `check_allocated_data_page`, from `validate_free`.
+            if page >= state.page_count
+                || divider.is_internal(page)
+                || !state.bitmap.get(page)
+                || (protected_pages && state.directory.owns(page))
+            {
+                return self.validate_free(page);
+            }
         }
-        pages.sort_unstable();
-        if let Some(pair) = pages.windows(2).find(|pair| pair[0] == pair[1]) {
-            return Err(MappedPageError::DuplicateId { page: pair[0] });
-        }
-        self.state.apply(&PageRun::free_runs(pages));
+        Ok(())
+    }
+
+    /// The rest of a free whose ids passed [`validate_free_ids`](Self::validate_free_ids): sorts
+    /// them, rejects a repeated id (`DuplicateId` of the smallest), and marks them free.
+    fn stage_validated_free(
+        &mut self,
+        mut ids: Vec<PageId<PAGE_SIZE>>,
+    ) -> Result<(), MappedPageError> {
+        ids.sort_unstable();
+        let runs = PageRun::try_free_runs(ids.iter().map(|id| id.raw()))
+            .map_err(|page| MappedPageError::DuplicateId { page })?;
+        self.state.apply(&runs);
         Ok(())
     }
 
@@ -611,10 +638,13 @@ impl<const PAGE_SIZE: usize, S: Storage> Pager<PAGE_SIZE, S> {
     /// assert_eq!(pager.allocated_page_count(), 0);
     /// ```
     pub fn free_bulk(&mut self, ids: Vec<PageId<PAGE_SIZE>>) -> Result<(), MappedPageError> {
-        self.stage_free(&ids)?;
+        // `stage_free`, sorting the caller's vector in place instead of a copy.
+        self.check_poison()?;
         if ids.is_empty() {
             return Ok(());
         }
+        self.validate_free_ids(&ids)?;
+        self.stage_validated_free(ids)?;
         self.commit_prepared(Vec::new(), "free_bulk")
     }
 

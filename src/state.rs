@@ -18,18 +18,110 @@ pub(crate) struct PageRun {
 impl PageRun {
     /// Free runs covering `pages` (sorted, distinct), consecutive pages merged into one run.
     pub(crate) fn free_runs(pages: impl IntoIterator<Item = u64>) -> Vec<PageRun> {
+        Self::try_free_runs(pages).unwrap_or_else(|page| panic!("page {page} freed twice"))
+    }
+
+    /// [`free_runs`](Self::free_runs) for sorted pages that may repeat: `Err` with the first
+    /// (smallest) repeated page.
+    pub(crate) fn try_free_runs(pages: impl IntoIterator<Item = u64>) -> Result<Vec<PageRun>, u64> {
         let mut runs: Vec<PageRun> = Vec::new();
+        // The run being built, kept out of the vector so the loop stays in registers.
+        let mut current: Option<(u64, u64)> = None;
         for page in pages {
-            match runs.last_mut() {
-                Some(run) if run.end_page == page => run.end_page += 1,
-                _ => runs.push(PageRun {
-                    first_page: page,
-                    end_page: page + 1,
-                    kind: LogKind::Free,
-                }),
-            }
+            current = match current {
+                Some((first, end)) if end == page => Some((first, end + 1)),
+                Some((_, end)) if end - 1 == page => return Err(page),
+                Some((first, end)) => {
+                    runs.push(PageRun {
+                        first_page: first,
+                        end_page: end,
+                        kind: LogKind::Free,
+                    });
+                    Some((page, page + 1))
+                }
+                None => Some((page, page + 1)),
+            };
         }
-        runs
+        if let Some((first, end)) = current {
+            runs.push(PageRun {
+                first_page: first,
+                end_page: end,
+                kind: LogKind::Free,
+            });
+        }
+        Ok(runs)
+    }
+}
+
+/// The distinct values of `groups` (`len` of them, each below 2^40) with how often each occurs,
+/// in no particular order: an open-addressing table of at least twice `len` slots, so counting
+/// costs one hash and a probe or two per value (a map or a sort of the whole log cost several
+/// times as much on every commit that overflows the log).
+fn count_groups(groups: impl Iterator<Item = u64>, len: usize) -> Vec<(u64, usize)> {
+    const EMPTY: u64 = u64::MAX;
+    let slots = (2 * len).next_power_of_two().max(16);
+    let shift = 64 - slots.trailing_zeros();
+    let mut table: Vec<(u64, usize)> = vec![(EMPTY, 0); slots];
+    for group in groups {
+        debug_assert!(group != EMPTY);
+        // Fibonacci hashing: the top bits of the product spread consecutive groups apart.
+        let mut index = (group.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> shift) as usize;
+        loop {
+            let slot = &mut table[index];
+            if slot.0 == group {
+                slot.1 += 1;
+                break;
+            }
+            if slot.0 == EMPTY {
+                *slot = (group, 1);
+                break;
+            }
+            index = (index + 1) & (slots - 1);
+        }
+    }
+    table.retain(|slot| slot.0 != EMPTY);
+    table
+}
+
+/// Division by the group size without a division instruction, for per-entry and per-id loops
+/// ([`AllocState::plan_folds`], the validation of `free_bulk`). The group size is `G = 256 · d`
+/// with `d = P / 32 − 1` (SPEC.md §2.1: `G = (P − 32) · 8`) and a page number is below 2^40, so
+/// `page / G = (page >> 8) / d` with a numerator below 2^32; for those, `(n · ⌈2^64 / d⌉) >> 64`
+/// is exactly `n / d` (Lemire, Kaser and Kurz, "Faster remainder by direct computation", 2019:
+/// exact for 32-bit numerators and divisors with a 64-bit multiplier).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct GroupDivider {
+    multiplier: u64,
+    pages_per_group: u64,
+}
+
+impl GroupDivider {
+    #[inline]
+    pub(crate) fn new(geometry: Geometry) -> GroupDivider {
+        let pages_per_group = geometry.pages_per_group();
+        let divisor = pages_per_group >> 8;
+        assert!(
+            divisor << 8 == pages_per_group && divisor > 1 && !divisor.is_power_of_two(),
+            "group size {pages_per_group} is not 256 times an odd number"
+        );
+        GroupDivider {
+            // ⌈2^64 / d⌉ for a d that is not a power of two.
+            multiplier: u64::MAX / divisor + 1,
+            pages_per_group,
+        }
+    }
+
+    /// [`Geometry::group_of`] for `page < 2^40`.
+    #[inline]
+    pub(crate) fn group_of(self, page: u64) -> u64 {
+        debug_assert!(page < 1 << 40, "page {page} beyond the format's 2^40 pages");
+        ((u128::from(page >> 8) * u128::from(self.multiplier)) >> 64) as u64
+    }
+
+    /// [`Geometry::is_internal`] for `page < 2^40`.
+    #[inline]
+    pub(crate) fn is_internal(self, page: u64) -> bool {
+        page < FIRST_DATA_PAGE || page - self.group_of(page) * self.pages_per_group < 2
     }
 }
 
@@ -259,32 +351,78 @@ impl AllocState {
         let geometry = self.geometry;
         let capacity = geometry.log_capacity();
         let materialized = self.materialized_groups;
+        // Pages at or past `fresh_start` lie in fresh groups: comparing first pages with it
+        // classifies an entry without dividing by the group size.
+        let fresh_start = geometry.group_start(materialized);
+        let mut materialized_entries = 0usize;
+        let mut highest_fresh_page: Option<u64> = None;
+        for entry in &self.log {
+            if entry.first_page < fresh_start {
+                materialized_entries += 1;
+            } else {
+                highest_fresh_page = highest_fresh_page.max(Some(entry.first_page));
+            }
+        }
         let highest_fresh = if materialize_all {
             Some(geometry.group_count(self.page_count) - 1)
         } else {
-            self.log
-                .iter()
-                .map(|entry| geometry.group_of(entry.first_page))
-                .filter(|&group| group >= materialized)
-                .max()
+            highest_fresh_page.map(|page| geometry.group_of(page))
         };
+        if highest_fresh.is_none() && materialized_entries <= capacity {
+            // The common commit: no fresh group touched and the log fits. Nothing to fold.
+            return Vec::new();
+        }
         let mut folds: Vec<u64> = match highest_fresh {
             Some(highest) => (materialized..=highest).collect(),
             None => Vec::new(),
         };
-        let mut counts: std::collections::BTreeMap<u64, usize> = std::collections::BTreeMap::new();
-        for entry in &self.log {
-            let group = geometry.group_of(entry.first_page);
-            if group < materialized {
-                *counts.entry(group).or_default() += 1;
-            }
+        if materialized_entries > capacity {
+            folds.extend(self.overflow_folds(fresh_start, materialized_entries));
         }
-        let mut remaining: usize = counts.values().sum();
+        folds.sort_unstable();
+        self.remove_folded_entries(&folds);
+        assert!(
+            self.log.len() <= capacity,
+            "log still over capacity after folding"
+        );
+        folds
+    }
+
+    /// The materialized groups to fold so that the log entries of materialized groups
+    /// (`materialized_entries` of them, more than the log capacity) fit: most entries first, the
+    /// lowest group on ties, until the rest fits.
+    fn overflow_folds(&self, fresh_start: u64, materialized_entries: usize) -> Vec<u64> {
+        let geometry = self.geometry;
+        let capacity = geometry.log_capacity();
+        let divider = GroupDivider::new(geometry);
+        let groups = self
+            .log
+            .iter()
+            .filter(|entry| entry.first_page < fresh_start)
+            .map(|entry| divider.group_of(entry.first_page));
+        // (group, entries), in no particular order.
+        let mut counts = count_groups(groups, materialized_entries);
+        // Most entries first, the lowest group breaks ties: a total order (groups are distinct),
+        // so picking the best one at a time and sorting give the same sequence. A commit
+        // usually needs one or two folds: pick those by scanning; sort only for many.
+        let better = |a: &(u64, usize), b: &(u64, usize)| a.1 > b.1 || (a.1 == b.1 && a.0 < b.0);
+        const SCANNED_PICKS: usize = 4;
+        let mut remaining = materialized_entries;
+        let mut folds = Vec::new();
+        while remaining > capacity && folds.len() < SCANNED_PICKS {
+            let mut best = 0;
+            for index in 1..counts.len() {
+                if better(&counts[index], &counts[best]) {
+                    best = index;
+                }
+            }
+            let (group, count) = counts.swap_remove(best);
+            folds.push(group);
+            remaining -= count;
+        }
         if remaining > capacity {
-            let mut by_count: Vec<(u64, usize)> = counts.into_iter().collect();
-            // Most entries first; the lowest group breaks ties so the choice is deterministic.
-            by_count.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
-            for (group, count) in by_count {
+            counts.sort_unstable_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+            for (group, count) in counts {
                 if remaining <= capacity {
                     break;
                 }
@@ -292,17 +430,24 @@ impl AllocState {
                 remaining -= count;
             }
         }
-        folds.sort_unstable();
-        self.log.retain(|entry| {
-            folds
-                .binary_search(&geometry.group_of(entry.first_page))
-                .is_err()
-        });
-        assert!(
-            self.log.len() <= capacity,
-            "log still over capacity after folding"
-        );
         folds
+    }
+
+    /// Drops the log entries of the groups in `folds` (sorted, distinct).
+    fn remove_folded_entries(&mut self, folds: &[u64]) {
+        if folds.is_empty() {
+            return;
+        }
+        let geometry = self.geometry;
+        // First pages of the folded groups, and of the groups after them: an entry is folded
+        // when its first page lies in one of these half-open ranges. Compared, not divided.
+        let starts: Vec<u64> = folds.iter().map(|&g| geometry.group_start(g)).collect();
+        self.log.retain(|entry| {
+            let after = starts.partition_point(|&start| start <= entry.first_page);
+            // `after > 0`: the entry starts at or past the first page of fold `after − 1`; it is
+            // in that group when it starts before the group's end.
+            after == 0 || entry.first_page >= starts[after - 1] + geometry.pages_per_group()
+        });
     }
 
     /// The metadata page that a commit of this state at `generation` writes.
@@ -425,5 +570,125 @@ mod tests {
         s.apply(&[alloc(fresh, fresh + 1)]);
         assert_eq!(s.plan_folds(false), vec![2]);
         assert_eq!(s.log.len(), 1);
+    }
+
+    #[test]
+    fn group_divider_divides_exactly() {
+        let mut size = 1024;
+        let mut seed = 1u64;
+        while size <= crate::format::MAX_PAGE_SIZE {
+            let geometry = Geometry::new(size);
+            let divider = GroupDivider::new(geometry);
+            let per_group = geometry.pages_per_group();
+            let last_page = (1u64 << 40) - 1;
+            let mut pages = vec![0, 1, per_group - 1, per_group, per_group + 1, last_page];
+            for group in [2, 3, 1000, last_page / per_group - 1, last_page / per_group] {
+                let start = group * per_group;
+                pages.extend([start - 1, start, start + 1]);
+            }
+            for _ in 0..if cfg!(miri) { 200 } else { 10_000 } {
+                seed = seed.wrapping_add(0x9E37_79B9_7F4A_7C15);
+                pages.push((seed ^ (seed >> 29)).wrapping_mul(0xBF58_476D_1CE4_E5B9) >> 24);
+            }
+            for page in pages {
+                assert_eq!(
+                    divider.group_of(page),
+                    page / per_group,
+                    "page {page} at {size}"
+                );
+                assert_eq!(
+                    divider.is_internal(page),
+                    geometry.is_internal(page),
+                    "page {page} at {size}"
+                );
+            }
+            size *= 2;
+        }
+    }
+
+    /// `plan_folds` as first written (a map over the whole log, sorted): the reference the
+    /// faster version must agree with, group for group and entry for entry.
+    fn reference_plan_folds(s: &mut AllocState, materialize_all: bool) -> Vec<u64> {
+        let geometry = s.geometry;
+        let capacity = geometry.log_capacity();
+        let materialized = s.materialized_groups;
+        let highest_fresh = if materialize_all {
+            Some(geometry.group_count(s.page_count) - 1)
+        } else {
+            s.log
+                .iter()
+                .map(|entry| geometry.group_of(entry.first_page))
+                .filter(|&group| group >= materialized)
+                .max()
+        };
+        let mut folds: Vec<u64> = match highest_fresh {
+            Some(highest) => (materialized..=highest).collect(),
+            None => Vec::new(),
+        };
+        let mut counts = std::collections::BTreeMap::<u64, usize>::new();
+        for entry in &s.log {
+            let group = geometry.group_of(entry.first_page);
+            if group < materialized {
+                *counts.entry(group).or_default() += 1;
+            }
+        }
+        let mut remaining: usize = counts.values().sum();
+        if remaining > capacity {
+            let mut by_count: Vec<(u64, usize)> = counts.into_iter().collect();
+            by_count.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+            for (group, count) in by_count {
+                if remaining <= capacity {
+                    break;
+                }
+                folds.push(group);
+                remaining -= count;
+            }
+        }
+        folds.sort_unstable();
+        s.log.retain(|entry| {
+            folds
+                .binary_search(&geometry.group_of(entry.first_page))
+                .is_err()
+        });
+        folds
+    }
+
+    #[test]
+    fn plan_folds_agrees_with_the_reference() {
+        let g = Geometry::new(1024);
+        let per_group = g.pages_per_group();
+        let group_count = 40;
+        let mut seed = 7u64;
+        let mut next = |bound: u64| {
+            seed = seed.wrapping_add(0x9E37_79B9_7F4A_7C15);
+            let z = (seed ^ (seed >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+            (z ^ (z >> 31)) % bound
+        };
+        for case in 0..if cfg!(miri) { 60 } else { 3_000 } {
+            let mut s = AllocState::new_file(g, per_group * group_count);
+            s.materialized_groups = next(group_count + 1);
+            // Entries concentrated on a few groups, or spread, or past the capacity by far.
+            let spread = 1 + next(group_count);
+            let entry_count = match case % 3 {
+                0 => next(g.log_capacity() as u64 + 3),
+                1 => g.log_capacity() as u64 + next(4),
+                _ => next(6 * g.log_capacity() as u64),
+            };
+            s.log = (0..entry_count)
+                .map(|_| {
+                    let group = next(spread);
+                    LogEntry {
+                        first_page: group * per_group + 2 + next(per_group - 3),
+                        page_count: 1,
+                        kind: LogKind::Alloc,
+                    }
+                })
+                .collect();
+            let materialize_all = case % 17 == 0;
+            let mut reference = s.clone();
+            let expected = reference_plan_folds(&mut reference, materialize_all);
+            assert_eq!(s.plan_folds(materialize_all), expected, "case {case}");
+            assert_eq!(s.log, reference.log, "case {case}");
+        }
     }
 }

@@ -15,8 +15,11 @@ pub struct Sample {
     pub op_count: u64,
     /// Bytes copied in the timed region (throughput rows), else 0.
     pub bytes_moved: u64,
-    /// `msync` + `fsync` + `fdatasync` system calls in the timed region (process-wide counter).
+    /// `msync` + `fsync` + `fdatasync` system calls in the timed region (process-wide counter):
+    /// each one a device cache flush on the bench's file systems.
     pub syscall_count: u64,
+    /// `sync_file_range` system calls in the timed region (range writes without a flush).
+    pub range_write_count: u64,
     /// Durability barriers reported by the crate itself (`MmapStorage::stats().barriers`,
     /// `SimStorage::sync_count()`); `None` where the crate cannot report them.
     pub barrier_count: Option<u64>,
@@ -40,6 +43,7 @@ impl Sample {
         self.op_count += other.op_count;
         self.bytes_moved += other.bytes_moved;
         self.syscall_count += other.syscall_count;
+        self.range_write_count += other.range_write_count;
         self.barrier_count = match (self.barrier_count, other.barrier_count) {
             (Some(a), Some(b)) => Some(a + b),
             (None, b) if was_empty => b,
@@ -71,11 +75,12 @@ impl Probe {
     /// Stops the clock; the sample still needs `barrier_count` / `bytes_synced` if known.
     pub fn stop(self, op_count: u64) -> Sample {
         let elapsed = self.started.elapsed();
-        let syscall_count = SyscallCounts::now().since(self.syscalls_before).total();
+        let counted = SyscallCounts::now().since(self.syscalls_before);
         Sample {
             elapsed,
             op_count,
-            syscall_count,
+            syscall_count: counted.total(),
+            range_write_count: counted.sync_file_range_calls,
             ..Sample::default()
         }
     }
@@ -143,6 +148,15 @@ impl Series {
     /// Durability syscalls per operation over all samples.
     pub fn syscalls_per_op(&self) -> f64 {
         self.samples.iter().map(|s| s.syscall_count).sum::<u64>() as f64 / self.total_ops() as f64
+    }
+
+    /// `sync_file_range` calls per operation over all samples.
+    pub fn range_writes_per_op(&self) -> f64 {
+        self.samples
+            .iter()
+            .map(|s| s.range_write_count)
+            .sum::<u64>() as f64
+            / self.total_ops() as f64
     }
 
     /// Barriers per operation over all samples, if every sample knows them.

@@ -41,14 +41,28 @@ fn format_syncs(series: &Series, syscalls_counted: bool) -> String {
     }
 }
 
-fn cells(row: &Row, series: Option<&Series>, syscalls_counted: bool) -> [String; 3] {
+fn format_range_writes(series: &Series, syscalls_counted: bool) -> String {
+    if syscalls_counted {
+        format!("{:.2}", series.range_writes_per_op())
+    } else {
+        "n/a".to_string()
+    }
+}
+
+fn cells(row: &Row, series: Option<&Series>, syscalls_counted: bool) -> [String; 4] {
     match series {
         Some(series) if !series.samples.is_empty() => [
             format_value(row.unit, series.median(row.unit)),
             format!("{:.1} %", series.spread_percent(row.unit)),
             format_syncs(series, syscalls_counted),
+            format_range_writes(series, syscalls_counted),
         ],
-        _ => ["—".to_string(), "—".to_string(), "—".to_string()],
+        _ => [
+            "—".to_string(),
+            "—".to_string(),
+            "—".to_string(),
+            "—".to_string(),
+        ],
     }
 }
 
@@ -56,21 +70,23 @@ fn cells(row: &Row, series: Option<&Series>, syscalls_counted: bool) -> [String;
 pub const LEGEND: &str = "Median over the repetitions; IQR = interquartile range as % of the \
 median. Ratio = ours / 0.2.0 as a ratio of times (below 1: ours is faster; for GiB/s rows, \
 0.2.0's throughput over ours). syncs/op = msync + fsync + fdatasync system calls per operation, \
-counted in-process for every contender alike; in parentheses, the durability barriers this \
-crate reports (one barrier may be several msync calls, one per non-adjacent range).";
-
+counted in-process for every contender alike; on the bench's file systems each one ends in a \
+device cache flush. In parentheses, the durability barriers this crate reports. range \
+writes/op = sync_file_range calls per operation (this crate's one-flush barriers write all \
+ranges but the last with it: written and waited for, no flush; the barrier's one msync then \
+flushes them); 0.2.0 makes none.";
 /// The table, one line per row.
 pub fn markdown_table(rows: &[Row], syscalls_counted: bool) -> String {
     let mut out = String::new();
     out.push_str(
         "| row | ours (0.3) median | IQR | 0.2.0 median | IQR | ratio ours/0.2.0 | \
-         syncs/op ours | syncs/op 0.2.0 | notes |\n",
+         syncs/op ours | range writes/op ours | syncs/op 0.2.0 | notes |\n",
     );
-    out.push_str("|---|--:|--:|--:|--:|--:|--:|--:|---|\n");
+    out.push_str("|---|--:|--:|--:|--:|--:|--:|--:|--:|---|\n");
     for row in rows {
-        let [ours_median, ours_spread, ours_syncs] =
+        let [ours_median, ours_spread, ours_syncs, ours_range_writes] =
             cells(row, row.ours.as_ref(), syscalls_counted);
-        let [theirs_median, theirs_spread, theirs_syncs] =
+        let [theirs_median, theirs_spread, theirs_syncs, _] =
             cells(row, row.theirs.as_ref(), syscalls_counted);
         let ratio = row
             .time_ratio()
@@ -79,7 +95,7 @@ pub fn markdown_table(rows: &[Row], syscalls_counted: bool) -> String {
         let _ = writeln!(
             out,
             "| {} | {ours_median} | {ours_spread} | {theirs_median} | {theirs_spread} | {ratio} | \
-             {ours_syncs} | {theirs_syncs} | {} |",
+             {ours_syncs} | {ours_range_writes} | {theirs_syncs} | {} |",
             row.label, row.note
         );
     }
@@ -134,9 +150,11 @@ pub fn targets(rows: &[Row]) -> String {
         Some(series) => {
             let barriers = series.barriers_per_op().unwrap_or(f64::NAN);
             let syscalls = series.syscalls_per_op();
+            let range_writes = series.range_writes_per_op();
             format!(
                 "- Protected commit in one sync, one-sync mode: {barriers:.2} barriers and \
-                 {syscalls:.2} sync syscalls per commit (target 1): {}",
+                 {syscalls:.2} sync syscalls (device flushes) per commit, plus {range_writes:.2} \
+                 sync_file_range writes without a flush (target 1): {}",
                 verdict(barriers <= 1.0 && syscalls <= 1.0)
             )
         }
@@ -202,13 +220,14 @@ fn json_series(unit: Unit, series: Option<&Series>) -> String {
     let values: Vec<String> = series.values(unit).into_iter().map(json_number).collect();
     format!(
         "{{\"median\": {}, \"iqr_percent_of_median\": {}, \"min\": {}, \"max\": {}, \
-         \"syscalls_per_op\": {}, \"barriers_per_op\": {}, \"bytes_synced_per_op\": {}, \
-         \"values\": [{}]}}",
+         \"syscalls_per_op\": {}, \"range_writes_per_op\": {}, \"barriers_per_op\": {}, \
+         \"bytes_synced_per_op\": {}, \"values\": [{}]}}",
         json_number(series.median(unit)),
         json_number(series.spread_percent(unit)),
         json_number(series.min_max(unit).0),
         json_number(series.min_max(unit).1),
         json_number(series.syscalls_per_op()),
+        json_number(series.range_writes_per_op()),
         series
             .barriers_per_op()
             .map(json_number)

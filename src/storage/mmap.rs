@@ -11,20 +11,119 @@ use super::{Storage, coalesce};
 use crate::error::{IoOperation, MappedPageError};
 
 /// Counters of the durability work done through a [`MmapStorage`].
+///
+/// A barrier ([`Storage::sync_ranges`]) over `n` coalesced ranges costs, where
+/// [`MmapStorage::one_flush_barriers`] is true, `n − 1` range writes and one `msync`: one device
+/// cache flush. Elsewhere it costs `n` `msync` calls, each its own flush. SPEC.md §5 has the
+/// reasoning.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct SyncStats {
     /// Calls to [`Storage::sync_ranges`] and [`Storage::sync_all`] (durability barriers).
     pub barriers: u64,
-    /// `msync` system calls issued (one per coalesced range).
+    /// `msync(MS_SYNC)` system calls issued. On Linux each one is an `fdatasync` of its range and
+    /// ends in a device cache flush (ext4, xfs, btrfs), so this counts device flushes: one per
+    /// barrier with one-flush barriers, one per coalesced range without.
     pub msync_calls: u64,
-    /// Bytes covered by those `msync` calls.
+    /// `sync_file_range(WAIT_BEFORE | WRITE | WAIT_AFTER)` system calls issued (Linux, one-flush
+    /// barriers only): every range of a barrier but the last is written and waited for, without
+    /// a flush; the barrier's closing `msync` flushes them. Not a flush.
+    pub range_writes: u64,
+    /// Bytes covered by the barriers: the coalesced ranges of every `sync_ranges` (whether
+    /// written by `msync` or by `sync_file_range`) and the whole file for every `sync_all`.
     pub bytes_synced: u64,
+}
+
+/// How a barrier over several ranges reaches the medium.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum BarrierMethod {
+    /// One `msync(MS_SYNC)` per coalesced range: one device flush per range.
+    MsyncPerRange,
+    /// `sync_file_range` for every range but the last, then `msync(MS_SYNC)` of the last: one
+    /// device flush per barrier. Linux only, on the file systems of
+    /// [`linux::ONE_FLUSH_FILE_SYSTEMS`] (SPEC.md §5).
+    #[cfg(target_os = "linux")]
+    WriteThenFlush,
+}
+
+impl BarrierMethod {
+    /// The method for `file`: one flush per barrier where the file system is known to support
+    /// it, else one `msync` per range.
+    fn for_file(file: &File) -> BarrierMethod {
+        #[cfg(target_os = "linux")]
+        if linux::supports_one_flush(file) {
+            return BarrierMethod::WriteThenFlush;
+        }
+        let _ = file;
+        BarrierMethod::MsyncPerRange
+    }
+}
+
+/// The Linux system calls behind one-flush barriers.
+#[cfg(target_os = "linux")]
+mod linux {
+    use std::fs::File;
+    use std::io;
+    use std::ops::Range;
+    use std::os::fd::AsRawFd;
+
+    /// `statfs.f_type` of the file systems whose `fsync` of a range persists every metadata change
+    /// the inode's data needs (block allocations, extent conversions, the size), not only those
+    /// of the range, and then flushes the device cache: what lets one `msync` at the end of a
+    /// barrier make the ranges written before it by `sync_file_range` durable (SPEC.md §5).
+    /// Anything else (overlayfs, whose mappings belong to another file than the descriptor; NFS;
+    /// FUSE; …) keeps one `msync` per range.
+    pub(super) const ONE_FLUSH_FILE_SYSTEMS: [u32; 4] = [
+        0xEF53,      // ext2, ext3, ext4
+        0x5846_5342, // xfs
+        0x9123_683E, // btrfs (its fsync always syncs the whole file)
+        0x0102_1994, // tmpfs (nothing is durable; both calls are no-ops)
+    ];
+
+    /// True if `file` lies on one of [`ONE_FLUSH_FILE_SYSTEMS`]; false if it does not or
+    /// `fstatfs` fails.
+    pub(super) fn supports_one_flush(file: &File) -> bool {
+        // SAFETY: `statfs` is a plain C struct of integers, for which all zero bytes is a valid
+        // value.
+        let mut stat: libc::statfs = unsafe { std::mem::zeroed() };
+        // SAFETY: `stat` is a valid, writable `statfs` that outlives the call, and the descriptor
+        // stays open for as long as `file` is borrowed.
+        let result = unsafe { libc::fstatfs(file.as_raw_fd(), &mut stat) };
+        // `f_type` is a signed or unsigned word depending on the target; the magic numbers are
+        // 32-bit patterns.
+        result == 0 && ONE_FLUSH_FILE_SYSTEMS.contains(&(stat.f_type as u32))
+    }
+
+    /// Writes the dirty pages of `range` and waits until the device has completed the writes;
+    /// issues no cache flush and writes no metadata.
+    pub(super) fn write_range(file: &File, range: &Range<u64>) -> io::Result<()> {
+        let too_large = || io::Error::new(io::ErrorKind::InvalidInput, "range beyond off64_t");
+        let offset = range.start.try_into().map_err(|_| too_large())?;
+        let length = (range.end - range.start)
+            .try_into()
+            .map_err(|_| too_large())?;
+        let flags = libc::SYNC_FILE_RANGE_WAIT_BEFORE
+            | libc::SYNC_FILE_RANGE_WRITE
+            | libc::SYNC_FILE_RANGE_WAIT_AFTER;
+        // SAFETY: `sync_file_range` reads and writes no memory of this process: it takes a
+        // descriptor that `file` keeps open for the duration of the call, and integers.
+        let result = unsafe { libc::sync_file_range(file.as_raw_fd(), offset, length, flags) };
+        if result == 0 {
+            Ok(())
+        } else {
+            Err(io::Error::last_os_error())
+        }
+    }
 }
 
 /// A file mapped into memory with [memmap2]; the backend of `Pager::create` and `Pager::open`.
 ///
-/// * A range sync is an `msync(MS_SYNC)` of exactly the (page-aligned) ranges asked for, never the
-///   whole map.
+/// * A barrier writes exactly the (page-aligned) ranges asked for, never the whole map. On Linux,
+///   on ext4, xfs, btrfs and tmpfs, a barrier over several ranges writes all but the last with
+///   `sync_file_range` (written and waited for, no flush) and ends with one `msync(MS_SYNC)` of
+///   the last, whose device cache flush makes them all durable: one flush per barrier
+///   ([`one_flush_barriers`](Self::one_flush_barriers)). Elsewhere every range is its own
+///   `msync(MS_SYNC)`. SPEC.md §5 states what this relies on.
 /// * Growth is `set_len` followed by a new mapping; the pager then syncs a range of the new
 ///   length, which on Linux file systems (ext4, xfs, btrfs) also makes the new size durable.
 /// * The file is locked exclusively (`flock`) for the lifetime of the storage, so a second
@@ -47,6 +146,8 @@ pub struct MmapStorage {
     len_bytes: u64,
     stats: SyncStats,
     sync_log: Option<Vec<Vec<Range<u64>>>>,
+    /// Found by the first barrier over several ranges (an `fstatfs`), not at open.
+    method: Option<BarrierMethod>,
 }
 
 impl std::fmt::Debug for MmapStorage {
@@ -54,6 +155,7 @@ impl std::fmt::Debug for MmapStorage {
         f.debug_struct("MmapStorage")
             .field("len_bytes", &self.len_bytes)
             .field("stats", &self.stats)
+            .field("method", &self.method)
             .finish_non_exhaustive()
     }
 }
@@ -105,6 +207,7 @@ impl MmapStorage {
             len_bytes,
             stats: SyncStats::default(),
             sync_log: None,
+            method: None,
         })
     }
 
@@ -177,6 +280,15 @@ impl MmapStorage {
     /// Durability counters since this storage was opened.
     pub fn stats(&self) -> SyncStats {
         self.stats
+    }
+
+    /// True when a barrier over several ranges costs one device flush: Linux, with the file on
+    /// ext4, xfs, btrfs or tmpfs (all ranges but the last are written by `sync_file_range`, the
+    /// last by `msync(MS_SYNC)`). False when every range is its own `msync` (SPEC.md §5).
+    pub fn one_flush_barriers(&self) -> bool {
+        self.method
+            .unwrap_or_else(|| BarrierMethod::for_file(&self.file))
+            != BarrierMethod::MsyncPerRange
     }
 
     /// Starts recording the ranges of every barrier (for conformance tests against `SimStorage`).
@@ -252,12 +364,33 @@ impl Storage for MmapStorage {
         let Some(map) = self.map.as_ref() else {
             return Ok(());
         };
-        for range in &merged {
-            self.stats.msync_calls += 1;
+        let Some((last, first_ranges)) = merged.split_last() else {
+            return Ok(());
+        };
+        // Every range but the last: written and waited for, without a flush where the last
+        // msync's flush covers them (SPEC.md §5), else each its own msync.
+        let method = match self.method {
+            Some(method) => method,
+            None if first_ranges.is_empty() => BarrierMethod::MsyncPerRange,
+            None => *self.method.insert(BarrierMethod::for_file(&self.file)),
+        };
+        for range in first_ranges {
             self.stats.bytes_synced += range.end - range.start;
-            map.flush_range(range.start as usize, (range.end - range.start) as usize)?;
+            match method {
+                #[cfg(target_os = "linux")]
+                BarrierMethod::WriteThenFlush => {
+                    self.stats.range_writes += 1;
+                    linux::write_range(&self.file, range)?;
+                }
+                BarrierMethod::MsyncPerRange => {
+                    self.stats.msync_calls += 1;
+                    map.flush_range(range.start as usize, (range.end - range.start) as usize)?;
+                }
+            }
         }
-        Ok(())
+        self.stats.msync_calls += 1;
+        self.stats.bytes_synced += last.end - last.start;
+        map.flush_range(last.start as usize, (last.end - last.start) as usize)
     }
 
     fn sync_all(&mut self) -> io::Result<()> {
@@ -271,5 +404,67 @@ impl Storage for MmapStorage {
             map.flush()?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const PAGE: u64 = 4096;
+
+    fn storage_of_pages(dir: &tempfile::TempDir, pages: u64) -> MmapStorage {
+        let path = dir.path().join("storage.bin");
+        let file = File::create(&path).unwrap();
+        file.set_len(pages * PAGE).unwrap();
+        drop(file);
+        MmapStorage::open(&path).unwrap()
+    }
+
+    #[test]
+    #[cfg_attr(miri, ignore = "mmap and fstatfs are not supported under Miri")]
+    fn a_barrier_over_several_ranges_is_one_msync_where_supported() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut storage = storage_of_pages(&dir, 8);
+        for page in [0, 1, 3, 6] {
+            storage.bytes_mut()[(page * PAGE) as usize] = page as u8 + 1;
+        }
+        // Pages 0 and 1 coalesce: three ranges.
+        storage
+            .sync_ranges(&[
+                6 * PAGE..7 * PAGE,
+                0..PAGE,
+                PAGE..2 * PAGE,
+                3 * PAGE..4 * PAGE,
+            ])
+            .unwrap();
+        let stats = storage.stats();
+        assert_eq!(stats.barriers, 1);
+        assert_eq!(stats.bytes_synced, 4 * PAGE);
+        if storage.one_flush_barriers() {
+            assert_eq!((stats.msync_calls, stats.range_writes), (1, 2));
+        } else {
+            assert_eq!((stats.msync_calls, stats.range_writes), (3, 0));
+        }
+        // One range: one msync, never a range write.
+        storage.sync_ranges(&[2 * PAGE..3 * PAGE]).unwrap();
+        let after = storage.stats();
+        assert_eq!(after.msync_calls - stats.msync_calls, 1);
+        assert_eq!(after.range_writes, stats.range_writes);
+        storage.sync_all().unwrap();
+        assert_eq!(storage.stats().bytes_synced, 5 * PAGE + 8 * PAGE);
+        let on_disk = std::fs::read(dir.path().join("storage.bin")).unwrap();
+        assert_eq!(on_disk[(6 * PAGE) as usize], 7);
+        assert_eq!(on_disk[(3 * PAGE) as usize], 4);
+    }
+
+    #[test]
+    #[cfg_attr(miri, ignore = "mmap and fstatfs are not supported under Miri")]
+    fn ranges_outside_the_file_fail_before_any_sync() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut storage = storage_of_pages(&dir, 2);
+        let error = storage.sync_ranges(&[0..PAGE, PAGE..3 * PAGE]).unwrap_err();
+        assert_eq!(error.kind(), io::ErrorKind::InvalidInput);
+        assert_eq!(storage.stats(), SyncStats::default());
     }
 }

@@ -302,6 +302,19 @@ pub struct SimStorage {
     lost_writes: BTreeMap<u64, Vec<u8>>,
 }
 
+/// Extends `bytes` to `new_len` with zeros. Past its capacity, a fresh zeroed allocation with
+/// the old bytes copied in: the allocator takes large zeroed blocks straight from the kernel,
+/// whose pages cost nothing until written, where `resize` would write every new zero byte.
+fn grow_zeroed(bytes: &mut Vec<u8>, new_len: usize) {
+    if new_len > bytes.capacity() {
+        let mut grown = vec![0u8; new_len];
+        grown[..bytes.len()].copy_from_slice(bytes);
+        *bytes = grown;
+    } else {
+        bytes.resize(new_len, 0);
+    }
+}
+
 /// A small deterministic generator (splitmix64) for seeded subsets.
 fn splitmix64(state: &mut u64) -> u64 {
     *state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
@@ -605,8 +618,8 @@ impl Storage for SimStorage {
         let new_len = usize::try_from(new_len_bytes)
             .map_err(|_| io::Error::new(io::ErrorKind::OutOfMemory, "length exceeds usize"))?;
         self.unshare_images();
-        self.volatile.resize(new_len, 0);
-        self.clean.resize(new_len, 0);
+        grow_zeroed(&mut self.volatile, new_len);
+        grow_zeroed(&mut self.clean, new_len);
         self.durable.resize(new_len);
         Ok(())
     }

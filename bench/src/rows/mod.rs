@@ -112,16 +112,24 @@ pub fn create_ours(path: &Path, mode: OursMode) -> BenchResult<Ours> {
 }
 
 /// Fills in the barrier and byte counters of this crate's storage over a timed region, and
-/// checks the interposed syscall counter against the crate's own count of `msync` calls (they
-/// must agree; a mismatch means the counting is wrong and is reported on stderr).
+/// checks the interposed syscall counters against the crate's own counts of `msync` and
+/// `sync_file_range` calls (they must agree; a mismatch means the counting is wrong and is
+/// reported on stderr).
 pub fn add_ours_stats(sample: &mut Sample, before: SyncStats, after: SyncStats) {
     sample.barrier_count = Some(after.barriers - before.barriers);
     sample.bytes_synced = Some(after.bytes_synced - before.bytes_synced);
     let msync_calls = after.msync_calls - before.msync_calls;
+    let range_writes = after.range_writes - before.range_writes;
     if sample.syscall_count != 0 && sample.syscall_count != msync_calls {
         eprintln!(
             "warning: counted {} sync syscalls where the crate reports {msync_calls} msync calls",
             sample.syscall_count
+        );
+    }
+    if sample.syscall_count != 0 && sample.range_write_count != range_writes {
+        eprintln!(
+            "warning: counted {} sync_file_range calls where the crate reports {range_writes}",
+            sample.range_write_count
         );
     }
 }
