@@ -300,10 +300,31 @@ fn designed_recovery_seeds() -> Vec<(&'static str, RecoveryInput)> {
             "designed-1k-regular-chain",
             RecoveryInput {
                 page_size: PageSize::K1,
-                crash: crash(9, vec![]),
+                // The chain's root keeps none of its in-flight sectors (`rest_kept`).
+                crash: CrashChoice {
+                    rest_kept: false,
+                    ..crash(9, vec![])
+                },
                 extra: Some(Extra::Chain {
                     second_sync: 3,
                     second_subset: 1,
+                    durable_length: false,
+                }),
+                ops: regular_growth.clone(),
+            },
+        ),
+        (
+            // The root keeps every sector in flight before sync 12, the first of a commit: the
+            // commit is half done (its first barrier's writes on disk, the superblock not), and
+            // recovery must scrub its leftovers (SPEC.md §4.3) before the continuation's commits
+            // reuse the generation; the second crash, nothing kept, shows it.
+            "designed-1k-regular-chain-half-done",
+            RecoveryInput {
+                page_size: PageSize::K1,
+                crash: crash(12, vec![]),
+                extra: Some(Extra::Chain {
+                    second_sync: 2,
+                    second_subset: 0,
                     durable_length: false,
                 }),
                 ops: regular_growth.clone(),
@@ -408,12 +429,8 @@ fn recovery_features(input: &RecoveryInput, summary: &recovery::Summary) -> Vec<
         Some(Extra::FailedGrowth { .. }) => features.push("failed-growth"),
         Some(Extra::Chain { .. }) => features.push("chain"),
         Some(Extra::Media { .. }) => features.push("media"),
-        None if summary.replayed => features.push(if summary.case.contains("recovery-crash") {
-            "recovery-crash"
-        } else {
-            "replayed-crash"
-        }),
-        None => features.push("direct-crash"),
+        None if summary.replayed => features.push("recovery-crash"),
+        None => features.push("crash"),
     }
     if summary.in_flight > 14 {
         features.push("wide");

@@ -1,50 +1,46 @@
 //! The `recovery` target: a fuzzer-chosen workload, crashed at a fuzzer-chosen point, recovered,
-//! and judged by crashsim's own checker.
+//! and judged by crashsim's own checker (the same code as the explorer's, called through
+//! crashsim's public API; nothing of it is restated here).
 //!
 //! The input (decoded with `arbitrary`) picks a page size, an operation sequence, a crash point
 //! (sync index, sector size, which in-flight sectors survive, file length, optionally a crash
 //! of the recovery) and optionally, instead, a failed sync, a failed growth, a chain (crash,
 //! recover, continue, crash again) or a damaged internal page. The operations become a crashsim
-//! scenario: [`AllocScenario`] when they are all regular, [`ProtectedScenario`] otherwise. The scenario is
-//! wrapped in [`Capture`], which delegates `run`, `resume` and `check` to it unchanged and only
-//! records what the clean run left (the crash point before every sync and the acknowledged
-//! models), so the target can choose a crash among the states that exist.
-//!
-//! Judging uses crashsim's public API; none of its checks is copied. Until crashsim exposes
-//! them, three pieces of glue restate explorer internals (each marked where it is defined):
-//! `allowed_at`, the seed of the explorer's subset sampling, and the media phase's page list.
+//! scenario: [`AllocScenario`] when they are all regular, [`ProtectedScenario`] otherwise, run in
+//! both commit modes (two barriers per commit, then one: SPEC.md §3.2.1). The
+//! scenario is wrapped in [`Capture`], which delegates `run`, `resume` and `check` to it
+//! unchanged and only records what the runs left (the crash point before every sync and the
+//! acknowledged models of the clean run, the continuation of a chain), so the target can choose
+//! a crash among the states that exist.
 //!
 //! 1. `crashsim::explore` with every phase off runs the workload once: the checks the scenario
 //!    makes during its run (an owned page handed out, a writer that does not start from the
 //!    committed content, a failure that leaves memory and disk apart, ...) report there.
-//! 2. `crashsim::replay` of one `Case` (`Crash`, `RecoveryCrash`, `FailedSync`, `FailedGrowth`,
-//!    `Chain`, `Media`) then reruns exactly that crash state through the explorer's judge: it
-//!    opens (INV-1), is well-formed (INV-5), matches the acknowledged or in-flight model
-//!    (`Scenario::check`: INV-2/3/4), survives a crash of its own recovery and a crash after
-//!    more work (INV-6), loses nothing after a failure (INV-7), detects or survives damage
-//!    (INV-8, INV-13). A chain needs a first `replay` to run the continuation (recorded by
-//!    [`Capture`]) before its second crash can be chosen; a media case must name a page and
-//!    field the explorer's media phase lists, which `media_target` rebuilds.
-//! 3. `replay` evaluates a `Crash` only if its kept sectors are among the subsets the explorer
-//!    enumerates (all subsets up to 14 in-flight sectors; named patterns and seeded samples
-//!    beyond). For any other subset, which is most of what the fuzzer picks once more than 14
-//!    sectors are in flight, the target opens the crash image itself and calls the scenario's
-//!    `Scenario::check` with the allowed models. That path does not run crashsim's private
-//!    `check_well_formed`; a public `crashsim::check_image` (see fuzz/README.md) would close
-//!    the gap.
+//! 2. A plain crash, whatever sectors it keeps, is judged by `crashsim::check_image`, the
+//!    explorer's judge for one image: it opens (INV-1), is well-formed (INV-5), matches the
+//!    acknowledged or in-flight model that `crashsim::allowed_at` gives for the crash point
+//!    (`Scenario::check`: INV-2/3/4); a panic is INV-9.
+//! 3. Every other state is a crashsim `Case` (`RecoveryCrash`, `FailedSync`, `FailedGrowth`,
+//!    `Chain`, `Media`) rerun by `crashsim::replay` through the same judge plus the checks its
+//!    kind adds: a crash of its own recovery and a crash after more work (INV-6), nothing lost
+//!    after a failure (INV-7), damage detected or survived (INV-8, INV-13). `replay` evaluates
+//!    any kept sectors (not only the subsets the explorer enumerates) and says when a case is
+//!    not a state of the workload (a harness error here). A chain's second crash is chosen after
+//!    a first `replay` has run the continuation, which [`Capture`] records; a damaged page and
+//!    field are chosen among `crashsim::media_damages`, the media phase's own list.
 
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use arbitrary::Arbitrary;
 use crashsim::alloc_model::{AllocScenario, Op};
 use crashsim::protected_model::{ProtectedOp, ProtectedScenario};
 use crashsim::subsets::subsets;
 use crashsim::{
-    Allowed, Case, Config, Finding, Matched, Phases, Recorder, Scenario, Violation, explore, replay,
+    Allowed, Case, Config, Finding, Keeps, Length, Matched, MediaDamage, Phases, Recorder,
+    Scenario, Violation, allowed_at, check_image, explore, media_damages, replay,
 };
-use mappedpages::format::{DIRECTORY_MAGIC, Geometry};
-use mappedpages::{CrashLength, CrashPoint, MappedPageError, Pager, SectorSize, SimStorage};
+use mappedpages::{CommitMode, CrashPoint, Pager, SectorSize, SimStorage};
 
 use crate::finding;
 
@@ -161,8 +157,8 @@ pub struct CrashChoice {
     pub mask: Vec<u8>,
     /// Whether in-flight sectors past the mask are kept.
     pub rest_kept: bool,
-    /// Then crash the recovery too: before its sync `sync`, keeping the subset `subset` of that
-    /// sync's sectors (indices into crashsim's subset enumeration).
+    /// Then crash the recovery too: before its sync `sync` (modulo its syncs), keeping of the
+    /// 512-byte sectors that sync writes the `i`-th if bit `i % 16` of the mask is set.
     pub recovery: Option<(u8, u16)>,
 }
 
@@ -197,25 +193,29 @@ pub enum Extra {
         /// Which growth.
         growth: u8,
     },
-    /// A crash before sync `crash.sync` (crashsim keeps none or all of its sectors), recovery,
-    /// the scenario's continuation (`Scenario::resume`), and a crash before its sync
-    /// `second_sync` keeping the subset `second_subset` of crashsim's enumeration.
+    /// A crash before sync `crash.sync` keeping none or (with `crash.rest_kept`) all of its
+    /// sectors, recovery, the scenario's continuation (`Scenario::resume`), and a crash before
+    /// its sync `second_sync`.
     Chain {
         /// Sync of the continuation (modulo its syncs + 1).
         second_sync: u16,
-        /// Index into crashsim's subsets of that sync's in-flight sectors.
+        /// Which in-flight 512-byte sectors the second crash keeps: an index (modulo their
+        /// number) into `crashsim::subsets::subsets(sectors, 8, 0, 0)`, that is the subset with
+        /// these bits when at most 8 are in flight, else one of the named patterns (none, all,
+        /// each single sector, all but each, every prefix and suffix in address order).
         second_subset: u8,
         /// Whether the second crash keeps the durable length.
         durable_length: bool,
     },
-    /// The durable image before sync `crash.sync` with one internal page damaged: a bit flipped
-    /// (or its sector zeroed) at one of the fields crashsim's media phase targets.
+    /// The durable image before sync `crash.sync` (modulo the syncs after the create) with one
+    /// internal page damaged as crashsim's media phase damages it (`crashsim::media_damages`).
     Media {
-        /// Which page (modulo the pages crashsim targets).
+        /// Which page (modulo the pages damaged).
         target: u16,
-        /// Which field of it (modulo its fields).
+        /// Which of that page's flipped bits (modulo their number).
         field: u8,
-        /// Zero the sector (first field only) instead of flipping a bit.
+        /// Zero the sector holding that byte instead, where the media phase does (one field of
+        /// each page).
         zero_sector: bool,
     },
 }
@@ -235,26 +235,24 @@ pub struct CleanRun<M> {
 }
 
 /// What the last continuation (`Scenario::resume`, in a chain) left.
-pub struct Continuation<M> {
+pub struct Continuation {
     /// Crash point before each of its syncs.
     pub snapshots: Vec<CrashPoint>,
     /// Crash point after it.
     pub last: CrashPoint,
-    /// What `resume` returned.
-    pub result: Result<(), Finding>,
-    /// Its acknowledgements.
-    pub acks: Vec<(u64, M)>,
 }
 
 /// A scenario that behaves exactly as `inner` and records its clean run (the first run whose
-/// storage records sync snapshots) and its last continuation, and counts calls of `check`.
+/// storage records sync snapshots; later ones, such as `replay`'s, are not recorded) and its
+/// last continuation, and counts calls of `check`.
 pub struct Capture<S, const P: usize>
 where
     S: Scenario<P>,
 {
     inner: S,
+    recorded: AtomicBool,
     clean: Mutex<Option<CleanRun<S::Model>>>,
-    continuation: Mutex<Option<Continuation<S::Model>>>,
+    continuation: Mutex<Option<Continuation>>,
     checks: AtomicU64,
 }
 
@@ -263,6 +261,7 @@ impl<S: Scenario<P>, const P: usize> Capture<S, P> {
     pub fn new(inner: S) -> Self {
         Capture {
             inner,
+            recorded: AtomicBool::new(false),
             clean: Mutex::new(None),
             continuation: Mutex::new(None),
             checks: AtomicU64::new(0),
@@ -285,7 +284,7 @@ impl<S: Scenario<P>, const P: usize> Capture<S, P> {
     }
 
     /// Takes the recorded continuation.
-    pub fn take_continuation(&self) -> Option<Continuation<S::Model>> {
+    pub fn take_continuation(&self) -> Option<Continuation> {
         self.continuation.lock().expect("capture lock").take()
     }
 }
@@ -301,6 +300,10 @@ impl<S: Scenario<P>, const P: usize> Scenario<P> for Capture<S, P> {
         self.inner.seed()
     }
 
+    fn commit_mode(&self) -> CommitMode {
+        self.inner.commit_mode()
+    }
+
     fn initial_model(&self) -> S::Model {
         self.inner.initial_model()
     }
@@ -312,17 +315,14 @@ impl<S: Scenario<P>, const P: usize> Scenario<P> for Capture<S, P> {
     ) -> Result<(), Finding> {
         let result = self.inner.run(pager, rec);
         let storage = pager.storage();
-        if !storage.sync_snapshots().is_empty() {
-            let mut clean = self.clean.lock().expect("capture lock");
-            if clean.is_none() {
-                *clean = Some(CleanRun {
-                    snapshots: storage.sync_snapshots().to_vec(),
-                    last: storage.crash_point(),
-                    acks: rec.acks().to_vec(),
-                    syncs: storage.sync_count(),
-                    growths: storage.grow_count(),
-                });
-            }
+        if !storage.sync_snapshots().is_empty() && !self.recorded.swap(true, Ordering::SeqCst) {
+            *self.clean.lock().expect("capture lock") = Some(CleanRun {
+                snapshots: storage.sync_snapshots().to_vec(),
+                last: storage.crash_point(),
+                acks: rec.acks().to_vec(),
+                syncs: storage.sync_count(),
+                growths: storage.grow_count(),
+            });
         }
         result
     }
@@ -338,8 +338,6 @@ impl<S: Scenario<P>, const P: usize> Scenario<P> for Capture<S, P> {
         *self.continuation.lock().expect("capture lock") = Some(Continuation {
             snapshots: storage.sync_snapshots().to_vec(),
             last: storage.crash_point(),
-            result: result.clone(),
-            acks: rec.acks().to_vec(),
         });
         result
     }
@@ -452,9 +450,9 @@ pub struct Summary {
     pub growths: u64,
     /// Sectors in flight at the chosen crash point.
     pub in_flight: usize,
-    /// The crash state went through `crashsim::replay` (else through the direct check).
+    /// The state was judged by `crashsim::replay` (else by `crashsim::check_image`).
     pub replayed: bool,
-    /// Which case was judged (crashsim's reproducer JSON).
+    /// Which case was judged (crashsim's reproducer JSON; empty if none).
     pub case: String,
     /// Calls of `Scenario::check` while judging it.
     pub checks: u64,
@@ -468,15 +466,25 @@ pub fn run(input: &RecoveryInput) -> Summary {
     }
 }
 
+/// Every input runs in both commit modes (SPEC.md §3.2, §3.2.1): the same operations, crash
+/// choice and failure, once with two barriers per commit and once with one. The summary is the
+/// flip run's (the single-sync run's is only checked).
 fn run_sized<const P: usize>(input: &RecoveryInput) -> Summary {
-    match workload(&input.ops, P) {
-        Workload::Regular(ops) => {
-            check_scenario::<P, _>(AllocScenario::<P>::new("fuzz-regular", 0, ops), input)
-        }
-        Workload::Protected(ops) => {
-            check_scenario::<P, _>(ProtectedScenario::<P>::new("fuzz-protected", 0, ops), input)
-        }
+    let mut summary = None;
+    for mode in [CommitMode::Flip, CommitMode::SingleSync] {
+        let judged = match workload(&input.ops, P) {
+            Workload::Regular(ops) => check_scenario::<P, _>(
+                AllocScenario::<P>::new("fuzz-regular", 0, ops).with_commit_mode(mode),
+                input,
+            ),
+            Workload::Protected(ops) => check_scenario::<P, _>(
+                ProtectedScenario::<P>::new("fuzz-protected", 0, ops).with_commit_mode(mode),
+                input,
+            ),
+        };
+        summary.get_or_insert(judged);
     }
+    summary.expect("two modes ran")
 }
 
 /// No phase: `explore` runs the workload once and reports what its run checks.
@@ -494,26 +502,26 @@ fn run_only() -> Config {
     }
 }
 
-/// The models allowed at a crash just before sync `sync`: the last acknowledged one and the one in
-/// flight. Restates crashsim's private `explore::allowed_at` (used only on the direct path).
-fn allowed_at<M>(acks: &[(u64, M)], sync: u64) -> (Option<&M>, Option<&M>) {
-    let acknowledged = acks
+fn length(durable: bool) -> Length {
+    if durable {
+        Length::Durable
+    } else {
+        Length::Current
+    }
+}
+
+/// The elements of `items` at the indices `i` for which `keep(i)` holds.
+fn masked(items: &[u64], keep: impl Fn(usize) -> bool) -> Vec<u64> {
+    items
         .iter()
-        .rev()
-        .find(|(count, _)| *count <= sync)
-        .map(|(_, m)| m);
-    let in_flight = acks.iter().find(|(count, _)| *count > sync).map(|(_, m)| m);
-    (acknowledged, in_flight)
+        .enumerate()
+        .filter(|&(i, _)| keep(i))
+        .map(|(_, &item)| item)
+        .collect()
 }
 
-fn case_from_json(json: String) -> Case {
-    // `Case`'s `Length` and `Keeps` fields have no public path in crashsim (its `explore` module
-    // is private), so cases are built through their serde form, the reproducer format.
-    serde_json::from_str(&json).unwrap_or_else(|e| panic!("harness: bad case {json}: {e}"))
-}
-
-fn length_name(durable: bool) -> &'static str {
-    if durable { "durable" } else { "current" }
+fn case_json(case: &Case) -> String {
+    serde_json::to_string(case).unwrap_or_else(|e| format!("{case:?} ({e})"))
 }
 
 fn report<const P: usize, S: Scenario<P>>(
@@ -546,6 +554,25 @@ fn report_finding<const P: usize, S: Scenario<P>>(
     )
 }
 
+/// Judges `case` with `crashsim::replay`; a finding panics. The case must be a state of the
+/// workload (the target only builds such cases): if `replay` says it is not, the harness and
+/// crashsim disagree, and that panics too.
+fn replayed<const P: usize, S: Scenario<P>>(
+    capture: &Capture<S, P>,
+    summary: &mut Summary,
+    case: Case,
+    ops: &dyn std::fmt::Debug,
+) {
+    summary.case = case_json(&case);
+    summary.replayed = true;
+    let before = capture.checks();
+    match replay(capture, &case) {
+        Ok(violations) => report(capture, "crashsim::replay", &summary.case, &violations, ops),
+        Err(not_evaluated) => panic!("harness: {not_evaluated}"),
+    }
+    summary.checks = capture.checks() - before;
+}
+
 fn check_scenario<const P: usize, S>(scenario: S, input: &RecoveryInput) -> Summary
 where
     S: Scenario<P> + std::fmt::Debug,
@@ -569,22 +596,9 @@ where
         growths: clean.growths,
         ..Summary::default()
     };
-    // 2. A failure, a chain or media corruption: one crashsim case.
-    let replayed = |summary: &mut Summary, case: String| {
-        summary.case = case;
-        summary.replayed = true;
-        let before = capture.checks();
-        let violations = replay(&capture, &case_from_json(summary.case.clone()));
-        summary.checks = capture.checks() - before;
-        report(
-            &capture,
-            "crashsim::replay",
-            &summary.case,
-            &violations,
-            ops,
-        );
-    };
     let create_syncs = clean.acks.first().map_or(0, |(count, _)| *count);
+    let after_create = clean.syncs.saturating_sub(create_syncs);
+    // 2. A failure, a chain or media corruption: one crashsim case.
     match input.extra {
         Some(Extra::FailedSync {
             sync,
@@ -592,31 +606,25 @@ where
             kept_all,
             durable_length,
         }) => {
-            let after_create = clean.syncs.saturating_sub(create_syncs);
             if after_create > 0 {
-                let sync = create_syncs + u64::from(sync) % after_create;
-                let keeps = match keeps {
-                    KeepsChoice::Nothing => "nothing",
-                    KeepsChoice::Everything => "everything",
-                    KeepsChoice::Seeded => "seeded",
+                let case = Case::FailedSync {
+                    sync: create_syncs + u64::from(sync) % after_create,
+                    keeps: match keeps {
+                        KeepsChoice::Nothing => Keeps::Nothing,
+                        KeepsChoice::Everything => Keeps::Everything,
+                        KeepsChoice::Seeded => Keeps::Seeded,
+                    },
+                    kept_all,
+                    length: length(durable_length),
                 };
-                replayed(
-                    &mut summary,
-                    format!(
-                        r#"{{"kind":"failed-sync","sync":{sync},"keeps":"{keeps}","kept_all":{kept_all},"length":"{}"}}"#,
-                        length_name(durable_length)
-                    ),
-                );
+                replayed(&capture, &mut summary, case, ops);
             }
             return summary;
         }
         Some(Extra::FailedGrowth { growth }) => {
             if clean.growths > 0 {
                 let growth = u64::from(growth) % clean.growths;
-                replayed(
-                    &mut summary,
-                    format!(r#"{{"kind":"failed-growth","growth":{growth}}}"#),
-                );
+                replayed(&capture, &mut summary, Case::FailedGrowth { growth }, ops);
             }
             return summary;
         }
@@ -627,16 +635,13 @@ where
         }) => {
             if clean.syncs > 0 {
                 let sync = u64::from(input.crash.sync) % clean.syncs;
-                if let Some(case) = chain_case(
+                chain(
                     &capture,
-                    sync,
-                    second_sync,
-                    second_subset,
-                    durable_length,
+                    &mut summary,
+                    (sync, input.crash.rest_kept),
+                    (second_sync, second_subset, durable_length),
                     ops,
-                ) {
-                    replayed(&mut summary, case);
-                }
+                );
             }
             return summary;
         }
@@ -645,214 +650,159 @@ where
             field,
             zero_sector,
         }) => {
-            let after_create = clean.syncs.saturating_sub(create_syncs);
             if after_create > 0 {
                 let sync = create_syncs + u64::from(input.crash.sync) % after_create;
-                let image = clean.snapshots[sync as usize].durable_image();
-                let (page, offset, zero_sector) =
-                    media_target::<P>(&image, target, field, zero_sector);
-                replayed(
-                    &mut summary,
-                    format!(
-                        r#"{{"kind":"media","sync":{sync},"page":{page},"offset":{offset},"zero_sector":{zero_sector}}}"#
-                    ),
-                );
+                if let Some(point) = clean.snapshots.get(sync as usize) {
+                    let damages = media_damages::<P>(&point.durable_image());
+                    if let Some(damage) = pick_damage(&damages, target, field, zero_sector) {
+                        let case = Case::Media {
+                            sync,
+                            page: damage.page,
+                            offset: damage.offset,
+                            zero_sector: damage.zero_sector,
+                        };
+                        replayed(&capture, &mut summary, case, ops);
+                    }
+                }
             }
             return summary;
         }
         None => {}
     }
-    // 3. A crash before sync `sync`.
+    // 3. A crash before sync `sync`, keeping the in-flight sectors the mask selects.
     let crash = &input.crash;
     let sync = u64::from(crash.sync) % (clean.syncs + 1);
-    let snapshot = clean.snapshots.get(sync as usize).unwrap_or(&clean.last);
+    let point = clean.snapshots.get(sync as usize).unwrap_or(&clean.last);
     let sector = if crash.sector_4k {
         SectorSize::S4096
     } else {
         SectorSize::S512
     };
-    // The explorer crashes at the durable length only when it differs from the current one.
-    let durable = crash.durable_length && snapshot.durable_len_bytes() != snapshot.len_bytes();
-    let length = if durable {
-        CrashLength::Durable
-    } else {
-        CrashLength::Current
-    };
-    let in_flight = snapshot.in_flight_sectors(sector);
-    let kept: Vec<u64> = in_flight
-        .iter()
-        .enumerate()
-        .filter(|(i, _)| {
-            crash
-                .mask
-                .get(i / 8)
-                .map_or(crash.rest_kept, |byte| byte >> (i % 8) & 1 == 1)
-        })
-        .map(|(_, &s)| s)
-        .collect();
+    let in_flight = point.in_flight_sectors(sector);
+    let kept = masked(&in_flight, |i| {
+        crash
+            .mask
+            .get(i / 8)
+            .map_or(crash.rest_kept, |byte| byte >> (i % 8) & 1 == 1)
+    });
     summary.in_flight = in_flight.len();
-    let (acknowledged, in_flight_model) = allowed_at(&clean.acks, sync);
-    let kept_json = format!("{kept:?}").replace(' ', "");
-    let crash_json = format!(
-        r#""sync":{sync},"sector":{},"length":"{}","kept":{kept_json}"#,
-        sector.bytes(),
-        length_name(durable)
-    );
-    let image = snapshot.crash_image(sector, &kept, length);
-
-    // Is this crash state one the explorer enumerates (so that `replay` evaluates it)? The seed
-    // restates the explorer's private formula in `crash_point`; if it drifts, the check counter
-    // below notices and the direct path judges the state.
-    let config = Config::thorough();
-    let enumerated = in_flight.len() as u32 <= config.exhaustive_bits
-        || subsets(
-            &in_flight,
-            config.exhaustive_bits,
-            config.extra_samples,
-            config.seed ^ sync.wrapping_mul(0x9E37_79B9) ^ sector.bytes(),
-        )
-        .contains(&kept);
-    if enumerated {
-        summary.case = match crash
-            .recovery
-            .and_then(|(rs, sub)| recovery_crash::<P>(&image, rs, sub))
-        {
-            Some((recovery_sync, recovery_kept)) => format!(
-                r#"{{"kind":"recovery-crash",{crash_json},"recovery_sync":{recovery_sync},"recovery_kept":{}}}"#,
-                format!("{recovery_kept:?}").replace(' ', "")
-            ),
-            None => format!(r#"{{"kind":"crash",{crash_json}}}"#),
+    let length = length(crash.durable_length);
+    let image = point.crash_image(sector, &kept, length.into());
+    // Then, optionally, a crash of the recovery: `replay` of a `RecoveryCrash` judges the first
+    // crash as above and the interrupted recovery (INV-6).
+    if let Some((recovery_sync, recovery_kept)) = crash
+        .recovery
+        .and_then(|(rs, mask)| recovery_crash::<P>(&image, rs, mask))
+    {
+        let case = Case::RecoveryCrash {
+            sync,
+            sector: sector.bytes(),
+            length,
+            kept,
+            recovery_sync,
+            recovery_kept,
         };
-        let before = capture.checks();
-        let violations = replay(&capture, &case_from_json(summary.case.clone()));
-        summary.checks = capture.checks() - before;
-        report(
-            &capture,
-            "crashsim::replay",
-            &summary.case,
-            &violations,
-            ops,
-        );
-        // Evaluated if the scenario's check ran, or if the crash came before the create
-        // completed (the judge accepts "no file" without a check) and every subset is explored.
-        let exhaustive = in_flight.len() as u32 <= config.exhaustive_bits;
-        if capture.checks() > before || (acknowledged.is_none() && exhaustive) {
-            summary.replayed = true;
-            return summary;
-        }
-        // Not evaluated: crashsim enumerates other subsets than assumed above. Judged directly.
+        replayed(&capture, &mut summary, case, ops);
+        return summary;
     }
-    summary.case = format!(r#"{{"kind":"crash",{crash_json}}}"#);
-    if let Err(f) = check_image::<P, S>(capture.inner(), image, acknowledged, in_flight_model) {
-        report_finding(
-            &capture,
-            "direct check (Scenario::check)",
-            &summary.case,
-            &f,
-            1,
-            ops,
-        );
+    let case = Case::Crash {
+        sync,
+        sector: sector.bytes(),
+        length,
+        kept,
+    };
+    summary.case = case_json(&case);
+    let (acknowledged, in_flight_model) = allowed_at(&clean.acks, sync);
+    let before = capture.checks();
+    if let Err(f) = check_image::<P, _>(&capture, image, acknowledged, in_flight_model) {
+        report_finding(&capture, "crashsim::check_image", &summary.case, &f, 1, ops);
     }
+    summary.checks = capture.checks() - before;
     summary
 }
 
-/// The `Chain` case rooted at sync `sync` of the clean run: a first `replay` (whose second crash
-/// matches nothing) runs the continuation, which [`Capture`] records; the second crash is then
-/// chosen among its syncs and crashsim's subsets of their sectors (`subsets(.., 4, 4, sync)`, as
-/// the explorer's chain phase enumerates them). `None` if the root did not open to a state
-/// (crashsim judges roots in its crash phase).
-fn chain_case<const P: usize, S: Scenario<P>>(
+/// Of the media phase's `damages`, one to page `target` (modulo the pages damaged): its flipped
+/// bit `field` (modulo their number), or with `zero_sector` the zeroed sector holding that byte
+/// if the media phase zeroes it.
+fn pick_damage(
+    damages: &[MediaDamage],
+    target: u16,
+    field: u8,
+    zero_sector: bool,
+) -> Option<MediaDamage> {
+    let mut pages: Vec<u64> = damages.iter().map(|d| d.page).collect();
+    pages.dedup();
+    let page = *pages.get(usize::from(target) % pages.len().max(1))?;
+    let flips: Vec<&MediaDamage> = damages
+        .iter()
+        .filter(|d| d.page == page && !d.zero_sector)
+        .collect();
+    let flip = **flips.get(usize::from(field) % flips.len().max(1))?;
+    let zeroed = damages
+        .iter()
+        .find(|d| d.page == page && d.zero_sector && d.offset == flip.offset);
+    Some(match zeroed {
+        Some(&zeroed) if zero_sector => zeroed,
+        _ => flip,
+    })
+}
+
+/// The `Chain` case rooted at sync `sync` of the clean run (keeping none or all of its
+/// in-flight sectors): a first `replay`, of a second crash that does not exist, judges the root
+/// and runs the continuation (reporting what either finds), which [`Capture`] records; the
+/// second crash is then chosen among the continuation's syncs, keeping the subset `subset`
+/// selects, and replayed. Nothing more if the root holds no file (a crash during the
+/// create), as there is nothing to continue.
+fn chain<const P: usize, S: Scenario<P>>(
     capture: &Capture<S, P>,
-    sync: u64,
-    second_sync: u16,
-    second_subset: u8,
-    durable_length: bool,
+    summary: &mut Summary,
+    (sync, kept_all): (u64, bool),
+    (second_sync, subset, durable_length): (u16, u8, bool),
     ops: &dyn std::fmt::Debug,
-) -> Option<String> {
-    // The explorer's root keeps every in-flight sector at syncs 2, 3, 6, 7, ..., none elsewhere.
-    let kept_all = sync / 2 % 2 == 1;
-    let root = format!(r#""kind":"chain","sync":{sync},"kept_all":{kept_all}"#);
+) {
     capture.take_continuation();
-    let probe = format!(
-        r#"{{{root},"second_sync":{},"second_length":"current","second_kept":[]}}"#,
-        u64::MAX
-    );
-    let violations = replay(capture, &case_from_json(probe.clone()));
-    report(capture, "crashsim::replay", &probe, &violations, ops);
-    let Some(continuation) = capture.take_continuation() else {
-        // The root opened to no state, or the second open failed: the latter is reported as the
-        // case with second sync 0.
-        return Some(format!(
-            r#"{{{root},"second_sync":0,"second_length":"current","second_kept":[]}}"#
-        ));
+    let probe = Case::Chain {
+        sync,
+        kept_all,
+        second_sync: u64::MAX,
+        second_length: Length::Current,
+        second_kept: Vec::new(),
     };
-    if let Err(finding_) = &continuation.result {
-        report_finding(
-            capture,
-            "the scenario's continuation (resume)",
-            &probe,
-            finding_,
-            1,
-            ops,
-        );
+    summary.case = case_json(&probe);
+    summary.replayed = true;
+    // Not a state (`Err`) unless the root or the continuation found something on the way.
+    if let Ok(violations) = replay(capture, &probe) {
+        report(capture, "crashsim::replay", &summary.case, &violations, ops);
     }
+    let Some(continuation) = capture.take_continuation() else {
+        return;
+    };
     let count = continuation.snapshots.len() as u64;
     let second_sync = u64::from(second_sync) % (count + 1);
     let point = continuation
         .snapshots
         .get(second_sync as usize)
         .unwrap_or(&continuation.last);
-    let durable = durable_length && point.durable_len_bytes() != point.len_bytes();
     let in_flight = point.in_flight_sectors(SectorSize::S512);
-    let chosen = subsets(&in_flight, 4, 4, second_sync);
-    let kept = &chosen[usize::from(second_subset) % chosen.len()];
-    Some(format!(
-        r#"{{{root},"second_sync":{second_sync},"second_length":"{}","second_kept":{}}}"#,
-        length_name(durable),
-        format!("{kept:?}").replace(' ', "")
-    ))
+    summary.in_flight = in_flight.len();
+    let chosen = subsets(&in_flight, 8, 0, 0);
+    let case = Case::Chain {
+        sync,
+        kept_all,
+        second_sync,
+        second_length: length(durable_length),
+        second_kept: chosen
+            .get(usize::from(subset) % chosen.len().max(1))
+            .cloned()
+            .unwrap_or_default(),
+    };
+    replayed(capture, summary, case, ops);
 }
 
-/// A page and field of `image` (a durable image) that crashsim's media phase damages: the
-/// superblock, both metadata copies, every bitmap slot page and every directory slot page, each
-/// at the fields the explorer lists for it (zeroing a sector only at the first field). Restates
-/// the target list of crashsim's private `Explorer::media`; a page or field it does not list is
-/// not evaluated by `replay`.
-fn media_target<const P: usize>(
-    image: &[u8],
-    target: u16,
-    field: u8,
-    zero_sector: bool,
-) -> (u64, u64, bool) {
-    const SUPERBLOCK: &[u64] = &[8, 20, 24, 32];
-    const META: &[u64] = &[16, 24, 40, 64, 72, 128, 136];
-    const SLOT: &[u64] = &[16, 32, 40];
-    const DIRECTORY: &[u64] = &[16, 32, 72, 88];
-    let geometry = Geometry::new(P);
-    let pages = image.len() as u64 / P as u64;
-    let mut targets: Vec<(u64, &[u64])> = vec![(0, SUPERBLOCK), (1, META), (2, META)];
-    let mut group = 0;
-    while geometry.slot_page(group, 1) < pages {
-        for slot in 0..2 {
-            targets.push((geometry.slot_page(group, slot), SLOT));
-        }
-        group += 1;
-    }
-    for page in 0..pages {
-        let start = (page * P as u64) as usize;
-        if image[start..start + DIRECTORY_MAGIC.len()] == DIRECTORY_MAGIC {
-            targets.push((page, DIRECTORY));
-        }
-    }
-    let (page, offsets) = targets[usize::from(target) % targets.len()];
-    let index = usize::from(field) % offsets.len();
-    (page, offsets[index], zero_sector && index == 0)
-}
-
-/// Chooses a crash of the recovery of `image`: its sync `rs` (modulo its syncs) keeping the
-/// subset `sub` (modulo crashsim's enumeration of that sync's sectors, as the explorer makes it).
-/// `None` if recovery writes nothing.
-fn recovery_crash<const P: usize>(image: &[u8], rs: u8, sub: u16) -> Option<(u64, Vec<u64>)> {
+/// Chooses a crash of the recovery of `image`: before its sync `rs` (modulo its syncs), keeping
+/// the 512-byte sectors that sync writes whose index `i` has bit `i % 16` of `mask` set. `None`
+/// if recovery writes nothing.
+fn recovery_crash<const P: usize>(image: &[u8], rs: u8, mask: u16) -> Option<(u64, Vec<u64>)> {
     let mut storage = SimStorage::from_image(image.to_vec());
     storage.record_sync_snapshots();
     let pager = Pager::<P, SimStorage>::open_in(storage).ok()?;
@@ -861,53 +811,9 @@ fn recovery_crash<const P: usize>(image: &[u8], rs: u8, sub: u16) -> Option<(u64
         return None;
     }
     let index = usize::from(rs) % snapshots.len();
-    let dirty = snapshots[index].in_flight_sectors(SectorSize::S512);
-    let ids: Vec<u64> = (0..dirty.len() as u64).collect();
-    let chosen = subsets(&ids, 6, 8, index as u64);
-    let subset = &chosen[usize::from(sub) % chosen.len()];
+    let written = snapshots[index].in_flight_sectors(SectorSize::S512);
     Some((
         index as u64,
-        subset.iter().map(|&i| dirty[i as usize]).collect(),
+        masked(&written, |i| mask >> (i % 16) & 1 == 1),
     ))
-}
-
-/// Opens `image` and judges it with the scenario's own check, as the explorer's judge does for a
-/// crash state (minus its private well-formedness check): before the create completed
-/// (`acknowledged` is `None`) "no file" is allowed; otherwise it must open (INV-1) and match an
-/// allowed model (`Scenario::check`).
-pub fn check_image<const P: usize, S: Scenario<P>>(
-    scenario: &S,
-    image: Vec<u8>,
-    acknowledged: Option<&S::Model>,
-    in_flight: Option<&S::Model>,
-) -> Result<(), Finding> {
-    match Pager::<P, SimStorage>::open_in(SimStorage::from_image(image)) {
-        Err(MappedPageError::NotAMappedPagesFile | MappedPageError::FileTooSmall { .. })
-            if acknowledged.is_none() =>
-        {
-            Ok(())
-        }
-        Err(error) => Err(Finding::new(
-            1,
-            format!("crash image does not open: {error}"),
-        )),
-        Ok(pager) => {
-            let (acknowledged, in_flight) = match acknowledged {
-                Some(acknowledged) => (acknowledged, in_flight),
-                None => (
-                    in_flight.expect("the initial model is acknowledged after create"),
-                    None,
-                ),
-            };
-            scenario
-                .check(
-                    &pager,
-                    &Allowed {
-                        acknowledged,
-                        in_flight,
-                    },
-                )
-                .map(|_| ())
-        }
-    }
 }
