@@ -59,8 +59,9 @@ pub enum Mutant {
 
 #[cfg_attr(not(feature = "mutants"), allow(dead_code))]
 impl Mutant {
-    /// Every mutant, in declaration order.
-    pub const ALL: [Mutant; 16] = [
+    /// Every mutant, in declaration order. crashsim catches each one (`crashsim/tests/mutants.rs`);
+    /// those of [`SHARED`](Self::SHARED) only its concurrent workloads (`threads-8`, …) can.
+    pub const ALL: [Mutant; 17] = [
         Mutant::SkipMetadataBarrier,
         Mutant::FlipBeforeMetadataDurable,
         Mutant::WriteActiveCopyInPlace,
@@ -77,12 +78,13 @@ impl Mutant {
         Mutant::SkipZeroingNewProtected,
         Mutant::SingleSyncFlipInBarrier,
         Mutant::SingleSyncSkipContentCheck,
+        Mutant::AckBeforeGroupSync,
     ];
 
-    /// Mutants of `SharedPager`'s group commit (src/shared.rs), in declaration order. They are
-    /// not in [`ALL`](Self::ALL), whose mutants crashsim's single-threaded workloads must catch:
-    /// these are caught by the loom models (`tests/loom.rs`, `--features mutants`) and by a
-    /// multi-threaded crashsim workload.
+    /// The mutants of `SharedPager`'s group commit (src/shared.rs), in declaration order; also
+    /// in [`ALL`](Self::ALL). Caught by crashsim's concurrent workloads (`threads-8`, …: real
+    /// threads on one `SharedPager`) and by the loom models (`tests/loom.rs`,
+    /// `--features mutants`); single-threaded workloads never reach them.
     pub const SHARED: [Mutant; 1] = [Mutant::AckBeforeGroupSync];
 
     /// A stable kebab-case name, for command lines and reports.
@@ -110,10 +112,7 @@ impl Mutant {
 
     /// The mutant called `name` (see [`name`](Self::name)).
     pub fn from_name(name: &str) -> Option<Mutant> {
-        Mutant::ALL
-            .into_iter()
-            .chain(Mutant::SHARED)
-            .find(|m| m.name() == name)
+        Mutant::ALL.into_iter().find(|m| m.name() == name)
     }
 }
 
@@ -131,12 +130,9 @@ pub fn set_active(mutant: Option<Mutant>) {
 #[cfg(feature = "mutants")]
 pub fn active_mutant() -> Option<Mutant> {
     let value = ACTIVE.load(std::sync::atomic::Ordering::SeqCst);
-    value.checked_sub(1).and_then(|index| {
-        Mutant::ALL
-            .into_iter()
-            .chain(Mutant::SHARED)
-            .find(|&m| m as usize == index)
-    })
+    value
+        .checked_sub(1)
+        .and_then(|index| Mutant::ALL.into_iter().find(|&m| m as usize == index))
 }
 
 /// True when `mutant` is the active one. Always false without the `mutants` feature.

@@ -90,6 +90,7 @@
 #![deny(missing_docs)]
 
 pub mod alloc_model;
+pub mod concurrent_model;
 mod explore;
 pub mod protected_model;
 pub mod subsets;
@@ -165,6 +166,19 @@ impl<M: Clone> Recorder<M> {
     /// Call after an operation returned `Ok`, with the model that now holds.
     pub fn ack<const P: usize>(&mut self, pager: &Pager<P, SimStorage>, model: M) {
         self.acks.push((pager.storage().sync_count(), model));
+    }
+
+    /// Records that `model` holds once the storage has completed `sync_count` syncs, for a
+    /// workload that learns only afterwards which sync made what durable (the concurrent one,
+    /// [`concurrent_model`], acknowledges "commit `D` durable" at `c0 + D·s` once its threads
+    /// joined). Same meaning as [`ack`](Self::ack) at that sync count: calls must come in
+    /// non-decreasing `sync_count` order, after the acknowledgements already recorded.
+    pub fn ack_at_sync(&mut self, sync_count: u64, model: M) {
+        debug_assert!(
+            self.acks.last().is_none_or(|(last, _)| *last <= sync_count),
+            "acknowledgements out of sync order"
+        );
+        self.acks.push((sync_count, model));
     }
 
     /// Call after an operation returned an error. Checks INV-7: a pager that is not poisoned
@@ -277,8 +291,9 @@ pub trait Scenario<const P: usize>: Sync {
     fn initial_model(&self) -> Self::Model;
 
     /// Runs the workload on `pager`, calling [`Recorder::ack`] after each acknowledged operation
-    /// and [`Recorder::failed`] after each failed one. Stop when the pager is poisoned. Return a
-    /// finding if an operation itself breaks an invariant (for example, hands out an owned page).
+    /// and [`Recorder::failed`] after each failed one (or [`Recorder::ack_at_sync`] once it knows
+    /// which sync made what durable). Stop when the pager is poisoned. Return a finding if an
+    /// operation itself breaks an invariant (for example, hands out an owned page).
     fn run(
         &self,
         pager: &mut Pager<P, SimStorage>,

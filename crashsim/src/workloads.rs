@@ -3,6 +3,7 @@
 use crate::alloc_model::{
     AllocScenario, bulk_ops, churn_ops, groups_ops, growth_ops, random_ops, single_ops,
 };
+use crate::concurrent_model::ConcurrentScenario;
 use crate::protected_model::{ProtectedScenario, protected_ops, random_protected_ops};
 use mappedpages::CommitMode;
 
@@ -12,6 +13,14 @@ use crate::{
 
 /// Operations in a seeded protected mix (`pmix-<seed>`).
 const PROTECTED_MIX_OPS: usize = 60;
+
+/// Threads of the concurrent workloads (`threads-8`, `threads-8-4k`). With 8 threads on a
+/// small machine, groups of several operations form and woken callers often run while their
+/// leader is still committing (what makes an early acknowledgement visible).
+const THREADS: usize = 8;
+
+/// Operations per thread of the concurrent workloads.
+const THREAD_OPS: usize = 40;
 
 /// A workload the binary can explore: a [`Scenario`] with its page size erased.
 pub trait Workload: Sync + Send {
@@ -51,12 +60,14 @@ macro_rules! workload_for {
 
 workload_for!(AllocScenario);
 workload_for!(ProtectedScenario);
+workload_for!(ConcurrentScenario);
 
 /// The built-in workloads: the fixed allocation ones, `mixes` seeded random allocation mixes
 /// (seeds `seed`, `seed + 1`, …; every fourth at 4 KiB pages, the rest at 1 KiB), the fixed
 /// protected ones (`protected`, `protected-4k`), then `protected_mixes` seeded protected-page
-/// mixes (`pmix-<seed>`, 1 KiB pages, same seeds); each in every mode of `commit_modes` (a
-/// single-sync workload's name ends in `+single-sync`).
+/// mixes (`pmix-<seed>`, 1 KiB pages, same seeds), then the concurrent ones (`threads-8`,
+/// `threads-8-4k`: 8 threads on one `SharedPager`, SPEC.md §7); each in every mode of
+/// `commit_modes` (a single-sync workload's name ends in `+single-sync`).
 pub fn builtin(
     mixes: u64,
     protected_mixes: u64,
@@ -81,6 +92,10 @@ pub fn builtin(
     for index in 0..protected_mixes {
         names.push(format!("pmix-{}", seed.wrapping_add(index)));
     }
+    // Last: their thread interleavings, so their state counts, vary from run to run, and the
+    // budget they leave over is passed on to nobody.
+    names.push("threads-8".into());
+    names.push("threads-8-4k".into());
     let mut workloads = Vec::new();
     for name in &names {
         for &mode in commit_modes {
@@ -91,8 +106,9 @@ pub fn builtin(
 }
 
 /// The built-in workload called `name`: a base name (`single`, `bulk`, `growth`, `growth-4k`,
-/// `churn`, `groups`, `protected`, `protected-4k`, or the generated `mix-<seed>`,
-/// `mix-4k-<seed>`, `pmix-<seed>`, `pmix-4k-<seed>`), optionally followed by `+single-sync`.
+/// `churn`, `groups`, `protected`, `protected-4k`, `threads-8`, `threads-8-4k`, or the generated
+/// `mix-<seed>`, `mix-4k-<seed>`, `pmix-<seed>`, `pmix-4k-<seed>`), optionally followed by
+/// `+single-sync`.
 pub fn by_name(name: &str) -> Option<Box<dyn Workload>> {
     let single_sync = commit_mode_suffix(CommitMode::SingleSync);
     match name.strip_suffix(single_sync) {
@@ -152,6 +168,12 @@ fn in_mode(base: &str, mode: CommitMode) -> Option<Box<dyn Workload>> {
         ),
         "protected-4k" => boxed(
             ProtectedScenario::<4096>::new(base, 0, protected_ops(4096)).with_commit_mode(mode),
+        ),
+        "threads-8" => boxed(
+            ConcurrentScenario::<1024>::new(base, 0, THREADS, THREAD_OPS).with_commit_mode(mode),
+        ),
+        "threads-8-4k" => boxed(
+            ConcurrentScenario::<4096>::new(base, 0, THREADS, THREAD_OPS).with_commit_mode(mode),
         ),
         _ => None,
     }
