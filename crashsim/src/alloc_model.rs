@@ -313,33 +313,74 @@ pub fn churn_ops() -> Vec<Op> {
     ops
 }
 
+/// The shape of a seeded random mix of regular operations ([`mixed_ops`]).
+#[derive(Clone, Copy, Debug)]
+pub struct MixShape {
+    /// Above this many pages owned, every operation frees.
+    pub max_owned: i64,
+    /// A roll (0..100) at or above this frees, when something is owned.
+    pub free_from_percent: u64,
+    /// A roll below this allocates one page; from it up to `free_from_percent`, a bulk.
+    pub single_alloc_below_percent: u64,
+    /// Bulk operations take `bulk_min + next(spread)` pages.
+    pub bulk_min: usize,
+    /// Spread of a bulk allocation's size.
+    pub bulk_alloc_spread: u64,
+    /// Spread of a bulk free's size.
+    pub bulk_free_spread: u64,
+    /// A bulk free starts at a rank below this.
+    pub free_start_spread: u64,
+    /// A bulk free steps by `1 + next(free_step_spread)` ranks.
+    pub free_step_spread: u64,
+}
+
+impl MixShape {
+    /// The `mix-<seed>` workloads: every operation; the pager stays under ~400 pages.
+    pub const REGULAR: MixShape = MixShape {
+        max_owned: 300,
+        free_from_percent: 50,
+        single_alloc_below_percent: 30,
+        bulk_min: 1,
+        bulk_alloc_spread: 40,
+        bulk_free_spread: 30,
+        free_start_spread: 64,
+        free_step_spread: 4,
+    };
+}
+
 /// A seeded random mix of every operation; the pager stays under ~400 pages.
 pub fn random_ops(seed: u64, count: usize) -> Vec<Op> {
+    mixed_ops(seed, count, &MixShape::REGULAR)
+}
+
+/// `count` seeded regular operations of the given shape: single and bulk allocations, frees of
+/// single pages and of sets, by rank among the pages owned.
+pub fn mixed_ops(seed: u64, count: usize, shape: &MixShape) -> Vec<Op> {
     let mut state = seed;
     let mut next = |bound: u64| splitmix64(&mut state) % bound;
-    let mut allocated: i64 = 0;
+    let mut owned: i64 = 0;
     let mut ops = Vec::with_capacity(count);
     for _ in 0..count {
         let roll = next(100);
-        let op = if allocated > 300 || (roll >= 50 && allocated > 0) {
+        let op = if owned > shape.max_owned || (roll >= shape.free_from_percent && owned > 0) {
             if roll % 3 == 0 {
-                let n = 1 + next(30) as usize;
-                allocated -= n.min(allocated as usize) as i64;
+                let n = shape.bulk_min + next(shape.bulk_free_spread) as usize;
+                owned -= (n as i64).min(owned);
                 Op::FreeBulk {
-                    start: next(64) as usize,
-                    step: 1 + next(4) as usize,
+                    start: next(shape.free_start_spread) as usize,
+                    step: 1 + next(shape.free_step_spread) as usize,
                     count: n,
                 }
             } else {
-                allocated -= 1;
+                owned -= 1;
                 Op::Free(next(1 << 16) as usize)
             }
-        } else if roll < 30 {
-            allocated += 1;
+        } else if roll < shape.single_alloc_below_percent {
+            owned += 1;
             Op::Alloc
         } else {
-            let n = 1 + next(40) as usize;
-            allocated += n as i64;
+            let n = shape.bulk_min + next(shape.bulk_alloc_spread) as usize;
+            owned += n as i64;
             Op::AllocBulk(n)
         };
         ops.push(op);

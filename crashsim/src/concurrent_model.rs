@@ -39,7 +39,7 @@ use std::sync::{Arc, Barrier, Mutex, PoisonError};
 
 use mappedpages::{CommitMode, MappedPageError, PageId, Pager, SharedPager, SimStorage};
 
-use crate::alloc_model::Op;
+use crate::alloc_model::{MixShape, Op, mixed_ops};
 use crate::subsets::splitmix64;
 use crate::{Allowed, Finding, Matched, Recorder, Scenario};
 
@@ -454,36 +454,20 @@ impl<const P: usize> ConcurrentScenario<P> {
 /// allocations, and frees of single pages and of small sets, by rank among the pages the thread
 /// owns; the thread stays under about 30 pages.
 pub fn thread_ops(seed: u64, count: usize) -> Vec<Op> {
-    let mut state = seed;
-    let mut next = |bound: u64| splitmix64(&mut state) % bound;
-    let mut owned: i64 = 0;
-    let mut ops = Vec::with_capacity(count);
-    for _ in 0..count {
-        let roll = next(100);
-        let op = if owned > OWNED_TARGET || (roll >= 55 && owned > 0) {
-            if roll % 3 == 0 {
-                let n = 2 + next(3) as usize;
-                owned -= (n as i64).min(owned);
-                Op::FreeBulk {
-                    start: next(16) as usize,
-                    step: 1 + next(2) as usize,
-                    count: n,
-                }
-            } else {
-                owned -= 1;
-                Op::Free(next(1 << 16) as usize)
-            }
-        } else if roll < 35 {
-            owned += 1;
-            Op::Alloc
-        } else {
-            let n = 2 + next(3) as usize;
-            owned += n as i64;
-            Op::AllocBulk(n)
-        };
-        ops.push(op);
-    }
-    ops
+    mixed_ops(
+        seed,
+        count,
+        &MixShape {
+            max_owned: OWNED_TARGET,
+            free_from_percent: 55,
+            single_alloc_below_percent: 35,
+            bulk_min: 2,
+            bulk_alloc_spread: 3,
+            bulk_free_spread: 3,
+            free_start_spread: 16,
+            free_step_spread: 2,
+        },
+    )
 }
 
 fn lock(log: &Mutex<History>) -> std::sync::MutexGuard<'_, History> {
