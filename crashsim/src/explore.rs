@@ -50,6 +50,19 @@ impl Phases {
             media: true,
         }
     }
+
+    /// No phase: [`explore`] only runs the workload once (the checks its run makes still
+    /// report). Turn single phases on from here.
+    pub fn none() -> Phases {
+        Phases {
+            crashes: false,
+            recovery_crashes: false,
+            chains: false,
+            failed_syncs: false,
+            failed_growth: false,
+            media: false,
+        }
+    }
 }
 
 /// How much to explore.

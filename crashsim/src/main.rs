@@ -84,14 +84,7 @@ fn parse_phases(names: &[String]) -> Result<Phases, String> {
     if names.is_empty() {
         return Ok(Phases::all());
     }
-    let mut phases = Phases {
-        crashes: false,
-        recovery_crashes: false,
-        chains: false,
-        failed_syncs: false,
-        failed_growth: false,
-        media: false,
-    };
+    let mut phases = Phases::none();
     for name in names {
         match name.as_str() {
             "crashes" => phases.crashes = true,

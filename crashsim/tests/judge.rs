@@ -48,14 +48,7 @@ impl<S: Scenario<P>> Recording<S> {
         };
         // Record the clean run: explore with no phase runs the workload only.
         let config = Config {
-            phases: Phases {
-                crashes: false,
-                recovery_crashes: false,
-                chains: false,
-                failed_syncs: false,
-                failed_growth: false,
-                media: false,
-            },
+            phases: Phases::none(),
             ..Config::quick()
         };
         let outcome = explore::<P, _>(&recording, &config);
@@ -330,12 +323,8 @@ fn the_media_phase_damages_what_media_damages_lists() {
         .sum();
     let config = Config {
         phases: Phases {
-            crashes: false,
-            recovery_crashes: false,
-            chains: false,
-            failed_syncs: false,
-            failed_growth: false,
             media: true,
+            ..Phases::none()
         },
         ..Config::quick()
     };

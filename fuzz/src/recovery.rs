@@ -490,14 +490,7 @@ fn run_sized<const P: usize>(input: &RecoveryInput) -> Summary {
 /// No phase: `explore` runs the workload once and reports what its run checks.
 fn run_only() -> Config {
     Config {
-        phases: Phases {
-            crashes: false,
-            recovery_crashes: false,
-            chains: false,
-            failed_syncs: false,
-            failed_growth: false,
-            media: false,
-        },
+        phases: Phases::none(),
         ..Config::quick()
     }
 }
