@@ -53,6 +53,36 @@ impl Bitmap {
         self.len_bits = len_bits;
     }
 
+    /// Makes room for `len_bits` bits without changing the bitmap, so that a later
+    /// [`grow`](Self::grow) to at most that length cannot fail. `Err` with the bytes asked for
+    /// when the memory cannot be had.
+    pub(crate) fn try_reserve(&mut self, len_bits: u64) -> Result<(), u64> {
+        let words = usize::try_from(len_bits.div_ceil(64)).map_err(|_| len_bits / 8)?;
+        self.words
+            .try_reserve_exact(words.saturating_sub(self.words.len()))
+            .map_err(|_| len_bits / 8)
+    }
+
+    /// Shortens to `len_bits` bits (undoing a [`grow`](Self::grow)); bits past it are dropped.
+    pub(crate) fn truncate(&mut self, len_bits: u64) {
+        assert!(len_bits <= self.len_bits, "truncate must not grow the bitmap");
+        if len_bits < self.len_bits {
+            self.clear_tail_bits(len_bits);
+        }
+        self.words.truncate(len_bits.div_ceil(64) as usize);
+        self.len_bits = len_bits;
+    }
+
+    /// Clears (and uncounts) every set bit at or past `from` inside the bitmap.
+    fn clear_tail_bits(&mut self, from: u64) {
+        let mut bit = from;
+        while let Some(one) = self.next_one(bit) {
+            let end = self.next_zero(one).unwrap_or(self.len_bits);
+            self.clear_range(one, end);
+            bit = end;
+        }
+    }
+
     /// Words `first..first + count` (for encoding group slots). Words past the end read as zero.
     pub(crate) fn words(&self, first: usize, count: usize) -> Vec<u64> {
         (first..first + count)

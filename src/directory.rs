@@ -162,6 +162,18 @@ impl Directory {
         )
     }
 
+    /// Makes room in memory for an [`allocate`](Self::allocate) of `count` entries' pages and
+    /// blocks; `Err` with the bytes asked for when the memory cannot be had.
+    pub(crate) fn try_reserve(&mut self, count: u64) -> Result<(), u64> {
+        let pages = self.pages_needed(count);
+        let blocks = self.blocks_needed(count);
+        let too_much = pages.saturating_mul(size_of::<u64>() as u64 * 2);
+        let pages = usize::try_from(pages).map_err(|_| too_much)?;
+        let blocks = usize::try_from(blocks).map_err(|_| too_much)?;
+        self.owned_pages.try_reserve(pages).map_err(|_| too_much)?;
+        self.blocks.try_reserve(blocks).map_err(|_| too_much)
+    }
+
     /// Takes `count` entries: appends the blocks needed (four pages each from `pages`), then fills
     /// the lowest free entries with two pages each, current copy 0 with `content_checksum` at
     /// `generation`. Returns the new ids. `pages` must yield exactly

@@ -21,6 +21,9 @@ pub enum IoOperation {
     Sync,
     /// Making the directory entry of a new file durable.
     SyncDirectory,
+    /// Reserving disk space for pages about to be written or handed out (`fallocate`), or
+    /// giving back a growth whose reservation failed.
+    Reserve,
 }
 
 impl fmt::Display for IoOperation {
@@ -33,6 +36,7 @@ impl fmt::Display for IoOperation {
             IoOperation::Grow => "grow",
             IoOperation::Sync => "sync",
             IoOperation::SyncDirectory => "sync directory",
+            IoOperation::Reserve => "reserve",
         };
         f.write_str(name)
     }
@@ -178,11 +182,43 @@ pub enum MappedPageError {
         /// The sub-slot within the parent page.
         slot: u32,
     },
+    /// The file system has no space (or quota) left for the pages the call needed: nothing
+    /// changed, in memory or in the file (a growth made for the call was undone). The same call
+    /// succeeds once space is freed.
+    StorageFull {
+        /// The step that ran out of space.
+        operation: IoOperation,
+        /// Bytes the call asked the file system for.
+        requested_bytes: u64,
+        /// The error the operating system returned (`ENOSPC`, `EDQUOT`).
+        source: io::Error,
+    },
+    /// The call would need more memory than could be allocated (checked before the file is
+    /// grown or anything is changed): request fewer pages at a time.
+    OutOfMemory {
+        /// Bytes the call tried to allocate.
+        requested_bytes: u64,
+    },
 }
 
 impl MappedPageError {
     pub(crate) fn io(operation: IoOperation, source: io::Error) -> Self {
         MappedPageError::Io { operation, source }
+    }
+
+    /// [`StorageFull`](Self::StorageFull) when `source` says the file system is full or the
+    /// quota exhausted, else [`Io`](Self::Io).
+    pub(crate) fn space(operation: IoOperation, requested_bytes: u64, source: io::Error) -> Self {
+        match source.kind() {
+            io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded => {
+                MappedPageError::StorageFull {
+                    operation,
+                    requested_bytes,
+                    source,
+                }
+            }
+            _ => Self::io(operation, source),
+        }
     }
 }
 
@@ -285,6 +321,18 @@ impl fmt::Display for MappedPageError {
                 f,
                 "sub-page {slot} of page {page} appears more than once; pass each id once"
             ),
+            MappedPageError::StorageFull {
+                operation,
+                requested_bytes,
+                source,
+            } => write!(
+                f,
+                "the file system is full ({operation} of {requested_bytes} bytes: {source}); nothing changed: free space on it and call again"
+            ),
+            MappedPageError::OutOfMemory { requested_bytes } => write!(
+                f,
+                "the call would allocate {requested_bytes} bytes of memory, more than is available; nothing changed: request fewer pages at a time"
+            ),
         }
     }
 }
@@ -292,7 +340,9 @@ impl fmt::Display for MappedPageError {
 impl std::error::Error for MappedPageError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
-            MappedPageError::Io { source, .. } => Some(source),
+            MappedPageError::Io { source, .. } | MappedPageError::StorageFull { source, .. } => {
+                Some(source)
+            }
             _ => None,
         }
     }

@@ -83,6 +83,17 @@ pub struct Pager<const PAGE_SIZE: usize, S: Storage = MmapStorage> {
     pending_length_sync: Option<Range<u64>>,
     /// How commits become durable (one or two barriers).
     commit_mode: CommitMode,
+    /// Reserve disk blocks for every page before it is written or handed out (SPEC.md §3.3).
+    reserve_space: bool,
+}
+
+/// What a growth changed, so that an operation failing before it wrote anything can undo it.
+#[derive(Debug)]
+#[must_use = "a growth must be undone when the operation that needed it fails"]
+pub(crate) struct Growth {
+    page_count: u64,
+    len_bytes: u64,
+    pending_length_sync: Option<Range<u64>>,
 }
 
 impl<const PAGE_SIZE: usize, S: Storage> std::fmt::Debug for Pager<PAGE_SIZE, S> {
@@ -114,6 +125,7 @@ impl<const PAGE_SIZE: usize> Pager<PAGE_SIZE, MmapStorage> {
             recovery: None,
             pending_length_sync: None,
             commit_mode: CommitMode::Flip,
+            reserve_space: true,
         })
     }
 
@@ -133,7 +145,12 @@ fn initialize<S: Storage>(
     let len_bytes = INITIAL_PAGE_COUNT * geometry.page_size();
     storage
         .grow(len_bytes)
-        .map_err(|e| MappedPageError::io(IoOperation::Grow, e))?;
+        .map_err(|e| MappedPageError::space(IoOperation::Grow, len_bytes, e))?;
+    // Every page of a new file is the pager's or lies in a block with one of its pages: reserve
+    // them all, so that the first commit's writes cannot meet a full disk (SPEC.md §3.1).
+    storage
+        .reserve(&[0..len_bytes])
+        .map_err(|e| MappedPageError::space(IoOperation::Reserve, len_bytes, e))?;
     let mut state = AllocState::new_file(geometry, INITIAL_PAGE_COUNT);
     let plan = CommitPlan {
         folds: state.plan_folds(true),
@@ -180,6 +197,7 @@ impl<const PAGE_SIZE: usize, S: Storage> Pager<PAGE_SIZE, S> {
             recovery: None,
             pending_length_sync: None,
             commit_mode: CommitMode::Flip,
+            reserve_space: true,
         })
     }
 
@@ -221,6 +239,7 @@ impl<const PAGE_SIZE: usize, S: Storage> Pager<PAGE_SIZE, S> {
                 recovery: Some(decision),
                 pending_length_sync: None,
                 commit_mode: CommitMode::Flip,
+                reserve_space: true,
             }),
             Err(error) => Err((error, storage)),
         }
@@ -300,6 +319,40 @@ impl<const PAGE_SIZE: usize, S: Storage> Pager<PAGE_SIZE, S> {
     /// changed).
     pub fn commit_mode(&self) -> CommitMode {
         self.commit_mode
+    }
+
+    /// Turns disk-space reservation on (the default) or off for this handle's later calls.
+    ///
+    /// With reservation on, every page the pager writes itself (metadata, bitmap slots, the
+    /// protected-page directory and copies) and every page it hands out is reserved on disk
+    /// (`fallocate`) before anyone writes it, so a full file system surfaces as
+    /// [`MappedPageError::StorageFull`] from the call that needed the space, with nothing
+    /// changed. Free pages stay unreserved holes: the file's disk use follows what is allocated.
+    ///
+    /// With reservation off nothing is reserved: a write through the map into a page that has
+    /// no disk block on a full file system raises `SIGBUS` and kills the process. Turn it off
+    /// only where that cannot happen or does not matter (for example a benchmark building a huge
+    /// sparse file); SPEC.md §3.3.
+    ///
+    /// ```
+    /// use mappedpages::{Pager, SimStorage};
+    ///
+    /// let mut storage = SimStorage::new();
+    /// storage.allow_unreserved_writes(); // SimStorage checks reservations unless told not to
+    /// let mut pager = Pager::<1024, SimStorage>::create_in(storage).unwrap();
+    /// pager.set_space_reservation(false);
+    /// let reservations = pager.storage().reserve_count();
+    /// pager.alloc_bulk(100).unwrap();
+    /// assert_eq!(pager.storage().reserve_count(), reservations);
+    /// ```
+    pub fn set_space_reservation(&mut self, reserve: bool) {
+        self.reserve_space = reserve;
+    }
+
+    /// True unless [`set_space_reservation(false)`](Self::set_space_reservation) turned
+    /// reservation off.
+    pub fn space_reservation(&self) -> bool {
+        self.reserve_space
     }
 
     /// True after a failed sync; see [`MappedPageError::Poisoned`].
@@ -416,13 +469,18 @@ impl<const PAGE_SIZE: usize, S: Storage> Pager<PAGE_SIZE, S> {
 
     // ----- allocation --------------------------------------------------------------------------
 
-    /// Grows the file until `needed` pages are free. On error nothing changed. The new length
-    /// becomes durable in the first barrier of the commit that follows (SPEC.md §3.3).
-    pub(crate) fn ensure_free_pages(&mut self, needed: u64) -> Result<(), MappedPageError> {
+    /// Grows the file until `needed` pages are free, and returns what it changed for
+    /// [`undo_growth`](Self::undo_growth) (`None` when no growth was needed). On error nothing
+    /// changed. The new length becomes durable in the first barrier of the commit that follows
+    /// (SPEC.md §3.3).
+    pub(crate) fn ensure_free_pages(
+        &mut self,
+        needed: u64,
+    ) -> Result<Option<Growth>, MappedPageError> {
         let geometry = self.state.geometry;
         let free = self.state.free_page_count();
         if free >= needed {
-            return Ok(());
+            return Ok(None);
         }
         let current = self.state.page_count;
         let max_pages = geometry.max_page_count();
@@ -450,17 +508,88 @@ impl<const PAGE_SIZE: usize, S: Storage> Pager<PAGE_SIZE, S> {
             }
             target = target.saturating_add(needed - free - gained);
         }
+        // Memory first: a bitmap that cannot grow is an error before the file changes.
+        self.state
+            .try_reserve_extend(target)
+            .map_err(|requested_bytes| MappedPageError::OutOfMemory { requested_bytes })?;
+        let growth = Growth {
+            page_count: current,
+            len_bytes: self.storage.len_bytes(),
+            pending_length_sync: self.pending_length_sync.clone(),
+        };
         let len_bytes = target * geometry.page_size();
         if self.storage.len_bytes() < len_bytes {
-            self.storage
-                .grow(len_bytes)
-                .map_err(|e| MappedPageError::io(IoOperation::Grow, e))?;
+            self.storage.grow(len_bytes).map_err(|e| {
+                MappedPageError::space(IoOperation::Grow, len_bytes - growth.len_bytes, e)
+            })?;
             // The commit's first barrier makes the new length durable together with the
             // metadata that counts on it, before the superblock names that metadata.
             self.pending_length_sync = Some(len_bytes - geometry.page_size()..len_bytes);
         }
         self.state.extend(target);
+        Ok(Some(growth))
+    }
+
+    /// Undoes `growth` (if any) after the operation that needed it failed before anything was
+    /// written to the new pages or staged in memory: the page count, the file length and the
+    /// pending length sync are as before. A file that cannot be shrunk back poisons the pager.
+    pub(crate) fn undo_growth(&mut self, growth: Option<Growth>) -> Result<(), MappedPageError> {
+        let Some(growth) = growth else {
+            return Ok(());
+        };
+        self.state.truncate(growth.page_count);
+        self.pending_length_sync = growth.pending_length_sync;
+        if self.storage.len_bytes() > growth.len_bytes
+            && let Err(error) = self.storage.shrink(growth.len_bytes)
+        {
+            self.poisoned = Some("undoing a growth".to_string());
+            return Err(MappedPageError::io(IoOperation::Reserve, error));
+        }
         Ok(())
+    }
+
+    /// Reserves disk blocks (SPEC.md §3.3) for the pages of `runs`, which the caller is about to
+    /// hand out or write, and for both slot pages of every group a commit of them materializes
+    /// (the fresh groups up to the highest one `runs` touch). Nothing when reservation is off.
+    /// On error `growth` is undone and nothing changed (or the pager is poisoned if the file
+    /// could not be shrunk back).
+    pub(crate) fn reserve_runs(
+        &mut self,
+        runs: &[PageRun],
+        growth: Option<Growth>,
+    ) -> Result<(), MappedPageError> {
+        if !self.reserve_space || runs.is_empty() {
+            return Ok(());
+        }
+        let geometry = self.state.geometry;
+        let page_size = geometry.page_size();
+        let mut ranges: Vec<Range<u64>> = runs
+            .iter()
+            .map(|run| run.first_page * page_size..run.end_page * page_size)
+            .collect();
+        let highest_group = runs
+            .iter()
+            .map(|run| geometry.group_of(run.end_page - 1))
+            .max();
+        if let Some(highest) = highest_group {
+            for group in self.state.materialized_groups..=highest {
+                // Slot 0 and slot 1 are adjacent: one range.
+                let first = geometry.offset(geometry.slot_page(group, 0));
+                ranges.push(first..first + 2 * page_size);
+            }
+        }
+        let requested_bytes = ranges.iter().map(|r| r.end - r.start).sum();
+        match self.storage.reserve(&ranges) {
+            Ok(()) => Ok(()),
+            Err(error) => {
+                self.undo_growth(growth)?;
+                Err(MappedPageError::space(
+                    IoOperation::Reserve,
+                    requested_bytes,
+                    error,
+                ))
+            }
+        }
     }
 
     /// The staged part of `alloc` and `alloc_bulk` (and of a `SharedPager` group commit): grows
@@ -475,13 +604,19 @@ impl<const PAGE_SIZE: usize, S: Storage> Pager<PAGE_SIZE, S> {
         if count == 0 {
             return Ok(Vec::new());
         }
-        self.ensure_free_pages(count as u64)?;
+        // The result's memory first: a request that cannot be held fails before the file grows.
+        let mut ids = Vec::new();
+        ids.try_reserve_exact(count)
+            .map_err(|_| MappedPageError::OutOfMemory {
+                requested_bytes: (count as u64).saturating_mul(8),
+            })?;
+        let growth = self.ensure_free_pages(count as u64)?;
         let runs = self
             .state
             .find_free_runs(count as u64)
             .expect("ensure_free_pages made enough pages free");
+        self.reserve_runs(&runs, growth)?;
         self.state.apply(&runs);
-        let mut ids = Vec::with_capacity(count);
         for run in &runs {
             ids.extend((run.first_page..run.end_page).map(PageId::from_raw));
         }

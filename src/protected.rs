@@ -280,23 +280,39 @@ impl<const PAGE_SIZE: usize, S: Storage> Pager<PAGE_SIZE, S> {
         if count == 0 {
             return Ok((Vec::new(), Vec::new()));
         }
+        // The result's memory first: a request that cannot be held fails before the file grows.
+        let out_of_memory = |per_entry: usize| MappedPageError::OutOfMemory {
+            requested_bytes: count.saturating_mul(per_entry as u64),
+        };
+        let capacity = usize::try_from(count).map_err(|_| out_of_memory(8))?;
+        let mut zeroed: Vec<Range<u64>> = Vec::new();
+        zeroed
+            .try_reserve_exact(capacity)
+            .map_err(|_| out_of_memory(size_of::<Range<u64>>()))?;
+        let mut ids = Vec::new();
+        ids.try_reserve_exact(capacity)
+            .map_err(|_| out_of_memory(size_of::<ProtectedPageId<PAGE_SIZE>>()))?;
+        self.state
+            .directory
+            .try_reserve(count)
+            .map_err(|requested_bytes| MappedPageError::OutOfMemory { requested_bytes })?;
         let needed = self.state.directory.pages_needed(count);
-        self.ensure_free_pages(needed)?;
+        let growth = self.ensure_free_pages(needed)?;
         let runs = self
             .state
             .find_free_runs(needed)
             .expect("ensure_free_pages made enough pages free");
+        self.reserve_runs(&runs, growth)?;
         self.state.apply(&runs);
         let zero_checksum = zero_page_checksum(PAGE_SIZE);
         let generation = self.state.generation + 1;
         let mut pages = runs.iter().flat_map(|run| run.first_page..run.end_page);
-        let ids = self
+        let allocated = self
             .state
             .directory
             .allocate(count, &mut pages, generation, zero_checksum);
         assert!(pages.next().is_none(), "pages_needed matches allocate");
-        let mut zeroed = Vec::with_capacity(ids.len());
-        for &id in &ids {
+        for &id in &allocated {
             let page = self
                 .state
                 .directory
@@ -309,7 +325,8 @@ impl<const PAGE_SIZE: usize, S: Storage> Pager<PAGE_SIZE, S> {
             }
             zeroed.push(range.start as u64..range.end as u64);
         }
-        Ok((ids.into_iter().map(ProtectedPageId).collect(), zeroed))
+        ids.extend(allocated.into_iter().map(ProtectedPageId));
+        Ok((ids, zeroed))
     }
 
     /// Frees one protected page and commits: two barriers.

@@ -571,9 +571,16 @@ fn future_pages(
             pages.push(slot.page());
         }
     }
-    // Every group whose slots lie in the file, also past the chosen page count: a growth whose
-    // commit never completed may have materialized groups there.
-    for group in 0.. {
+    // Every group materialized by the chosen state or by a copy that decodes (a newer commit
+    // that never completed materializes groups past the chosen page count). Groups past those
+    // are not read: their slot pages may be unreserved holes (SPEC.md §3.3), and a slot left
+    // there by a commit whose copy did not arrive is harmless: it is in slot 0, which the commit
+    // that materializes the group overwrites, and a slot digest names the slot it committed.
+    let materialized = metas
+        .iter()
+        .filter_map(|(_, meta)| meta.as_ref().ok().map(|m| m.materialized_groups))
+        .fold(state.materialized_groups, u64::max);
+    for group in 0..materialized {
         if page(image, geometry, geometry.slot_page(group, 0)).is_none() {
             break;
         }

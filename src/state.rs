@@ -191,6 +191,29 @@ impl AllocState {
         }
     }
 
+    /// Makes room in memory for an [`extend`](Self::extend) to `page_count` pages, so that it
+    /// cannot fail; `Err` with the bytes asked for when the memory cannot be had.
+    pub(crate) fn try_reserve_extend(&mut self, page_count: u64) -> Result<(), u64> {
+        self.bitmap.try_reserve(page_count)
+    }
+
+    /// Undoes an [`extend`](Self::extend) from `page_count` pages that nothing was allocated in.
+    pub(crate) fn truncate(&mut self, page_count: u64) {
+        assert!(
+            page_count <= self.page_count && self.geometry.is_valid_page_count(page_count),
+            "truncate to {page_count} pages from {}",
+            self.page_count
+        );
+        assert!(
+            self.geometry.group_count(page_count) >= self.materialized_groups,
+            "truncate would drop a materialized group"
+        );
+        self.bitmap.truncate(page_count);
+        self.page_count = page_count;
+        // The group cut in two (if any) keeps its internal bits: they lie below `page_count`.
+        self.next_fit_page = self.next_fit_page.min(page_count);
+    }
+
     /// Sets the internal bits of a group that has no slot page yet.
     pub(crate) fn mark_fresh_group(&mut self, group: u64) {
         if group == 0 {

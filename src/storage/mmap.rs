@@ -32,6 +32,13 @@ pub struct SyncStats {
     /// Bytes covered by the barriers: the coalesced ranges of every `sync_ranges` (whether
     /// written by `msync` or by `sync_file_range`) and the whole file for every `sync_all`.
     pub bytes_synced: u64,
+    /// Calls to [`Storage::reserve`] that reached the file system.
+    pub reservations: u64,
+    /// Bytes covered by those reservations (coalesced ranges).
+    pub bytes_reserved: u64,
+    /// Blocks reserved by the fallback that writes a byte per block (where the file system has
+    /// no `fallocate`, or off Linux).
+    pub reservation_writes: u64,
 }
 
 /// How a barrier over several ranges reaches the medium.
@@ -94,6 +101,49 @@ mod linux {
         result == 0 && ONE_FLUSH_FILE_SYSTEMS.contains(&(stat.f_type as u32))
     }
 
+    /// Allocates the blocks of `range` (`fallocate` mode 0: contents unchanged, unwritten
+    /// extents read as zeros). `Ok(false)` when the file system has no `fallocate`
+    /// (`EOPNOTSUPP`), so the caller falls back to writing.
+    pub(super) fn allocate(file: &File, range: &Range<u64>) -> io::Result<bool> {
+        let too_large = || io::Error::new(io::ErrorKind::InvalidInput, "range beyond off64_t");
+        let offset: libc::off_t = range.start.try_into().map_err(|_| too_large())?;
+        let length: libc::off_t = (range.end - range.start)
+            .try_into()
+            .map_err(|_| too_large())?;
+        loop {
+            // SAFETY: `fallocate` reads and writes no memory of this process: it takes a
+            // descriptor that `file` keeps open for the duration of the call, and integers.
+            let result = unsafe { libc::fallocate(file.as_raw_fd(), 0, offset, length) };
+            if result == 0 {
+                return Ok(true);
+            }
+            let error = io::Error::last_os_error();
+            match error.raw_os_error() {
+                Some(libc::EINTR) => continue,
+                Some(libc::EOPNOTSUPP) => return Ok(false),
+                _ => return Err(error),
+            }
+        }
+    }
+
+    /// Bytes the caller may still allocate on the file system holding `file` (`fstatfs`:
+    /// available blocks × block size), or `None` if `fstatfs` fails.
+    pub(super) fn available_bytes(file: &File) -> Option<u64> {
+        // SAFETY: `statfs` is a plain C struct of integers, for which all zero bytes is a valid
+        // value.
+        let mut stat: libc::statfs = unsafe { std::mem::zeroed() };
+        // SAFETY: `stat` is a valid, writable `statfs` that outlives the call, and the descriptor
+        // stays open for as long as `file` is borrowed.
+        let result = unsafe { libc::fstatfs(file.as_raw_fd(), &mut stat) };
+        if result != 0 {
+            return None;
+        }
+        // Both fields are unsigned words of the target's width.
+        #[allow(clippy::unnecessary_cast)]
+        let (blocks, size) = (stat.f_bavail as u64, stat.f_bsize as u64);
+        Some(blocks.saturating_mul(size))
+    }
+
     /// Writes the dirty pages of `range` and waits until the device has completed the writes;
     /// issues no cache flush and writes no metadata.
     pub(super) fn write_range(file: &File, range: &Range<u64>) -> io::Result<()> {
@@ -148,6 +198,45 @@ pub struct MmapStorage {
     sync_log: Option<Vec<Vec<Range<u64>>>>,
     /// Found by the first barrier over several ranges (an `fstatfs`), not at open.
     method: Option<BarrierMethod>,
+    /// The file system answered `fallocate` with `EOPNOTSUPP`: reserve by writing.
+    #[cfg(target_os = "linux")]
+    allocate_unsupported: bool,
+}
+
+/// Reservations above this size check the file system's free space first (one `fstatfs`).
+#[cfg(target_os = "linux")]
+const LARGE_RESERVATION_BYTES: u64 = 64 << 20;
+
+fn read_at(file: &File, buf: &mut [u8], offset: u64) -> io::Result<()> {
+    #[cfg(unix)]
+    {
+        std::os::unix::fs::FileExt::read_exact_at(file, buf, offset)
+    }
+    #[cfg(windows)]
+    {
+        let read = std::os::windows::fs::FileExt::seek_read(file, buf, offset)?;
+        if read == buf.len() {
+            Ok(())
+        } else {
+            Err(io::ErrorKind::UnexpectedEof.into())
+        }
+    }
+}
+
+fn write_at(file: &File, buf: &[u8], offset: u64) -> io::Result<()> {
+    #[cfg(unix)]
+    {
+        std::os::unix::fs::FileExt::write_all_at(file, buf, offset)
+    }
+    #[cfg(windows)]
+    {
+        let written = std::os::windows::fs::FileExt::seek_write(file, buf, offset)?;
+        if written == buf.len() {
+            Ok(())
+        } else {
+            Err(io::ErrorKind::WriteZero.into())
+        }
+    }
 }
 
 impl std::fmt::Debug for MmapStorage {
@@ -208,6 +297,8 @@ impl MmapStorage {
             stats: SyncStats::default(),
             sync_log: None,
             method: None,
+            #[cfg(target_os = "linux")]
+            allocate_unsupported: false,
         })
     }
 
@@ -275,6 +366,63 @@ impl MmapStorage {
             .and_then(|dir| dir.sync_all())
             .map_err(|e| MappedPageError::io(IoOperation::SyncDirectory, e))?;
         Ok(storage)
+    }
+
+    /// Reserves the blocks of one coalesced range: `fallocate` on Linux, else (or where the file
+    /// system has none) [`reserve_by_writing`](Self::reserve_by_writing).
+    fn reserve_range(&mut self, range: &Range<u64>) -> io::Result<()> {
+        #[cfg(target_os = "linux")]
+        if !self.allocate_unsupported {
+            if linux::allocate(&self.file, range)? {
+                return Ok(());
+            }
+            self.allocate_unsupported = true;
+        }
+        self.reserve_by_writing(range)
+    }
+
+    /// The fallback reservation: every file-system block of `range` is read and its first byte
+    /// written back unchanged with `pread`/`pwrite` (never through the map, where a write into a
+    /// hole on a full file system raises `SIGBUS`). A hole gets a block, or the write fails with
+    /// `ENOSPC`; contents are unchanged.
+    fn reserve_by_writing(&mut self, range: &Range<u64>) -> io::Result<()> {
+        let block_bytes = self.reservation_block_bytes();
+        let mut offset = range.start - range.start % block_bytes;
+        while offset < range.end {
+            let mut byte = [0u8; 1];
+            let at = offset.max(range.start);
+            read_at(&self.file, &mut byte, at)?;
+            write_at(&self.file, &byte, at)?;
+            self.stats.reservation_writes += 1;
+            offset += block_bytes;
+        }
+        Ok(())
+    }
+
+    /// The block size the fallback reservation steps by: the file system's preferred I/O size
+    /// on Unix (at most one page of the smallest size, so no block is skipped), 512 elsewhere.
+    fn reservation_block_bytes(&self) -> u64 {
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::MetadataExt;
+            if let Ok(metadata) = self.file.metadata() {
+                let size = metadata.blksize();
+                if size.is_power_of_two() {
+                    return size.clamp(512, crate::format::MIN_PAGE_SIZE as u64);
+                }
+            }
+        }
+        512
+    }
+
+    /// Uses the fallback reservation (writing a byte per block) even where `fallocate` works,
+    /// to test it on any file system.
+    #[doc(hidden)]
+    pub fn force_reservation_by_writing(&mut self) {
+        #[cfg(target_os = "linux")]
+        {
+            self.allocate_unsupported = true;
+        }
     }
 
     /// Durability counters since this storage was opened.
@@ -391,6 +539,46 @@ impl Storage for MmapStorage {
         self.stats.msync_calls += 1;
         self.stats.bytes_synced += last.end - last.start;
         map.flush_range(last.start as usize, (last.end - last.start) as usize)
+    }
+
+    fn reserve(&mut self, ranges: &[Range<u64>]) -> io::Result<()> {
+        for range in ranges {
+            self.check_range(range)?;
+        }
+        let merged = coalesce(ranges);
+        let total: u64 = merged.iter().map(|r| r.end - r.start).sum();
+        // A request far beyond the free space fails before allocating anything: `fallocate`
+        // would fill the file system block by block before giving up.
+        #[cfg(target_os = "linux")]
+        if total > LARGE_RESERVATION_BYTES
+            && linux::available_bytes(&self.file).is_some_and(|available| available < total)
+        {
+            return Err(io::Error::new(
+                io::ErrorKind::StorageFull,
+                format!("reserving {total} bytes: the file system has less space available"),
+            ));
+        }
+        self.stats.reservations += 1;
+        self.stats.bytes_reserved += total;
+        for range in &merged {
+            self.reserve_range(range)?;
+        }
+        Ok(())
+    }
+
+    fn shrink(&mut self, new_len_bytes: u64) -> io::Result<()> {
+        if new_len_bytes > self.len_bytes {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "shrink must not extend the file",
+            ));
+        }
+        // The mapping goes first: no byte of it may lie past the end of the file.
+        self.map = None;
+        self.file.set_len(new_len_bytes)?;
+        self.len_bytes = new_len_bytes;
+        self.map = map_file(&self.file, new_len_bytes)?;
+        Ok(())
     }
 
     fn sync_all(&mut self) -> io::Result<()> {

@@ -12,8 +12,9 @@ use std::ops::Range;
 /// A byte region that can be read and written in place, grown, and made durable range by range.
 ///
 /// The pager performs every read and write through [`bytes`](Storage::bytes) and
-/// [`bytes_mut`](Storage::bytes_mut), and every durability barrier through
-/// [`sync_ranges`](Storage::sync_ranges). Implementations decide what "durable" means; the
+/// [`bytes_mut`](Storage::bytes_mut), every durability barrier through
+/// [`sync_ranges`](Storage::sync_ranges), and reserves space with
+/// [`reserve`](Storage::reserve) before it writes or hands out a page. Implementations decide what "durable" means; the
 /// contract they must keep is the crash model of SPEC.md §5:
 ///
 /// * bytes written through `bytes_mut` may reach the medium at any time, in any order, sector by
@@ -27,6 +28,7 @@ use std::ops::Range;
 ///
 /// let mut storage = SimStorage::new();
 /// storage.grow(8192).unwrap();
+/// storage.reserve(&[0..4096]).unwrap(); // space first: a write into a hole may find none
 /// storage.bytes_mut()[0] = 7;
 /// storage.sync_ranges(&[0..4096]).unwrap();
 /// assert_eq!(storage.bytes()[0], 7);
@@ -53,6 +55,38 @@ pub trait Storage {
 
     /// Makes the whole region durable.
     fn sync_all(&mut self) -> io::Result<()>;
+
+    /// Reserves backing space for every byte of `ranges` (each inside the region), so that a
+    /// later write through [`bytes_mut`](Storage::bytes_mut) into them can never fail for lack
+    /// of space. Contents are unchanged. A full medium is an error of kind
+    /// [`io::ErrorKind::StorageFull`] (or [`io::ErrorKind::QuotaExceeded`]); on error any part of
+    /// the ranges may have been reserved, and nothing else changed. The reservation becomes
+    /// durable with the next successful sync (SPEC.md §3.3).
+    ///
+    /// The pager reserves every page it writes itself and every page it hands out before anyone
+    /// writes it, unless reservation is turned off
+    /// ([`Pager::set_space_reservation`](crate::Pager::set_space_reservation)). The default
+    /// implementation reserves nothing: a storage whose writes cannot run out of space (memory)
+    /// needs nothing more.
+    fn reserve(&mut self, ranges: &[Range<u64>]) -> io::Result<()> {
+        let _ = ranges;
+        Ok(())
+    }
+
+    /// Shortens the region to `new_len_bytes` (not above the current length): undoes a growth
+    /// whose operation failed before anything was written past `new_len_bytes`. On error the
+    /// region may have either length, and the pager poisons itself.
+    ///
+    /// The pager shrinks only after [`reserve`](Storage::reserve) failed, so a storage that keeps
+    /// the default `reserve` never sees this call; the default implementation returns an
+    /// [`io::ErrorKind::Unsupported`] error.
+    fn shrink(&mut self, new_len_bytes: u64) -> io::Result<()> {
+        let _ = new_len_bytes;
+        Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            "this storage cannot shrink",
+        ))
+    }
 }
 
 /// Sorts `ranges` and merges overlapping or adjacent ones.

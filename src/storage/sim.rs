@@ -88,6 +88,19 @@ impl BlockImage {
         self.len = len;
     }
 
+    /// Shortens the image to `len` bytes; the bytes past it read as zero again.
+    fn truncate(&mut self, len: usize) {
+        assert!(len <= self.len, "truncate must not extend the image");
+        self.blocks.truncate(len.div_ceil(BLOCK_BYTES));
+        let within = len % BLOCK_BYTES;
+        if within != 0
+            && let Some(last) = self.blocks.last_mut()
+        {
+            Arc::make_mut(last)[within..].fill(0);
+        }
+        self.len = len;
+    }
+
     fn write(&mut self, offset: usize, bytes: &[u8]) {
         assert!(offset + bytes.len() <= self.len, "write past the image");
         let mut at = offset;
@@ -300,6 +313,14 @@ pub struct SimStorage {
     /// Sectors a failed sync did not make durable and no later sync rewrote: offset → the bytes
     /// that were lost.
     lost_writes: BTreeMap<u64, Vec<u8>>,
+    /// Bytes `0..reserved_floor_bytes` count as reserved: the image this storage was made from.
+    reserved_floor_bytes: u64,
+    /// Ranges reserved by [`Storage::reserve`] past the floor: sorted, disjoint, not adjacent.
+    reserved: Vec<Range<u64>>,
+    reserve_count: u64,
+    fail_reserve_at: Option<u64>,
+    /// Writes into unreserved bytes are allowed (see `allow_unreserved_writes`).
+    unreserved_writes_allowed: bool,
 }
 
 /// Extends `bytes` to `new_len` with zeros. Past its capacity, a fresh zeroed allocation with
@@ -334,6 +355,7 @@ impl SimStorage {
     pub fn from_image(image: Vec<u8>) -> SimStorage {
         SimStorage {
             durable_len_bytes: image.len() as u64,
+            reserved_floor_bytes: image.len() as u64,
             volatile: image,
             images_shared: true,
             ..SimStorage::default()
@@ -367,6 +389,37 @@ impl SimStorage {
     /// Makes the growth with zero-based index `index` fail (nothing changes).
     pub fn fail_grow_at(&mut self, index: u64) {
         self.fail_grow_at = Some(index);
+    }
+
+    /// Makes the reservation ([`Storage::reserve`]) with zero-based index `index` fail as a
+    /// full medium does: an error of kind [`io::ErrorKind::StorageFull`], nothing reserved.
+    pub fn fail_reserve_at(&mut self, index: u64) {
+        self.fail_reserve_at = Some(index);
+    }
+
+    /// Reservations so far (successful or not).
+    pub fn reserve_count(&self) -> u64 {
+        self.reserve_count
+    }
+
+    /// True if every byte of `range` is reserved: inside the image this storage was made from,
+    /// or reserved since by [`Storage::reserve`].
+    pub fn is_reserved(&self, range: Range<u64>) -> bool {
+        let start = range.start.max(self.reserved_floor_bytes);
+        if start >= range.end {
+            return true;
+        }
+        // The reserved range that could cover `start`: the last one starting at or before it.
+        let index = self.reserved.partition_point(|r| r.start <= start);
+        index > 0 && self.reserved[index - 1].end >= range.end
+    }
+
+    /// Stops checking that synced writes lie in reserved bytes. By default a sync that would
+    /// make durable a write into bytes never reserved panics: on a real file system that write
+    /// is what raises `SIGBUS` on a full disk (SPEC.md §3.3). Call this for a pager whose
+    /// reservation is turned off, or to use the storage directly without reserving.
+    pub fn allow_unreserved_writes(&mut self) {
+        self.unreserved_writes_allowed = true;
     }
 
     /// From now on, record a [`CrashPoint`] just before every sync (and sync_all) is applied:
@@ -543,12 +596,35 @@ impl SimStorage {
         }
     }
 
+    /// Panics if a dirty sector in `ranges` lies outside the reserved bytes (unless
+    /// [`allow_unreserved_writes`](Self::allow_unreserved_writes) was called).
+    fn assert_dirty_sectors_reserved(&self, ranges: &[Range<u64>]) {
+        if self.unreserved_writes_allowed || self.images_shared {
+            return;
+        }
+        let sector = SectorSize::S512.bytes();
+        for range in ranges {
+            let mut start = range.start.max(self.reserved_floor_bytes);
+            while start < range.end {
+                let end = (start + sector).min(range.end);
+                let (s, e) = (start as usize, end as usize);
+                assert!(
+                    self.volatile[s..e] == self.clean[s..e] || self.is_reserved(start..end),
+                    "SimStorage: bytes {start}..{end} were written and synced but never reserved \
+                     (Storage::reserve); on a full file system this write raises SIGBUS"
+                );
+                start = end;
+            }
+        }
+    }
+
     /// Applies one barrier over `ranges`. Returns whether it was made to fail.
     fn barrier(&mut self, ranges: &[Range<u64>]) -> bool {
         if self.snapshot_syncs {
             let snapshot = self.crash_point();
             self.snapshots.push(snapshot);
         }
+        self.assert_dirty_sectors_reserved(ranges);
         let index = self.sync_count;
         self.sync_count += 1;
         let fail = self.fail_sync_at == Some(index);
@@ -658,6 +734,50 @@ impl Storage for SimStorage {
         }
         Ok(())
     }
+
+    fn reserve(&mut self, ranges: &[Range<u64>]) -> io::Result<()> {
+        for range in ranges {
+            self.check_range(range)?;
+        }
+        let index = self.reserve_count;
+        self.reserve_count += 1;
+        if self.fail_reserve_at == Some(index) {
+            return Err(io::Error::new(
+                io::ErrorKind::StorageFull,
+                "injected reservation failure (SimStorage): no space left",
+            ));
+        }
+        let floor = self.reserved_floor_bytes;
+        let mut all = std::mem::take(&mut self.reserved);
+        all.extend(
+            ranges
+                .iter()
+                .filter(|r| r.end > floor)
+                .map(|r| r.start.max(floor)..r.end),
+        );
+        self.reserved = coalesce(&all);
+        Ok(())
+    }
+
+    fn shrink(&mut self, new_len_bytes: u64) -> io::Result<()> {
+        let len = usize::try_from(new_len_bytes)
+            .ok()
+            .filter(|&len| len <= self.volatile.len())
+            .ok_or_else(|| {
+                io::Error::new(io::ErrorKind::InvalidInput, "shrink must not extend")
+            })?;
+        self.unshare_images();
+        self.volatile.truncate(len);
+        self.clean.truncate(len);
+        self.durable.truncate(len);
+        self.durable_len_bytes = self.durable_len_bytes.min(new_len_bytes);
+        self.reserved_floor_bytes = self.reserved_floor_bytes.min(new_len_bytes);
+        self.reserved.retain(|r| r.start < new_len_bytes);
+        if let Some(last) = self.reserved.last_mut() {
+            last.end = last.end.min(new_len_bytes);
+        }
+        Ok(())
+    }
 }
 
 #[cfg(test)]
@@ -668,6 +788,7 @@ mod tests {
     fn unsynced_writes_are_in_flight_until_synced() {
         let mut s = SimStorage::new();
         s.grow(4096).unwrap();
+        s.reserve(&[0..4096]).unwrap();
         assert_eq!(s.durable_len_bytes(), 0);
         s.bytes_mut()[10] = 1;
         s.bytes_mut()[600] = 2;
@@ -731,6 +852,52 @@ mod tests {
         assert_eq!(s.len_bytes(), 4096);
         assert_eq!(s.grow_count(), 2);
         assert!(s.grow(10).is_err());
+    }
+
+    #[test]
+    #[should_panic(expected = "never reserved")]
+    fn syncing_a_write_into_unreserved_bytes_panics() {
+        let mut s = SimStorage::from_image(vec![0; 1024]);
+        s.grow(8192).unwrap();
+        s.reserve(&[4096..6144]).unwrap();
+        // The image it was made from and reserved bytes may be written.
+        s.bytes_mut()[100] = 1;
+        s.bytes_mut()[5000] = 1;
+        s.sync_ranges(&[0..1024, 4096..6144]).unwrap();
+        // A grown byte that was never reserved may not.
+        s.bytes_mut()[2048] = 1;
+        let _ = s.sync_ranges(&[2048..3072]);
+    }
+
+    #[test]
+    fn reservations_coalesce_fail_on_request_and_shrink() {
+        let mut s = SimStorage::new();
+        s.grow(16384).unwrap();
+        s.reserve(&[0..1024, 2048..4096]).unwrap();
+        s.reserve(&[1024..2048]).unwrap();
+        assert!(s.is_reserved(0..4096));
+        assert!(!s.is_reserved(0..4097));
+        s.fail_reserve_at(2);
+        let error = s.reserve(&[8192..9216]).unwrap_err();
+        assert_eq!(error.kind(), io::ErrorKind::StorageFull);
+        assert!(!s.is_reserved(8192..9216));
+        assert_eq!(s.reserve_count(), 3);
+        s.shrink(2048).unwrap();
+        assert_eq!(s.len_bytes(), 2048);
+        assert!(s.is_reserved(0..2048));
+        s.grow(4096).unwrap();
+        assert!(!s.is_reserved(2048..4096), "a shrink gives the reservation back");
+        assert!(s.bytes()[2048..].iter().all(|&b| b == 0));
+    }
+
+    #[test]
+    fn unreserved_writes_can_be_allowed() {
+        let mut s = SimStorage::new();
+        s.allow_unreserved_writes();
+        s.grow(4096).unwrap();
+        s.bytes_mut()[0] = 1;
+        s.sync_ranges(&[0..4096]).unwrap();
+        assert_eq!(s.durable_image()[0], 1);
     }
 
     #[test]
