@@ -327,7 +327,7 @@ impl fmt::Display for MappedPageError {
                 source,
             } => write!(
                 f,
-                "the file system is full ({operation} of {requested_bytes} bytes: {source}); nothing changed: free space on it and call again"
+                "not enough space on the file system ({operation} of {requested_bytes} bytes: {source}); nothing changed: free space on it, or ask for less, and call again"
             ),
             MappedPageError::OutOfMemory { requested_bytes } => write!(
                 f,

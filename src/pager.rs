@@ -552,14 +552,14 @@ impl<const PAGE_SIZE: usize, S: Storage> Pager<PAGE_SIZE, S> {
     /// hand out or write, and for both slot pages of every group a commit of them materializes
     /// (the fresh groups up to the highest one `runs` touch). Nothing when reservation is off.
     /// On error `growth` is undone and nothing changed (or the pager is poisoned if the file
-    /// could not be shrunk back).
+    /// could not be shrunk back); on success `growth` is handed back for a later failure.
     pub(crate) fn reserve_runs(
         &mut self,
         runs: &[PageRun],
         growth: Option<Growth>,
-    ) -> Result<(), MappedPageError> {
+    ) -> Result<Option<Growth>, MappedPageError> {
         if !self.reserve_space || runs.is_empty() {
-            return Ok(());
+            return Ok(growth);
         }
         let geometry = self.state.geometry;
         let page_size = geometry.page_size();
@@ -580,7 +580,7 @@ impl<const PAGE_SIZE: usize, S: Storage> Pager<PAGE_SIZE, S> {
         }
         let requested_bytes = ranges.iter().map(|r| r.end - r.start).sum();
         match self.storage.reserve(&ranges) {
-            Ok(()) => Ok(()),
+            Ok(()) => Ok(growth),
             Err(error) => {
                 self.undo_growth(growth)?;
                 Err(MappedPageError::space(
@@ -615,7 +615,8 @@ impl<const PAGE_SIZE: usize, S: Storage> Pager<PAGE_SIZE, S> {
             .state
             .find_free_runs(count as u64)
             .expect("ensure_free_pages made enough pages free");
-        self.reserve_runs(&runs, growth)?;
+        // Nothing can fail past this point: the growth stays.
+        let _growth = self.reserve_runs(&runs, growth)?;
         self.state.apply(&runs);
         for run in &runs {
             ids.extend((run.first_page..run.end_page).map(PageId::from_raw));

@@ -292,17 +292,19 @@ impl<const PAGE_SIZE: usize, S: Storage> Pager<PAGE_SIZE, S> {
         let mut ids = Vec::new();
         ids.try_reserve_exact(capacity)
             .map_err(|_| out_of_memory(size_of::<ProtectedPageId<PAGE_SIZE>>()))?;
-        self.state
-            .directory
-            .try_reserve(count)
-            .map_err(|requested_bytes| MappedPageError::OutOfMemory { requested_bytes })?;
         let needed = self.state.directory.pages_needed(count);
         let growth = self.ensure_free_pages(needed)?;
         let runs = self
             .state
             .find_free_runs(needed)
             .expect("ensure_free_pages made enough pages free");
-        self.reserve_runs(&runs, growth)?;
+        let growth = self.reserve_runs(&runs, growth)?;
+        // The directory's memory last: its reservation touches what it reserves, so a request
+        // the disk cannot hold fails (above) before it costs memory.
+        if let Err(requested_bytes) = self.state.directory.try_reserve(count) {
+            self.undo_growth(growth)?;
+            return Err(MappedPageError::OutOfMemory { requested_bytes });
+        }
         self.state.apply(&runs);
         let zero_checksum = zero_page_checksum(PAGE_SIZE);
         let generation = self.state.generation + 1;

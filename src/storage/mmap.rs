@@ -551,11 +551,12 @@ impl Storage for MmapStorage {
         // would fill the file system block by block before giving up.
         #[cfg(target_os = "linux")]
         if total > LARGE_RESERVATION_BYTES
-            && linux::available_bytes(&self.file).is_some_and(|available| available < total)
+            && let Some(available) = linux::available_bytes(&self.file)
+            && available < total
         {
             return Err(io::Error::new(
                 io::ErrorKind::StorageFull,
-                format!("reserving {total} bytes: the file system has less space available"),
+                format!("only {available} bytes are available"),
             ));
         }
         self.stats.reservations += 1;
