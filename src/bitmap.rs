@@ -65,7 +65,10 @@ impl Bitmap {
 
     /// Shortens to `len_bits` bits (undoing a [`grow`](Self::grow)); bits past it are dropped.
     pub(crate) fn truncate(&mut self, len_bits: u64) {
-        assert!(len_bits <= self.len_bits, "truncate must not grow the bitmap");
+        assert!(
+            len_bits <= self.len_bits,
+            "truncate must not grow the bitmap"
+        );
         if len_bits < self.len_bits {
             self.clear_tail_bits(len_bits);
         }

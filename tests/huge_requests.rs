@@ -15,14 +15,22 @@ fn peak_rss_bytes() -> u64 {
             status
                 .lines()
                 .find_map(|line| line.strip_prefix("VmHWM:"))
-                .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+                .and_then(|rest| {
+                    rest.trim()
+                        .trim_end_matches("kB")
+                        .trim()
+                        .parse::<u64>()
+                        .ok()
+                })
         })
         .map_or(0, |kib| kib * 1024)
 }
 
 fn assert_refused<T: std::fmt::Debug>(result: Result<T, MappedPageError>, what: &str) {
     match result {
-        Err(error @ (MappedPageError::OutOfMemory { .. } | MappedPageError::StorageFull { .. })) => {
+        Err(
+            error @ (MappedPageError::OutOfMemory { .. } | MappedPageError::StorageFull { .. }),
+        ) => {
             eprintln!("{what}: {error}");
         }
         other => panic!("{what}: expected OutOfMemory or StorageFull, got {other:?}"),
@@ -53,10 +61,24 @@ fn requests_beyond_memory_or_disk_fail_before_anything_changes() {
     assert_eq!(state(&pager), before, "alloc_bulk(2^33) changed something");
     assert_refused(pager.alloc_bulk(1 << 28), "alloc_bulk(2^28)");
     assert_eq!(state(&pager), before, "alloc_bulk(2^28) changed something");
-    assert_refused(pager.alloc_protected_bulk(1 << 32), "alloc_protected_bulk(2^32)");
-    assert_eq!(state(&pager), before, "alloc_protected_bulk(2^32) changed something");
-    assert_refused(pager.alloc_protected_bulk(1 << 26), "alloc_protected_bulk(2^26)");
-    assert_eq!(state(&pager), before, "alloc_protected_bulk(2^26) changed something");
+    assert_refused(
+        pager.alloc_protected_bulk(1 << 32),
+        "alloc_protected_bulk(2^32)",
+    );
+    assert_eq!(
+        state(&pager),
+        before,
+        "alloc_protected_bulk(2^32) changed something"
+    );
+    assert_refused(
+        pager.alloc_protected_bulk(1 << 26),
+        "alloc_protected_bulk(2^26)",
+    );
+    assert_eq!(
+        state(&pager),
+        before,
+        "alloc_protected_bulk(2^26) changed something"
+    );
     assert!(!pager.is_poisoned());
 
     let grown = peak_rss_bytes().saturating_sub(peak_before);

@@ -763,9 +763,7 @@ impl Storage for SimStorage {
         let len = usize::try_from(new_len_bytes)
             .ok()
             .filter(|&len| len <= self.volatile.len())
-            .ok_or_else(|| {
-                io::Error::new(io::ErrorKind::InvalidInput, "shrink must not extend")
-            })?;
+            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "shrink must not extend"))?;
         self.unshare_images();
         self.volatile.truncate(len);
         self.clean.truncate(len);
@@ -886,7 +884,10 @@ mod tests {
         assert_eq!(s.len_bytes(), 2048);
         assert!(s.is_reserved(0..2048));
         s.grow(4096).unwrap();
-        assert!(!s.is_reserved(2048..4096), "a shrink gives the reservation back");
+        assert!(
+            !s.is_reserved(2048..4096),
+            "a shrink gives the reservation back"
+        );
         assert!(s.bytes()[2048..].iter().all(|&b| b == 0));
     }
 
