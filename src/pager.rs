@@ -98,7 +98,9 @@ impl<const PAGE_SIZE: usize, S: Storage> std::fmt::Debug for Pager<PAGE_SIZE, S>
 
 impl<const PAGE_SIZE: usize> Pager<PAGE_SIZE, MmapStorage> {
     /// Creates a new file at `path` and opens it. Fails with [`MappedPageError::AlreadyExists`]
-    /// if something is there. Creation is atomic: a crash leaves no file or a complete one.
+    /// if something is there, also when another `create` of the same path wins a race. Creation
+    /// is atomic: a crash leaves no file or a complete one, and an error leaves nothing at `path`
+    /// (SPEC.md §3.1). Leftovers of an earlier crashed create never block it.
     pub fn create(path: impl AsRef<Path>) -> Result<Self, MappedPageError> {
         let () = Self::PAGE_SIZE_IS_VALID;
         let mut state = None;
