@@ -309,6 +309,27 @@ impl<const PAGE_SIZE: usize, S: Storage> Pager<PAGE_SIZE, S> {
         self.poisoned.is_some()
     }
 
+    /// Fails with [`MappedPageError::FileShrunk`], and poisons, when the file is shorter than the
+    /// storage maps: something outside truncated it, and any access past its end would raise
+    /// SIGBUS. Called before every commit, growth and sync, before they touch the map (one
+    /// `fstat` for a `MmapStorage`). A failure to read the length poisons as a failed sync.
+    pub(crate) fn check_file_len(&mut self, operation: &str) -> Result<(), MappedPageError> {
+        let expected_len_bytes = self.storage.len_bytes();
+        match self.storage.observed_len_bytes() {
+            Ok(found_len_bytes) if found_len_bytes >= expected_len_bytes => Ok(()),
+            Ok(found_len_bytes) => {
+                self.poisoned = Some(format!(
+                    "{operation} (the file shrank from {expected_len_bytes} to {found_len_bytes} bytes)"
+                ));
+                Err(MappedPageError::FileShrunk {
+                    expected_len_bytes,
+                    found_len_bytes,
+                })
+            }
+            Err(error) => Err(self.poison(operation, error)),
+        }
+    }
+
     pub(crate) fn poison(&mut self, operation: &str, error: std::io::Error) -> MappedPageError {
         self.poisoned = Some(operation.to_string());
         MappedPageError::io(IoOperation::Sync, error)
@@ -401,6 +422,7 @@ impl<const PAGE_SIZE: usize, S: Storage> Pager<PAGE_SIZE, S> {
     /// ```
     pub fn sync_page(&mut self, id: PageId<PAGE_SIZE>) -> Result<(), MappedPageError> {
         self.check_allocated_data_page(id.raw())?;
+        self.check_file_len("sync_page")?;
         let range = Self::page_byte_range(id.raw());
         let range = range.start as u64..range.end as u64;
         self.storage
@@ -411,6 +433,7 @@ impl<const PAGE_SIZE: usize, S: Storage> Pager<PAGE_SIZE, S> {
     /// Makes the contents of every page durable.
     pub fn sync_all(&mut self) -> Result<(), MappedPageError> {
         self.check_poison()?;
+        self.check_file_len("sync_all")?;
         self.storage
             .sync_all()
             .map_err(|e| self.poison("sync_all", e))
@@ -454,6 +477,8 @@ impl<const PAGE_SIZE: usize, S: Storage> Pager<PAGE_SIZE, S> {
         }
         let len_bytes = target * geometry.page_size();
         if self.storage.len_bytes() < len_bytes {
+            // Growing a truncated file would fill the lost pages with zeros and commit over them.
+            self.check_file_len("growth")?;
             self.storage
                 .grow(len_bytes)
                 .map_err(|e| MappedPageError::io(IoOperation::Grow, e))?;
@@ -544,6 +569,7 @@ impl<const PAGE_SIZE: usize, S: Storage> Pager<PAGE_SIZE, S> {
         mut data_ranges: Vec<Range<u64>>,
         operation: &str,
     ) -> Result<(), MappedPageError> {
+        self.check_file_len(operation)?;
         if let Some(range) = self.pending_length_sync.take() {
             data_ranges.push(range);
         }

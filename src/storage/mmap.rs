@@ -597,6 +597,11 @@ impl Storage for MmapStorage {
         self.len_bytes
     }
 
+    /// One `fstat` of the file.
+    fn observed_len_bytes(&self) -> io::Result<u64> {
+        Ok(self.file.metadata()?.len())
+    }
+
     fn grow(&mut self, new_len_bytes: u64) -> io::Result<()> {
         if new_len_bytes <= self.len_bytes {
             return Err(io::Error::new(
