@@ -73,7 +73,9 @@ const GROWTH_CAP_BYTES: u64 = 1 << 30;
 /// A failed growth (`set_len`, remap) returns [`MappedPageError::Io`] and changes nothing. A
 /// failed sync returns [`MappedPageError::Io`] and *poisons* the pager: every later call returns
 /// [`MappedPageError::Poisoned`] until the file is opened again, because after a failed sync
-/// nobody knows which of the written sectors reached the disk (SPEC.md §3.4).
+/// nobody knows which of the written sectors reached the disk (SPEC.md §3.4). A file shrunk by
+/// another process (the lock is advisory) is found before the next commit, growth or sync
+/// touches it: [`MappedPageError::FileShrunk`], and the pager is poisoned.
 pub struct Pager<const PAGE_SIZE: usize, S: Storage = MmapStorage> {
     pub(crate) storage: S,
     pub(crate) state: AllocState,

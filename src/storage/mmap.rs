@@ -202,6 +202,13 @@ mod linux {
 /// * The file is locked exclusively (`flock`) for the lifetime of the storage, so a second
 ///   handle on the same file, in this process or another, fails with
 ///   [`MappedPageError::Locked`].
+/// * That lock is **advisory**: it stops other pagers, not other programs. Another process that
+///   writes the file meanwhile can corrupt any page. One that truncates it makes every access
+///   through the map past the new end raise **SIGBUS**, which kills the process. The pager
+///   detects a shrunk file before its own commits, growths and syncs
+///   ([`observed_len_bytes`](Storage::observed_len_bytes), one `fstat`) and fails with
+///   [`MappedPageError::FileShrunk`], poisoned; reads and writes of page contents through page
+///   references are not checked.
 ///
 /// ```
 /// use mappedpages::{MmapStorage, Pager};
