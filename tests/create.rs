@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use mappedpages::{IoOperation, MappedPageError, Pager};
+use mappedpages::{MappedPageError, Pager};
 
 /// Names in `dir` that look like create temporaries.
 fn leftovers(dir: &Path) -> Vec<String> {
@@ -148,7 +148,7 @@ fn a_create_failing_on_the_file_size_limit_leaves_nothing() {
         }
         match Pager::<4096>::create(&path) {
             Err(MappedPageError::Io {
-                operation: IoOperation::Grow,
+                operation: mappedpages::IoOperation::Grow,
                 source,
             }) => assert_eq!(source.raw_os_error(), Some(libc::EFBIG)),
             other => panic!("expected Io {{ Grow, EFBIG }}, got {other:?}"),

@@ -479,6 +479,7 @@ impl MmapStorage {
         let Some(file) = linux::open_anonymous(directory).map_err(create_error)? else {
             return Ok(None);
         };
+        lock_exclusive(&file)?;
         let storage = Self::build(file, initialize)?;
         match linux::link_anonymous(&storage.file, path) {
             Ok(()) => {}
@@ -524,12 +525,12 @@ impl MmapStorage {
         result?.publish(path, directory)
     }
 
-    /// Maps the new, locked, empty `file`, runs `initialize` on it and makes the result durable.
+    /// Maps the new, empty `file` (which the caller locked; locking twice through one handle
+    /// fails on Windows), runs `initialize` on it and makes the result durable.
     fn build(
         file: File,
         initialize: &mut impl FnMut(&mut MmapStorage) -> Result<(), MappedPageError>,
     ) -> Result<MmapStorage, MappedPageError> {
-        lock_exclusive(&file)?;
         let mut storage = Self::from_locked_file(file)?;
         initialize(&mut storage)?;
         storage
