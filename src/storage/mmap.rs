@@ -169,9 +169,14 @@ mod linux {
         if error.kind() == io::ErrorKind::AlreadyExists {
             return Err(error);
         }
-        let by_proc =
-            CString::new(format!("/proc/self/fd/{}", file.as_raw_fd())).map_err(invalid)?;
-        // SAFETY: as above.
+        link_through_proc(file, &target)
+    }
+
+    /// `linkat` of `/proc/self/fd/<fd>` (following that link) to `target`.
+    pub(super) fn link_through_proc(file: &File, target: &CString) -> io::Result<()> {
+        let by_proc = CString::new(format!("/proc/self/fd/{}", file.as_raw_fd()))
+            .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "NUL in a /proc path"))?;
+        // SAFETY: both strings are NUL-terminated and outlive the call.
         let result = unsafe {
             libc::linkat(
                 libc::AT_FDCWD,
@@ -921,5 +926,34 @@ mod tests {
             );
             assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
         }
+    }
+
+    /// The `/proc/self/fd` link, which `create` uses where `AT_EMPTY_PATH` needs a capability
+    /// (kernels before 6.10 without CAP_DAC_READ_SEARCH); tested directly because this kernel may
+    /// not need it.
+    #[cfg(target_os = "linux")]
+    #[test]
+    #[cfg_attr(miri, ignore = "file system calls are not supported under Miri")]
+    fn an_anonymous_file_links_through_proc_and_never_replaces() {
+        use std::io::Write;
+        use std::os::unix::ffi::OsStrExt;
+        let dir = tempfile::tempdir().unwrap();
+        let Some(mut file) = linux::open_anonymous(dir.path()).unwrap() else {
+            eprintln!("SKIPPED: O_TMPFILE is not supported by the file system here");
+            return;
+        };
+        file.write_all(b"anonymous").unwrap();
+        let path = dir.path().join("named.bin");
+        let target = std::ffi::CString::new(path.as_os_str().as_bytes()).unwrap();
+        if !Path::new("/proc/self/fd").exists() {
+            eprintln!("SKIPPED: no /proc/self/fd");
+            return;
+        }
+        linux::link_through_proc(&file, &target).unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), b"anonymous");
+        let again = linux::link_through_proc(&file, &target).unwrap_err();
+        assert_eq!(again.kind(), io::ErrorKind::AlreadyExists);
+        let other = linux::link_anonymous(&file, &path).unwrap_err();
+        assert_eq!(other.kind(), io::ErrorKind::AlreadyExists);
     }
 }
