@@ -145,6 +145,15 @@ pub enum MappedPageError {
     },
     /// Another `Pager` (in this process or another) holds the file.
     Locked,
+    /// The file is shorter than the pager maps it: something outside the pager (another process,
+    /// which the advisory lock does not stop) truncated it. Detected before a commit, a growth,
+    /// `sync_page` or `sync_all` touches the map; the pager is poisoned (SPEC.md §3.4).
+    FileShrunk {
+        /// The length the pager mapped and committed against.
+        expected_len_bytes: u64,
+        /// The length the file has now.
+        found_len_bytes: u64,
+    },
     /// An earlier sync failed; what is on disk is unknown, so the pager refuses all work.
     Poisoned {
         /// The operation whose sync failed.
@@ -296,6 +305,13 @@ impl fmt::Display for MappedPageError {
             MappedPageError::Locked => write!(
                 f,
                 "the file is locked by another Pager (in this or another process); close that one first"
+            ),
+            MappedPageError::FileShrunk {
+                expected_len_bytes,
+                found_len_bytes,
+            } => write!(
+                f,
+                "the file shrank from {expected_len_bytes} to {found_len_bytes} bytes while this pager had it open: something outside the pager truncated it (the file lock is advisory and does not stop other processes); the pager is poisoned and pages past the new end are lost: stop the other writer and restore the file from a backup"
             ),
             MappedPageError::Poisoned { cause } => write!(
                 f,

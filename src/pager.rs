@@ -73,7 +73,9 @@ const GROWTH_CAP_BYTES: u64 = 1 << 30;
 /// A failed growth (`set_len`, remap) returns [`MappedPageError::Io`] and changes nothing. A
 /// failed sync returns [`MappedPageError::Io`] and *poisons* the pager: every later call returns
 /// [`MappedPageError::Poisoned`] until the file is opened again, because after a failed sync
-/// nobody knows which of the written sectors reached the disk (SPEC.md §3.4).
+/// nobody knows which of the written sectors reached the disk (SPEC.md §3.4). A file shrunk by
+/// another process (the lock is advisory) is found before the next commit, growth or sync
+/// touches it: [`MappedPageError::FileShrunk`], and the pager is poisoned.
 pub struct Pager<const PAGE_SIZE: usize, S: Storage = MmapStorage> {
     pub(crate) storage: S,
     pub(crate) state: AllocState,
@@ -109,7 +111,9 @@ impl<const PAGE_SIZE: usize, S: Storage> std::fmt::Debug for Pager<PAGE_SIZE, S>
 
 impl<const PAGE_SIZE: usize> Pager<PAGE_SIZE, MmapStorage> {
     /// Creates a new file at `path` and opens it. Fails with [`MappedPageError::AlreadyExists`]
-    /// if something is there. Creation is atomic: a crash leaves no file or a complete one.
+    /// if something is there, also when another `create` of the same path wins a race. Creation
+    /// is atomic: a crash leaves no file or a complete one, and an error leaves nothing at `path`
+    /// (SPEC.md §3.1). Leftovers of an earlier crashed create never block it.
     pub fn create(path: impl AsRef<Path>) -> Result<Self, MappedPageError> {
         let () = Self::PAGE_SIZE_IS_VALID;
         let mut state = None;
@@ -360,6 +364,27 @@ impl<const PAGE_SIZE: usize, S: Storage> Pager<PAGE_SIZE, S> {
         self.poisoned.is_some()
     }
 
+    /// Fails with [`MappedPageError::FileShrunk`], and poisons, when the file is shorter than the
+    /// storage maps: something outside truncated it, and any access past its end would raise
+    /// SIGBUS. Called before every commit, growth and sync, before they touch the map (one
+    /// `fstat` for a `MmapStorage`). A failure to read the length poisons as a failed sync.
+    pub(crate) fn check_file_len(&mut self, operation: &str) -> Result<(), MappedPageError> {
+        let expected_len_bytes = self.storage.len_bytes();
+        match self.storage.observed_len_bytes() {
+            Ok(found_len_bytes) if found_len_bytes >= expected_len_bytes => Ok(()),
+            Ok(found_len_bytes) => {
+                self.poisoned = Some(format!(
+                    "{operation} (the file shrank from {expected_len_bytes} to {found_len_bytes} bytes)"
+                ));
+                Err(MappedPageError::FileShrunk {
+                    expected_len_bytes,
+                    found_len_bytes,
+                })
+            }
+            Err(error) => Err(self.poison(operation, error)),
+        }
+    }
+
     pub(crate) fn poison(&mut self, operation: &str, error: std::io::Error) -> MappedPageError {
         self.poisoned = Some(operation.to_string());
         MappedPageError::io(IoOperation::Sync, error)
@@ -452,6 +477,7 @@ impl<const PAGE_SIZE: usize, S: Storage> Pager<PAGE_SIZE, S> {
     /// ```
     pub fn sync_page(&mut self, id: PageId<PAGE_SIZE>) -> Result<(), MappedPageError> {
         self.check_allocated_data_page(id.raw())?;
+        self.check_file_len("sync_page")?;
         let range = Self::page_byte_range(id.raw());
         let range = range.start as u64..range.end as u64;
         self.storage
@@ -462,6 +488,7 @@ impl<const PAGE_SIZE: usize, S: Storage> Pager<PAGE_SIZE, S> {
     /// Makes the contents of every page durable.
     pub fn sync_all(&mut self) -> Result<(), MappedPageError> {
         self.check_poison()?;
+        self.check_file_len("sync_all")?;
         self.storage
             .sync_all()
             .map_err(|e| self.poison("sync_all", e))
@@ -519,6 +546,8 @@ impl<const PAGE_SIZE: usize, S: Storage> Pager<PAGE_SIZE, S> {
         };
         let len_bytes = target * geometry.page_size();
         if self.storage.len_bytes() < len_bytes {
+            // Growing a truncated file would fill the lost pages with zeros and commit over them.
+            self.check_file_len("growth")?;
             self.storage.grow(len_bytes).map_err(|e| {
                 MappedPageError::space(IoOperation::Grow, len_bytes - growth.len_bytes, e)
             })?;
@@ -582,6 +611,8 @@ impl<const PAGE_SIZE: usize, S: Storage> Pager<PAGE_SIZE, S> {
         match self.storage.reserve(&ranges) {
             Ok(()) => Ok(growth),
             Err(error) => {
+                // A file shrunk by another process fails the reservation too: say so.
+                self.check_file_len("reserve")?;
                 self.undo_growth(growth)?;
                 Err(MappedPageError::space(
                     IoOperation::Reserve,
@@ -678,6 +709,7 @@ impl<const PAGE_SIZE: usize, S: Storage> Pager<PAGE_SIZE, S> {
         mut data_ranges: Vec<Range<u64>>,
         operation: &str,
     ) -> Result<(), MappedPageError> {
+        self.check_file_len(operation)?;
         if let Some(range) = self.pending_length_sync.take() {
             data_ranges.push(range);
         }

@@ -180,6 +180,8 @@ impl<const PAGE_SIZE: usize, S: Storage> Pager<PAGE_SIZE, S> {
     /// checks `id` and its committed copy, copies the committed content into the inactive copy
     /// and returns that page, where the new content is staged. Nothing committed refers to it.
     pub(crate) fn stage_protected_write(&mut self, id: u64) -> Result<u64, MappedPageError> {
+        self.check_poison()?;
+        self.check_file_len("ProtectedPageId::get_mut")?;
         let committed = self.verified_protected_page(id)?;
         let staged = self
             .state
@@ -280,6 +282,7 @@ impl<const PAGE_SIZE: usize, S: Storage> Pager<PAGE_SIZE, S> {
         if count == 0 {
             return Ok((Vec::new(), Vec::new()));
         }
+        self.check_file_len("alloc_protected")?;
         // The result's memory first: a request that cannot be held fails before the file grows.
         let out_of_memory = |per_entry: usize| MappedPageError::OutOfMemory {
             requested_bytes: count.saturating_mul(per_entry as u64),

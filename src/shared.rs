@@ -907,6 +907,13 @@ fn copy_error(error: &MappedPageError) -> MappedPageError {
         MappedPageError::Poisoned { cause } => MappedPageError::Poisoned {
             cause: cause.clone(),
         },
+        MappedPageError::FileShrunk {
+            expected_len_bytes,
+            found_len_bytes,
+        } => MappedPageError::FileShrunk {
+            expected_len_bytes: *expected_len_bytes,
+            found_len_bytes: *found_len_bytes,
+        },
         other => MappedPageError::Io {
             operation: IoOperation::Sync,
             source: io::Error::other(other.to_string()),

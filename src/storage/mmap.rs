@@ -71,10 +71,12 @@ impl BarrierMethod {
 /// The Linux system calls behind one-flush barriers.
 #[cfg(target_os = "linux")]
 mod linux {
+    use std::ffi::CString;
     use std::fs::File;
     use std::io;
     use std::ops::Range;
     use std::os::fd::AsRawFd;
+    use std::path::Path;
 
     /// `statfs.f_type` of the file systems whose `fsync` of a range persists every metadata change
     /// the inode's data needs (block allocations, extent conversions, the size), not only those
@@ -103,8 +105,9 @@ mod linux {
         result == 0 && ONE_FLUSH_FILE_SYSTEMS.contains(&(stat.f_type as u32))
     }
 
-    /// Allocates the blocks of `range` (`fallocate` mode 0: contents unchanged, unwritten
-    /// extents read as zeros). `Ok(false)` when the file system has no `fallocate`
+    /// Allocates the blocks of `range` (`fallocate` with `FALLOC_FL_KEEP_SIZE`: contents and
+    /// length unchanged, even if another process shortened the file; unwritten extents read as
+    /// zeros). `Ok(false)` when the file system has no `fallocate`
     /// (`EOPNOTSUPP`), so the caller falls back to writing.
     pub(super) fn allocate(file: &File, range: &Range<u64>) -> io::Result<bool> {
         let too_large = || io::Error::new(io::ErrorKind::InvalidInput, "range beyond off64_t");
@@ -115,7 +118,9 @@ mod linux {
         loop {
             // SAFETY: `fallocate` reads and writes no memory of this process: it takes a
             // descriptor that `file` keeps open for the duration of the call, and integers.
-            let result = unsafe { libc::fallocate(file.as_raw_fd(), 0, offset, length) };
+            let result = unsafe {
+                libc::fallocate(file.as_raw_fd(), libc::FALLOC_FL_KEEP_SIZE, offset, length)
+            };
             if result == 0 {
                 return Ok(true);
             }
@@ -166,6 +171,82 @@ mod linux {
             Err(io::Error::last_os_error())
         }
     }
+
+    /// Opens a new anonymous file (`O_TMPFILE`) in `directory`, for reading and writing, with the
+    /// permissions a named file would get. `Ok(None)` if the kernel or the file system does not
+    /// support `O_TMPFILE`.
+    pub(super) fn open_anonymous(directory: &Path) -> io::Result<Option<File>> {
+        use std::os::unix::fs::OpenOptionsExt;
+        match std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .custom_flags(libc::O_TMPFILE)
+            .mode(0o666)
+            .open(directory)
+        {
+            Ok(file) => Ok(Some(file)),
+            // EOPNOTSUPP: the file system has no O_TMPFILE; EISDIR: a kernel that predates it
+            // (it opened `directory` as a directory for writing); EINVAL: flags it rejects.
+            Err(error)
+                if matches!(
+                    error.raw_os_error(),
+                    Some(libc::EOPNOTSUPP | libc::EISDIR | libc::EINVAL)
+                ) =>
+            {
+                Ok(None)
+            }
+            Err(error) => Err(error),
+        }
+    }
+
+    /// Gives the anonymous `file` the name `path`; fails with `AlreadyExists` if `path` exists
+    /// (`linkat` never replaces). Tries `AT_EMPTY_PATH` on the descriptor, then the
+    /// `/proc/self/fd` link (which needs no capability); the error returned is the last one.
+    pub(super) fn link_anonymous(file: &File, path: &Path) -> io::Result<()> {
+        use std::os::unix::ffi::OsStrExt;
+        let invalid = |_| io::Error::new(io::ErrorKind::InvalidInput, "path contains a NUL byte");
+        let target = CString::new(path.as_os_str().as_bytes()).map_err(invalid)?;
+        // SAFETY: both strings are NUL-terminated and outlive the call; the descriptor stays open
+        // while `file` is borrowed.
+        let result = unsafe {
+            libc::linkat(
+                file.as_raw_fd(),
+                c"".as_ptr(),
+                libc::AT_FDCWD,
+                target.as_ptr(),
+                libc::AT_EMPTY_PATH,
+            )
+        };
+        if result == 0 {
+            return Ok(());
+        }
+        let error = io::Error::last_os_error();
+        if error.kind() == io::ErrorKind::AlreadyExists {
+            return Err(error);
+        }
+        link_through_proc(file, &target)
+    }
+
+    /// `linkat` of `/proc/self/fd/<fd>` (following that link) to `target`.
+    pub(super) fn link_through_proc(file: &File, target: &CString) -> io::Result<()> {
+        let by_proc = CString::new(format!("/proc/self/fd/{}", file.as_raw_fd()))
+            .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "NUL in a /proc path"))?;
+        // SAFETY: both strings are NUL-terminated and outlive the call.
+        let result = unsafe {
+            libc::linkat(
+                libc::AT_FDCWD,
+                by_proc.as_ptr(),
+                libc::AT_FDCWD,
+                target.as_ptr(),
+                libc::AT_SYMLINK_FOLLOW,
+            )
+        };
+        if result == 0 {
+            Ok(())
+        } else {
+            Err(io::Error::last_os_error())
+        }
+    }
 }
 
 /// A file mapped into memory with [memmap2]; the backend of `Pager::create` and `Pager::open`.
@@ -181,6 +262,13 @@ mod linux {
 /// * The file is locked exclusively (`flock`) for the lifetime of the storage, so a second
 ///   handle on the same file, in this process or another, fails with
 ///   [`MappedPageError::Locked`].
+/// * That lock is **advisory**: it stops other pagers, not other programs. Another process that
+///   writes the file meanwhile can corrupt any page. One that truncates it makes every access
+///   through the map past the new end raise **SIGBUS**, which kills the process. The pager
+///   detects a shrunk file before its own commits, growths and syncs
+///   ([`observed_len_bytes`](Storage::observed_len_bytes), one `fstat`) and fails with
+///   [`MappedPageError::FileShrunk`], poisoned; reads and writes of page contents through page
+///   references are not checked.
 ///
 /// ```
 /// use mappedpages::{MmapStorage, Pager};
@@ -344,6 +432,139 @@ fn map_file(file: &File, len_bytes: u64) -> io::Result<Option<MmapMut>> {
     Ok(Some(map))
 }
 
+fn create_error(error: io::Error) -> MappedPageError {
+    MappedPageError::io(IoOperation::Create, error)
+}
+
+/// The directory a create of `path` works in, and the prefix of its temporary names there:
+/// `.<name>.mappedpages-create-`.
+fn temp_location(path: &Path) -> Result<(PathBuf, String), MappedPageError> {
+    let directory = match path.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let file_name = path.file_name().ok_or_else(|| {
+        create_error(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "path has no file name",
+        ))
+    })?;
+    let prefix = format!(".{}.mappedpages-create-", file_name.to_string_lossy());
+    Ok((directory, prefix))
+}
+
+/// Removes every file in `directory` whose name starts with `prefix` and that no live creator
+/// holds: a creator locks its temporary right after creating it and keeps the lock until the name
+/// is gone, so a temporary whose lock can be taken is a leftover of a crashed create (SPEC.md
+/// §3.1). Best effort: errors only leave the leftover in place, and leftovers never block a create
+/// (temporary names are unique).
+fn remove_stale_temporaries(directory: &Path, prefix: &str) {
+    let Ok(entries) = std::fs::read_dir(directory) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        if !entry.file_name().to_string_lossy().starts_with(prefix) {
+            continue;
+        }
+        let stale = entry.path();
+        let Ok(file) = File::open(&stale) else {
+            continue;
+        };
+        // Held until the name is removed, so a creator that created this name but has not locked
+        // it yet finds its lock taken (or its name gone) and moves on to another name.
+        if file.try_lock().is_ok() && same_file(&file, &stale) {
+            let _ = std::fs::remove_file(&stale);
+        }
+    }
+}
+
+/// Creates and locks a new temporary file `<prefix><pid>-<counter>-<nanos>` in `directory`, never
+/// reusing a name: on a collision (another process with the same pid, a leftover, a cleaner holding
+/// the name) it tries the next counter value.
+fn create_unique_temporary(
+    directory: &Path,
+    prefix: &str,
+) -> Result<(File, PathBuf), MappedPageError> {
+    static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    const ATTEMPTS: u32 = 64;
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |elapsed| elapsed.subsec_nanos());
+    for _ in 0..ATTEMPTS {
+        let counter = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let temp_path = directory.join(format!(
+            "{prefix}{}-{counter}-{nanos:08x}",
+            std::process::id()
+        ));
+        let file = match OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(&temp_path)
+        {
+            Ok(file) => file,
+            Err(error) if error.kind() == io::ErrorKind::AlreadyExists => continue,
+            Err(error) => return Err(create_error(error)),
+        };
+        match file.try_lock() {
+            // Still ours: no cleaner took it between the creation and the lock.
+            Ok(()) if same_file(&file, &temp_path) => return Ok((file, temp_path)),
+            // A cleaner of stale temporaries holds it or removed it already: it removes the name.
+            Ok(()) | Err(std::fs::TryLockError::WouldBlock) => continue,
+            Err(std::fs::TryLockError::Error(error)) => {
+                let _ = std::fs::remove_file(&temp_path);
+                return Err(MappedPageError::io(IoOperation::Lock, error));
+            }
+        }
+    }
+    Err(create_error(io::Error::new(
+        io::ErrorKind::AlreadyExists,
+        format!("no unused temporary name after {ATTEMPTS} attempts"),
+    )))
+}
+
+/// True if `path` names the file open as `file` (same device and inode). Without inode numbers
+/// (not Unix): true if `path` exists.
+fn same_file(file: &File, path: &Path) -> bool {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        match (file.metadata(), std::fs::symlink_metadata(path)) {
+            (Ok(open), Ok(named)) => open.dev() == named.dev() && open.ino() == named.ino(),
+            _ => false,
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = file;
+        path.exists()
+    }
+}
+
+#[cfg(test)]
+thread_local! {
+    /// Test seam: the next directory sync of a create on this thread fails.
+    static FAIL_NEXT_DIRECTORY_SYNC: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Makes the entries of `directory` durable (`fsync` of the directory). Windows cannot open a
+/// directory as a file, and NTFS journals the link itself: nothing to do there.
+fn sync_directory(directory: &Path) -> io::Result<()> {
+    #[cfg(test)]
+    if FAIL_NEXT_DIRECTORY_SYNC.with(|fail| fail.replace(false)) {
+        return Err(io::Error::other("injected directory sync failure"));
+    }
+    #[cfg(unix)]
+    {
+        File::open(directory)?.sync_all()
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = directory;
+        Ok(())
+    }
+}
+
 impl MmapStorage {
     /// Reservations are made in aligned chunks of this size (clipped to the file): one `fallocate`
     /// serves the next allocations in its chunk, so a durable `alloc` of a new page rarely pays for
@@ -384,48 +605,87 @@ impl MmapStorage {
     }
 
     /// Creates a file at `path` atomically: the image produced by `initialize` is built in a
-    /// temporary file in the same directory, made durable, linked into place (failing if `path`
-    /// exists), and the directory is synced. A crash at any point leaves either no file at `path`
-    /// or the complete image (SPEC.md §3.1).
+    /// temporary file in the same directory, made durable, linked into place (failing with
+    /// [`MappedPageError::AlreadyExists`] if `path` exists), and the directory is synced. A crash
+    /// at any point leaves either no file at `path` or the complete image; an error leaves nothing
+    /// at `path` (SPEC.md §3.1).
+    ///
+    /// The temporary file is anonymous where the system supports it (Linux `O_TMPFILE`, linked
+    /// with `linkat`), so a crash leaves nothing behind. Elsewhere it is a uniquely named, locked
+    /// `.<name>.mappedpages-create-<pid>-<counter>-<nanos>`; leftovers of crashed creates of the
+    /// same name (any temporary of that prefix that no live creator has locked) are removed first,
+    /// and never block a create. `initialize` runs again if the anonymous file cannot be linked
+    /// and the named fallback is used.
     pub(crate) fn create_atomic(
         path: &Path,
-        initialize: impl FnOnce(&mut MmapStorage) -> Result<(), MappedPageError>,
+        initialize: impl FnMut(&mut MmapStorage) -> Result<(), MappedPageError>,
     ) -> Result<MmapStorage, MappedPageError> {
-        let create_err = |e| MappedPageError::io(IoOperation::Create, e);
+        Self::create_atomic_with(path, initialize, true)
+    }
+
+    /// [`create_atomic`](Self::create_atomic); with `anonymous` false, always through a named
+    /// temporary (for tests of that path on systems that have `O_TMPFILE`).
+    fn create_atomic_with(
+        path: &Path,
+        mut initialize: impl FnMut(&mut MmapStorage) -> Result<(), MappedPageError>,
+        anonymous: bool,
+    ) -> Result<MmapStorage, MappedPageError> {
         if path.exists() {
             return Err(MappedPageError::AlreadyExists {
                 path: path.to_path_buf(),
             });
         }
-        let directory = match path.parent() {
-            Some(parent) if !parent.as_os_str().is_empty() => parent.to_path_buf(),
-            _ => PathBuf::from("."),
+        let (directory, prefix) = temp_location(path)?;
+        remove_stale_temporaries(&directory, &prefix);
+        #[cfg(target_os = "linux")]
+        if anonymous
+            && let Some(storage) = Self::create_anonymous(path, &directory, &mut initialize)?
+        {
+            return Ok(storage);
+        }
+        let _ = anonymous;
+        Self::create_named(path, &directory, &prefix, &mut initialize)
+    }
+
+    /// [`create_atomic`](Self::create_atomic) through an `O_TMPFILE` file. `Ok(None)` when the
+    /// file system cannot create or link an anonymous file (the caller falls back to a named
+    /// temporary).
+    #[cfg(target_os = "linux")]
+    fn create_anonymous(
+        path: &Path,
+        directory: &Path,
+        initialize: &mut impl FnMut(&mut MmapStorage) -> Result<(), MappedPageError>,
+    ) -> Result<Option<MmapStorage>, MappedPageError> {
+        let Some(file) = linux::open_anonymous(directory).map_err(create_error)? else {
+            return Ok(None);
         };
-        let file_name = path.file_name().ok_or_else(|| {
-            create_err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                "path has no file name",
-            ))
-        })?;
-        let temp_path = directory.join(format!(
-            ".{}.mappedpages-create-{}",
-            file_name.to_string_lossy(),
-            std::process::id()
-        ));
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create_new(true)
-            .open(&temp_path)
-            .map_err(create_err)?;
+        lock_exclusive(&file)?;
+        let storage = Self::build(file, initialize)?;
+        match linux::link_anonymous(&storage.file, path) {
+            Ok(()) => {}
+            Err(error) if error.kind() == io::ErrorKind::AlreadyExists => {
+                return Err(MappedPageError::AlreadyExists {
+                    path: path.to_path_buf(),
+                });
+            }
+            // Neither `AT_EMPTY_PATH` (needs CAP_DAC_READ_SEARCH on older kernels) nor
+            // `/proc/self/fd` works here: build the file again under a name.
+            Err(_) => return Ok(None),
+        }
+        storage.publish(path, directory).map(Some)
+    }
+
+    /// [`create_atomic`](Self::create_atomic) through a uniquely named temporary file, locked
+    /// from just after its creation until its name is removed.
+    fn create_named(
+        path: &Path,
+        directory: &Path,
+        prefix: &str,
+        initialize: &mut impl FnMut(&mut MmapStorage) -> Result<(), MappedPageError>,
+    ) -> Result<MmapStorage, MappedPageError> {
+        let (file, temp_path) = create_unique_temporary(directory, prefix)?;
         let result = (|| {
-            lock_exclusive(&file)?;
-            let mut storage = Self::from_locked_file(file)?;
-            initialize(&mut storage)?;
-            storage
-                .file
-                .sync_all()
-                .map_err(|e| MappedPageError::io(IoOperation::Sync, e))?;
+            let storage = Self::build(file, initialize)?;
             // `hard_link` fails if `path` exists: creation never clobbers a file that appeared
             // after the check above.
             std::fs::hard_link(&temp_path, path).map_err(|e| {
@@ -434,7 +694,7 @@ impl MmapStorage {
                         path: path.to_path_buf(),
                     }
                 } else {
-                    create_err(e)
+                    create_error(e)
                 }
             })?;
             Ok(storage)
@@ -442,10 +702,21 @@ impl MmapStorage {
         // The temporary name is removed whether or not creation succeeded; the locked handle keeps
         // working on the inode through its new name.
         let _ = std::fs::remove_file(&temp_path);
-        let storage = result?;
-        File::open(&directory)
-            .and_then(|dir| dir.sync_all())
-            .map_err(|e| MappedPageError::io(IoOperation::SyncDirectory, e))?;
+        result?.publish(path, directory)
+    }
+
+    /// Maps the new, empty `file` (which the caller locked; locking twice through one handle
+    /// fails on Windows), runs `initialize` on it and makes the result durable.
+    fn build(
+        file: File,
+        initialize: &mut impl FnMut(&mut MmapStorage) -> Result<(), MappedPageError>,
+    ) -> Result<MmapStorage, MappedPageError> {
+        let mut storage = Self::from_locked_file(file)?;
+        initialize(&mut storage)?;
+        storage
+            .file
+            .sync_all()
+            .map_err(|e| MappedPageError::io(IoOperation::Sync, e))?;
         Ok(storage)
     }
 
@@ -506,6 +777,28 @@ impl MmapStorage {
         }
     }
 
+    /// The last step of a create, after the link: makes the directory entry durable. If that
+    /// fails, the new name is removed again (it is still this storage's inode: nobody else can
+    /// have opened it as a pager, the lock is held), so a failed create leaves nothing at `path`
+    /// and a retry can succeed (SPEC.md §3.1).
+    fn publish(self, path: &Path, directory: &Path) -> Result<MmapStorage, MappedPageError> {
+        match sync_directory(directory) {
+            Ok(()) => Ok(self),
+            Err(error) => {
+                if self.is_file_at(path) {
+                    let _ = std::fs::remove_file(path);
+                }
+                Err(MappedPageError::io(IoOperation::SyncDirectory, error))
+            }
+        }
+    }
+
+    /// True if `path` names this storage's file (same device and inode; on systems without
+    /// inode numbers, true if `path` exists).
+    fn is_file_at(&self, path: &Path) -> bool {
+        same_file(&self.file, path)
+    }
+
     /// Durability counters since this storage was opened.
     pub fn stats(&self) -> SyncStats {
         self.stats
@@ -547,6 +840,11 @@ impl MmapStorage {
 impl Storage for MmapStorage {
     fn len_bytes(&self) -> u64 {
         self.len_bytes
+    }
+
+    /// One `fstat` of the file.
+    fn observed_len_bytes(&self) -> io::Result<u64> {
+        Ok(self.file.metadata()?.len())
     }
 
     fn grow(&mut self, new_len_bytes: u64) -> io::Result<()> {
@@ -765,5 +1063,199 @@ mod tests {
         let error = storage.sync_ranges(&[0..PAGE, PAGE..3 * PAGE]).unwrap_err();
         assert_eq!(error.kind(), io::ErrorKind::InvalidInput);
         assert_eq!(storage.stats(), SyncStats::default());
+    }
+
+    /// A 2-page image: enough for the create tests, which exercise the file handling, not the
+    /// pager's format.
+    fn two_pages(storage: &mut MmapStorage) -> Result<(), MappedPageError> {
+        storage
+            .grow(2 * PAGE)
+            .map_err(|e| MappedPageError::io(IoOperation::Grow, e))?;
+        storage.bytes_mut()[0] = 0x5A;
+        Ok(())
+    }
+
+    fn leftovers(dir: &Path) -> Vec<String> {
+        std::fs::read_dir(dir)
+            .unwrap()
+            .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|name| name.contains(".mappedpages-create-"))
+            .collect()
+    }
+
+    /// Both ways of creating: anonymous (where supported) and named.
+    const WAYS: [bool; 2] = [true, false];
+
+    #[test]
+    #[cfg_attr(miri, ignore = "file system calls are not supported under Miri")]
+    fn where_o_tmpfile_works_create_uses_an_anonymous_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("anon.bin");
+        let (directory, _) = temp_location(&path).unwrap();
+        #[cfg(target_os = "linux")]
+        match MmapStorage::create_anonymous(&path, &directory, &mut two_pages).unwrap() {
+            Some(storage) => {
+                assert_eq!(storage.len_bytes(), 2 * PAGE);
+                assert_eq!(std::fs::read(&path).unwrap()[0], 0x5A);
+            }
+            None => eprintln!("SKIPPED: O_TMPFILE is not supported by the file system here"),
+        }
+        let _ = directory;
+    }
+
+    #[test]
+    #[cfg_attr(miri, ignore = "file system calls are not supported under Miri")]
+    fn stale_temporaries_never_block_a_create_and_unlocked_ones_are_removed() {
+        for anonymous in WAYS {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("db.bin");
+            let pid = std::process::id();
+            // The exact name this process used before (`-<pid>`), pid 1, and new-style names.
+            let stale = [
+                format!(".db.bin.mappedpages-create-{pid}"),
+                ".db.bin.mappedpages-create-1".to_string(),
+                format!(".db.bin.mappedpages-create-{pid}-0-00000000"),
+                format!(".db.bin.mappedpages-create-{pid}-1-deadbeef"),
+            ];
+            for name in &stale {
+                std::fs::write(dir.path().join(name), b"half-built").unwrap();
+            }
+            // A temporary a live creator holds (locked) is left alone; another target's too.
+            let live_name = format!(".db.bin.mappedpages-create-{pid}-99-00000001");
+            let live = File::create(dir.path().join(&live_name)).unwrap();
+            live.lock().unwrap();
+            let other_target = ".other.bin.mappedpages-create-7";
+            std::fs::write(dir.path().join(other_target), b"x").unwrap();
+
+            let storage = MmapStorage::create_atomic_with(&path, two_pages, anonymous).unwrap();
+            assert_eq!(storage.len_bytes(), 2 * PAGE, "anonymous {anonymous}");
+            let mut left = leftovers(dir.path());
+            left.sort();
+            let mut expected = vec![live_name.clone(), other_target.to_string()];
+            expected.sort();
+            assert_eq!(left, expected, "anonymous {anonymous}");
+            drop(live);
+        }
+    }
+
+    #[test]
+    #[cfg_attr(miri, ignore = "file system calls are not supported under Miri")]
+    fn racing_creates_have_one_winner_and_already_exists_for_every_loser() {
+        const THREADS: usize = 4;
+        for anonymous in WAYS {
+            let dir = tempfile::tempdir().unwrap();
+            for round in 0..50 {
+                let path = dir.path().join(format!("race-{round}.bin"));
+                let barrier = std::sync::Barrier::new(THREADS);
+                let results: Vec<_> = std::thread::scope(|scope| {
+                    let handles: Vec<_> = (0..THREADS)
+                        .map(|_| {
+                            scope.spawn(|| {
+                                barrier.wait();
+                                MmapStorage::create_atomic_with(&path, two_pages, anonymous)
+                            })
+                        })
+                        .collect();
+                    handles.into_iter().map(|h| h.join().unwrap()).collect()
+                });
+                let winners = results.iter().filter(|r| r.is_ok()).count();
+                assert_eq!(
+                    winners, 1,
+                    "anonymous {anonymous} round {round}: {results:?}"
+                );
+                for result in &results {
+                    match result {
+                        Ok(_) | Err(MappedPageError::AlreadyExists { .. }) => {}
+                        Err(other) => {
+                            panic!("anonymous {anonymous} round {round}: loser got {other:?}")
+                        }
+                    }
+                }
+            }
+            assert!(leftovers(dir.path()).is_empty(), "anonymous {anonymous}");
+        }
+    }
+
+    #[test]
+    #[cfg_attr(miri, ignore = "file system calls are not supported under Miri")]
+    fn a_failed_directory_sync_leaves_nothing_at_the_path_and_a_retry_succeeds() {
+        for anonymous in WAYS {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("db.bin");
+            FAIL_NEXT_DIRECTORY_SYNC.with(|fail| fail.set(true));
+            match MmapStorage::create_atomic_with(&path, two_pages, anonymous) {
+                Err(MappedPageError::Io {
+                    operation: IoOperation::SyncDirectory,
+                    ..
+                }) => {}
+                other => {
+                    panic!("anonymous {anonymous}: expected Io {{ SyncDirectory }}, got {other:?}")
+                }
+            }
+            assert!(!path.exists(), "anonymous {anonymous}");
+            assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+            let storage = MmapStorage::create_atomic_with(&path, two_pages, anonymous).unwrap();
+            assert_eq!(storage.len_bytes(), 2 * PAGE);
+        }
+    }
+
+    #[test]
+    #[cfg_attr(miri, ignore = "file system calls are not supported under Miri")]
+    fn a_failed_initialization_leaves_nothing_behind() {
+        for anonymous in WAYS {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("db.bin");
+            let result = MmapStorage::create_atomic_with(
+                &path,
+                |storage| {
+                    two_pages(storage)?;
+                    Err(MappedPageError::io(
+                        IoOperation::Sync,
+                        io::Error::other("injected"),
+                    ))
+                },
+                anonymous,
+            );
+            assert!(
+                matches!(
+                    result,
+                    Err(MappedPageError::Io {
+                        operation: IoOperation::Sync,
+                        ..
+                    })
+                ),
+                "anonymous {anonymous}: {result:?}"
+            );
+            assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+        }
+    }
+
+    /// The `/proc/self/fd` link, which `create` uses where `AT_EMPTY_PATH` needs a capability
+    /// (kernels before 6.10 without CAP_DAC_READ_SEARCH); tested directly because this kernel may
+    /// not need it.
+    #[cfg(target_os = "linux")]
+    #[test]
+    #[cfg_attr(miri, ignore = "file system calls are not supported under Miri")]
+    fn an_anonymous_file_links_through_proc_and_never_replaces() {
+        use std::io::Write;
+        use std::os::unix::ffi::OsStrExt;
+        let dir = tempfile::tempdir().unwrap();
+        let Some(mut file) = linux::open_anonymous(dir.path()).unwrap() else {
+            eprintln!("SKIPPED: O_TMPFILE is not supported by the file system here");
+            return;
+        };
+        file.write_all(b"anonymous").unwrap();
+        let path = dir.path().join("named.bin");
+        let target = std::ffi::CString::new(path.as_os_str().as_bytes()).unwrap();
+        if !Path::new("/proc/self/fd").exists() {
+            eprintln!("SKIPPED: no /proc/self/fd");
+            return;
+        }
+        linux::link_through_proc(&file, &target).unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), b"anonymous");
+        let again = linux::link_through_proc(&file, &target).unwrap_err();
+        assert_eq!(again.kind(), io::ErrorKind::AlreadyExists);
+        let other = linux::link_anonymous(&file, &path).unwrap_err();
+        assert_eq!(other.kind(), io::ErrorKind::AlreadyExists);
     }
 }

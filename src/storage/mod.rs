@@ -38,6 +38,16 @@ pub trait Storage {
     /// Current length in bytes.
     fn len_bytes(&self) -> u64;
 
+    /// The length the medium has now, as the operating system reports it (an `fstat` for a
+    /// file). It differs from [`len_bytes`](Storage::len_bytes) only when something outside this
+    /// storage changed it, such as another process truncating the file. The pager compares the
+    /// two before every commit, growth and sync, and fails with
+    /// [`MappedPageError::FileShrunk`](crate::MappedPageError::FileShrunk) when the medium is
+    /// shorter. The default returns `len_bytes()`: storage that nothing else can change.
+    fn observed_len_bytes(&self) -> io::Result<u64> {
+        Ok(self.len_bytes())
+    }
+
     /// Extends the region to `new_len_bytes` (larger than the current length); new bytes read as
     /// zero. On error the length and contents are unchanged. The new length becomes durable with
     /// the next successful sync.
