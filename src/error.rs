@@ -164,6 +164,14 @@ pub enum MappedPageError {
         /// The backing page that holds the committed copy.
         page: u64,
     },
+    /// The committed generation is [`MAX_GENERATION`](crate::format::MAX_GENERATION): a commit
+    /// after it would have to wrap the generation, which recovery could not order (SPEC.md
+    /// §3.2). Every call that would commit returns this before changing anything, in memory or
+    /// on disk; the pager is not poisoned and every read keeps working.
+    GenerationExhausted {
+        /// The committed generation.
+        generation: u64,
+    },
     /// The sub-page id does not name a sub-page allocated by this `SubPageAllocator`.
     SubPageNotAllocated {
         /// The parent page.
@@ -276,6 +284,10 @@ impl fmt::Display for MappedPageError {
             MappedPageError::CorruptProtectedPage { id, page } => write!(
                 f,
                 "the committed copy of protected page {id} (in page {page}) fails its checksum: the medium damaged it after the commit; restore its content from a backup and write it again with get_mut"
+            ),
+            MappedPageError::GenerationExhausted { generation } => write!(
+                f,
+                "the file's commit generation is {generation}, the largest there is, so nothing can be committed any more (no file reaches it by use: it was crafted or damaged); nothing was changed and every page still reads: copy what you need into a new file made with Pager::create"
             ),
             MappedPageError::SubPageNotAllocated { page, slot } => write!(
                 f,

@@ -5,7 +5,7 @@ use std::path::Path;
 
 use crate::commit::{CommitMode, CommitPlan, commit};
 use crate::error::{IoOperation, MappedPageError};
-use crate::format::{Geometry, MAX_PAGE_SIZE, MIN_PAGE_SIZE, SCRUB_BYTES};
+use crate::format::{Geometry, MAX_GENERATION, MAX_PAGE_SIZE, MIN_PAGE_SIZE, SCRUB_BYTES};
 use crate::mutants::{Mutant, active};
 use crate::page::{MappedPage, PageId};
 use crate::recovery::{RecoveryDecision, recover};
@@ -277,6 +277,20 @@ impl<const PAGE_SIZE: usize, S: Storage> Pager<PAGE_SIZE, S> {
         }
     }
 
+    /// Checks that a commit may follow: the pager is not poisoned and the committed generation is
+    /// below [`MAX_GENERATION`] (SPEC.md §3.2). Every operation that stages a change calls this
+    /// before it changes anything, so an exhausted generation fails the call with
+    /// [`MappedPageError::GenerationExhausted`] and leaves memory and disk as they were.
+    pub(crate) fn check_commit_possible(&self) -> Result<(), MappedPageError> {
+        self.check_poison()?;
+        if self.state.generation >= MAX_GENERATION {
+            return Err(MappedPageError::GenerationExhausted {
+                generation: self.state.generation,
+            });
+        }
+        Ok(())
+    }
+
     /// How this pager's commits become durable: [`CommitMode::Flip`] (two barriers, the default)
     /// or [`CommitMode::SingleSync`] (one barrier). Applies to every later commit, including
     /// protected ones; it is a property of this handle, not of the file.
@@ -334,7 +348,9 @@ impl<const PAGE_SIZE: usize, S: Storage> Pager<PAGE_SIZE, S> {
         self.state.free_page_count()
     }
 
-    /// Generation of the last commit; it increases by one with every commit.
+    /// Generation of the last commit; it increases by one with every commit. It never wraps: at
+    /// [`format::MAX_GENERATION`](crate::format::MAX_GENERATION) every call that would commit
+    /// fails with [`MappedPageError::GenerationExhausted`].
     pub fn generation(&self) -> u64 {
         self.state.generation
     }
@@ -475,6 +491,7 @@ impl<const PAGE_SIZE: usize, S: Storage> Pager<PAGE_SIZE, S> {
         if count == 0 {
             return Ok(Vec::new());
         }
+        self.check_commit_possible()?;
         self.ensure_free_pages(count as u64)?;
         let runs = self
             .state
@@ -496,6 +513,7 @@ impl<const PAGE_SIZE: usize, S: Storage> Pager<PAGE_SIZE, S> {
         if ids.is_empty() {
             return Ok(());
         }
+        self.check_commit_possible()?;
         self.validate_free_ids(ids)?;
         self.stage_validated_free(ids.to_vec())
     }
@@ -643,6 +661,7 @@ impl<const PAGE_SIZE: usize, S: Storage> Pager<PAGE_SIZE, S> {
         if ids.is_empty() {
             return Ok(());
         }
+        self.check_commit_possible()?;
         self.validate_free_ids(&ids)?;
         self.stage_validated_free(ids)?;
         self.commit_prepared(Vec::new(), "free_bulk")

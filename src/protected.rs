@@ -166,7 +166,7 @@ impl<const PAGE_SIZE: usize, S: Storage> ProtectedPageWriter<'_, PAGE_SIZE, S> {
     /// (the staged copy, directory block and metadata; then the superblock). After a crash the
     /// page reads as the old or the new content, never a mix. A failed sync poisons the pager.
     pub fn commit(self) -> Result<(), MappedPageError> {
-        self.pager.check_poison()?;
+        self.pager.check_commit_possible()?;
         let range = self
             .pager
             .stage_protected_commit(self.id.0, self.staged_page);
@@ -181,6 +181,7 @@ impl<const PAGE_SIZE: usize, S: Storage> Pager<PAGE_SIZE, S> {
     /// and returns that page, where the new content is staged. Nothing committed refers to it.
     pub(crate) fn stage_protected_write(&mut self, id: u64) -> Result<u64, MappedPageError> {
         let committed = self.verified_protected_page(id)?;
+        self.check_commit_possible()?;
         let staged = self
             .state
             .directory
@@ -202,7 +203,7 @@ impl<const PAGE_SIZE: usize, S: Storage> Pager<PAGE_SIZE, S> {
     pub(crate) fn stage_protected_commit(&mut self, id: u64, staged_page: u64) -> Range<u64> {
         let range = Self::page_byte_range(staged_page);
         let checksum = crc32fast::hash(&self.storage.bytes()[range.clone()]);
-        let generation = self.state.generation + 1;
+        let generation = crate::commit::next_generation(&self.state);
         self.state.directory.promote(id, checksum, generation);
         range.start as u64..range.end as u64
     }
@@ -280,6 +281,7 @@ impl<const PAGE_SIZE: usize, S: Storage> Pager<PAGE_SIZE, S> {
         if count == 0 {
             return Ok((Vec::new(), Vec::new()));
         }
+        self.check_commit_possible()?;
         let needed = self.state.directory.pages_needed(count);
         self.ensure_free_pages(needed)?;
         let runs = self
@@ -288,7 +290,7 @@ impl<const PAGE_SIZE: usize, S: Storage> Pager<PAGE_SIZE, S> {
             .expect("ensure_free_pages made enough pages free");
         self.state.apply(&runs);
         let zero_checksum = zero_page_checksum(PAGE_SIZE);
-        let generation = self.state.generation + 1;
+        let generation = crate::commit::next_generation(&self.state);
         let mut pages = runs.iter().flat_map(|run| run.first_page..run.end_page);
         let ids = self
             .state
@@ -379,6 +381,7 @@ impl<const PAGE_SIZE: usize, S: Storage> Pager<PAGE_SIZE, S> {
         if ids.is_empty() {
             return Ok(());
         }
+        self.check_commit_possible()?;
         let mut raw: Vec<u64> = ids.iter().map(|id| id.0).collect();
         for &id in &raw {
             if self.state.directory.entry(id).is_none() {
