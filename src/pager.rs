@@ -133,14 +133,15 @@ fn initialize<S: Storage>(
     let len_bytes = INITIAL_PAGE_COUNT * geometry.page_size();
     storage
         .grow(len_bytes)
-        .map_err(|e| MappedPageError::io(IoOperation::Grow, e))?;
+        .map_err(|e| MappedPageError::io(IoOperation::Grow, storage.path(), e))?;
     let mut state = AllocState::new_file(geometry, INITIAL_PAGE_COUNT);
     let plan = CommitPlan {
         folds: state.plan_folds(true),
         data_ranges: Vec::new(),
         mode: CommitMode::Flip,
     };
-    commit(storage, &mut state, &plan).map_err(|e| MappedPageError::io(IoOperation::Sync, e))?;
+    commit(storage, &mut state, &plan)
+        .map_err(|e| MappedPageError::io(IoOperation::Sync, storage.path(), e))?;
     Ok(state)
 }
 
@@ -240,14 +241,14 @@ impl<const PAGE_SIZE: usize, S: Storage> Pager<PAGE_SIZE, S> {
             }
             storage
                 .sync_ranges(&ranges)
-                .map_err(|e| MappedPageError::io(IoOperation::Sync, e))?;
+                .map_err(|e| MappedPageError::io(IoOperation::Sync, storage.path(), e))?;
         }
         if let Some(superblock) = recovered.superblock_rewrite {
             let record = superblock.encode();
             storage.bytes_mut()[..record.len()].copy_from_slice(&record);
             storage
                 .sync_ranges(&[0..geometry.page_size()])
-                .map_err(|e| MappedPageError::io(IoOperation::Sync, e))?;
+                .map_err(|e| MappedPageError::io(IoOperation::Sync, storage.path(), e))?;
         }
         Ok((recovered.state, recovered.decision))
     }
@@ -323,7 +324,7 @@ impl<const PAGE_SIZE: usize, S: Storage> Pager<PAGE_SIZE, S> {
 
     pub(crate) fn poison(&mut self, operation: &str, error: std::io::Error) -> MappedPageError {
         self.poisoned = Some(operation.to_string());
-        MappedPageError::io(IoOperation::Sync, error)
+        MappedPageError::io(IoOperation::Sync, self.storage.path(), error)
     }
 
     // ----- counts ------------------------------------------------------------------------------
@@ -470,7 +471,7 @@ impl<const PAGE_SIZE: usize, S: Storage> Pager<PAGE_SIZE, S> {
         if self.storage.len_bytes() < len_bytes {
             self.storage
                 .grow(len_bytes)
-                .map_err(|e| MappedPageError::io(IoOperation::Grow, e))?;
+                .map_err(|e| MappedPageError::io(IoOperation::Grow, self.storage.path(), e))?;
             // The commit's first barrier makes the new length durable together with the
             // metadata that counts on it, before the superblock names that metadata.
             self.pending_length_sync = Some(len_bytes - geometry.page_size()..len_bytes);
@@ -570,9 +571,11 @@ impl<const PAGE_SIZE: usize, S: Storage> Pager<PAGE_SIZE, S> {
         };
         match commit(&mut self.storage, &mut self.state, &plan) {
             Ok(_) => Ok(()),
-            Err(error) if active(Mutant::KeepStateAfterFailedSync) => {
-                Err(MappedPageError::io(IoOperation::Sync, error))
-            }
+            Err(error) if active(Mutant::KeepStateAfterFailedSync) => Err(MappedPageError::io(
+                IoOperation::Sync,
+                self.storage.path(),
+                error,
+            )),
             Err(error) => Err(self.poison(operation, error)),
         }
     }

@@ -142,6 +142,8 @@ mod linux {
 /// ```
 pub struct MmapStorage {
     file: File,
+    /// The path the file was opened or created at, named by I/O errors.
+    path: PathBuf,
     map: Option<MmapMut>,
     len_bytes: u64,
     stats: SyncStats,
@@ -153,6 +155,7 @@ pub struct MmapStorage {
 impl std::fmt::Debug for MmapStorage {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("MmapStorage")
+            .field("path", &self.path)
             .field("len_bytes", &self.len_bytes)
             .field("stats", &self.stats)
             .field("method", &self.method)
@@ -160,12 +163,12 @@ impl std::fmt::Debug for MmapStorage {
     }
 }
 
-fn lock_exclusive(file: &File) -> Result<(), MappedPageError> {
+fn lock_exclusive(file: &File, path: &Path) -> Result<(), MappedPageError> {
     match file.try_lock() {
         Ok(()) => Ok(()),
         Err(std::fs::TryLockError::WouldBlock) => Err(MappedPageError::Locked),
         Err(std::fs::TryLockError::Error(error)) => {
-            Err(MappedPageError::io(IoOperation::Lock, error))
+            Err(MappedPageError::io(IoOperation::Lock, Some(path), error))
         }
     }
 }
@@ -185,24 +188,27 @@ fn map_file(file: &File, len_bytes: u64) -> io::Result<Option<MmapMut>> {
 impl MmapStorage {
     /// Opens an existing file for reading and writing, locks it, and maps it.
     pub fn open(path: impl AsRef<Path>) -> Result<MmapStorage, MappedPageError> {
+        let path = path.as_ref();
         let file = OpenOptions::new()
             .read(true)
             .write(true)
-            .open(path.as_ref())
-            .map_err(|e| MappedPageError::io(IoOperation::Open, e))?;
-        lock_exclusive(&file)?;
-        Self::from_locked_file(file)
+            .open(path)
+            .map_err(|e| MappedPageError::io(IoOperation::Open, Some(path), e))?;
+        lock_exclusive(&file, path)?;
+        Self::from_locked_file(file, path)
     }
 
-    fn from_locked_file(file: File) -> Result<MmapStorage, MappedPageError> {
+    /// `path`: where the file is (or, during `create_atomic`, will be) found.
+    fn from_locked_file(file: File, path: &Path) -> Result<MmapStorage, MappedPageError> {
         let len_bytes = file
             .metadata()
-            .map_err(|e| MappedPageError::io(IoOperation::Open, e))?
+            .map_err(|e| MappedPageError::io(IoOperation::Open, Some(path), e))?
             .len();
-        let map =
-            map_file(&file, len_bytes).map_err(|e| MappedPageError::io(IoOperation::Map, e))?;
+        let map = map_file(&file, len_bytes)
+            .map_err(|e| MappedPageError::io(IoOperation::Map, Some(path), e))?;
         Ok(MmapStorage {
             file,
+            path: path.to_path_buf(),
             map,
             len_bytes,
             stats: SyncStats::default(),
@@ -219,7 +225,7 @@ impl MmapStorage {
         path: &Path,
         initialize: impl FnOnce(&mut MmapStorage) -> Result<(), MappedPageError>,
     ) -> Result<MmapStorage, MappedPageError> {
-        let create_err = |e| MappedPageError::io(IoOperation::Create, e);
+        let create_err = |e| MappedPageError::io(IoOperation::Create, Some(path), e);
         if path.exists() {
             return Err(MappedPageError::AlreadyExists {
                 path: path.to_path_buf(),
@@ -247,13 +253,13 @@ impl MmapStorage {
             .open(&temp_path)
             .map_err(create_err)?;
         let result = (|| {
-            lock_exclusive(&file)?;
-            let mut storage = Self::from_locked_file(file)?;
+            lock_exclusive(&file, path)?;
+            let mut storage = Self::from_locked_file(file, path)?;
             initialize(&mut storage)?;
             storage
                 .file
                 .sync_all()
-                .map_err(|e| MappedPageError::io(IoOperation::Sync, e))?;
+                .map_err(|e| MappedPageError::io(IoOperation::Sync, Some(path), e))?;
             // `hard_link` fails if `path` exists: creation never clobbers a file that appeared
             // after the check above.
             std::fs::hard_link(&temp_path, path).map_err(|e| {
@@ -273,7 +279,7 @@ impl MmapStorage {
         let storage = result?;
         File::open(&directory)
             .and_then(|dir| dir.sync_all())
-            .map_err(|e| MappedPageError::io(IoOperation::SyncDirectory, e))?;
+            .map_err(|e| MappedPageError::io(IoOperation::SyncDirectory, Some(&directory), e))?;
         Ok(storage)
     }
 
@@ -391,6 +397,10 @@ impl Storage for MmapStorage {
         self.stats.msync_calls += 1;
         self.stats.bytes_synced += last.end - last.start;
         map.flush_range(last.start as usize, (last.end - last.start) as usize)
+    }
+
+    fn path(&self) -> Option<&Path> {
+        Some(&self.path)
     }
 
     fn sync_all(&mut self) -> io::Result<()> {

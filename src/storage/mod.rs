@@ -8,6 +8,7 @@ pub use sim::{CrashLength, CrashPoint, FailedSyncKeeps, SectorSize, SimEvent, Si
 
 use std::io;
 use std::ops::Range;
+use std::path::Path;
 
 /// A byte region that can be read and written in place, grown, and made durable range by range.
 ///
@@ -53,6 +54,13 @@ pub trait Storage {
 
     /// Makes the whole region durable.
     fn sync_all(&mut self) -> io::Result<()>;
+
+    /// The file this storage keeps, if it is one: named by the
+    /// [`MappedPageError::Io`](crate::MappedPageError::Io) errors of its operations. `None` (the
+    /// default) for storage that is not a file.
+    fn path(&self) -> Option<&Path> {
+        None
+    }
 }
 
 /// Sorts `ranges` and merges overlapping or adjacent ones.
