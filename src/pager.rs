@@ -284,7 +284,7 @@ impl<const PAGE_SIZE: usize, S: Storage> Pager<PAGE_SIZE, S> {
     /// [`MappedPageError::GenerationExhausted`] and leaves memory and disk as they were.
     pub(crate) fn check_commit_possible(&self) -> Result<(), MappedPageError> {
         self.check_poison()?;
-        if self.state.generation >= MAX_GENERATION {
+        if self.state.generation == MAX_GENERATION {
             return Err(MappedPageError::GenerationExhausted {
                 generation: self.state.generation,
             });

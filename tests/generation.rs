@@ -357,7 +357,7 @@ fn generation_at_max_refuses_every_commit_and_changes_nothing() {
         pager.sync_page(page).unwrap();
         pager.sync_all().unwrap();
         assert_eq!(
-            &protected.get(&pager).unwrap().as_bytes()[..],
+            protected.get(&pager).unwrap().as_bytes(),
             &state.protected[0].1[..]
         );
 
