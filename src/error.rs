@@ -61,8 +61,9 @@ pub enum MappedPageError {
     Io {
         /// The step that failed.
         operation: IoOperation,
-        /// The file the step was working on (for `Create`, the path being created); `None` for
-        /// a storage that is not a file ([`Storage::path`](crate::Storage::path)).
+        /// The file the step was working on (for `Create`, the path being created; for
+        /// `SyncDirectory`, its directory); `None` for a storage that is not a file
+        /// ([`Storage::path`](crate::Storage::path)).
         path: Option<PathBuf>,
         /// The error the operating system returned.
         source: io::Error,
