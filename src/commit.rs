@@ -7,8 +7,8 @@ use std::io;
 use std::ops::Range;
 
 use crate::format::{
-    GroupSlotHeader, SCRUB_BYTES, Superblock, directory_digest_term, encode_directory_slot,
-    encode_group_slot, slot_digest_term,
+    GroupSlotHeader, MAX_GENERATION, SCRUB_BYTES, Superblock, directory_digest_term,
+    encode_directory_slot, encode_group_slot, slot_digest_term,
 };
 use crate::mutants::{Mutant, active};
 use crate::state::AllocState;
@@ -49,6 +49,18 @@ pub enum CommitMode {
     SingleSync,
 }
 
+/// The generation the next commit of `state` writes. Every caller that stages a change checked
+/// first that there is one (`Pager::check_commit_possible`, SPEC.md §3.2): reaching this with the
+/// generation exhausted is a bug in the pager, never a property of the file.
+pub(crate) fn next_generation(state: &AllocState) -> u64 {
+    assert!(
+        state.generation < MAX_GENERATION,
+        "commit staged at generation {}, the last one (MAX_GENERATION): the exhaustion check was skipped",
+        state.generation
+    );
+    state.generation + 1
+}
+
 /// What one commit writes besides the metadata and the superblock.
 #[derive(Debug, Default)]
 pub(crate) struct CommitPlan {
@@ -74,7 +86,7 @@ pub(crate) fn commit<S: Storage>(
     let folds = &plan.folds[..];
     let geometry = state.geometry;
     let page_size = geometry.page_size() as usize;
-    let generation = state.generation + 1;
+    let generation = next_generation(state);
     assert!(
         storage.len_bytes() >= state.page_count * geometry.page_size(),
         "storage of {} bytes is shorter than {} pages",

@@ -2,6 +2,7 @@
 
 use std::fmt;
 use std::io;
+use std::path::{Path, PathBuf};
 
 /// Which I/O step failed, carried by [`MappedPageError::Io`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -64,6 +65,10 @@ pub enum MappedPageError {
     Io {
         /// The step that failed.
         operation: IoOperation,
+        /// The file the step was working on (for `Create`, the path being created; for
+        /// `SyncDirectory`, its directory); `None` for a storage that is not a file
+        /// ([`Storage::path`](crate::Storage::path)).
+        path: Option<PathBuf>,
         /// The error the operating system returned.
         source: io::Error,
     },
@@ -177,6 +182,14 @@ pub enum MappedPageError {
         /// The backing page that holds the committed copy.
         page: u64,
     },
+    /// The committed generation is [`MAX_GENERATION`](crate::format::MAX_GENERATION): a commit
+    /// after it would have to wrap the generation, which recovery could not order (SPEC.md
+    /// §3.2). Every call that would commit returns this before changing anything, in memory or
+    /// on disk; the pager is not poisoned and every read keeps working.
+    GenerationExhausted {
+        /// The committed generation.
+        generation: u64,
+    },
     /// The sub-page id does not name a sub-page allocated by this `SubPageAllocator`.
     SubPageNotAllocated {
         /// The parent page.
@@ -197,6 +210,8 @@ pub enum MappedPageError {
     StorageFull {
         /// The step that ran out of space.
         operation: IoOperation,
+        /// The file, if the storage is one.
+        path: Option<PathBuf>,
         /// Bytes the call asked the file system for.
         requested_bytes: u64,
         /// The error the operating system returned (`ENOSPC`, `EDQUOT`).
@@ -211,22 +226,33 @@ pub enum MappedPageError {
 }
 
 impl MappedPageError {
-    pub(crate) fn io(operation: IoOperation, source: io::Error) -> Self {
-        MappedPageError::Io { operation, source }
+    /// An [`Io`](MappedPageError::Io) error of `operation` on the file at `path`, if any.
+    pub(crate) fn io(operation: IoOperation, path: Option<&Path>, source: io::Error) -> Self {
+        MappedPageError::Io {
+            operation,
+            path: path.map(Path::to_path_buf),
+            source,
+        }
     }
 
     /// [`StorageFull`](Self::StorageFull) when `source` says the file system is full or the
     /// quota exhausted, else [`Io`](Self::Io).
-    pub(crate) fn space(operation: IoOperation, requested_bytes: u64, source: io::Error) -> Self {
+    pub(crate) fn space(
+        operation: IoOperation,
+        path: Option<&Path>,
+        requested_bytes: u64,
+        source: io::Error,
+    ) -> Self {
         match source.kind() {
             io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded => {
                 MappedPageError::StorageFull {
                     operation,
+                    path: path.map(Path::to_path_buf),
                     requested_bytes,
                     source,
                 }
             }
-            _ => Self::io(operation, source),
+            _ => Self::io(operation, path, source),
         }
     }
 }
@@ -234,10 +260,17 @@ impl MappedPageError {
 impl fmt::Display for MappedPageError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            MappedPageError::Io { operation, source } => write!(
-                f,
-                "I/O error during {operation}: {source}; check the file system (space, permissions, device health) and retry"
-            ),
+            MappedPageError::Io {
+                operation,
+                path,
+                source,
+            } => {
+                write!(f, "I/O error during {operation}")?;
+                if let Some(path) = path {
+                    write!(f, " of {}", path.display())?;
+                }
+                write!(f, ": {source}; {}", io_advice(*operation, source.kind()))
+            }
             MappedPageError::AlreadyExists { path } => write!(
                 f,
                 "{} already exists; open it with Pager::open or choose another path",
@@ -248,15 +281,22 @@ impl fmt::Display for MappedPageError {
                 "the storage already holds {len_bytes} bytes; open it with Pager::open_in, or pass an empty storage to create_in"
             ),
             MappedPageError::FileTooSmall {
+                len_bytes: 0,
+                min_len_bytes,
+            } => write!(
+                f,
+                "the file is empty (0 bytes; a mappedpages file of this page size has at least {min_len_bytes}): another program made it, or a create stopped before writing anything. An empty file holds no data: delete it and call Pager::create again (an empty storage can go straight to Pager::create_in)"
+            ),
+            MappedPageError::FileTooSmall {
                 len_bytes,
                 min_len_bytes,
             } => write!(
                 f,
-                "file is {len_bytes} bytes, shorter than the {min_len_bytes} bytes of the smallest mappedpages file for this page size; it is not a mappedpages file (create one with Pager::create)"
+                "the file is {len_bytes} bytes, shorter than the {min_len_bytes} bytes of the smallest mappedpages file for this page size: it is not a mappedpages file, or it was truncated; check the path (Pager::create makes a new file only where none exists)"
             ),
             MappedPageError::NotAMappedPagesFile => write!(
                 f,
-                "not a mappedpages file: no superblock and no metadata copy found; check the path, or create a new file with Pager::create"
+                "not a mappedpages file: page 0 holds no superblock and no metadata copy was found; check the path (Pager::create makes a new file only where none exists). A storage left by a Pager::create_in that never finished reads like this too: nothing was committed in it, so start again with an empty one"
             ),
             MappedPageError::UnsupportedVersion { found } => write!(
                 f,
@@ -329,6 +369,10 @@ impl fmt::Display for MappedPageError {
                 f,
                 "the committed copy of protected page {id} (in page {page}) fails its checksum: the medium damaged it after the commit; restore its content from a backup and write it again with get_mut"
             ),
+            MappedPageError::GenerationExhausted { generation } => write!(
+                f,
+                "the file's commit generation is {generation}, the largest there is, so nothing can be committed any more (no file reaches it by use: it was crafted or damaged); nothing was changed and every page still reads: copy what you need into a new file made with Pager::create"
+            ),
             MappedPageError::SubPageNotAllocated { page, slot } => write!(
                 f,
                 "sub-page {slot} of page {page} is not allocated by this SubPageAllocator; it was freed, never allocated, or not passed to rebuild"
@@ -339,16 +383,96 @@ impl fmt::Display for MappedPageError {
             ),
             MappedPageError::StorageFull {
                 operation,
+                path,
                 requested_bytes,
                 source,
-            } => write!(
-                f,
-                "not enough space on the file system ({operation} of {requested_bytes} bytes: {source}); nothing changed: free space on it, or ask for less, and call again"
-            ),
+            } => {
+                write!(f, "not enough space on the file system")?;
+                if let Some(path) = path {
+                    write!(f, " of {}", path.display())?;
+                }
+                write!(
+                    f,
+                    " ({operation} of {requested_bytes} bytes: {source}); nothing changed: free space on it, or ask for less, and call again"
+                )
+            }
             MappedPageError::OutOfMemory { requested_bytes } => write!(
                 f,
                 "the call would allocate {requested_bytes} bytes of memory, more than is available; nothing changed: request fewer pages at a time"
             ),
+        }
+    }
+}
+
+/// What to do about an I/O error, by the step that failed and the kind of error.
+fn io_advice(operation: IoOperation, kind: io::ErrorKind) -> &'static str {
+    use io::ErrorKind as Kind;
+    let full = matches!(kind, Kind::StorageFull | Kind::QuotaExceeded);
+    match (operation, kind) {
+        // A failed barrier poisons the pager (SPEC.md §3.4): retrying on the same handle is not
+        // an option, reopening is.
+        (IoOperation::Sync, _) if full => {
+            "the file system is full, and what reached the disk is unknown, so a pager that returned this is now poisoned: free space, then drop the pager and open the file again (recovery finds the last committed state); an open or create that failed this way can be called again once there is space"
+        }
+        (IoOperation::Sync, _) => {
+            "what reached the disk is unknown, so a pager that returned this is now poisoned: drop it and open the file again (recovery finds the last committed state); an open or create that failed this way can be called again; if syncs keep failing, check the device's health"
+        }
+        (IoOperation::Open, Kind::NotFound) => {
+            "no file at this path: check the path, or make a new file there with Pager::create"
+        }
+        (IoOperation::Create, Kind::NotFound) => {
+            "the directory of this path does not exist: create it first, or check the path"
+        }
+        (_, Kind::NotFound) => {
+            "the file disappeared while in use: check that no other program removes it"
+        }
+        (_, Kind::PermissionDenied) => {
+            "this process may not read and write it: check the permissions of the file and of its directory, and that the file system is not mounted read-only"
+        }
+        (_, Kind::ReadOnlyFilesystem) => {
+            "the file system is mounted read-only, and a pager writes (its lock, recovery's repairs, every commit): remount it read-write or copy the file to a writable one"
+        }
+        (IoOperation::Grow, _) if full => {
+            "the file system is full (or the quota is reached): free space and retry; nothing changed and the pager is still usable"
+        }
+        (IoOperation::Create, _) if full => {
+            "the file system is full (or the quota is reached): free space, then call create again"
+        }
+        (_, _) if full => {
+            "the file system is full (or the quota is reached): free space, then try again"
+        }
+        (_, Kind::FileTooLarge) => {
+            "the file system (or the process's file-size limit, ulimit -f) does not allow a file this large; nothing changed: free pages, or use a file system without that limit"
+        }
+        (_, Kind::OutOfMemory) => {
+            "not enough address space to map the file: check the process's limits (ulimit -v) and the system's map count (vm.max_map_count)"
+        }
+        (_, Kind::IsADirectory) => "the path names a directory: give the path of a file",
+        (IoOperation::Lock, Kind::Unsupported) => {
+            "this file system does not support flock (some network and FUSE file systems do not): keep the file on a local file system"
+        }
+        (_, Kind::Unsupported) => {
+            "the file system does not support what a pager needs (shared writable memory maps, flock, msync): keep the file on a local file system"
+        }
+        (IoOperation::Create, Kind::InvalidInput) => "give a path that ends in a file name",
+        (IoOperation::Open, _) => "check the path, its permissions and the file system",
+        (IoOperation::Create, _) => {
+            "check the directory, its permissions and the file system, then call create again"
+        }
+        (IoOperation::Lock, _) => {
+            "the file could not be locked: keep the file on a file system that supports flock"
+        }
+        (IoOperation::Map, _) => {
+            "the file could not be mapped: the file system must support shared writable memory maps; check the process's address-space limit (ulimit -v)"
+        }
+        (IoOperation::Grow, _) => {
+            "the file could not be extended; nothing changed and the pager is still usable: fix the cause and retry"
+        }
+        (IoOperation::Reserve, _) => {
+            "disk space for the call's pages could not be reserved; unless the pager is now poisoned (the growth made for the call could not be undone), nothing changed: fix the cause and retry"
+        }
+        (IoOperation::SyncDirectory, _) => {
+            "the new file's directory entry may not be durable (see Pager::create for what is left at the path); if it keeps failing, check the device's health"
         }
     }
 }
@@ -361,5 +485,197 @@ impl std::error::Error for MappedPageError {
             }
             _ => None,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn io_text(operation: IoOperation, path: Option<&str>, kind: io::ErrorKind) -> String {
+        MappedPageError::io(operation, path.map(Path::new), io::Error::from(kind)).to_string()
+    }
+
+    /// Asserts that `text` contains every one of `wanted` and none of `unwanted`.
+    fn check(text: &str, wanted: &[&str], unwanted: &[&str]) {
+        for word in wanted {
+            assert!(text.contains(word), "{text:?} lacks {word:?}");
+        }
+        for word in unwanted {
+            assert!(!text.contains(word), "{text:?} contains {word:?}");
+        }
+    }
+
+    #[test]
+    fn missing_file_names_the_path_and_points_to_create() {
+        let text = io_text(
+            IoOperation::Open,
+            Some("/data/db.bin"),
+            io::ErrorKind::NotFound,
+        );
+        check(
+            &text,
+            &[
+                "open of /data/db.bin",
+                "no file at this path",
+                "Pager::create",
+            ],
+            &["retry", "space"],
+        );
+        let text = io_text(IoOperation::Open, None, io::ErrorKind::NotFound);
+        check(&text, &["during open: ", "Pager::create"], &[" of "]);
+    }
+
+    #[test]
+    fn failed_sync_says_poisoned_and_reopen_never_retry() {
+        for kind in [
+            io::ErrorKind::Other,
+            io::ErrorKind::PermissionDenied,
+            io::ErrorKind::NotFound,
+            io::ErrorKind::InvalidInput,
+        ] {
+            let text = io_text(IoOperation::Sync, Some("/data/db.bin"), kind);
+            check(
+                &text,
+                &["sync of /data/db.bin", "poisoned", "open the file again"],
+                &["retry"],
+            );
+        }
+        for kind in [io::ErrorKind::StorageFull, io::ErrorKind::QuotaExceeded] {
+            let text = io_text(IoOperation::Sync, None, kind);
+            check(
+                &text,
+                &["full", "free space", "poisoned", "open the file again"],
+                &["retry"],
+            );
+        }
+    }
+
+    #[test]
+    fn full_file_system_advises_freeing_space() {
+        for kind in [io::ErrorKind::StorageFull, io::ErrorKind::QuotaExceeded] {
+            let grow = io_text(IoOperation::Grow, Some("/data/db.bin"), kind);
+            check(
+                &grow,
+                &["free space", "retry", "nothing changed"],
+                &["poisoned"],
+            );
+            let create = io_text(IoOperation::Create, Some("/data/db.bin"), kind);
+            check(&create, &["free space", "call create again"], &["poisoned"]);
+        }
+    }
+
+    #[test]
+    fn each_kind_gets_advice_that_fits_it() {
+        let cases: [(IoOperation, io::ErrorKind, &[&str]); 10] = [
+            (
+                IoOperation::Create,
+                io::ErrorKind::NotFound,
+                &["directory", "does not exist"],
+            ),
+            (
+                IoOperation::Open,
+                io::ErrorKind::PermissionDenied,
+                &["permissions"],
+            ),
+            (
+                IoOperation::Create,
+                io::ErrorKind::PermissionDenied,
+                &["permissions", "read-only"],
+            ),
+            (
+                IoOperation::Open,
+                io::ErrorKind::ReadOnlyFilesystem,
+                &["read-only", "remount"],
+            ),
+            (
+                IoOperation::Grow,
+                io::ErrorKind::FileTooLarge,
+                &["this large", "nothing changed"],
+            ),
+            (
+                IoOperation::Map,
+                io::ErrorKind::OutOfMemory,
+                &["address space"],
+            ),
+            (
+                IoOperation::Open,
+                io::ErrorKind::IsADirectory,
+                &["directory", "path of a file"],
+            ),
+            (IoOperation::Lock, io::ErrorKind::Unsupported, &["flock"]),
+            (
+                IoOperation::Create,
+                io::ErrorKind::InvalidInput,
+                &["file name"],
+            ),
+            (
+                IoOperation::SyncDirectory,
+                io::ErrorKind::Other,
+                &["directory entry"],
+            ),
+        ];
+        for (operation, kind, wanted) in cases {
+            let text = io_text(operation, Some("/data/db.bin"), kind);
+            check(&text, wanted, &["poisoned"]);
+            assert!(text.contains("/data/db.bin"), "{text}");
+        }
+        // A growth that failed for any other reason changed nothing: retrying is right.
+        let text = io_text(IoOperation::Grow, None, io::ErrorKind::Other);
+        check(&text, &["nothing changed", "retry"], &["poisoned"]);
+    }
+
+    #[test]
+    fn empty_file_is_told_apart_from_a_short_one() {
+        let empty = MappedPageError::FileTooSmall {
+            len_bytes: 0,
+            min_len_bytes: 6144,
+        }
+        .to_string();
+        check(
+            &empty,
+            &["empty", "6144", "delete it", "Pager::create"],
+            &["truncated"],
+        );
+        let short = MappedPageError::FileTooSmall {
+            len_bytes: 100,
+            min_len_bytes: 6144,
+        }
+        .to_string();
+        // Pager::create at the same path would fail with AlreadyExists: not advised.
+        check(
+            &short,
+            &[
+                "100 bytes",
+                "6144",
+                "not a mappedpages file",
+                "check the path",
+            ],
+            &["create one", "delete it"],
+        );
+        let not_ours = MappedPageError::NotAMappedPagesFile.to_string();
+        check(
+            &not_ours,
+            &["check the path", "only where none exists"],
+            &["create a new file"],
+        );
+    }
+
+    #[test]
+    fn exhausted_generation_says_nothing_changed_and_reads_go_on() {
+        let text = MappedPageError::GenerationExhausted {
+            generation: u64::MAX,
+        }
+        .to_string();
+        check(
+            &text,
+            &[
+                &u64::MAX.to_string(),
+                "nothing was changed",
+                "still reads",
+                "Pager::create",
+            ],
+            &["retry", "poisoned"],
+        );
     }
 }

@@ -16,6 +16,10 @@ pub const MAX_PAGE_SIZE: usize = 1 << 24;
 pub const MAX_PAGE_COUNT: u64 = 1 << 40;
 /// Upper bound on the length of one file in bytes (2^46 = 64 TiB): what a 64-bit address space maps.
 pub const MAX_FILE_BYTES: u64 = 1 << 46;
+/// The largest generation a commit may write (SPEC.md §3.2). Generations never wrap: once the
+/// committed generation is this, every further commit is refused before anything is staged or
+/// written ([`crate::MappedPageError::GenerationExhausted`]), and the file stays readable.
+pub const MAX_GENERATION: u64 = u64::MAX;
 
 /// Magic at the start of page 0.
 pub const SUPERBLOCK_MAGIC: [u8; 8] = *b"MAPPGSB\x01";

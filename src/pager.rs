@@ -5,7 +5,7 @@ use std::path::Path;
 
 use crate::commit::{CommitMode, CommitPlan, commit};
 use crate::error::{IoOperation, MappedPageError};
-use crate::format::{Geometry, MAX_PAGE_SIZE, MIN_PAGE_SIZE, SCRUB_BYTES};
+use crate::format::{Geometry, MAX_GENERATION, MAX_PAGE_SIZE, MIN_PAGE_SIZE, SCRUB_BYTES};
 use crate::mutants::{Mutant, active};
 use crate::page::{MappedPage, PageId};
 use crate::recovery::{RecoveryDecision, recover};
@@ -149,19 +149,20 @@ fn initialize<S: Storage>(
     let len_bytes = INITIAL_PAGE_COUNT * geometry.page_size();
     storage
         .grow(len_bytes)
-        .map_err(|e| MappedPageError::space(IoOperation::Grow, len_bytes, e))?;
+        .map_err(|e| MappedPageError::space(IoOperation::Grow, storage.path(), len_bytes, e))?;
     // Every page of a new file is the pager's or lies in a block with one of its pages: reserve
     // them all, so that the first commit's writes cannot meet a full disk (SPEC.md §3.1).
     storage
         .reserve(&[0..len_bytes])
-        .map_err(|e| MappedPageError::space(IoOperation::Reserve, len_bytes, e))?;
+        .map_err(|e| MappedPageError::space(IoOperation::Reserve, storage.path(), len_bytes, e))?;
     let mut state = AllocState::new_file(geometry, INITIAL_PAGE_COUNT);
     let plan = CommitPlan {
         folds: state.plan_folds(true),
         data_ranges: Vec::new(),
         mode: CommitMode::Flip,
     };
-    commit(storage, &mut state, &plan).map_err(|e| MappedPageError::io(IoOperation::Sync, e))?;
+    commit(storage, &mut state, &plan)
+        .map_err(|e| MappedPageError::io(IoOperation::Sync, storage.path(), e))?;
     Ok(state)
 }
 
@@ -263,14 +264,14 @@ impl<const PAGE_SIZE: usize, S: Storage> Pager<PAGE_SIZE, S> {
             }
             storage
                 .sync_ranges(&ranges)
-                .map_err(|e| MappedPageError::io(IoOperation::Sync, e))?;
+                .map_err(|e| MappedPageError::io(IoOperation::Sync, storage.path(), e))?;
         }
         if let Some(superblock) = recovered.superblock_rewrite {
             let record = superblock.encode();
             storage.bytes_mut()[..record.len()].copy_from_slice(&record);
             storage
                 .sync_ranges(&[0..geometry.page_size()])
-                .map_err(|e| MappedPageError::io(IoOperation::Sync, e))?;
+                .map_err(|e| MappedPageError::io(IoOperation::Sync, storage.path(), e))?;
         }
         Ok((recovered.state, recovered.decision))
     }
@@ -298,6 +299,20 @@ impl<const PAGE_SIZE: usize, S: Storage> Pager<PAGE_SIZE, S> {
             }),
             None => Ok(()),
         }
+    }
+
+    /// Checks that a commit may follow: the pager is not poisoned and the committed generation is
+    /// below [`MAX_GENERATION`] (SPEC.md §3.2). Every operation that stages a change calls this
+    /// before it changes anything, so an exhausted generation fails the call with
+    /// [`MappedPageError::GenerationExhausted`] and leaves memory and disk as they were.
+    pub(crate) fn check_commit_possible(&self) -> Result<(), MappedPageError> {
+        self.check_poison()?;
+        if self.state.generation == MAX_GENERATION {
+            return Err(MappedPageError::GenerationExhausted {
+                generation: self.state.generation,
+            });
+        }
+        Ok(())
     }
 
     /// How this pager's commits become durable: [`CommitMode::Flip`] (two barriers, the default)
@@ -387,7 +402,7 @@ impl<const PAGE_SIZE: usize, S: Storage> Pager<PAGE_SIZE, S> {
 
     pub(crate) fn poison(&mut self, operation: &str, error: std::io::Error) -> MappedPageError {
         self.poisoned = Some(operation.to_string());
-        MappedPageError::io(IoOperation::Sync, error)
+        MappedPageError::io(IoOperation::Sync, self.storage.path(), error)
     }
 
     // ----- counts ------------------------------------------------------------------------------
@@ -412,7 +427,9 @@ impl<const PAGE_SIZE: usize, S: Storage> Pager<PAGE_SIZE, S> {
         self.state.free_page_count()
     }
 
-    /// Generation of the last commit; it increases by one with every commit.
+    /// Generation of the last commit; it increases by one with every commit. It never wraps: at
+    /// [`format::MAX_GENERATION`](crate::format::MAX_GENERATION) every call that would commit
+    /// fails with [`MappedPageError::GenerationExhausted`].
     pub fn generation(&self) -> u64 {
         self.state.generation
     }
@@ -549,7 +566,8 @@ impl<const PAGE_SIZE: usize, S: Storage> Pager<PAGE_SIZE, S> {
             // Growing a truncated file would fill the lost pages with zeros and commit over them.
             self.check_file_len("growth")?;
             self.storage.grow(len_bytes).map_err(|e| {
-                MappedPageError::space(IoOperation::Grow, len_bytes - growth.len_bytes, e)
+                let requested_bytes = len_bytes - growth.len_bytes;
+                MappedPageError::space(IoOperation::Grow, self.storage.path(), requested_bytes, e)
             })?;
             // The commit's first barrier makes the new length durable together with the
             // metadata that counts on it, before the superblock names that metadata.
@@ -572,7 +590,11 @@ impl<const PAGE_SIZE: usize, S: Storage> Pager<PAGE_SIZE, S> {
             && let Err(error) = self.storage.shrink(growth.len_bytes)
         {
             self.poisoned = Some("undoing a growth".to_string());
-            return Err(MappedPageError::io(IoOperation::Reserve, error));
+            return Err(MappedPageError::io(
+                IoOperation::Reserve,
+                self.storage.path(),
+                error,
+            ));
         }
         Ok(())
     }
@@ -616,6 +638,7 @@ impl<const PAGE_SIZE: usize, S: Storage> Pager<PAGE_SIZE, S> {
                 self.undo_growth(growth)?;
                 Err(MappedPageError::space(
                     IoOperation::Reserve,
+                    self.storage.path(),
                     requested_bytes,
                     error,
                 ))
@@ -635,6 +658,7 @@ impl<const PAGE_SIZE: usize, S: Storage> Pager<PAGE_SIZE, S> {
         if count == 0 {
             return Ok(Vec::new());
         }
+        self.check_commit_possible()?;
         // The result's memory first: a request that cannot be held fails before the file grows.
         let mut ids = Vec::new();
         ids.try_reserve_exact(count)
@@ -663,6 +687,7 @@ impl<const PAGE_SIZE: usize, S: Storage> Pager<PAGE_SIZE, S> {
         if ids.is_empty() {
             return Ok(());
         }
+        self.check_commit_possible()?;
         self.validate_free_ids(ids)?;
         self.stage_validated_free(ids.to_vec())
     }
@@ -720,9 +745,11 @@ impl<const PAGE_SIZE: usize, S: Storage> Pager<PAGE_SIZE, S> {
         };
         match commit(&mut self.storage, &mut self.state, &plan) {
             Ok(_) => Ok(()),
-            Err(error) if active(Mutant::KeepStateAfterFailedSync) => {
-                Err(MappedPageError::io(IoOperation::Sync, error))
-            }
+            Err(error) if active(Mutant::KeepStateAfterFailedSync) => Err(MappedPageError::io(
+                IoOperation::Sync,
+                self.storage.path(),
+                error,
+            )),
             Err(error) => Err(self.poison(operation, error)),
         }
     }
@@ -811,6 +838,7 @@ impl<const PAGE_SIZE: usize, S: Storage> Pager<PAGE_SIZE, S> {
         if ids.is_empty() {
             return Ok(());
         }
+        self.check_commit_possible()?;
         self.validate_free_ids(&ids)?;
         self.stage_validated_free(ids)?;
         self.commit_prepared(Vec::new(), "free_bulk")

@@ -166,7 +166,7 @@ impl<const PAGE_SIZE: usize, S: Storage> ProtectedPageWriter<'_, PAGE_SIZE, S> {
     /// (the staged copy, directory block and metadata; then the superblock). After a crash the
     /// page reads as the old or the new content, never a mix. A failed sync poisons the pager.
     pub fn commit(self) -> Result<(), MappedPageError> {
-        self.pager.check_poison()?;
+        self.pager.check_commit_possible()?;
         let range = self
             .pager
             .stage_protected_commit(self.id.0, self.staged_page);
@@ -183,6 +183,7 @@ impl<const PAGE_SIZE: usize, S: Storage> Pager<PAGE_SIZE, S> {
         self.check_poison()?;
         self.check_file_len("ProtectedPageId::get_mut")?;
         let committed = self.verified_protected_page(id)?;
+        self.check_commit_possible()?;
         let staged = self
             .state
             .directory
@@ -204,7 +205,7 @@ impl<const PAGE_SIZE: usize, S: Storage> Pager<PAGE_SIZE, S> {
     pub(crate) fn stage_protected_commit(&mut self, id: u64, staged_page: u64) -> Range<u64> {
         let range = Self::page_byte_range(staged_page);
         let checksum = crc32fast::hash(&self.storage.bytes()[range.clone()]);
-        let generation = self.state.generation + 1;
+        let generation = crate::commit::next_generation(&self.state);
         self.state.directory.promote(id, checksum, generation);
         range.start as u64..range.end as u64
     }
@@ -282,6 +283,7 @@ impl<const PAGE_SIZE: usize, S: Storage> Pager<PAGE_SIZE, S> {
         if count == 0 {
             return Ok((Vec::new(), Vec::new()));
         }
+        self.check_commit_possible()?;
         self.check_file_len("alloc_protected")?;
         // The result's memory first: a request that cannot be held fails before the file grows.
         let out_of_memory = |per_entry: usize| MappedPageError::OutOfMemory {
@@ -310,7 +312,7 @@ impl<const PAGE_SIZE: usize, S: Storage> Pager<PAGE_SIZE, S> {
         }
         self.state.apply(&runs);
         let zero_checksum = zero_page_checksum(PAGE_SIZE);
-        let generation = self.state.generation + 1;
+        let generation = crate::commit::next_generation(&self.state);
         let mut pages = runs.iter().flat_map(|run| run.first_page..run.end_page);
         let allocated = self
             .state
@@ -401,6 +403,7 @@ impl<const PAGE_SIZE: usize, S: Storage> Pager<PAGE_SIZE, S> {
         if ids.is_empty() {
             return Ok(());
         }
+        self.check_commit_possible()?;
         let mut raw: Vec<u64> = ids.iter().map(|id| id.0).collect();
         for &id in &raw {
             if self.state.directory.entry(id).is_none() {

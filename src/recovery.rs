@@ -165,8 +165,11 @@ pub(crate) fn recover(image: &[u8], geometry: Geometry) -> Result<Recovered, Map
                     None => {
                         let other = selected.other();
                         let next = match meta_of(other) {
+                            // `checked_add`: a superblock at `MAX_GENERATION` has no successor
+                            // (generations never wrap, §3.2), so no copy can be the commit in
+                            // flight after it.
                             Ok(meta)
-                                if meta.generation == sb.active_generation + 1
+                                if sb.active_generation.checked_add(1) == Some(meta.generation)
                                     || active(Mutant::FallBackBlindly) =>
                             {
                                 try_load(other, &mut rejections)

@@ -900,8 +900,13 @@ fn poison_after_panic<const PAGE_SIZE: usize, S: Storage>(
 /// A copy of a commit's error for each caller of the group (`io::Error` is not `Clone`).
 fn copy_error(error: &MappedPageError) -> MappedPageError {
     match error {
-        MappedPageError::Io { operation, source } => MappedPageError::Io {
+        MappedPageError::Io {
+            operation,
+            path,
+            source,
+        } => MappedPageError::Io {
             operation: *operation,
+            path: path.clone(),
             source: io::Error::new(source.kind(), source.to_string()),
         },
         MappedPageError::Poisoned { cause } => MappedPageError::Poisoned {
@@ -916,6 +921,7 @@ fn copy_error(error: &MappedPageError) -> MappedPageError {
         },
         other => MappedPageError::Io {
             operation: IoOperation::Sync,
+            path: None,
             source: io::Error::other(other.to_string()),
         },
     }

@@ -150,6 +150,7 @@ fn a_create_failing_on_the_file_size_limit_leaves_nothing() {
             Err(MappedPageError::Io {
                 operation: mappedpages::IoOperation::Grow,
                 source,
+                ..
             }) => assert_eq!(source.raw_os_error(), Some(libc::EFBIG)),
             other => panic!("expected Io {{ Grow, EFBIG }}, got {other:?}"),
         }

@@ -198,6 +198,7 @@ fn inv11_create_in_missing_directory_is_a_typed_error() {
         Err(MappedPageError::Io {
             operation: IoOperation::Create,
             source,
+            ..
         }) => assert_eq!(source.kind(), std::io::ErrorKind::NotFound),
         other => panic!("expected Io {{ Create }}, got {other:?}"),
     }

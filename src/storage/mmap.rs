@@ -282,6 +282,8 @@ mod linux {
 /// ```
 pub struct MmapStorage {
     file: File,
+    /// The path the file was opened or created at, named by I/O errors.
+    path: PathBuf,
     map: Option<MmapMut>,
     len_bytes: u64,
     stats: SyncStats,
@@ -403,6 +405,7 @@ fn write_at(file: &File, buf: &[u8], offset: u64) -> io::Result<()> {
 impl std::fmt::Debug for MmapStorage {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("MmapStorage")
+            .field("path", &self.path)
             .field("len_bytes", &self.len_bytes)
             .field("stats", &self.stats)
             .field("method", &self.method)
@@ -410,12 +413,12 @@ impl std::fmt::Debug for MmapStorage {
     }
 }
 
-fn lock_exclusive(file: &File) -> Result<(), MappedPageError> {
+fn lock_exclusive(file: &File, path: &Path) -> Result<(), MappedPageError> {
     match file.try_lock() {
         Ok(()) => Ok(()),
         Err(std::fs::TryLockError::WouldBlock) => Err(MappedPageError::Locked),
         Err(std::fs::TryLockError::Error(error)) => {
-            Err(MappedPageError::io(IoOperation::Lock, error))
+            Err(MappedPageError::io(IoOperation::Lock, Some(path), error))
         }
     }
 }
@@ -432,8 +435,8 @@ fn map_file(file: &File, len_bytes: u64) -> io::Result<Option<MmapMut>> {
     Ok(Some(map))
 }
 
-fn create_error(error: io::Error) -> MappedPageError {
-    MappedPageError::io(IoOperation::Create, error)
+fn create_error(path: &Path, error: io::Error) -> MappedPageError {
+    MappedPageError::io(IoOperation::Create, Some(path), error)
 }
 
 /// The directory a create of `path` works in, and the prefix of its temporary names there:
@@ -444,10 +447,10 @@ fn temp_location(path: &Path) -> Result<(PathBuf, String), MappedPageError> {
         _ => PathBuf::from("."),
     };
     let file_name = path.file_name().ok_or_else(|| {
-        create_error(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            "path has no file name",
-        ))
+        create_error(
+            path,
+            io::Error::new(io::ErrorKind::InvalidInput, "path has no file name"),
+        )
     })?;
     let prefix = format!(".{}.mappedpages-create-", file_name.to_string_lossy());
     Ok((directory, prefix))
@@ -482,6 +485,7 @@ fn remove_stale_temporaries(directory: &Path, prefix: &str) {
 /// reusing a name: on a collision (another process with the same pid, a leftover, a cleaner holding
 /// the name) it tries the next counter value.
 fn create_unique_temporary(
+    path: &Path,
     directory: &Path,
     prefix: &str,
 ) -> Result<(File, PathBuf), MappedPageError> {
@@ -504,7 +508,7 @@ fn create_unique_temporary(
         {
             Ok(file) => file,
             Err(error) if error.kind() == io::ErrorKind::AlreadyExists => continue,
-            Err(error) => return Err(create_error(error)),
+            Err(error) => return Err(create_error(path, error)),
         };
         match file.try_lock() {
             // Still ours: no cleaner took it between the creation and the lock.
@@ -513,14 +517,21 @@ fn create_unique_temporary(
             Ok(()) | Err(std::fs::TryLockError::WouldBlock) => continue,
             Err(std::fs::TryLockError::Error(error)) => {
                 let _ = std::fs::remove_file(&temp_path);
-                return Err(MappedPageError::io(IoOperation::Lock, error));
+                return Err(MappedPageError::io(
+                    IoOperation::Lock,
+                    Some(&temp_path),
+                    error,
+                ));
             }
         }
     }
-    Err(create_error(io::Error::new(
-        io::ErrorKind::AlreadyExists,
-        format!("no unused temporary name after {ATTEMPTS} attempts"),
-    )))
+    Err(create_error(
+        path,
+        io::Error::new(
+            io::ErrorKind::AlreadyExists,
+            format!("no unused temporary name after {ATTEMPTS} attempts"),
+        ),
+    ))
 }
 
 /// True if `path` names the file open as `file` (same device and inode). Without inode numbers
@@ -575,24 +586,27 @@ impl MmapStorage {
 
     /// Opens an existing file for reading and writing, locks it, and maps it.
     pub fn open(path: impl AsRef<Path>) -> Result<MmapStorage, MappedPageError> {
+        let path = path.as_ref();
         let file = OpenOptions::new()
             .read(true)
             .write(true)
-            .open(path.as_ref())
-            .map_err(|e| MappedPageError::io(IoOperation::Open, e))?;
-        lock_exclusive(&file)?;
-        Self::from_locked_file(file)
+            .open(path)
+            .map_err(|e| MappedPageError::io(IoOperation::Open, Some(path), e))?;
+        lock_exclusive(&file, path)?;
+        Self::from_locked_file(file, path)
     }
 
-    fn from_locked_file(file: File) -> Result<MmapStorage, MappedPageError> {
+    /// `path`: where the file is (or, during `create_atomic`, will be) found.
+    fn from_locked_file(file: File, path: &Path) -> Result<MmapStorage, MappedPageError> {
         let len_bytes = file
             .metadata()
-            .map_err(|e| MappedPageError::io(IoOperation::Open, e))?
+            .map_err(|e| MappedPageError::io(IoOperation::Open, Some(path), e))?
             .len();
-        let map =
-            map_file(&file, len_bytes).map_err(|e| MappedPageError::io(IoOperation::Map, e))?;
+        let map = map_file(&file, len_bytes)
+            .map_err(|e| MappedPageError::io(IoOperation::Map, Some(path), e))?;
         Ok(MmapStorage {
             file,
+            path: path.to_path_buf(),
             map,
             len_bytes,
             stats: SyncStats::default(),
@@ -656,11 +670,12 @@ impl MmapStorage {
         directory: &Path,
         initialize: &mut impl FnMut(&mut MmapStorage) -> Result<(), MappedPageError>,
     ) -> Result<Option<MmapStorage>, MappedPageError> {
-        let Some(file) = linux::open_anonymous(directory).map_err(create_error)? else {
+        let Some(file) = linux::open_anonymous(directory).map_err(|e| create_error(path, e))?
+        else {
             return Ok(None);
         };
-        lock_exclusive(&file)?;
-        let storage = Self::build(file, initialize)?;
+        lock_exclusive(&file, path)?;
+        let storage = Self::build(file, path, initialize)?;
         match linux::link_anonymous(&storage.file, path) {
             Ok(()) => {}
             Err(error) if error.kind() == io::ErrorKind::AlreadyExists => {
@@ -683,9 +698,9 @@ impl MmapStorage {
         prefix: &str,
         initialize: &mut impl FnMut(&mut MmapStorage) -> Result<(), MappedPageError>,
     ) -> Result<MmapStorage, MappedPageError> {
-        let (file, temp_path) = create_unique_temporary(directory, prefix)?;
+        let (file, temp_path) = create_unique_temporary(path, directory, prefix)?;
         let result = (|| {
-            let storage = Self::build(file, initialize)?;
+            let storage = Self::build(file, path, initialize)?;
             // `hard_link` fails if `path` exists: creation never clobbers a file that appeared
             // after the check above.
             std::fs::hard_link(&temp_path, path).map_err(|e| {
@@ -694,7 +709,7 @@ impl MmapStorage {
                         path: path.to_path_buf(),
                     }
                 } else {
-                    create_error(e)
+                    create_error(path, e)
                 }
             })?;
             Ok(storage)
@@ -709,14 +724,15 @@ impl MmapStorage {
     /// fails on Windows), runs `initialize` on it and makes the result durable.
     fn build(
         file: File,
+        path: &Path,
         initialize: &mut impl FnMut(&mut MmapStorage) -> Result<(), MappedPageError>,
     ) -> Result<MmapStorage, MappedPageError> {
-        let mut storage = Self::from_locked_file(file)?;
+        let mut storage = Self::from_locked_file(file, path)?;
         initialize(&mut storage)?;
         storage
             .file
             .sync_all()
-            .map_err(|e| MappedPageError::io(IoOperation::Sync, e))?;
+            .map_err(|e| MappedPageError::io(IoOperation::Sync, Some(path), e))?;
         Ok(storage)
     }
 
@@ -788,7 +804,11 @@ impl MmapStorage {
                 if self.is_file_at(path) {
                     let _ = std::fs::remove_file(path);
                 }
-                Err(MappedPageError::io(IoOperation::SyncDirectory, error))
+                Err(MappedPageError::io(
+                    IoOperation::SyncDirectory,
+                    Some(directory),
+                    error,
+                ))
             }
         }
     }
@@ -963,6 +983,10 @@ impl Storage for MmapStorage {
         Ok(())
     }
 
+    fn path(&self) -> Option<&Path> {
+        Some(&self.path)
+    }
+
     fn sync_all(&mut self) -> io::Result<()> {
         self.stats.barriers += 1;
         if let Some(log) = self.sync_log.as_mut() {
@@ -1070,7 +1094,7 @@ mod tests {
     fn two_pages(storage: &mut MmapStorage) -> Result<(), MappedPageError> {
         storage
             .grow(2 * PAGE)
-            .map_err(|e| MappedPageError::io(IoOperation::Grow, e))?;
+            .map_err(|e| MappedPageError::io(IoOperation::Grow, None, e))?;
         storage.bytes_mut()[0] = 0x5A;
         Ok(())
     }
@@ -1211,6 +1235,7 @@ mod tests {
                     two_pages(storage)?;
                     Err(MappedPageError::io(
                         IoOperation::Sync,
+                        None,
                         io::Error::other("injected"),
                     ))
                 },

@@ -8,6 +8,7 @@ pub use sim::{CrashLength, CrashPoint, FailedSyncKeeps, SectorSize, SimEvent, Si
 
 use std::io;
 use std::ops::Range;
+use std::path::Path;
 
 /// A byte region that can be read and written in place, grown, and made durable range by range.
 ///
@@ -96,6 +97,13 @@ pub trait Storage {
             io::ErrorKind::Unsupported,
             "this storage cannot shrink",
         ))
+    }
+
+    /// The file this storage keeps, if it is one: named by the
+    /// [`MappedPageError::Io`](crate::MappedPageError::Io) errors of its operations. `None` (the
+    /// default) for storage that is not a file.
+    fn path(&self) -> Option<&Path> {
+        None
     }
 }
 
