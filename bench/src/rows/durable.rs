@@ -50,10 +50,15 @@ fn compare_in_both_modes<SO, ST>(
         let mut flip_state = (workload.setup_ours)(&mut flip, op_count)?;
         let mut single_state = (workload.setup_ours)(&mut single, op_count)?;
         let mut theirs_state = (workload.setup_theirs)(&mut theirs, op_count)?;
+        let unreserved_path = ctx.fresh_path(dir, &format!("ours-one-sync-unreserved-{key}"));
         let mut references = if with_references {
             let limit = PhysicalLimit::create(&ctx.fresh_path(dir, "ref-msync"))?;
             let redb = RedbInsert::create(&ctx.fresh_path(dir, "ref-redb"))?;
-            Some((limit, redb))
+            // The cost of space reservation (SPEC.md §3.3.1): the same pager without it.
+            let mut unreserved = create_ours(&unreserved_path, OursMode::SingleSync)?;
+            unreserved.set_space_reservation(false);
+            let unreserved_state = (workload.setup_ours)(&mut unreserved, op_count)?;
+            Some((limit, redb, unreserved, unreserved_state))
         } else {
             None
         };
@@ -63,7 +68,7 @@ fn compare_in_both_modes<SO, ST>(
         let mut single_op = |index| (workload.op_ours)(&mut single, &mut single_state, index);
         let mut theirs_op = |index| (workload.op_theirs)(&mut theirs, &mut theirs_state, index);
         let mut samples = match references.as_mut() {
-            Some((limit, redb)) => interleave_ops(
+            Some((limit, redb, unreserved, unreserved_state)) => interleave_ops(
                 op_count,
                 batch_len,
                 &mut [
@@ -72,6 +77,7 @@ fn compare_in_both_modes<SO, ST>(
                     &mut theirs_op,
                     &mut |index| limit.op(index),
                     &mut |index| redb.op(index),
+                    &mut |index| (workload.op_ours)(unreserved, unreserved_state, index),
                 ],
             )?,
             None => interleave_ops(
@@ -86,9 +92,11 @@ fn compare_in_both_modes<SO, ST>(
         for path in [&flip_path, &single_path, &theirs_path] {
             remove(path)?;
         }
-        if let Some((limit, redb)) = references {
+        if let Some((limit, redb, unreserved, _)) = references {
             limit.finish()?;
             redb.finish()?;
+            drop(unreserved);
+            remove(&unreserved_path)?;
         }
         Ok(samples)
     };
@@ -98,6 +106,7 @@ fn compare_in_both_modes<SO, ST>(
         .unwrap_or_default();
     let mut reference_rows = Vec::new();
     if with_references {
+        let unreserved_series = series.pop().unwrap_or_default();
         let redb_series = series.pop().unwrap_or_default();
         let limit_series = series.pop().unwrap_or_default();
         reference_rows.push(
@@ -117,6 +126,19 @@ fn compare_in_both_modes<SO, ST>(
                     RedbInsert::note(op_count),
                     describe_dir(dir)
                 )),
+        );
+        reference_rows.push(
+            Row::new(
+                &format!("{key}-one-sync-unreserved"),
+                &format!("{label} [one-sync, space reservation off]"),
+                Unit::TimePerOp,
+            )
+            .with_ours(unreserved_series)
+            .with_note(format!(
+                "the one-sync row's workload on a pager with set_space_reservation(false), \
+                 interleaved op by op with it: the difference is what reservation costs; {}",
+                describe_dir(dir)
+            )),
         );
     }
     if series.len() != 3 {

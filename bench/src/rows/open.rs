@@ -32,6 +32,8 @@ fn time_opens<T>(
 
 fn build_ours(path: &Path, page_count: u64) -> BenchResult<u64> {
     let mut pager = create_ours(path, OursMode::Flip)?;
+    // Up to 2^20 pages (4 GiB), left sparse: reservation off for the build (SPEC.md §3.3.1).
+    pager.set_space_reservation(false);
     let data_page_count = usize::try_from(data_pages_for(page_count))?;
     drop(pager.alloc_bulk(data_page_count)?);
     Ok(pager.page_count())
