@@ -4,6 +4,10 @@ use std::path::Path;
 
 use mappedpages::{MappedPageError, Pager};
 
+#[cfg(target_os = "linux")]
+#[path = "common/mount.rs"]
+mod mount;
+
 /// Names in `dir` that look like create temporaries.
 fn leftovers(dir: &Path) -> Vec<String> {
     std::fs::read_dir(dir)
@@ -180,54 +184,12 @@ fn a_create_failing_on_the_file_size_limit_leaves_nothing() {
     );
 }
 
-/// A size-limited tmpfs mounted for one test, unmounted on drop.
-#[cfg(target_os = "linux")]
-struct SmallTmpfs {
-    dir: tempfile::TempDir,
-}
-
-#[cfg(target_os = "linux")]
-impl SmallTmpfs {
-    /// Mounts a tmpfs of `size` (as `mount -o size=`); `None`, after a loud SKIPPED line, when
-    /// mounting is not permitted.
-    fn mount(size: &str, test: &str) -> Option<SmallTmpfs> {
-        let dir = tempfile::tempdir().unwrap();
-        let status = std::process::Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
-            .arg(dir.path())
-            .status();
-        match status {
-            Ok(status) if status.success() => Some(SmallTmpfs { dir }),
-            other => {
-                eprintln!(
-                    "SKIPPED {test}: cannot mount a tmpfs (needs root): {other:?}; the test did not run"
-                );
-                None
-            }
-        }
-    }
-
-    fn path(&self) -> &Path {
-        self.dir.path()
-    }
-}
-
-#[cfg(target_os = "linux")]
-impl Drop for SmallTmpfs {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("umount")
-            .arg(self.dir.path())
-            .status();
-    }
-}
-
 /// A create on a full file system (where the first store into the sparse new file used to raise
 /// SIGBUS) fails with `StorageFull` and leaves no file at the path and no temporary; once space
 /// is free the same create succeeds. The child process does the create.
 #[cfg(target_os = "linux")]
 #[test]
 fn a_create_dying_on_a_full_file_system_leaves_nothing() {
-    use std::io::Write;
     const NAME: &str = "a_create_dying_on_a_full_file_system_leaves_nothing";
     if let Some(dir) = std::env::var_os("MAPPEDPAGES_CHILD") {
         match Pager::<4096>::create(Path::new(&dir).join("db.bin")) {
@@ -236,24 +198,10 @@ fn a_create_dying_on_a_full_file_system_leaves_nothing() {
         }
         return;
     }
-    let Some(tmpfs) = SmallTmpfs::mount("64k", NAME) else {
+    let Some(tmpfs) = mount::mount(NAME, mount::Kind::Tmpfs, 64 << 10) else {
         return;
     };
-    // Fill the file system.
-    let filler_path = tmpfs.path().join("filler");
-    let mut filler = std::fs::File::create(&filler_path).unwrap();
-    let block = vec![0xFFu8; 4096];
-    loop {
-        match filler.write(&block) {
-            Ok(0) => break,
-            Ok(_) => {}
-            Err(error) => {
-                assert_eq!(error.raw_os_error(), Some(libc::ENOSPC), "{error}");
-                break;
-            }
-        }
-    }
-    drop(filler);
+    let filler_path = tmpfs.fill();
     let (status, stderr) = run_child(NAME, tmpfs.path());
     // Space reservation (SPEC.md §3.3) turned the SIGBUS this test was written against into a
     // typed error; the child also proves no store into the sparse file came first.

@@ -3,10 +3,12 @@
 //! unit-tested in `src/error.rs`; these tests check that the real failures reach those cases.
 
 use std::io::ErrorKind;
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::PathBuf;
 
 use mappedpages::{FailedSyncKeeps, IoOperation, MappedPageError, Pager, SimStorage};
+
+#[path = "common/mount.rs"]
+mod mount;
 
 type FilePager = Pager<4096>;
 
@@ -122,43 +124,19 @@ fn failed_sync_message_says_poisoned_not_retry() {
     assert!(!text.contains("retry"), "{text}");
 }
 
-/// Unmounts a mount point when dropped.
-struct Mount(PathBuf);
-
-impl Drop for Mount {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg(&self.0).status();
-    }
-}
-
-fn mount(args: &[&str], at: &Path) -> Option<Mount> {
-    let status = Command::new("mount").args(args).arg(at).status().ok()?;
-    status.success().then(|| Mount(at.to_path_buf()))
-}
-
 /// A file on a read-only file system: the real `open` fails with `EROFS`, and the message names
 /// the path and says the file system is read-only. Needs to mount a tmpfs (root); skipped loudly
 /// where that is not permitted.
 #[test]
 fn file_on_a_read_only_file_system_says_read_only() {
-    let dir = tempfile::tempdir().unwrap();
-    let Some(_mount) = mount(&["-t", "tmpfs", "-o", "size=1m", "tmpfs"], dir.path()) else {
-        eprintln!(
-            "SKIPPED file_on_a_read_only_file_system_says_read_only: cannot mount a tmpfs (needs root)"
-        );
+    const NAME: &str = "file_on_a_read_only_file_system_says_read_only";
+    let Some(mount) = mount::mount(NAME, mount::Kind::Tmpfs, 1 << 20) else {
         return;
     };
-    let path = dir.path().join("db.bin");
+    let path = mount.path().join("db.bin");
     drop(FilePager::create(&path).unwrap());
-    let remounted = Command::new("mount")
-        .args(["-o", "remount,ro"])
-        .arg(dir.path())
-        .status()
-        .is_ok_and(|status| status.success());
-    if !remounted {
-        eprintln!(
-            "SKIPPED file_on_a_read_only_file_system_says_read_only: cannot remount the tmpfs read-only"
-        );
+    if let Err(why) = mount.remount_read_only() {
+        mount::skipped(NAME, &why);
         return;
     }
     let (operation, error_path, kind, text) = io_error(FilePager::open(&path));
