@@ -153,7 +153,7 @@ struct Shared<const PAGE_SIZE: usize, S: Storage> {
 /// Ids for `Shared::id`. Not part of any loom model: only uniqueness matters.
 static NEXT_ID: AtomicU64 = AtomicU64::new(0);
 
-crate::sync::thread_local! {
+crate::sync::thread_local_const! {
     /// The ids of the `SharedPager`s whose pager lock the current thread holds or is waiting for:
     /// a guard of it is alive, or the thread is inside its `write_page`, `sync_page`, `sync_all`
     /// or a group-committed call (as a follower or as the leader, which runs `write_protected`
@@ -170,6 +170,7 @@ struct Held {
 }
 
 impl Drop for Held {
+    #[inline]
     fn drop(&mut self) {
         // `try_with`: a guard dropped by another thread-local's destructor after `HELD`'s own
         // has nothing left to remove itself from.
@@ -855,6 +856,7 @@ impl<const PAGE_SIZE: usize, S: Storage> Shared<PAGE_SIZE, S> {
     /// Records that the current thread takes (or waits for) the pager lock for `operation`, until
     /// the returned `Held` drops; fails with `Reentrant` if it already holds it (any wait for the
     /// lock would then never end). One thread-local lookup.
+    #[inline]
     fn enter(&self, operation: &'static str) -> Result<Held, MappedPageError> {
         let entered = HELD.try_with(|held| {
             let mut held = held.borrow_mut();

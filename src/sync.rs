@@ -24,11 +24,20 @@ pub(crate) use loom::thread::yield_now;
 #[cfg(not(loom))]
 pub(crate) use std::thread::yield_now;
 
-/// The thread-local record of which `SharedPager` locks the current thread holds (re-entry
-/// detection, SPEC.md §3.10). Under loom every model thread runs on one OS thread, so it must be
-/// loom's per-model-thread storage, not std's.
-#[cfg(loom)]
-pub(crate) use loom::thread_local;
-
-#[cfg(not(loom))]
-pub(crate) use std::thread_local;
+/// Declares a thread-local (the record of which `SharedPager` locks the current thread holds,
+/// for re-entry detection, SPEC.md §3.10): std's, with a `const` initializer (no lazy
+/// initialization on access), normally; loom's under `--cfg loom`, where every model thread runs
+/// on one OS thread, so std's would be shared by all of them.
+macro_rules! thread_local_const {
+    ($(#[$attr:meta])* static $name:ident: $t:ty = $init:expr;) => {
+        #[cfg(loom)]
+        loom::thread_local! {
+            $(#[$attr])* static $name: $t = $init;
+        }
+        #[cfg(not(loom))]
+        std::thread_local! {
+            $(#[$attr])* static $name: $t = const { $init };
+        }
+    };
+}
+pub(crate) use thread_local_const;
