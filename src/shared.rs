@@ -92,10 +92,11 @@ const MAX_GATHER_YIELDS: u32 = if cfg!(loom) { 1 } else { 8 };
 /// });
 /// ```
 ///
-/// Not detected: a wait across two `SharedPager`s (thread 1 holds a guard of `a` and calls `b`
-/// while thread 2 holds a guard of `b` and calls `a`) is an ordinary lock-order deadlock; take
-/// guards of several `SharedPager`s in one fixed order. SPEC.md §3.10 gives the concurrency
-/// model.
+/// Not detected, because no thread waits for itself: a cycle across two `SharedPager`s (thread 1
+/// holds a guard of `a` and calls `b` while thread 2 holds a guard of `b` and calls `a`; take
+/// guards of several `SharedPager`s in one fixed order), and a thread that holds a guard while
+/// it waits (`join`, a channel) for another thread that calls the same `SharedPager`. SPEC.md
+/// §3.10 gives the concurrency model.
 ///
 /// ```
 /// use mappedpages::{MappedPageError, Pager, SharedPager, SimStorage};
