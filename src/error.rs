@@ -164,6 +164,16 @@ pub enum MappedPageError {
         /// The operation whose sync failed.
         cause: String,
     },
+    /// A [`SharedPager`](crate::SharedPager) call on a thread that already holds that
+    /// `SharedPager`'s lock: while one of its guards ([`read`](crate::SharedPager::read),
+    /// [`page`](crate::SharedPager::page), [`protected_page`](crate::SharedPager::protected_page))
+    /// is alive on this thread, or from inside a [`write_page`](crate::SharedPager::write_page) or
+    /// [`write_protected`](crate::SharedPager::write_protected) closure. Waiting would deadlock,
+    /// so the call fails at once and changes nothing.
+    Reentrant {
+        /// The `SharedPager` method that was called, e.g. `"alloc"`.
+        operation: &'static str,
+    },
     /// The protected page id is not allocated (freed, never allocated, or past the directory).
     ProtectedNotAllocated {
         /// The protected page id.
@@ -356,6 +366,10 @@ impl fmt::Display for MappedPageError {
             MappedPageError::Poisoned { cause } => write!(
                 f,
                 "the pager is poisoned because a sync failed during {cause}; the on-disk state is intact but unknown to this handle: drop it and open the file again"
+            ),
+            MappedPageError::Reentrant { operation } => write!(
+                f,
+                "SharedPager::{operation} called on a thread that already holds this SharedPager's lock (one of its guards is alive on this thread, or the call comes from inside a write_page or write_protected closure); a SharedPager is not re-entrant: drop the guard or return from the closure first, then call it (read several pages through one read guard)"
             ),
             MappedPageError::ProtectedNotAllocated { id } => write!(
                 f,

@@ -9,15 +9,21 @@
 //!   publishes every result; then it gives up leadership and wakes everybody. A follower sleeps
 //!   until its result is published, or until no leader is active while its operation is still
 //!   queued, and then leads the next group itself.
+//! * A per-thread record (`HELD`) of the `SharedPager`s whose pager lock the thread holds (a
+//!   guard, `write_page`, a sync, a group-committed call). A call that would wait for a lock its
+//!   own thread holds fails with `MappedPageError::Reentrant` instead of deadlocking.
 //!
 //! Every primitive comes from `crate::sync`, which is loom's under `--cfg loom` (`tests/loom.rs`).
 
 use std::any::Any;
+use std::cell::RefCell;
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::io;
+use std::marker::PhantomData;
 use std::ops::Deref;
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::PoisonError;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::error::{IoOperation, MappedPageError};
 use crate::mutants::{Mutant, active};
@@ -58,10 +64,53 @@ const MAX_GATHER_YIELDS: u32 = if cfg!(loom) { 1 } else { 8 };
 /// * **Regular page contents** are written with [`write_page`](Self::write_page) and made durable
 ///   with [`sync_page`](Self::sync_page) or [`sync_all`](Self::sync_all), as with `Pager`.
 ///
-/// A thread that holds a guard must not call another method of the same `SharedPager` (any but
-/// [`stats`](Self::stats) and [`pending_operations`](Self::pending_operations) would wait for the
-/// guard to drop: a deadlock), nor take a second guard (a waiting commit blocks new readers); to
-/// read several pages at once, take one [`read`](Self::read) guard. SPEC.md §3.10 gives the concurrency model.
+/// **Not re-entrant: a re-entrant call fails instead of deadlocking.** While one of its guards
+/// is alive on a thread, or while a thread runs a [`write_page`](Self::write_page) or
+/// [`write_protected`](Self::write_protected) closure, that thread holds this `SharedPager`'s
+/// lock, and any call that takes the lock would wait for it forever. So every such call on the
+/// same `SharedPager` (through any clone) from that thread fails at once with
+/// [`MappedPageError::Reentrant`] and changes nothing: the guard-returning calls
+/// ([`try_read`](Self::try_read), [`page`](Self::page), [`protected_page`](Self::protected_page)
+/// — a second guard would wait behind any queued commit), [`write_page`](Self::write_page),
+/// [`sync_page`](Self::sync_page), [`sync_all`](Self::sync_all) and every group-committed call.
+/// [`read`](Self::read), which returns no `Result`, panics with that error's message instead.
+/// Only [`stats`](Self::stats), [`pending_operations`](Self::pending_operations) (they take only
+/// the queue lock) and [`into_inner`](Self::into_inner) work there. What to do instead: drop the
+/// guard first, or make the call after the closure returns; read several pages through one
+/// [`read`](Self::read) guard. A `write_protected` closure runs on the thread that leads the group
+/// commit, which holds the lock for the whole group, so any call on the `SharedPager` from inside
+/// one fails, whichever thread submitted it. The check costs one thread-local lookup per call.
+/// Guards are not `Send`, so a guard is dropped on the thread that took it:
+///
+/// ```compile_fail
+/// use mappedpages::{Pager, SharedPager, SimStorage};
+///
+/// let shared = SharedPager::new(Pager::<1024, SimStorage>::create_in(SimStorage::new()).unwrap());
+/// let guard = shared.read();
+/// std::thread::scope(|s| {
+///     s.spawn(move || drop(guard)); // error: `PagerGuard` cannot be sent between threads
+/// });
+/// ```
+///
+/// Not detected, because no thread waits for itself: a cycle across two `SharedPager`s (thread 1
+/// holds a guard of `a` and calls `b` while thread 2 holds a guard of `b` and calls `a`; take
+/// guards of several `SharedPager`s in one fixed order), and a thread that holds a guard while
+/// it waits (`join`, a channel) for another thread that calls the same `SharedPager`. SPEC.md
+/// §3.10 gives the concurrency model.
+///
+/// ```
+/// use mappedpages::{MappedPageError, Pager, SharedPager, SimStorage};
+///
+/// let shared = SharedPager::new(Pager::<1024, SimStorage>::create_in(SimStorage::new()).unwrap());
+/// let id = shared.alloc().unwrap();
+/// let other = shared.clone();
+/// let inner = shared.write_page(id, |_| other.alloc()).unwrap();
+/// assert!(matches!(inner, Err(MappedPageError::Reentrant { operation: "alloc" })));
+/// let guard = shared.page(id).unwrap();
+/// assert!(matches!(shared.sync_page(id), Err(MappedPageError::Reentrant { .. })));
+/// drop(guard);
+/// shared.sync_page(id).unwrap();
+/// ```
 ///
 /// # Example
 ///
@@ -93,10 +142,46 @@ pub struct SharedPager<const PAGE_SIZE: usize, S: Storage = MmapStorage> {
 }
 
 struct Shared<const PAGE_SIZE: usize, S: Storage> {
+    /// This `SharedPager`'s entry in the per-thread record of held locks (`HELD`), unique in
+    /// the process (from `NEXT_ID`, never reused).
+    id: u64,
     pager: RwLock<Pager<PAGE_SIZE, S>>,
     queue: Mutex<Queue<PAGE_SIZE>>,
     /// Notified (all waiters) whenever results are published or leadership is given up.
     changed: Condvar,
+}
+
+/// Ids for `Shared::id`. Not part of any loom model: only uniqueness matters.
+static NEXT_ID: AtomicU64 = AtomicU64::new(0);
+
+crate::sync::thread_local_const! {
+    /// The ids of the `SharedPager`s whose pager lock the current thread holds or is waiting for:
+    /// a guard of it is alive, or the thread is inside its `write_page`, `sync_page`, `sync_all`
+    /// or a group-committed call (as a follower or as the leader, which runs `write_protected`
+    /// closures). Almost always empty or one id, so a lookup is a short scan.
+    static HELD: RefCell<Vec<u64>> = RefCell::new(Vec::new());
+}
+
+/// The current thread's entry in `HELD` for one `SharedPager`, removed when dropped. `!Send`
+/// (like the lock guards it sits next to), so it is dropped on the thread that made it; `Sync`,
+/// so a guard that contains it stays `Sync`.
+struct Held {
+    id: u64,
+    _not_send: PhantomData<std::sync::MutexGuard<'static, ()>>,
+}
+
+impl Drop for Held {
+    #[inline]
+    fn drop(&mut self) {
+        // `try_with`: a guard dropped by another thread-local's destructor after `HELD`'s own
+        // has nothing left to remove itself from.
+        let _ = HELD.try_with(|held| {
+            let mut held = held.borrow_mut();
+            if let Some(at) = held.iter().rposition(|&id| id == self.id) {
+                held.swap_remove(at);
+            }
+        });
+    }
 }
 
 /// The commit queue. Lock order: the pager lock (if taken) before this one, never the reverse.
@@ -188,6 +273,7 @@ pub struct GroupCommitStats {
 /// ```
 pub struct PagerGuard<'a, const PAGE_SIZE: usize, S: Storage = MmapStorage> {
     pager: RwLockReadGuard<'a, Pager<PAGE_SIZE, S>>,
+    _held: Held,
 }
 
 impl<const PAGE_SIZE: usize, S: Storage> Deref for PagerGuard<'_, PAGE_SIZE, S> {
@@ -220,6 +306,7 @@ pub struct PageGuard<'a, const PAGE_SIZE: usize, S: Storage = MmapStorage> {
     pager: RwLockReadGuard<'a, Pager<PAGE_SIZE, S>>,
     /// The page number (for a protected page: its current copy, checked when the guard was made).
     page: u64,
+    _held: Held,
 }
 
 impl<const PAGE_SIZE: usize, S: Storage> Deref for PageGuard<'_, PAGE_SIZE, S> {
@@ -271,6 +358,7 @@ impl<const PAGE_SIZE: usize, S: Storage> SharedPager<PAGE_SIZE, S> {
     pub fn new(pager: Pager<PAGE_SIZE, S>) -> Self {
         SharedPager {
             shared: Arc::new(Shared {
+                id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
                 pager: RwLock::new(pager),
                 queue: Mutex::new(Queue {
                     pending: VecDeque::new(),
@@ -309,7 +397,8 @@ impl<const PAGE_SIZE: usize, S: Storage> SharedPager<PAGE_SIZE, S> {
     // ----- readers -----------------------------------------------------------------------------
 
     /// Read access to the whole pager (counts, iterators, any number of pages), until the guard
-    /// drops. Waits while a commit, `write_page` or a sync runs.
+    /// drops. Waits while a commit, `write_page` or a sync runs. Panics on a re-entrant call
+    /// (below).
     ///
     /// ```
     /// use mappedpages::{Pager, SharedPager, SimStorage};
@@ -320,13 +409,52 @@ impl<const PAGE_SIZE: usize, S: Storage> SharedPager<PAGE_SIZE, S> {
     /// assert_eq!(pager.protected_page_count(), 1);
     /// assert!(id.get(&pager).unwrap().as_bytes().iter().all(|&b| b == 0));
     /// ```
+    ///
+    /// # Panics
+    ///
+    /// If this thread already holds this `SharedPager`'s lock (a guard of it is alive, or this
+    /// is a `write_page` or `write_protected` closure), with the message of
+    /// [`MappedPageError::Reentrant`]: waiting would deadlock. [`try_read`](Self::try_read)
+    /// returns that error instead.
+    #[track_caller]
     pub fn read(&self) -> PagerGuard<'_, PAGE_SIZE, S> {
-        PagerGuard {
-            pager: self.shared.read_pager(),
+        match self.read_as("read") {
+            Ok(guard) => guard,
+            Err(error) => panic!("{error}"),
         }
     }
 
-    /// A guard on one allocated regular page. Fails as [`PageId::get`] does.
+    /// [`read`](Self::read), but a call on a thread that already holds this `SharedPager`'s lock
+    /// returns [`MappedPageError::Reentrant`] instead of panicking.
+    ///
+    /// ```
+    /// use mappedpages::{MappedPageError, Pager, SharedPager, SimStorage};
+    ///
+    /// let shared = SharedPager::new(Pager::<1024, SimStorage>::create_in(SimStorage::new()).unwrap());
+    /// let pager = shared.try_read().unwrap();
+    /// // A second guard on the same thread would wait behind any queued commit: refused.
+    /// assert!(matches!(shared.try_read(), Err(MappedPageError::Reentrant { .. })));
+    /// drop(pager);
+    /// assert!(shared.try_read().is_ok());
+    /// ```
+    pub fn try_read(&self) -> Result<PagerGuard<'_, PAGE_SIZE, S>, MappedPageError> {
+        self.read_as("try_read")
+    }
+
+    fn read_as(
+        &self,
+        operation: &'static str,
+    ) -> Result<PagerGuard<'_, PAGE_SIZE, S>, MappedPageError> {
+        let held = self.shared.enter(operation)?;
+        Ok(PagerGuard {
+            pager: self.shared.read_pager(),
+            _held: held,
+        })
+    }
+
+    /// A guard on one allocated regular page. Fails as [`PageId::get`] does, and with
+    /// [`MappedPageError::Reentrant`] on a thread that already holds this `SharedPager`'s lock
+    /// (a guard, or inside a `write_page` or `write_protected` closure; see the type docs).
     ///
     /// ```
     /// use mappedpages::{Pager, SharedPager, SimStorage};
@@ -342,17 +470,20 @@ impl<const PAGE_SIZE: usize, S: Storage> SharedPager<PAGE_SIZE, S> {
         &self,
         id: PageId<PAGE_SIZE>,
     ) -> Result<PageGuard<'_, PAGE_SIZE, S>, MappedPageError> {
+        let held = self.shared.enter("page")?;
         let pager = self.shared.read_pager();
         id.get(&pager)?;
         Ok(PageGuard {
             pager,
             page: id.raw(),
+            _held: held,
         })
     }
 
     /// A guard on the committed content of a protected page. Fails as [`ProtectedPageId::get`]
     /// does (the checksum is verified once, when the guard is made; no commit can change the page
-    /// while the guard lives).
+    /// while the guard lives), and with [`MappedPageError::Reentrant`] on a thread that already
+    /// holds this `SharedPager`'s lock (see the type docs).
     ///
     /// ```
     /// use mappedpages::{Pager, SharedPager, SimStorage};
@@ -366,9 +497,14 @@ impl<const PAGE_SIZE: usize, S: Storage> SharedPager<PAGE_SIZE, S> {
         &self,
         id: ProtectedPageId<PAGE_SIZE>,
     ) -> Result<PageGuard<'_, PAGE_SIZE, S>, MappedPageError> {
+        let held = self.shared.enter("protected_page")?;
         let pager = self.shared.read_pager();
         let page = pager.verified_protected_page(id.raw())?;
-        Ok(PageGuard { pager, page })
+        Ok(PageGuard {
+            pager,
+            page,
+            _held: held,
+        })
     }
 
     // ----- regular page contents ---------------------------------------------------------------
@@ -378,6 +514,10 @@ impl<const PAGE_SIZE: usize, S: Storage> SharedPager<PAGE_SIZE, S> {
     /// none). Like [`PageId::get_mut`], the bytes are durable only after
     /// [`sync_page`](Self::sync_page) or [`sync_all`](Self::sync_all). A panic in `f` propagates
     /// to the caller; the pager stays usable.
+    ///
+    /// `f` runs with this `SharedPager`'s lock held: a call on the same `SharedPager` from inside
+    /// `f` (through any clone) fails with [`MappedPageError::Reentrant`], and so does
+    /// `write_page` itself on a thread that holds one of its guards (see the type docs).
     ///
     /// ```
     /// use mappedpages::{Pager, SharedPager, SimStorage};
@@ -394,6 +534,7 @@ impl<const PAGE_SIZE: usize, S: Storage> SharedPager<PAGE_SIZE, S> {
         id: PageId<PAGE_SIZE>,
         f: impl FnOnce(&mut MappedPage) -> R,
     ) -> Result<R, MappedPageError> {
+        let _held = self.shared.enter("write_page")?;
         let mut pager = self.shared.write_pager();
         let page = id.get_mut(&mut pager)?;
         let result = panic::catch_unwind(AssertUnwindSafe(|| f(page)));
@@ -405,7 +546,8 @@ impl<const PAGE_SIZE: usize, S: Storage> SharedPager<PAGE_SIZE, S> {
     }
 
     /// Makes the contents of one regular page durable ([`Pager::sync_page`]). Holds the pager
-    /// lock for writing during the sync.
+    /// lock for writing during the sync. [`MappedPageError::Reentrant`] on a thread that already
+    /// holds this `SharedPager`'s lock (see the type docs).
     ///
     /// ```
     /// use mappedpages::{Pager, SharedPager, SimStorage};
@@ -419,11 +561,12 @@ impl<const PAGE_SIZE: usize, S: Storage> SharedPager<PAGE_SIZE, S> {
     /// ```
     pub fn sync_page(&self, id: PageId<PAGE_SIZE>) -> Result<(), MappedPageError> {
         self.shared
-            .with_pager_mut("SharedPager::sync_page", |pager| pager.sync_page(id))
+            .with_pager_mut("sync_page", |pager| pager.sync_page(id))
     }
 
     /// Makes the contents of every page durable ([`Pager::sync_all`]). Holds the pager lock for
-    /// writing during the sync.
+    /// writing during the sync. [`MappedPageError::Reentrant`] on a thread that already holds
+    /// this `SharedPager`'s lock (see the type docs).
     ///
     /// ```
     /// use mappedpages::{Pager, SharedPager, SimStorage};
@@ -435,12 +578,17 @@ impl<const PAGE_SIZE: usize, S: Storage> SharedPager<PAGE_SIZE, S> {
     /// ```
     pub fn sync_all(&self) -> Result<(), MappedPageError> {
         self.shared
-            .with_pager_mut("SharedPager::sync_all", |pager| pager.sync_all())
+            .with_pager_mut("sync_all", |pager| pager.sync_all())
     }
 
     // ----- group-committed operations ----------------------------------------------------------
+    //
+    // Each of them fails with `Reentrant` on a thread that holds this `SharedPager`'s lock (its
+    // documentation says so; the check is in `submit`).
 
     /// Allocates one page ([`Pager::alloc`]), in a group commit. Durable when it returns `Ok`.
+    /// [`MappedPageError::Reentrant`] on a thread that already holds this `SharedPager`'s lock
+    /// (see the type docs), as for every group-committed call below.
     ///
     /// ```
     /// use mappedpages::{Pager, SharedPager, SimStorage};
@@ -450,11 +598,12 @@ impl<const PAGE_SIZE: usize, S: Storage> SharedPager<PAGE_SIZE, S> {
     /// assert_ne!(a, b);
     /// ```
     pub fn alloc(&self) -> Result<PageId<PAGE_SIZE>, MappedPageError> {
-        let mut ids = self.alloc_bulk(1)?;
+        let mut ids = self.alloc_pages("alloc", 1)?;
         Ok(ids.pop().expect("one page was allocated"))
     }
 
     /// Allocates `count` pages ([`Pager::alloc_bulk`]), all in the same group commit.
+    /// [`MappedPageError::Reentrant`] on a thread that already holds this `SharedPager`'s lock.
     ///
     /// ```
     /// use mappedpages::{Pager, SharedPager, SimStorage};
@@ -464,13 +613,22 @@ impl<const PAGE_SIZE: usize, S: Storage> SharedPager<PAGE_SIZE, S> {
     /// assert!(shared.alloc_bulk(0).unwrap().is_empty());
     /// ```
     pub fn alloc_bulk(&self, count: usize) -> Result<Vec<PageId<PAGE_SIZE>>, MappedPageError> {
-        match self.submit(Op::Alloc(count))? {
+        self.alloc_pages("alloc_bulk", count)
+    }
+
+    fn alloc_pages(
+        &self,
+        operation: &'static str,
+        count: usize,
+    ) -> Result<Vec<PageId<PAGE_SIZE>>, MappedPageError> {
+        match self.submit(operation, Op::Alloc(count))? {
             Done::Pages(ids) => Ok(ids),
             _ => unreachable!("an allocation is answered with pages"),
         }
     }
 
-    /// Frees one page ([`Pager::free`]), in a group commit.
+    /// Frees one page ([`Pager::free`]), in a group commit. [`MappedPageError::Reentrant`] on a
+    /// thread that already holds this `SharedPager`'s lock.
     ///
     /// ```
     /// use mappedpages::{MappedPageError, Pager, SharedPager, SimStorage};
@@ -481,11 +639,12 @@ impl<const PAGE_SIZE: usize, S: Storage> SharedPager<PAGE_SIZE, S> {
     /// assert!(matches!(shared.free(id), Err(MappedPageError::DoubleFree { .. })));
     /// ```
     pub fn free(&self, id: PageId<PAGE_SIZE>) -> Result<(), MappedPageError> {
-        self.free_bulk(vec![id])
+        self.submit("free", Op::Free(vec![id])).map(|_| ())
     }
 
     /// Frees every page in `ids` ([`Pager::free_bulk`]: every id is checked first; one bad id
-    /// frees nothing), all in the same group commit.
+    /// frees nothing), all in the same group commit. [`MappedPageError::Reentrant`] on a thread
+    /// that already holds this `SharedPager`'s lock.
     ///
     /// ```
     /// use mappedpages::{Pager, SharedPager, SimStorage};
@@ -496,11 +655,12 @@ impl<const PAGE_SIZE: usize, S: Storage> SharedPager<PAGE_SIZE, S> {
     /// assert_eq!(shared.read().allocated_page_count(), 0);
     /// ```
     pub fn free_bulk(&self, ids: Vec<PageId<PAGE_SIZE>>) -> Result<(), MappedPageError> {
-        self.submit(Op::Free(ids)).map(|_| ())
+        self.submit("free_bulk", Op::Free(ids)).map(|_| ())
     }
 
     /// Allocates one protected page, reading as zeros ([`Pager::alloc_protected`]), in a group
-    /// commit.
+    /// commit. [`MappedPageError::Reentrant`] on a thread that already holds this
+    /// `SharedPager`'s lock.
     ///
     /// ```
     /// use mappedpages::{Pager, SharedPager, SimStorage};
@@ -510,12 +670,13 @@ impl<const PAGE_SIZE: usize, S: Storage> SharedPager<PAGE_SIZE, S> {
     /// assert!(shared.read().is_protected_allocated(id));
     /// ```
     pub fn alloc_protected(&self) -> Result<ProtectedPageId<PAGE_SIZE>, MappedPageError> {
-        let mut ids = self.alloc_protected_bulk(1)?;
+        let mut ids = self.alloc_protected_pages("alloc_protected", 1)?;
         Ok(ids.pop().expect("one protected page was allocated"))
     }
 
     /// Allocates `count` protected pages ([`Pager::alloc_protected_bulk`]), all in the same group
-    /// commit.
+    /// commit. [`MappedPageError::Reentrant`] on a thread that already holds this
+    /// `SharedPager`'s lock.
     ///
     /// ```
     /// use mappedpages::{Pager, SharedPager, SimStorage};
@@ -527,13 +688,22 @@ impl<const PAGE_SIZE: usize, S: Storage> SharedPager<PAGE_SIZE, S> {
         &self,
         count: usize,
     ) -> Result<Vec<ProtectedPageId<PAGE_SIZE>>, MappedPageError> {
-        match self.submit(Op::AllocProtected(count as u64))? {
+        self.alloc_protected_pages("alloc_protected_bulk", count)
+    }
+
+    fn alloc_protected_pages(
+        &self,
+        operation: &'static str,
+        count: usize,
+    ) -> Result<Vec<ProtectedPageId<PAGE_SIZE>>, MappedPageError> {
+        match self.submit(operation, Op::AllocProtected(count as u64))? {
             Done::Protected(ids) => Ok(ids),
             _ => unreachable!("a protected allocation is answered with protected ids"),
         }
     }
 
     /// Frees one protected page ([`Pager::free_protected`]), in a group commit.
+    /// [`MappedPageError::Reentrant`] on a thread that already holds this `SharedPager`'s lock.
     ///
     /// ```
     /// use mappedpages::{Pager, SharedPager, SimStorage};
@@ -544,11 +714,13 @@ impl<const PAGE_SIZE: usize, S: Storage> SharedPager<PAGE_SIZE, S> {
     /// assert!(shared.free_protected(id).is_err());
     /// ```
     pub fn free_protected(&self, id: ProtectedPageId<PAGE_SIZE>) -> Result<(), MappedPageError> {
-        self.free_protected_bulk(vec![id])
+        self.submit("free_protected", Op::FreeProtected(vec![id]))
+            .map(|_| ())
     }
 
     /// Frees every protected page in `ids` ([`Pager::free_protected_bulk`]: every id is checked
-    /// first), all in the same group commit.
+    /// first), all in the same group commit. [`MappedPageError::Reentrant`] on a thread that
+    /// already holds this `SharedPager`'s lock.
     ///
     /// ```
     /// use mappedpages::{Pager, SharedPager, SimStorage};
@@ -562,7 +734,8 @@ impl<const PAGE_SIZE: usize, S: Storage> SharedPager<PAGE_SIZE, S> {
         &self,
         ids: Vec<ProtectedPageId<PAGE_SIZE>>,
     ) -> Result<(), MappedPageError> {
-        self.submit(Op::FreeProtected(ids)).map(|_| ())
+        self.submit("free_protected_bulk", Op::FreeProtected(ids))
+            .map(|_| ())
     }
 
     /// Changes a protected page atomically and durably, in a group commit: `f` gets the page's
@@ -573,7 +746,10 @@ impl<const PAGE_SIZE: usize, S: Storage> SharedPager<PAGE_SIZE, S> {
     /// `f` runs on the thread that leads the group commit, with the pager locked for writing, so
     /// a read-modify-write in `f` is atomic: no other write to the page comes between (two writes
     /// to one page never share a group commit; the second waits for the next). Keep `f` short: the
-    /// whole group waits for it, and it must not call this `SharedPager` (a deadlock). If `f`
+    /// whole group waits for it. A call on this `SharedPager` from inside `f` (through any
+    /// clone) fails with [`MappedPageError::Reentrant`] (`read` panics with its message): the
+    /// leader's thread holds the lock, whichever thread submitted `f`. `write_protected` itself
+    /// fails the same way on a thread that holds one of its guards (see the type docs). If `f`
     /// panics, the page is unchanged, the other operations of the group go on, and the panic
     /// resumes on the caller's thread.
     ///
@@ -601,7 +777,8 @@ impl<const PAGE_SIZE: usize, S: Storage> SharedPager<PAGE_SIZE, S> {
     where
         F: FnOnce(&mut MappedPage) + Send + 'static,
     {
-        self.submit(Op::WriteProtected(id, Box::new(f))).map(|_| ())
+        self.submit("write_protected", Op::WriteProtected(id, Box::new(f)))
+            .map(|_| ())
     }
 
     // ----- monitoring --------------------------------------------------------------------------
@@ -636,8 +813,15 @@ impl<const PAGE_SIZE: usize, S: Storage> SharedPager<PAGE_SIZE, S> {
     // ----- the group commit --------------------------------------------------------------------
 
     /// Enqueues `op` and returns its result once a commit containing it is durable (or it failed).
-    fn submit(&self, op: Op<PAGE_SIZE>) -> Result<Done<PAGE_SIZE>, MappedPageError> {
+    /// The thread is recorded as holding the pager lock throughout: as the leader it does, and it
+    /// runs `write_protected` closures (its own and other callers') under it.
+    fn submit(
+        &self,
+        operation: &'static str,
+        op: Op<PAGE_SIZE>,
+    ) -> Result<Done<PAGE_SIZE>, MappedPageError> {
         let shared = &*self.shared;
+        let _held = shared.enter(operation)?;
         let mut queue = shared.lock_queue();
         let ticket = queue.next_ticket;
         queue.next_ticket += 1;
@@ -670,6 +854,30 @@ impl<const PAGE_SIZE: usize, S: Storage> SharedPager<PAGE_SIZE, S> {
 }
 
 impl<const PAGE_SIZE: usize, S: Storage> Shared<PAGE_SIZE, S> {
+    /// Records that the current thread takes (or waits for) the pager lock for `operation`, until
+    /// the returned `Held` drops; fails with `Reentrant` if it already holds it (any wait for the
+    /// lock would then never end). One thread-local lookup.
+    #[inline]
+    fn enter(&self, operation: &'static str) -> Result<Held, MappedPageError> {
+        let entered = HELD.try_with(|held| {
+            let mut held = held.borrow_mut();
+            if held.contains(&self.id) {
+                return Err(MappedPageError::Reentrant { operation });
+            }
+            held.push(self.id);
+            Ok(())
+        });
+        // `Err(AccessError)`: called from a thread-local destructor after `HELD` is gone; nothing
+        // can be recorded, so nothing is checked.
+        if let Ok(Err(error)) = entered {
+            return Err(error);
+        }
+        Ok(Held {
+            id: self.id,
+            _not_send: PhantomData,
+        })
+    }
+
     fn lock_queue(&self) -> MutexGuard<'_, Queue<PAGE_SIZE>> {
         // Nothing panics while holding the queue lock; recover the data if something did.
         self.queue.lock().unwrap_or_else(PoisonError::into_inner)
@@ -689,14 +897,15 @@ impl<const PAGE_SIZE: usize, S: Storage> Shared<PAGE_SIZE, S> {
     /// the pager and resumes after the lock is released.
     fn with_pager_mut<R>(
         &self,
-        operation: &str,
+        operation: &'static str,
         f: impl FnOnce(&mut Pager<PAGE_SIZE, S>) -> Result<R, MappedPageError>,
     ) -> Result<R, MappedPageError> {
+        let _held = self.enter(operation)?;
         let mut pager = self.write_pager();
         match panic::catch_unwind(AssertUnwindSafe(|| f(&mut pager))) {
             Ok(result) => result,
             Err(payload) => {
-                poison_after_panic(&mut pager, operation);
+                poison_after_panic(&mut pager, &format!("SharedPager::{operation}"));
                 drop(pager);
                 panic::resume_unwind(payload)
             }

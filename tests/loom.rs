@@ -16,7 +16,9 @@
 //! * LOOM-2 no lost wake-up, no deadlock: every model ends with every thread joined (loom fails a
 //!   model in which all live threads block); the three-caller model exercises the hand-off.
 //! * LOOM-3 no remap under a guard: [`Observed::grow`] asserts that no page guard is alive, and
-//!   the guard's bytes do not change while it lives.
+//!   the guard's bytes do not change while it lives. The guard's thread gets `Reentrant` from
+//!   its own call while the other thread's call goes through (re-entry detection is per thread:
+//!   with std's thread-local, which all loom threads share, this model fails).
 //! * LOOM-4 exactly one commit: replaying the durable images in order, every acknowledged change
 //!   appears in exactly one commit and is never undone, the number of commits equals the
 //!   `commits` counter, and no commit is empty.
@@ -432,6 +434,12 @@ fn loom3_no_remap_while_a_guard_is_alive() {
         let guard = setup.shared.page(page).unwrap();
         setup.observer.guards.fetch_add(1, Ordering::SeqCst);
         let before = (guard.as_bytes().as_ptr(), guard.as_bytes().to_vec());
+        // Re-entry is refused on this thread (it would wait for its own guard), while the other
+        // thread's `alloc` is not: the record of held locks is per (loom) thread.
+        assert!(matches!(
+            setup.shared.alloc(),
+            Err(MappedPageError::Reentrant { operation: "alloc" })
+        ));
         thread::yield_now();
         let after = (guard.as_bytes().as_ptr(), guard.as_bytes().to_vec());
         setup.observer.guards.fetch_sub(1, Ordering::SeqCst);

@@ -399,3 +399,318 @@ fn concurrent_callers_are_durable_when_they_return() {
     assert!(stats.commits <= 80);
     assert_eq!(shared.read().allocated_page_count(), 0);
 }
+
+// ----- re-entry (SPEC.md §3.10): an error, never a deadlock -----------------------------------
+
+/// What a call made from inside a re-entry context got.
+#[derive(Debug)]
+enum Outcome {
+    Ok,
+    Err(MappedPageError),
+    /// `read` panicked, with this message.
+    Panicked(String),
+}
+
+impl<T> From<Result<T, MappedPageError>> for Outcome {
+    fn from(result: Result<T, MappedPageError>) -> Self {
+        match result {
+            Ok(_) => Outcome::Ok,
+            Err(error) => Outcome::Err(error),
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Ids {
+    page: PageId<P>,
+    protected: ProtectedPageId<P>,
+}
+
+/// Every public method of `SharedPager` that takes its lock, called once; each result by the
+/// method's name. None of them may succeed from inside a re-entry context (if one did it would
+/// change state, but the test then fails anyway).
+fn every_locking_call(shared: &Shared, ids: Ids) -> Vec<(&'static str, Outcome)> {
+    let read = match panic::catch_unwind(panic::AssertUnwindSafe(|| drop(shared.read()))) {
+        Ok(()) => Outcome::Ok,
+        Err(payload) => Outcome::Panicked(match payload.downcast::<String>() {
+            Ok(message) => *message,
+            Err(_) => "a panic without a message".to_string(),
+        }),
+    };
+    vec![
+        ("read", read),
+        ("try_read", shared.try_read().into()),
+        ("page", shared.page(ids.page).into()),
+        (
+            "protected_page",
+            shared.protected_page(ids.protected).into(),
+        ),
+        ("write_page", shared.write_page(ids.page, |_| ()).into()),
+        ("sync_page", shared.sync_page(ids.page).into()),
+        ("sync_all", shared.sync_all().into()),
+        ("alloc", shared.alloc().into()),
+        ("alloc_bulk", shared.alloc_bulk(2).into()),
+        ("free", shared.free(ids.page).into()),
+        ("free_bulk", shared.free_bulk(vec![ids.page]).into()),
+        ("alloc_protected", shared.alloc_protected().into()),
+        (
+            "alloc_protected_bulk",
+            shared.alloc_protected_bulk(2).into(),
+        ),
+        (
+            "free_protected",
+            shared.free_protected(ids.protected).into(),
+        ),
+        (
+            "free_protected_bulk",
+            shared.free_protected_bulk(vec![ids.protected]).into(),
+        ),
+        (
+            "write_protected",
+            shared.write_protected(ids.protected, |_| ()).into(),
+        ),
+    ]
+}
+
+/// Every call was refused with `Reentrant` naming it (`read`: a panic with that message), and the
+/// calls that take only the queue lock still answer.
+fn assert_all_refused(context: &str, outcomes: &[(&'static str, Outcome)]) {
+    assert_eq!(
+        outcomes.len(),
+        16,
+        "{context}: every locking method was tried"
+    );
+    for (name, outcome) in outcomes {
+        match outcome {
+            Outcome::Err(MappedPageError::Reentrant { operation }) => {
+                assert_eq!(operation, name, "{context}: the error names the call")
+            }
+            Outcome::Panicked(message) if *name == "read" => assert!(
+                message.contains("SharedPager::read") && message.contains("not re-entrant"),
+                "{context}: read's panic names the rule: {message}"
+            ),
+            other => panic!("{context}: {name} got {other:?}, expected Reentrant"),
+        }
+    }
+}
+
+/// Runs `f` on its own thread and fails the test if it does not finish in time: a regression
+/// (a re-entrant call that waits for its own thread's lock) fails instead of hanging CI. The
+/// stuck thread is left behind; the test process ends with the test run.
+fn within_deadline<T: Send + 'static>(context: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
+    let (done, result) = std::sync::mpsc::channel();
+    thread::spawn(move || {
+        let value = panic::catch_unwind(panic::AssertUnwindSafe(f));
+        let _ = done.send(value);
+    });
+    match result.recv_timeout(std::time::Duration::from_secs(60)) {
+        Ok(Ok(value)) => value,
+        Ok(Err(payload)) => panic::resume_unwind(payload),
+        Err(_) => panic!("{context}: no answer after 60 s: a re-entrant call deadlocked"),
+    }
+}
+
+fn reentry_setup() -> (Shared, Ids) {
+    let shared = new_shared();
+    let ids = Ids {
+        page: shared.alloc().unwrap(),
+        protected: shared.alloc_protected().unwrap(),
+    };
+    (shared, ids)
+}
+
+/// After a context ends, the same thread uses the pager normally: nothing stays recorded as held,
+/// and nothing the refused calls tried changed the state.
+fn assert_usable_after(context: &str, shared: &Shared, ids: Ids) {
+    assert_eq!(shared.read().allocated_page_count(), 1, "{context}");
+    assert_eq!(shared.read().protected_page_count(), 1, "{context}");
+    shared.page(ids.page).unwrap();
+    shared.protected_page(ids.protected).unwrap();
+    shared
+        .write_page(ids.page, |page| page.as_bytes_mut()[0] = 1)
+        .unwrap();
+    shared.sync_all().unwrap();
+    let id = shared.alloc().unwrap();
+    shared.free(id).unwrap();
+    shared
+        .write_protected(ids.protected, |page| page.as_bytes_mut()[0] += 1)
+        .unwrap();
+    assert!(!shared.read().is_poisoned(), "{context}");
+}
+
+/// While a thread holds a guard (`read`, `try_read`, `page`, `protected_page`), every call on the
+/// same `SharedPager` from that thread, through a clone, fails at once with `Reentrant` (`read`
+/// panics with its message); `stats` and `pending_operations` still answer. Before the check,
+/// each of these calls waited for its own thread's guard forever.
+#[test]
+fn a_call_while_the_thread_holds_a_guard_is_refused() {
+    trait Guard {}
+    impl<T> Guard for T {}
+    type Take = fn(&Shared, Ids) -> Box<dyn Guard + '_>;
+    let guards: [(&str, Take); 4] = [
+        ("read guard", |s, _| Box::new(s.read())),
+        ("try_read guard", |s, _| Box::new(s.try_read().unwrap())),
+        ("page guard", |s, ids| Box::new(s.page(ids.page).unwrap())),
+        ("protected_page guard", |s, ids| {
+            Box::new(s.protected_page(ids.protected).unwrap())
+        }),
+    ];
+    for (context, take) in guards {
+        let (shared, ids) = reentry_setup();
+        let outcomes = within_deadline(context, move || {
+            let other = shared.clone();
+            let guard = take(&shared, ids);
+            let outcomes = every_locking_call(&other, ids);
+            let _ = (other.stats(), other.pending_operations());
+            drop(guard);
+            assert_usable_after(context, &shared, ids);
+            outcomes
+        });
+        assert_all_refused(context, &outcomes);
+    }
+}
+
+/// Inside a `write_page` closure (the thread holds the write lock), every call on the same
+/// `SharedPager` fails with `Reentrant`; `write_page` returns the closure's value as usual.
+#[test]
+fn a_call_from_a_write_page_closure_is_refused() {
+    let (shared, ids) = reentry_setup();
+    let outcomes = within_deadline("write_page closure", move || {
+        let other = shared.clone();
+        let outcomes = shared
+            .write_page(ids.page, |_| {
+                let outcomes = every_locking_call(&other, ids);
+                let _ = (other.stats(), other.pending_operations());
+                outcomes
+            })
+            .unwrap();
+        assert_usable_after("write_page closure", &shared, ids);
+        outcomes
+    });
+    assert_all_refused("write_page closure", &outcomes);
+}
+
+/// Inside a `write_protected` closure every call on the same `SharedPager` fails with
+/// `Reentrant`, also when the closure runs on another caller's thread: the group's leader holds
+/// the lock and runs every closure of the group. The leader's own operation and the closure's
+/// write still commit (no false positive for the leader or the submitter).
+#[test]
+fn a_call_from_a_write_protected_closure_is_refused_on_any_leader() {
+    // Submitter leads: the closure runs on its own thread.
+    let (shared, ids) = reentry_setup();
+    let outcomes = within_deadline("write_protected closure (own thread)", move || {
+        let other = shared.clone();
+        let (sender, outcomes) = std::sync::mpsc::channel();
+        shared
+            .write_protected(ids.protected, move |page| {
+                sender.send(every_locking_call(&other, ids)).unwrap();
+                let _ = (other.stats(), other.pending_operations());
+                page.as_bytes_mut()[1] = 7;
+            })
+            .unwrap();
+        assert_eq!(
+            shared.protected_page(ids.protected).unwrap().as_bytes()[1],
+            7
+        );
+        assert_usable_after("write_protected closure", &shared, ids);
+        outcomes.recv().unwrap()
+    });
+    assert_all_refused("write_protected closure (own thread)", &outcomes);
+
+    // Another caller leads: while this thread holds a guard, `leader` queues first (and leads,
+    // waiting for the write lock), then `submitter` queues its closure behind it; the closure
+    // runs on the leader's thread.
+    let (shared, ids) = reentry_setup();
+    let context = "write_protected closure (another thread leads)";
+    let (outcomes, submitter_thread, closure_thread) = within_deadline(context, move || {
+        let guard = shared.read();
+        thread::scope(|scope| {
+            let leader = scope.spawn(|| (shared.alloc(), thread::current().id()));
+            while shared.pending_operations() < 1 {
+                thread::yield_now();
+            }
+            let submitter = scope.spawn(|| {
+                let other = shared.clone();
+                let (sender, outcomes) = std::sync::mpsc::channel();
+                let result = shared.write_protected(ids.protected, move |page| {
+                    let outcomes = every_locking_call(&other, ids);
+                    sender.send((outcomes, thread::current().id())).unwrap();
+                    page.as_bytes_mut()[1] = 8;
+                });
+                result.unwrap();
+                let (outcomes, closure_thread) = outcomes.recv().unwrap();
+                (outcomes, thread::current().id(), closure_thread)
+            });
+            while shared.pending_operations() < 2 {
+                thread::yield_now();
+            }
+            drop(guard);
+            let (allocated, leader_thread) = leader.join().unwrap();
+            let allocated = allocated.expect("the leader's own operation commits");
+            let answer = submitter.join().unwrap();
+            assert_eq!(answer.2, leader_thread, "the leader ran the closure");
+            assert!(durable(&shared).is_allocated(allocated));
+            assert_eq!(
+                shared.protected_page(ids.protected).unwrap().as_bytes()[1],
+                8
+            );
+            shared.free(allocated).unwrap();
+            assert_usable_after(context, &shared, ids);
+            answer
+        })
+    });
+    assert_ne!(submitter_thread, closure_thread);
+    assert_all_refused(context, &outcomes);
+}
+
+/// The record is per `SharedPager` and per thread: a guard of one `SharedPager` does not refuse
+/// calls on another one, nor calls on the same one from other threads (they wait or read as
+/// before).
+#[test]
+fn a_guard_refuses_nothing_on_other_pagers_or_other_threads() {
+    let (a, a_ids) = reentry_setup();
+    let (b, b_ids) = reentry_setup();
+    within_deadline("two pagers", move || {
+        let guard = a.read();
+        let outcomes = every_locking_call(&b, b_ids);
+        // Each call does its work (the second free of the same page is a double free, and so
+        // on); none is refused.
+        assert!(
+            outcomes.iter().all(|(_, o)| !matches!(
+                o,
+                Outcome::Panicked(_) | Outcome::Err(MappedPageError::Reentrant { .. })
+            )),
+            "{outcomes:?}"
+        );
+        assert!(
+            matches!(outcomes[7], ("alloc", Outcome::Ok)),
+            "{outcomes:?}"
+        );
+        // Another thread reads `a` alongside this thread's guard.
+        thread::scope(|scope| {
+            scope
+                .spawn(|| {
+                    a.try_read().unwrap();
+                    a.page(a_ids.page).unwrap();
+                    a.protected_page(a_ids.protected).unwrap();
+                })
+                .join()
+                .unwrap();
+        });
+        drop(guard);
+    });
+}
+
+/// The error says what happened, names the rule and what to do.
+#[test]
+fn the_reentrant_error_names_the_rule_and_the_fix() {
+    let message = MappedPageError::Reentrant { operation: "alloc" }.to_string();
+    for part in [
+        "SharedPager::alloc",
+        "not re-entrant",
+        "drop the guard",
+        "closure",
+    ] {
+        assert!(message.contains(part), "{part:?} missing from {message:?}");
+    }
+}
