@@ -998,7 +998,7 @@ fn a_crash_keeping_one_new_directory_mirror_leaves_the_directory_redundant() {
                 .filter(|&page| everything[page as usize * P + 16..][..8] == generation)
                 .collect();
             assert!(
-                new_mirrors.len() >= 2 && new_mirrors.len() % 2 == 0,
+                new_mirrors.len() >= 2 && new_mirrors.len().is_multiple_of(2),
                 "{mode:?} {op:?}: the commit writes each changed block into two mirrors, found {new_mirrors:?}"
             );
             for &dropped in &new_mirrors {

@@ -452,7 +452,7 @@ impl<'a, const P: usize, W: Scenario<P>> Explorer<'a, P, W> {
         case: &Case,
         acknowledged: Option<&W::Model>,
         in_flight: Option<&W::Model>,
-        mut composition: Option<&mut Composition>,
+        composition: Option<&mut Composition>,
     ) {
         let patches = sector_patches(snapshot, sector_size, kept, bench.len());
         let capture = self.config.phases.recovery_crashes || composition.is_some();
@@ -462,7 +462,7 @@ impl<'a, const P: usize, W: Scenario<P>> Explorer<'a, P, W> {
                 let reference: Option<Vec<u64>> = opened
                     .ok()
                     .map(|pager| pager.iter_allocated_pages().map(|id| id.raw()).collect());
-                let damages = match (&verdict, opened, composition.as_deref_mut()) {
+                let damages = match (&verdict, opened, composition) {
                     (Ok(Some((_, matched))), Ok(pager), Some(composition))
                         if *matched == Matched::InFlight
                             || composition.chain_root.as_deref() == Some(kept) =>
