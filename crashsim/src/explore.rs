@@ -1177,14 +1177,14 @@ fn damage_finding(damage: &MediaDamage, finding: Finding, when: &str) -> Finding
         redundant,
     } = *damage;
     let what = if zero_sector {
-        format!("{when}page {page} with the sector of byte {offset} zeroed")
+        format!("page {page} with the sector of byte {offset} zeroed")
     } else {
-        format!("{when}page {page} with a bit of byte {offset} flipped")
+        format!("page {page} with a bit of byte {offset} flipped")
     };
     if redundant {
-        Finding::new(13, format!("{what}: {finding}"))
+        Finding::new(13, format!("{when}{what}: {finding}"))
     } else {
-        Finding::new(8, format!("corrupt {what} accepted: {finding}"))
+        Finding::new(8, format!("{when}corrupt {what} accepted: {finding}"))
     }
 }
 
