@@ -1027,6 +1027,45 @@ fn a_crash_keeping_one_new_directory_mirror_leaves_the_directory_redundant() {
                         "{op:?}: the single-sync commit is complete without one mirror"
                     );
                 }
+                // INV-6: a crash during any of recovery's writes (the mirror copy included)
+                // leaves an image that recovers the same state, and, recovered, is redundant.
+                let mut storage = SimStorage::from_image(image.clone());
+                storage.record_sync_snapshots();
+                let storage = SimPager::open_in(storage).expect("opens").into_storage();
+                for point in storage.sync_snapshots() {
+                    for (name, crashed) in crash_images(point, SectorSize::S512) {
+                        let storage = SimPager::open_in(SimStorage::from_image(crashed))
+                            .unwrap_or_else(|e| {
+                                panic!("INV-6: {mode:?} {op:?} without mirror {dropped}, recovery crashed ({name}): {e}")
+                            })
+                            .into_storage();
+                        let rerun = storage.durable_image();
+                        let context = format!(
+                            "{mode:?} {op:?} without mirror {dropped}, recovery crashed ({name})"
+                        );
+                        let pager = SimPager::open_in(SimStorage::from_image(rerun.clone()))
+                            .expect("recovered twice");
+                        assert_eq!(
+                            observe(&pager).expect("readable"),
+                            recovered,
+                            "INV-6: {context}"
+                        );
+                        for page in find_pages(&rerun, b"MAPPGPD\x01") {
+                            let mut damaged = rerun.clone();
+                            damaged[page as usize * P..][..P].fill(0);
+                            let pager = SimPager::open_in(SimStorage::from_image(damaged))
+                                .unwrap_or_else(|e| {
+                                    panic!("INV-13: {context}, rerun, page {page} zeroed: {e}")
+                                });
+                            assert_eq!(
+                                observe(&pager).expect("readable"),
+                                recovered,
+                                "INV-13: {context}, rerun, page {page} zeroed"
+                            );
+                            checked += 1;
+                        }
+                    }
+                }
                 let repaired = std::fs::read(&path).expect("read back");
                 let mut targets = find_pages(&repaired, b"MAPPGPD\x01");
                 targets.push(0);
