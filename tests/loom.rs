@@ -104,6 +104,14 @@ impl Storage for Observed {
         }
         result
     }
+
+    fn reserve(&mut self, ranges: &[Range<u64>]) -> io::Result<()> {
+        self.sim.reserve(ranges)
+    }
+
+    fn shrink(&mut self, new_len_bytes: u64) -> io::Result<()> {
+        self.sim.shrink(new_len_bytes)
+    }
 }
 
 type Shared = SharedPager<P, Observed>;

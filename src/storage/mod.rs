@@ -72,32 +72,23 @@ pub trait Storage {
     /// of space. Contents are unchanged. A full medium is an error of kind
     /// [`io::ErrorKind::StorageFull`] (or [`io::ErrorKind::QuotaExceeded`]); on error any part of
     /// the ranges may have been reserved, and nothing else changed. The reservation becomes
-    /// durable with the next successful sync (SPEC.md §3.3).
+    /// durable with the next successful sync (SPEC.md §3.3.1).
     ///
     /// The pager reserves every page it writes itself and every page it hands out before anyone
     /// writes it, unless reservation is turned off
-    /// ([`Pager::set_space_reservation`](crate::Pager::set_space_reservation)). The default
-    /// implementation reserves nothing: a storage whose writes cannot run out of space (memory)
-    /// needs nothing more.
-    fn reserve(&mut self, ranges: &[Range<u64>]) -> io::Result<()> {
-        let _ = ranges;
-        Ok(())
-    }
+    /// ([`Pager::set_space_reservation`](crate::Pager::set_space_reservation)). A storage whose
+    /// writes cannot run out of space (memory) returns `Ok(())`; a storage that wraps another
+    /// must forward the call, or a full disk under it raises `SIGBUS` again (which is why this
+    /// method has no default).
+    fn reserve(&mut self, ranges: &[Range<u64>]) -> io::Result<()>;
 
     /// Shortens the region to `new_len_bytes` (not above the current length): undoes a growth
     /// whose operation failed before anything was written past `new_len_bytes`. On error the
     /// region may have either length, and the pager poisons itself.
     ///
-    /// The pager shrinks only after [`reserve`](Storage::reserve) failed, so a storage that keeps
-    /// the default `reserve` never sees this call; the default implementation returns an
-    /// [`io::ErrorKind::Unsupported`] error.
-    fn shrink(&mut self, new_len_bytes: u64) -> io::Result<()> {
-        let _ = new_len_bytes;
-        Err(io::Error::new(
-            io::ErrorKind::Unsupported,
-            "this storage cannot shrink",
-        ))
-    }
+    /// The pager shrinks only after [`reserve`](Storage::reserve) failed (or, for a storage
+    /// that cannot shrink, poisons itself when this returns an error).
+    fn shrink(&mut self, new_len_bytes: u64) -> io::Result<()>;
 
     /// The file this storage keeps, if it is one: named by the
     /// [`MappedPageError::Io`](crate::MappedPageError::Io) errors of its operations. `None` (the
