@@ -688,11 +688,18 @@ fn map_file(file: &File, len_bytes: u64) -> io::Result<Option<MmapMut>> {
     if len_bytes == 0 {
         return Ok(None);
     }
-    // SAFETY: the mapping covers the file as it is now (`len_bytes` is its current length) and
-    // lives inside `MmapStorage`, which owns the `File` and holds the exclusive `flock` on it, so
-    // no other `MmapStorage` maps the file for writing. Processes that ignore the advisory lock and
-    // modify the file concurrently are outside the contract documented on `MmapStorage`.
-    let map = unsafe { MmapMut::map_mut(file)? };
+    let len = usize::try_from(len_bytes).map_err(|_| {
+        io::Error::new(
+            io::ErrorKind::OutOfMemory,
+            "the file is larger than the address space",
+        )
+    })?;
+    // SAFETY: the mapping covers the first `len_bytes` of the file, which is at least that long
+    // (its current length, or longer after a growth Windows could not undo), and lives inside
+    // `MmapStorage`, which owns the `File` and holds the exclusive lock on it, so no other
+    // `MmapStorage` maps the file for writing. Processes that ignore the lock (advisory on Unix)
+    // and modify the file concurrently are outside the contract documented on `MmapStorage`.
+    let map = unsafe { memmap2::MmapOptions::new().len(len).map_mut(file)? };
     Ok(Some(map))
 }
 
@@ -1280,9 +1287,17 @@ impl Storage for MmapStorage {
                 Ok(())
             }
             Err(error) => {
-                // Keep the old mapping and try to give the space back; the old length remains
-                // what this storage reports either way.
-                let _ = self.file.set_len(old_len);
+                // Give the space back; the old length remains what this storage reports either
+                // way. Windows refuses to cut a file that has a mapped view
+                // (`ERROR_USER_MAPPED_FILE`; Wine even down to the view's length): there the old
+                // view goes first and is mapped again (exactly `old_len`, so even a file left
+                // longer, which the format allows (SPEC.md §2.1), maps). Should that remap fail,
+                // `bytes` is empty while `len_bytes` is not, and the pager poisons itself.
+                if self.file.set_len(old_len).is_err() {
+                    self.map = None;
+                    let _ = self.file.set_len(old_len);
+                    self.map = map_file(&self.file, old_len).unwrap_or(None);
+                }
                 Err(error)
             }
         }
