@@ -512,18 +512,30 @@ mod windows {
 
 /// A file mapped into memory with [memmap2]; the backend of `Pager::create` and `Pager::open`.
 ///
-/// * A barrier writes exactly the (page-aligned) ranges asked for, never the whole map. On Linux,
-///   on ext4, xfs, btrfs and tmpfs, a barrier over several ranges writes all but the last with
-///   `sync_file_range` (written and waited for, no flush) and ends with one `msync(MS_SYNC)` of
-///   the last, whose device cache flush makes them all durable: one flush per barrier
-///   ([`one_flush_barriers`](Self::one_flush_barriers)). Elsewhere every range is its own
-///   `msync(MS_SYNC)`. SPEC.md §5 states what this relies on.
+/// * A barrier writes exactly the (page-aligned) ranges asked for, never the whole map, and ends
+///   in one device cache flush ([`one_flush_barriers`](Self::one_flush_barriers)):
+///   * Linux, on ext4, xfs, btrfs and tmpfs: all ranges but the last with `sync_file_range`
+///     (written and waited for, no flush), then one `msync(MS_SYNC)` of the last, whose flush
+///     makes them all durable. On other Linux file systems every range is its own
+///     `msync(MS_SYNC)` (and its own flush).
+///   * macOS and iOS: `msync(MS_SYNC)` of every range, then `fcntl(F_FULLFSYNC)` of the file
+///     (Darwin's `msync` and `fsync` leave the data in the drive's cache); where the file system
+///     refuses `F_FULLFSYNC`, `fsync` instead, counted in
+///     [`SyncStats::full_fsync_fallbacks`].
+///   * Windows: `FlushViewOfFile` of every range, then one `FlushFileBuffers` (memmap2's
+///     `flush_range` would call both per range: one device flush per range).
+///   * Other Unixes: `msync(MS_SYNC)` of every range, then `fsync`.
+///
+///   SPEC.md §5 states what each relies on.
 /// * Growth is `set_len` followed by a new mapping; the pager then syncs a range of the new
-///   length, which on Linux file systems (ext4, xfs, btrfs) also makes the new size durable.
-/// * The file is locked exclusively (`flock`) for the lifetime of the storage, so a second
-///   handle on the same file, in this process or another, fails with
-///   [`MappedPageError::Locked`].
-/// * That lock is **advisory**: it stops other pagers, not other programs. Another process that
+///   length, which also makes the new size durable (the `msync` on Linux file systems ext4, xfs
+///   and btrfs; the whole-file flush elsewhere).
+/// * The file is locked exclusively (std's `File::try_lock`: `flock` on Unix, `LockFileEx` on
+///   Windows) for the lifetime of the storage, so a second handle on the same file, in this
+///   process or another, fails with [`MappedPageError::Locked`].
+/// * On Windows the lock is mandatory and a mapped file cannot be cut: other programs cannot
+///   write or truncate the file while it is open (SPEC.md §3.9). On Unix the lock is
+///   **advisory**: it stops other pagers, not other programs. Another process that
 ///   writes the file meanwhile can corrupt any page. One that truncates it makes every access
 ///   through the map past the new end raise **SIGBUS**, which kills the process. The pager
 ///   detects a shrunk file before its own commits, growths and syncs
@@ -1472,6 +1484,8 @@ mod tests {
         assert_eq!(after.full_fsync_fallbacks, 0);
         storage.sync_all().unwrap();
         assert_eq!(storage.stats().bytes_synced, 5 * PAGE + 8 * PAGE);
+        // Closed first: Windows refuses other handles' reads of a locked file.
+        drop(storage);
         let on_disk = std::fs::read(dir.path().join("storage.bin")).unwrap();
         assert_eq!(on_disk[(6 * PAGE) as usize], 7);
         assert_eq!(on_disk[(3 * PAGE) as usize], 4);
