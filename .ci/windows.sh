@@ -80,8 +80,8 @@ export CARGO_TARGET_X86_64_PC_WINDOWS_GNU_RUNNER=wine
 echo "+ cargo test -p mappedpages --target $TARGET"
 cargo test -p mappedpages --target "$TARGET"
 LIB=$((SECONDS - START - SETUP - CLIPPY))
-echo "+ cargo test --release -p crashsim --target $TARGET --test conformance --test judge"
-cargo test --release -p crashsim --target "$TARGET" --test conformance --test judge
+echo "+ cargo test --release -p crashsim --target $TARGET --lib --test conformance --test judge"
+cargo test --release -p crashsim --target "$TARGET" --lib --test conformance --test judge
 CRASHSIM=$((SECONDS - START - SETUP - CLIPPY - LIB))
 # The prefix's wineserver lingers a few seconds after the last program; stop it now.
 wineserver -k 2>/dev/null || true

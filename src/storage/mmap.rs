@@ -1540,11 +1540,11 @@ mod tests {
         }
         // One range, and none.
         assert_eq!(
-            barrier_steps(Platform::Linux, true, &[a.clone()]),
+            barrier_steps(Platform::Linux, true, std::slice::from_ref(&a)),
             vec![Msync(a.clone())]
         );
         assert_eq!(
-            barrier_steps(Platform::Apple, false, &[a.clone()]),
+            barrier_steps(Platform::Apple, false, std::slice::from_ref(&a)),
             vec![Msync(a.clone()), FullFsync]
         );
         for platform in [
