@@ -25,7 +25,9 @@ pub struct SyncStats {
     pub barriers: u64,
     /// `msync(MS_SYNC)` system calls issued. On Linux each one is an `fdatasync` of its range and
     /// ends in a device cache flush (ext4, xfs, btrfs), so this counts device flushes: one per
-    /// barrier with one-flush barriers, one per coalesced range without.
+    /// barrier with one-flush barriers, one per coalesced range without. On macOS, iOS and other
+    /// Unixes each one writes its range without flushing the device ([`file_flushes`](Self::file_flushes)
+    /// counts the flushes there); zero on Windows.
     pub msync_calls: u64,
     /// `sync_file_range(WAIT_BEFORE | WRITE | WAIT_AFTER)` system calls issued (Linux, one-flush
     /// barriers only): every range of a barrier but the last is written and waited for, without
