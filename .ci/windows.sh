@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Windows: cross-builds mappedpages for x86_64-pc-windows-gnu (mingw-w64) and runs, under Wine,
+# Windows: clippy for x86_64-pc-windows-gnu and x86_64-pc-windows-msvc; cross-builds mappedpages
+# for x86_64-pc-windows-gnu (mingw-w64) and runs, under Wine,
 # the library's whole test suite (`cargo test -p mappedpages`: unit, integration and doc tests)
 # and crashsim's conformance (MmapStorage vs SimStorage sync sequences) and judge tests. Called
 # by .ci/run; runs from anywhere.
@@ -74,6 +75,14 @@ SETUP=$((SECONDS - START))
 
 echo "+ cargo clippy -p mappedpages -p crashsim --all-targets --target $TARGET -- -D warnings"
 cargo clippy -p mappedpages -p crashsim --all-targets --target "$TARGET" -- -D warnings
+# The MSVC target, which most Windows users build with: lint only (nothing links here).
+if rustup target list --installed 2>/dev/null | grep -qx x86_64-pc-windows-msvc ||
+    timeout 300 rustup target add x86_64-pc-windows-msvc; then
+    echo "+ cargo clippy -p mappedpages --all-targets --target x86_64-pc-windows-msvc -- -D warnings"
+    cargo clippy -p mappedpages --all-targets --target x86_64-pc-windows-msvc -- -D warnings
+else
+    echo "########## SKIPPED: clippy for x86_64-pc-windows-msvc (rustup target add failed) ##########"
+fi
 CLIPPY=$((SECONDS - START - SETUP))
 
 export CARGO_TARGET_X86_64_PC_WINDOWS_GNU_RUNNER=wine
