@@ -2,7 +2,8 @@
 # Windows: clippy for x86_64-pc-windows-gnu and x86_64-pc-windows-msvc; cross-builds mappedpages
 # for x86_64-pc-windows-gnu (mingw-w64) and runs, under Wine,
 # the library's whole test suite (`cargo test -p mappedpages`: unit, integration and doc tests)
-# and crashsim's conformance (MmapStorage vs SimStorage sync sequences) and judge tests. Called
+# and crashsim's unit tests (which explore crash states on SimStorage), conformance (MmapStorage vs
+# SimStorage sync sequences) and judge tests. Called
 # by .ci/run; runs from anywhere.
 #
 # Installs what it lacks: mingw-w64 and Wine with apt-get (Debian's gcc-mingw-w64-x86-64, wine,
