@@ -156,8 +156,8 @@ fn create_steps(platform: Platform, len_bytes: u64) -> Vec<BarrierStep> {
 }
 
 /// True if `error`, returned by `fcntl(F_FULLFSYNC)`, says the file system does not support it
-/// (rather than that the flush failed): then `fsync` is the best there is (SQLite and LMDB fall
-/// back the same way). An I/O error is never retried as an `fsync`, which could report success
+/// (rather than that the flush failed): then `fsync` is the best there is (SQLite falls back to
+/// it too, on any failure). An I/O error is never retried as an `fsync`, which could report success
 /// for pages the failed flush dropped.
 #[cfg(all(unix, any(target_vendor = "apple", test)))]
 fn full_fsync_refused(error: &io::Error) -> bool {
