@@ -18,7 +18,8 @@ pub enum IoOperation {
     Map,
     /// Extending the file (`set_len` and remap).
     Grow,
-    /// Making a byte range durable (`msync`).
+    /// Making a byte range durable (`msync`; on macOS also `F_FULLFSYNC`, on Windows
+    /// `FlushViewOfFile` and `FlushFileBuffers`).
     Sync,
     /// Making the directory entry of a new file durable.
     SyncDirectory,

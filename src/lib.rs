@@ -55,6 +55,22 @@
 //! Page *contents* are yours: they become durable when [`Pager::sync_page`] or
 //! [`Pager::sync_all`] returns.
 //!
+//! # Platforms
+//!
+//! The same API and guarantees on Linux, macOS (and iOS), Windows and other Unixes; no item is
+//! platform-specific. What "`msync`" above (a *barrier*) means differs per system, and each is a
+//! real flush of the drive's cache ([`MmapStorage`] has the details, SPEC.md §5 the reasoning):
+//!
+//! * Linux: `msync(MS_SYNC)` (with `sync_file_range` for all but one range on ext4, xfs, btrfs and
+//!   tmpfs: one flush per barrier);
+//! * macOS and iOS: `msync(MS_SYNC)` of the ranges, then `fcntl(F_FULLFSYNC)` (Darwin's `fsync`
+//!   does not flush the drive), falling back to `fsync` where the file system refuses it;
+//! * Windows: `FlushViewOfFile` of the ranges, then `FlushFileBuffers`;
+//! * other Unixes: `msync(MS_SYNC)` of the ranges, then `fsync`.
+//!
+//! The exclusive lock is `flock` on Unix (advisory) and `LockFileEx` on Windows (mandatory). Linux
+//! runs every test; Windows runs the test suite under Wine in CI; macOS is built and linted.
+//!
 //! # Protected pages
 //!
 //! A protected page ([`ProtectedPageId`]) is a page whose *content* changes atomically. Its

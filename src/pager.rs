@@ -580,10 +580,25 @@ impl<const PAGE_SIZE: usize, S: Storage> Pager<PAGE_SIZE, S> {
         if self.storage.len_bytes() < len_bytes {
             // Growing a truncated file would fill the lost pages with zeros and commit over them.
             self.check_file_len("growth")?;
-            self.storage.grow(len_bytes).map_err(|e| {
+            if let Err(error) = self.storage.grow(len_bytes) {
+                // A storage that lost its bytes undoing the growth (a `MmapStorage` on Windows
+                // whose old view could not be mapped again) cannot go on.
+                if self.storage.bytes().len() as u64 != self.storage.len_bytes() {
+                    self.poisoned = Some("undoing a failed growth".to_string());
+                    return Err(MappedPageError::io(
+                        IoOperation::Grow,
+                        self.storage.path(),
+                        error,
+                    ));
+                }
                 let requested_bytes = len_bytes - growth.len_bytes;
-                MappedPageError::space(IoOperation::Grow, self.storage.path(), requested_bytes, e)
-            })?;
+                return Err(MappedPageError::space(
+                    IoOperation::Grow,
+                    self.storage.path(),
+                    requested_bytes,
+                    error,
+                ));
+            }
             // The commit's first barrier makes the new length durable together with the
             // metadata that counts on it, before the superblock names that metadata.
             self.pending_length_sync = Some(len_bytes - geometry.page_size()..len_bytes);

@@ -4,6 +4,7 @@ use std::path::Path;
 
 use mappedpages::{MappedPageError, Pager};
 
+// Linux only (the tests below that use it): mounts a size-limited tmpfs.
 #[cfg(target_os = "linux")]
 #[path = "common/mount.rs"]
 mod mount;
@@ -126,6 +127,8 @@ fn run_child(name: &str, arg: &Path) -> (std::process::ExitStatus, String) {
 /// new file, so growing the new file fails with `EFBIG`) returns the typed error and leaves nothing
 /// at the path or beside it; once the limit is lifted the same create succeeds. Runs in a child
 /// process because the limit is per process.
+// Linux only: Windows has no `RLIMIT_FSIZE` (setrlimit is Unix, through libc, a Unix-only
+// dependency here).
 #[cfg(target_os = "linux")]
 #[test]
 fn a_create_failing_on_the_file_size_limit_leaves_nothing() {
@@ -187,6 +190,7 @@ fn a_create_failing_on_the_file_size_limit_leaves_nothing() {
 /// A create on a full file system (where the first store into the sparse new file used to raise
 /// SIGBUS) fails with `StorageFull` and leaves no file at the path and no temporary; once space
 /// is free the same create succeeds. The child process does the create.
+// Linux only: needs a size-limited tmpfs mounted by the test and a child killed by SIGBUS.
 #[cfg(target_os = "linux")]
 #[test]
 fn a_create_dying_on_a_full_file_system_leaves_nothing() {

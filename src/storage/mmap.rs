@@ -12,10 +12,12 @@ use crate::error::{IoOperation, MappedPageError};
 
 /// Counters of the durability work done through a [`MmapStorage`].
 ///
-/// A barrier ([`Storage::sync_ranges`]) over `n` coalesced ranges costs, where
+/// A barrier ([`Storage::sync_ranges`]) over `n` coalesced ranges costs, on Linux where
 /// [`MmapStorage::one_flush_barriers`] is true, `n − 1` range writes and one `msync`: one device
-/// cache flush. Elsewhere it costs `n` `msync` calls, each its own flush. SPEC.md §5 has the
-/// reasoning.
+/// cache flush. On Linux elsewhere it costs `n` `msync` calls, each its own flush. On macOS and
+/// iOS it is `n` `msync` calls and one `F_FULLFSYNC`; on Windows `n` `FlushViewOfFile` calls and
+/// one `FlushFileBuffers`; on other Unixes `n` `msync` calls and one `fsync`: one device flush
+/// per barrier. SPEC.md §5 has the reasoning.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct SyncStats {
@@ -23,7 +25,9 @@ pub struct SyncStats {
     pub barriers: u64,
     /// `msync(MS_SYNC)` system calls issued. On Linux each one is an `fdatasync` of its range and
     /// ends in a device cache flush (ext4, xfs, btrfs), so this counts device flushes: one per
-    /// barrier with one-flush barriers, one per coalesced range without.
+    /// barrier with one-flush barriers, one per coalesced range without. On macOS, iOS and other
+    /// Unixes each one writes its range without flushing the device ([`file_flushes`](Self::file_flushes)
+    /// counts the flushes there); zero on Windows.
     pub msync_calls: u64,
     /// `sync_file_range(WAIT_BEFORE | WRITE | WAIT_AFTER)` system calls issued (Linux, one-flush
     /// barriers only): every range of a barrier but the last is written and waited for, without
@@ -41,30 +45,160 @@ pub struct SyncStats {
     /// Blocks reserved by the fallback that writes a byte per block (where the file system has
     /// no `fallocate`, or off Linux).
     pub reservation_writes: u64,
+    /// `FlushViewOfFile` calls (Windows): the dirty pages of a range handed to the file system,
+    /// not waited for and not flushed; the barrier's `FlushFileBuffers` does both.
+    pub view_flushes: u64,
+    /// Whole-file flushes that end a barrier off Linux, each one device cache flush:
+    /// `fcntl(F_FULLFSYNC)` on macOS and iOS (or the `fsync` it falls back to), `FlushFileBuffers`
+    /// on Windows, `fsync` on other Unixes; and the `fsync` that makes a created file durable
+    /// (SPEC.md §3.1). On Linux only the latter: a barrier's closing `msync` is its flush.
+    pub file_flushes: u64,
+    /// The `F_FULLFSYNC` calls the file system refused (macOS and iOS: `ENOTSUP`, `EINVAL`, …, on
+    /// some network and FUSE file systems), each replaced by an `fsync`, which does not flush the
+    /// drive's cache (SPEC.md §5).
+    pub full_fsync_fallbacks: u64,
 }
 
-/// How a barrier over several ranges reaches the medium.
+/// The operating-system family whose system calls make a barrier durable (SPEC.md §5).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Platform {
+    /// `msync(MS_SYNC)` is an `fdatasync` of the range with a device cache flush;
+    /// `sync_file_range` writes without a flush.
+    Linux,
+    /// macOS and iOS: `msync` and `fsync` do not flush the drive's cache; `F_FULLFSYNC` does.
+    Apple,
+    /// `FlushViewOfFile` queues the view's dirty pages; `FlushFileBuffers` writes and flushes.
+    Windows,
+    /// Every other Unix: `msync(MS_SYNC)` writes the range, `fsync` flushes the file.
+    OtherUnix,
+}
+
+impl Platform {
+    /// The platform this crate is built for.
+    const CURRENT: Platform = if cfg!(target_os = "linux") {
+        Platform::Linux
+    } else if cfg!(target_vendor = "apple") {
+        Platform::Apple
+    } else if cfg!(windows) {
+        Platform::Windows
+    } else {
+        Platform::OtherUnix
+    };
+}
+
+/// One system call of a barrier, as planned by [`barrier_steps`] and run by
+/// [`MmapStorage::run_steps`]. The plan is pure, so the sequence of every platform is tested on
+/// any platform.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum BarrierStep {
+    /// Linux `sync_file_range(WAIT_BEFORE | WRITE | WAIT_AFTER)`: written and waited for, no
+    /// flush, no metadata.
+    WriteRange(Range<u64>),
+    /// `msync(MS_SYNC)` of the range: written and waited for. On Linux also the device flush.
+    Msync(Range<u64>),
+    /// Windows `FlushViewOfFile` of the range: the dirty pages handed to the file system.
+    FlushView(Range<u64>),
+    /// macOS and iOS `fcntl(F_FULLFSYNC)` of the file: its data and metadata written and the
+    /// drive's cache flushed; `fsync` where the file system refuses it.
+    FullFsync,
+    /// `fsync` of the file: data and metadata, and on Linux and the BSDs a device flush.
+    Fsync,
+    /// Windows `FlushFileBuffers` of the handle: data and metadata written, device flushed.
+    FlushFileBuffers,
+}
+
+/// The system calls of one barrier over `ranges` (coalesced) on `platform`. `linux_one_flush`:
+/// the file is on a Linux file system of `linux::ONE_FLUSH_FILE_SYSTEMS` (ignored elsewhere). No ranges, no calls.
+fn barrier_steps(
+    platform: Platform,
+    linux_one_flush: bool,
+    ranges: &[Range<u64>],
+) -> Vec<BarrierStep> {
+    let Some((last, first_ranges)) = ranges.split_last() else {
+        return Vec::new();
+    };
+    let mut steps = Vec::with_capacity(ranges.len() + 1);
+    match platform {
+        Platform::Linux if linux_one_flush => {
+            // Every range but the last written without a flush; the last msync's flush (an
+            // fdatasync of the file) makes them all durable.
+            steps.extend(first_ranges.iter().cloned().map(BarrierStep::WriteRange));
+            steps.push(BarrierStep::Msync(last.clone()));
+        }
+        Platform::Linux => steps.extend(ranges.iter().cloned().map(BarrierStep::Msync)),
+        Platform::Apple => {
+            steps.extend(ranges.iter().cloned().map(BarrierStep::Msync));
+            steps.push(BarrierStep::FullFsync);
+        }
+        Platform::Windows => {
+            steps.extend(ranges.iter().cloned().map(BarrierStep::FlushView));
+            steps.push(BarrierStep::FlushFileBuffers);
+        }
+        Platform::OtherUnix => {
+            steps.extend(ranges.iter().cloned().map(BarrierStep::Msync));
+            steps.push(BarrierStep::Fsync);
+        }
+    }
+    steps
+}
+
+/// The system calls that make a newly built file of `len_bytes` durable before it is given its
+/// name (SPEC.md §3.1): its contents, length and allocation. On Linux one `fsync`; elsewhere a
+/// barrier over the whole file, whose closing whole-file flush covers the metadata.
+fn create_steps(platform: Platform, len_bytes: u64) -> Vec<BarrierStep> {
+    match platform {
+        Platform::Linux => vec![BarrierStep::Fsync],
+        _ if len_bytes > 0 => barrier_steps(platform, false, &[0..len_bytes]),
+        Platform::Apple => vec![BarrierStep::FullFsync],
+        Platform::Windows => vec![BarrierStep::FlushFileBuffers],
+        Platform::OtherUnix => vec![BarrierStep::Fsync],
+    }
+}
+
+/// True if `error`, returned by `fcntl(F_FULLFSYNC)`, says the file system does not support it
+/// (rather than that the flush failed): then `fsync` is the best there is (SQLite falls back to
+/// it too, on any failure). An I/O error is never retried as an `fsync`, which could report success
+/// for pages the failed flush dropped.
+#[cfg(all(unix, any(target_vendor = "apple", test)))]
+fn full_fsync_refused(error: &io::Error) -> bool {
+    error.raw_os_error().is_some_and(|code| {
+        [libc::ENOTSUP, libc::EOPNOTSUPP, libc::EINVAL, libc::ENOTTY].contains(&code)
+    })
+}
+
+/// How a barrier over several ranges reaches the medium on Linux.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum BarrierMethod {
-    /// One `msync(MS_SYNC)` per coalesced range: one device flush per range.
+    /// One `msync(MS_SYNC)` per coalesced range: one device flush per range. Also what a barrier
+    /// over one range is called before the file system's type is known (it makes no difference).
     MsyncPerRange,
     /// `sync_file_range` for every range but the last, then `msync(MS_SYNC)` of the last: one
-    /// device flush per barrier. Linux only, on the file systems of
-    /// [`linux::ONE_FLUSH_FILE_SYSTEMS`] (SPEC.md §5).
-    #[cfg(target_os = "linux")]
+    /// device flush per barrier. Linux only, on the file systems of `ONE_FLUSH_FILE_SYSTEMS`
+    /// (SPEC.md §5).
+    #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
     WriteThenFlush,
+    /// Off Linux: every range written, then one whole-file flush ([`barrier_steps`]).
+    #[cfg_attr(target_os = "linux", allow(dead_code))]
+    FlushFile,
 }
 
 impl BarrierMethod {
-    /// The method for `file`: one flush per barrier where the file system is known to support
-    /// it, else one `msync` per range.
+    /// The method for `file`: on Linux, one flush per barrier where the file system is known to
+    /// support it, else one `msync` per range; elsewhere the platform's whole-file flush.
     fn for_file(file: &File) -> BarrierMethod {
         #[cfg(target_os = "linux")]
-        if linux::supports_one_flush(file) {
-            return BarrierMethod::WriteThenFlush;
+        {
+            if linux::supports_one_flush(file) {
+                BarrierMethod::WriteThenFlush
+            } else {
+                BarrierMethod::MsyncPerRange
+            }
         }
-        let _ = file;
-        BarrierMethod::MsyncPerRange
+        #[cfg(not(target_os = "linux"))]
+        {
+            let _ = file;
+            BarrierMethod::FlushFile
+        }
     }
 }
 
@@ -249,20 +383,161 @@ mod linux {
     }
 }
 
+/// `range` (inside the map: checked by the caller) as the offset and length `memmap2` takes.
+fn map_span(range: &Range<u64>) -> io::Result<(usize, usize)> {
+    let too_large = || {
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "range beyond the address space",
+        )
+    };
+    let offset = usize::try_from(range.start).map_err(|_| too_large())?;
+    let len = usize::try_from(range.end - range.start).map_err(|_| too_large())?;
+    Ok((offset, len))
+}
+
+/// `fsync` of `file` (retried on `EINTR`). On macOS and iOS this does not flush the drive's
+/// cache: there it is only the fallback of [`apple::full_fsync`].
+#[cfg(unix)]
+fn fsync(file: &File) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    loop {
+        // SAFETY: `fsync` reads and writes no memory of this process; the descriptor stays open
+        // for as long as `file` is borrowed.
+        if unsafe { libc::fsync(file.as_raw_fd()) } == 0 {
+            return Ok(());
+        }
+        let error = io::Error::last_os_error();
+        if error.kind() != io::ErrorKind::Interrupted {
+            return Err(error);
+        }
+    }
+}
+
+/// The macOS and iOS flush: `fcntl(F_FULLFSYNC)`.
+#[cfg(target_vendor = "apple")]
+mod apple {
+    use std::fs::File;
+    use std::io;
+    use std::os::fd::AsRawFd;
+
+    /// `fcntl(F_FULLFSYNC)` of `file` (a file or a directory): its data and metadata written and
+    /// the drive asked to write its cache to the medium, which `fsync` does not do on Darwin.
+    /// Where the file system refuses it ([`full_fsync_refused`](super::full_fsync_refused):
+    /// some network and FUSE file systems), an `fsync` instead, and `Ok(true)`.
+    pub(super) fn full_fsync(file: &File) -> io::Result<bool> {
+        loop {
+            // SAFETY: `fcntl(F_FULLFSYNC)` takes no argument and touches no memory of this
+            // process; the descriptor stays open for as long as `file` is borrowed.
+            if unsafe { libc::fcntl(file.as_raw_fd(), libc::F_FULLFSYNC) } != -1 {
+                return Ok(false);
+            }
+            let error = io::Error::last_os_error();
+            if error.kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            if super::full_fsync_refused(&error) {
+                super::fsync(file)?;
+                return Ok(true);
+            }
+            return Err(error);
+        }
+    }
+}
+
+/// The Windows calls of `MmapStorage` that std does not wrap.
+#[cfg(windows)]
+mod windows {
+    use std::io;
+    use std::os::windows::ffi::OsStrExt;
+    use std::path::Path;
+
+    /// `MoveFileExW` flag: return only once the rename is on the disk.
+    const MOVEFILE_WRITE_THROUGH: u32 = 0x8;
+
+    #[link(name = "kernel32")]
+    unsafe extern "system" {
+        fn MoveFileExW(existing: *const u16, new: *const u16, flags: u32) -> i32;
+        fn GetDiskFreeSpaceExW(
+            directory: *const u16,
+            available_to_caller: *mut u64,
+            total: *mut u64,
+            free: *mut u64,
+        ) -> i32;
+    }
+
+    fn wide(path: &Path) -> io::Result<Vec<u16>> {
+        let mut wide: Vec<u16> = path.as_os_str().encode_wide().collect();
+        if wide.contains(&0) {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "path contains a NUL character",
+            ));
+        }
+        wide.push(0);
+        Ok(wide)
+    }
+
+    /// Bytes the caller may still allocate on the volume holding `directory`
+    /// (`GetDiskFreeSpaceExW`, which counts quotas), or `None` if it fails.
+    pub(super) fn available_bytes(directory: &Path) -> Option<u64> {
+        let directory = wide(directory).ok()?;
+        let mut available = 0u64;
+        // SAFETY: `directory` is a NUL-terminated UTF-16 string and `available` a writable u64,
+        // both outliving the call; the other two outputs are optional and passed as null.
+        let result = unsafe {
+            GetDiskFreeSpaceExW(
+                directory.as_ptr(),
+                &mut available,
+                std::ptr::null_mut(),
+                std::ptr::null_mut(),
+            )
+        };
+        (result != 0).then_some(available)
+    }
+
+    /// Renames `from` to `to` with `MoveFileExW(MOVEFILE_WRITE_THROUGH)` and without
+    /// `MOVEFILE_REPLACE_EXISTING`: fails with `AlreadyExists` if `to` exists (NTFS checks and
+    /// renames atomically), and returns once the rename is durable. The file may be open (std
+    /// opens files sharing delete access) and mapped.
+    pub(super) fn rename_no_replace(from: &Path, to: &Path) -> io::Result<()> {
+        let (from, to) = (wide(from)?, wide(to)?);
+        // SAFETY: both buffers are NUL-terminated UTF-16 strings that outlive the call.
+        let result = unsafe { MoveFileExW(from.as_ptr(), to.as_ptr(), MOVEFILE_WRITE_THROUGH) };
+        if result != 0 {
+            Ok(())
+        } else {
+            Err(io::Error::last_os_error())
+        }
+    }
+}
+
 /// A file mapped into memory with [memmap2]; the backend of `Pager::create` and `Pager::open`.
 ///
-/// * A barrier writes exactly the (page-aligned) ranges asked for, never the whole map. On Linux,
-///   on ext4, xfs, btrfs and tmpfs, a barrier over several ranges writes all but the last with
-///   `sync_file_range` (written and waited for, no flush) and ends with one `msync(MS_SYNC)` of
-///   the last, whose device cache flush makes them all durable: one flush per barrier
-///   ([`one_flush_barriers`](Self::one_flush_barriers)). Elsewhere every range is its own
-///   `msync(MS_SYNC)`. SPEC.md §5 states what this relies on.
+/// * A barrier writes exactly the (page-aligned) ranges asked for, never the whole map, and ends
+///   in one device cache flush ([`one_flush_barriers`](Self::one_flush_barriers)):
+///   * Linux, on ext4, xfs, btrfs and tmpfs: all ranges but the last with `sync_file_range`
+///     (written and waited for, no flush), then one `msync(MS_SYNC)` of the last, whose flush
+///     makes them all durable. On other Linux file systems every range is its own
+///     `msync(MS_SYNC)` (and its own flush).
+///   * macOS and iOS: `msync(MS_SYNC)` of every range, then `fcntl(F_FULLFSYNC)` of the file
+///     (Darwin's `msync` and `fsync` leave the data in the drive's cache); where the file system
+///     refuses `F_FULLFSYNC`, `fsync` instead, counted in
+///     [`SyncStats::full_fsync_fallbacks`].
+///   * Windows: `FlushViewOfFile` of every range, then one `FlushFileBuffers` (memmap2's
+///     `flush_range` would call both per range: one device flush per range).
+///   * Other Unixes: `msync(MS_SYNC)` of every range, then `fsync`.
+///
+///   SPEC.md §5 states what each relies on.
 /// * Growth is `set_len` followed by a new mapping; the pager then syncs a range of the new
-///   length, which on Linux file systems (ext4, xfs, btrfs) also makes the new size durable.
-/// * The file is locked exclusively (`flock`) for the lifetime of the storage, so a second
-///   handle on the same file, in this process or another, fails with
-///   [`MappedPageError::Locked`].
-/// * That lock is **advisory**: it stops other pagers, not other programs. Another process that
+///   length, which also makes the new size durable (the `msync` on Linux file systems ext4, xfs
+///   and btrfs; the whole-file flush elsewhere).
+/// * The file is locked exclusively (std's `File::try_lock`: `flock` on Unix, `LockFileEx` on
+///   Windows) for the lifetime of the storage, so a second handle on the same file, in this
+///   process or another, fails with [`MappedPageError::Locked`].
+/// * On Windows the lock is mandatory and a mapped file cannot be cut: other programs cannot
+///   write or truncate the file while it is open (SPEC.md §3.9). On Unix the lock is
+///   **advisory**: it stops other pagers, not other programs. Another process that
 ///   writes the file meanwhile can corrupt any page. One that truncates it makes every access
 ///   through the map past the new end raise **SIGBUS**, which kills the process. The pager
 ///   detects a shrunk file before its own commits, growths and syncs
@@ -366,8 +641,8 @@ impl ReservedChunks {
     }
 }
 
-/// Reservations above this size check the file system's free space first (one `fstatfs`).
-#[cfg(target_os = "linux")]
+/// Reservations above this size check the file system's free space first (one `fstatfs`,
+/// `fstatvfs` or `GetDiskFreeSpaceExW`).
 const LARGE_RESERVATION_BYTES: u64 = 64 << 20;
 
 fn read_at(file: &File, buf: &mut [u8], offset: u64) -> io::Result<()> {
@@ -427,12 +702,29 @@ fn map_file(file: &File, len_bytes: u64) -> io::Result<Option<MmapMut>> {
     if len_bytes == 0 {
         return Ok(None);
     }
-    // SAFETY: the mapping covers the file as it is now (`len_bytes` is its current length) and
-    // lives inside `MmapStorage`, which owns the `File` and holds the exclusive `flock` on it, so
-    // no other `MmapStorage` maps the file for writing. Processes that ignore the advisory lock and
-    // modify the file concurrently are outside the contract documented on `MmapStorage`.
-    let map = unsafe { MmapMut::map_mut(file)? };
+    let len = usize::try_from(len_bytes).map_err(|_| {
+        io::Error::new(
+            io::ErrorKind::OutOfMemory,
+            "the file is larger than the address space",
+        )
+    })?;
+    // SAFETY: the mapping covers the first `len_bytes` of the file, which is at least that long
+    // (its current length, or longer after a growth Windows could not undo), and lives inside
+    // `MmapStorage`, which owns the `File` and holds the exclusive lock on it, so no other
+    // `MmapStorage` maps the file for writing. Processes that ignore the lock (advisory on Unix)
+    // and modify the file concurrently are outside the contract documented on `MmapStorage`.
+    let map = unsafe { memmap2::MmapOptions::new().len(len).map_mut(file)? };
     Ok(Some(map))
+}
+
+/// `error`, from opening `path`, as `IsADirectory` where `path` is a directory: Windows answers
+/// `ERROR_ACCESS_DENIED` there, which would send the user after permissions.
+fn directory_error(path: &Path, error: io::Error) -> io::Error {
+    if cfg!(windows) && error.kind() == io::ErrorKind::PermissionDenied && path.is_dir() {
+        io::Error::new(io::ErrorKind::IsADirectory, error)
+    } else {
+        error
+    }
 }
 
 fn create_error(path: &Path, error: io::Error) -> MappedPageError {
@@ -552,20 +844,42 @@ fn same_file(file: &File, path: &Path) -> bool {
     }
 }
 
+/// Gives the built temporary `temp` the name `path`, failing with `AlreadyExists` if `path`
+/// exists. On Unix a hard link (the caller removes the temporary name). On Windows a rename
+/// (`MoveFileExW` without replace, write-through): a hard link would leave the temporary's name
+/// in place, delete-pending until the pager closes the file, wherever the file system lacks
+/// POSIX delete semantics (Windows before 10 1903, FAT, Wine).
+fn publish_name(temp: &Path, path: &Path) -> io::Result<()> {
+    #[cfg(windows)]
+    {
+        windows::rename_no_replace(temp, path)
+    }
+    #[cfg(not(windows))]
+    {
+        std::fs::hard_link(temp, path)
+    }
+}
+
 #[cfg(test)]
 thread_local! {
     /// Test seam: the next directory sync of a create on this thread fails.
     static FAIL_NEXT_DIRECTORY_SYNC: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
 }
 
-/// Makes the entries of `directory` durable (`fsync` of the directory). Windows cannot open a
-/// directory as a file, and NTFS journals the link itself: nothing to do there.
+/// Makes the entries of `directory` durable: `fsync` of the directory; on macOS and iOS
+/// `F_FULLFSYNC` of it (falling back to `fsync` where refused), since a Darwin `fsync` leaves the
+/// entry in the drive's cache. On Windows nothing: the file was published by a write-through
+/// `MoveFileExW`, which returns once the rename is on the disk (SPEC.md §3.1).
 fn sync_directory(directory: &Path) -> io::Result<()> {
     #[cfg(test)]
     if FAIL_NEXT_DIRECTORY_SYNC.with(|fail| fail.replace(false)) {
         return Err(io::Error::other("injected directory sync failure"));
     }
-    #[cfg(unix)]
+    #[cfg(target_vendor = "apple")]
+    {
+        apple::full_fsync(&File::open(directory)?).map(drop)
+    }
+    #[cfg(all(unix, not(target_vendor = "apple")))]
     {
         File::open(directory)?.sync_all()
     }
@@ -591,7 +905,9 @@ impl MmapStorage {
             .read(true)
             .write(true)
             .open(path)
-            .map_err(|e| MappedPageError::io(IoOperation::Open, Some(path), e))?;
+            .map_err(|e| {
+                MappedPageError::io(IoOperation::Open, Some(path), directory_error(path, e))
+            })?;
         lock_exclusive(&file, path)?;
         Self::from_locked_file(file, path)
     }
@@ -701,9 +1017,9 @@ impl MmapStorage {
         let (file, temp_path) = create_unique_temporary(path, directory, prefix)?;
         let result = (|| {
             let storage = Self::build(file, path, initialize)?;
-            // `hard_link` fails if `path` exists: creation never clobbers a file that appeared
-            // after the check above.
-            std::fs::hard_link(&temp_path, path).map_err(|e| {
+            // Both fail if `path` exists: creation never clobbers a file that appeared after the
+            // check above.
+            publish_name(&temp_path, path).map_err(|e| {
                 if e.kind() == io::ErrorKind::AlreadyExists {
                     MappedPageError::AlreadyExists {
                         path: path.to_path_buf(),
@@ -714,8 +1030,9 @@ impl MmapStorage {
             })?;
             Ok(storage)
         })();
-        // The temporary name is removed whether or not creation succeeded; the locked handle keeps
-        // working on the inode through its new name.
+        // The temporary name is removed whether or not creation succeeded (on Windows a
+        // successful create renamed it already); the locked handle keeps working on the file
+        // through its new name.
         let _ = std::fs::remove_file(&temp_path);
         result?.publish(path, directory)
     }
@@ -729,9 +1046,12 @@ impl MmapStorage {
     ) -> Result<MmapStorage, MappedPageError> {
         let mut storage = Self::from_locked_file(file, path)?;
         initialize(&mut storage)?;
+        // Contents, length and allocation durable before the file gets its name: an `fsync` on
+        // Linux; elsewhere the mapped pages must be written first (`fsync` alone does not write a
+        // view on Windows, nor flush the drive on macOS).
+        let steps = create_steps(Platform::CURRENT, storage.len_bytes);
         storage
-            .file
-            .sync_all()
+            .run_steps(&steps)
             .map_err(|e| MappedPageError::io(IoOperation::Sync, Some(path), e))?;
         Ok(storage)
     }
@@ -783,6 +1103,37 @@ impl MmapStorage {
         512
     }
 
+    /// Bytes this process may still allocate on the file system holding the file, or `None` if
+    /// the system does not say.
+    fn available_bytes(&self) -> Option<u64> {
+        #[cfg(target_os = "linux")]
+        {
+            linux::available_bytes(&self.file)
+        }
+        #[cfg(all(unix, not(target_os = "linux")))]
+        {
+            use std::os::fd::AsRawFd;
+            // SAFETY: `statvfs` is a plain C struct of integers, for which all zero bytes is a
+            // valid value.
+            let mut stat: libc::statvfs = unsafe { std::mem::zeroed() };
+            // SAFETY: `stat` is a valid, writable `statvfs` that outlives the call, and the
+            // descriptor stays open for as long as `self.file` is borrowed.
+            let result = unsafe { libc::fstatvfs(self.file.as_raw_fd(), &mut stat) };
+            // Both fields are unsigned words of the target's width.
+            #[allow(clippy::unnecessary_cast, clippy::useless_conversion)]
+            (result == 0).then(|| (stat.f_bavail as u64).saturating_mul(stat.f_frsize as u64))
+        }
+        #[cfg(windows)]
+        {
+            let (directory, _) = temp_location(&self.path).ok()?;
+            windows::available_bytes(&directory)
+        }
+        #[cfg(not(any(unix, windows)))]
+        {
+            None
+        }
+    }
+
     /// Uses the fallback reservation (writing a byte per block) even where `fallocate` works,
     /// to test it on any file system.
     #[doc(hidden)]
@@ -819,14 +1170,81 @@ impl MmapStorage {
         same_file(&self.file, path)
     }
 
+    /// Runs the system calls of a barrier ([`barrier_steps`], [`create_steps`]) in order,
+    /// counting them; stops at the first failure. Every step is one this platform plans.
+    fn run_steps(&mut self, steps: &[BarrierStep]) -> io::Result<()> {
+        for step in steps {
+            match step {
+                BarrierStep::WriteRange(range) => {
+                    self.stats.range_writes += 1;
+                    #[cfg(target_os = "linux")]
+                    linux::write_range(&self.file, range)?;
+                    #[cfg(not(target_os = "linux"))]
+                    unreachable!("sync_file_range of {range:?} planned off Linux");
+                }
+                BarrierStep::Msync(range) => {
+                    self.stats.msync_calls += 1;
+                    // `flush_range` is `msync(MS_SYNC)` on Unix; on Windows it would add a
+                    // `FlushFileBuffers` per range, which is why Windows plans `FlushView`.
+                    #[cfg(unix)]
+                    if let Some(map) = self.map.as_ref() {
+                        let (offset, len) = map_span(range)?;
+                        map.flush_range(offset, len)?;
+                    }
+                    #[cfg(not(unix))]
+                    unreachable!("msync of {range:?} planned off Unix");
+                }
+                BarrierStep::FlushView(range) => {
+                    self.stats.view_flushes += 1;
+                    // `flush_async_range` is `FlushViewOfFile` on Windows (`msync(MS_ASYNC)` on
+                    // Unix, where it is never planned).
+                    #[cfg(windows)]
+                    if let Some(map) = self.map.as_ref() {
+                        let (offset, len) = map_span(range)?;
+                        map.flush_async_range(offset, len)?;
+                    }
+                    #[cfg(not(windows))]
+                    unreachable!("FlushViewOfFile of {range:?} planned off Windows");
+                }
+                BarrierStep::FullFsync => {
+                    self.stats.file_flushes += 1;
+                    #[cfg(target_vendor = "apple")]
+                    if apple::full_fsync(&self.file)? {
+                        self.stats.full_fsync_fallbacks += 1;
+                    }
+                    #[cfg(not(target_vendor = "apple"))]
+                    unreachable!("F_FULLFSYNC planned off macOS and iOS");
+                }
+                BarrierStep::Fsync => {
+                    self.stats.file_flushes += 1;
+                    #[cfg(unix)]
+                    fsync(&self.file)?;
+                    #[cfg(not(unix))]
+                    unreachable!("fsync planned off Unix");
+                }
+                BarrierStep::FlushFileBuffers => {
+                    self.stats.file_flushes += 1;
+                    // std's `sync_all` is `FlushFileBuffers` on Windows.
+                    #[cfg(windows)]
+                    self.file.sync_all()?;
+                    #[cfg(not(windows))]
+                    unreachable!("FlushFileBuffers planned off Windows");
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Durability counters since this storage was opened.
     pub fn stats(&self) -> SyncStats {
         self.stats
     }
 
-    /// True when a barrier over several ranges costs one device flush: Linux, with the file on
+    /// True when a barrier over several ranges costs one device flush: on Linux with the file on
     /// ext4, xfs, btrfs or tmpfs (all ranges but the last are written by `sync_file_range`, the
-    /// last by `msync(MS_SYNC)`). False when every range is its own `msync` (SPEC.md §5).
+    /// last by `msync(MS_SYNC)`), and always off Linux (the ranges are written, then one
+    /// whole-file flush: `F_FULLFSYNC`, `FlushFileBuffers` or `fsync`). False on Linux when
+    /// every range is its own `msync` (SPEC.md §5).
     pub fn one_flush_barriers(&self) -> bool {
         self.method
             .unwrap_or_else(|| BarrierMethod::for_file(&self.file))
@@ -883,9 +1301,17 @@ impl Storage for MmapStorage {
                 Ok(())
             }
             Err(error) => {
-                // Keep the old mapping and try to give the space back; the old length remains
-                // what this storage reports either way.
-                let _ = self.file.set_len(old_len);
+                // Give the space back; the old length remains what this storage reports either
+                // way. Windows refuses to cut a file that has a mapped view
+                // (`ERROR_USER_MAPPED_FILE`; Wine even down to the view's length): there the old
+                // view goes first and is mapped again (exactly `old_len`, so even a file left
+                // longer, which the format allows (SPEC.md §2.1), maps). Should that remap fail,
+                // `bytes` is empty while `len_bytes` is not, and the pager poisons itself.
+                if self.file.set_len(old_len).is_err() {
+                    self.map = None;
+                    let _ = self.file.set_len(old_len);
+                    self.map = map_file(&self.file, old_len).unwrap_or(None);
+                }
                 Err(error)
             }
         }
@@ -908,36 +1334,24 @@ impl Storage for MmapStorage {
         if let Some(log) = self.sync_log.as_mut() {
             log.push(merged.clone());
         }
-        let Some(map) = self.map.as_ref() else {
+        if self.map.is_none() || merged.is_empty() {
             return Ok(());
-        };
-        let Some((last, first_ranges)) = merged.split_last() else {
-            return Ok(());
-        };
-        // Every range but the last: written and waited for, without a flush where the last
-        // msync's flush covers them (SPEC.md §5), else each its own msync.
+        }
+        // On Linux, every range but the last: written and waited for, without a flush where the
+        // last msync's flush covers them (SPEC.md §5), else each its own msync. One range never
+        // needs the file system's type.
         let method = match self.method {
             Some(method) => method,
-            None if first_ranges.is_empty() => BarrierMethod::MsyncPerRange,
+            None if merged.len() == 1 => BarrierMethod::MsyncPerRange,
             None => *self.method.insert(BarrierMethod::for_file(&self.file)),
         };
-        for range in first_ranges {
-            self.stats.bytes_synced += range.end - range.start;
-            match method {
-                #[cfg(target_os = "linux")]
-                BarrierMethod::WriteThenFlush => {
-                    self.stats.range_writes += 1;
-                    linux::write_range(&self.file, range)?;
-                }
-                BarrierMethod::MsyncPerRange => {
-                    self.stats.msync_calls += 1;
-                    map.flush_range(range.start as usize, (range.end - range.start) as usize)?;
-                }
-            }
-        }
-        self.stats.msync_calls += 1;
-        self.stats.bytes_synced += last.end - last.start;
-        map.flush_range(last.start as usize, (last.end - last.start) as usize)
+        self.stats.bytes_synced += merged.iter().map(|r| r.end - r.start).sum::<u64>();
+        let steps = barrier_steps(
+            Platform::CURRENT,
+            method == BarrierMethod::WriteThenFlush,
+            &merged,
+        );
+        self.run_steps(&steps)
     }
 
     fn reserve(&mut self, ranges: &[Range<u64>]) -> io::Result<()> {
@@ -947,10 +1361,10 @@ impl Storage for MmapStorage {
         let merged = self.chunks.unreserved(&coalesce(ranges), self.len_bytes);
         let total: u64 = merged.iter().map(|r| r.end - r.start).sum();
         // A request far beyond the free space fails before allocating anything: `fallocate`
-        // would fill the file system block by block before giving up.
-        #[cfg(target_os = "linux")]
+        // (or the fallback, a write per block) would fill the file system block by block before
+        // giving up.
         if total > LARGE_RESERVATION_BYTES
-            && let Some(available) = linux::available_bytes(&self.file)
+            && let Some(available) = self.available_bytes()
             && available < total
         {
             return Err(io::Error::new(
@@ -992,12 +1406,12 @@ impl Storage for MmapStorage {
         if let Some(log) = self.sync_log.as_mut() {
             log.push(vec![0..self.len_bytes]);
         }
-        if let Some(map) = self.map.as_ref() {
-            self.stats.msync_calls += 1;
-            self.stats.bytes_synced += self.len_bytes;
-            map.flush()?;
+        if self.map.is_none() {
+            return Ok(());
         }
-        Ok(())
+        self.stats.bytes_synced += self.len_bytes;
+        let steps = barrier_steps(Platform::CURRENT, false, &[0..self.len_bytes]);
+        self.run_steps(&steps)
     }
 }
 
@@ -1035,21 +1449,191 @@ mod tests {
         let stats = storage.stats();
         assert_eq!(stats.barriers, 1);
         assert_eq!(stats.bytes_synced, 4 * PAGE);
-        if storage.one_flush_barriers() {
-            assert_eq!((stats.msync_calls, stats.range_writes), (1, 2));
-        } else {
-            assert_eq!((stats.msync_calls, stats.range_writes), (3, 0));
-        }
-        // One range: one msync, never a range write.
+        let calls = |stats: &SyncStats| {
+            (
+                stats.msync_calls,
+                stats.range_writes,
+                stats.view_flushes,
+                stats.file_flushes,
+            )
+        };
+        let expected = match Platform::CURRENT {
+            Platform::Linux if storage.one_flush_barriers() => (1, 2, 0, 0),
+            Platform::Linux => (3, 0, 0, 0),
+            Platform::Windows => (0, 0, 3, 1),
+            Platform::Apple | Platform::OtherUnix => (3, 0, 0, 1),
+        };
+        assert_eq!(calls(&stats), expected);
+        assert!(storage.one_flush_barriers() || Platform::CURRENT == Platform::Linux);
+        // One range: one write of it, never a range write; off Linux one whole-file flush.
         storage.sync_ranges(&[2 * PAGE..3 * PAGE]).unwrap();
         let after = storage.stats();
-        assert_eq!(after.msync_calls - stats.msync_calls, 1);
-        assert_eq!(after.range_writes, stats.range_writes);
+        let expected_one = match Platform::CURRENT {
+            Platform::Linux => (1, 0, 0, 0),
+            Platform::Windows => (0, 0, 1, 1),
+            Platform::Apple | Platform::OtherUnix => (1, 0, 0, 1),
+        };
+        let (now, then) = (calls(&after), calls(&stats));
+        assert_eq!(
+            (
+                now.0 - then.0,
+                now.1 - then.1,
+                now.2 - then.2,
+                now.3 - then.3
+            ),
+            expected_one
+        );
+        assert_eq!(after.full_fsync_fallbacks, 0);
         storage.sync_all().unwrap();
         assert_eq!(storage.stats().bytes_synced, 5 * PAGE + 8 * PAGE);
+        // Closed first: Windows refuses other handles' reads of a locked file.
+        drop(storage);
         let on_disk = std::fs::read(dir.path().join("storage.bin")).unwrap();
         assert_eq!(on_disk[(6 * PAGE) as usize], 7);
         assert_eq!(on_disk[(3 * PAGE) as usize], 4);
+    }
+
+    /// The system calls of a barrier over three ranges, per platform: the sequence each OS needs
+    /// for a real flush (SPEC.md §5), checked on any build machine.
+    #[test]
+    fn every_platform_plans_its_own_flush() {
+        use BarrierStep::*;
+        let ranges = [0..PAGE, 3 * PAGE..4 * PAGE, 6 * PAGE..8 * PAGE];
+        let [a, b, c] = ranges.clone();
+        // Linux on ext4/xfs/btrfs/tmpfs: written without a flush, the last msync flushes.
+        assert_eq!(
+            barrier_steps(Platform::Linux, true, &ranges),
+            vec![
+                WriteRange(a.clone()),
+                WriteRange(b.clone()),
+                Msync(c.clone())
+            ]
+        );
+        // Linux elsewhere: each range its own msync (each its own flush).
+        assert_eq!(
+            barrier_steps(Platform::Linux, false, &ranges),
+            vec![Msync(a.clone()), Msync(b.clone()), Msync(c.clone())]
+        );
+        // macOS and iOS: msync writes the ranges, F_FULLFSYNC flushes the drive; the Linux
+        // file-system answer changes nothing.
+        for one_flush in [true, false] {
+            assert_eq!(
+                barrier_steps(Platform::Apple, one_flush, &ranges),
+                vec![
+                    Msync(a.clone()),
+                    Msync(b.clone()),
+                    Msync(c.clone()),
+                    FullFsync
+                ]
+            );
+            assert_eq!(
+                barrier_steps(Platform::Windows, one_flush, &ranges),
+                vec![
+                    FlushView(a.clone()),
+                    FlushView(b.clone()),
+                    FlushView(c.clone()),
+                    FlushFileBuffers
+                ]
+            );
+            assert_eq!(
+                barrier_steps(Platform::OtherUnix, one_flush, &ranges),
+                vec![Msync(a.clone()), Msync(b.clone()), Msync(c.clone()), Fsync]
+            );
+        }
+        // One range, and none.
+        assert_eq!(
+            barrier_steps(Platform::Linux, true, std::slice::from_ref(&a)),
+            vec![Msync(a.clone())]
+        );
+        assert_eq!(
+            barrier_steps(Platform::Apple, false, std::slice::from_ref(&a)),
+            vec![Msync(a.clone()), FullFsync]
+        );
+        for platform in [
+            Platform::Linux,
+            Platform::Apple,
+            Platform::Windows,
+            Platform::OtherUnix,
+        ] {
+            assert_eq!(barrier_steps(platform, true, &[]), vec![], "{platform:?}");
+        }
+    }
+
+    /// A created file is made durable before it is named: contents, length and allocation.
+    #[test]
+    fn every_platform_plans_a_durable_create() {
+        use BarrierStep::*;
+        let len = 2 * PAGE;
+        assert_eq!(create_steps(Platform::Linux, len), vec![Fsync]);
+        assert_eq!(
+            create_steps(Platform::Apple, len),
+            vec![Msync(0..len), FullFsync]
+        );
+        assert_eq!(
+            create_steps(Platform::Windows, len),
+            vec![FlushView(0..len), FlushFileBuffers]
+        );
+        assert_eq!(
+            create_steps(Platform::OtherUnix, len),
+            vec![Msync(0..len), Fsync]
+        );
+        // An empty file has no view to write, only its metadata.
+        assert_eq!(create_steps(Platform::Linux, 0), vec![Fsync]);
+        assert_eq!(create_steps(Platform::Apple, 0), vec![FullFsync]);
+        assert_eq!(create_steps(Platform::Windows, 0), vec![FlushFileBuffers]);
+        assert_eq!(create_steps(Platform::OtherUnix, 0), vec![Fsync]);
+    }
+
+    /// `F_FULLFSYNC` falls back to `fsync` only when the file system does not support it, never
+    /// on an I/O error (an `fsync` after a failed flush could report pages the flush dropped as
+    /// durable).
+    #[cfg(unix)]
+    #[test]
+    fn full_fsync_falls_back_only_when_refused() {
+        for code in [libc::ENOTSUP, libc::EOPNOTSUPP, libc::EINVAL, libc::ENOTTY] {
+            assert!(
+                full_fsync_refused(&io::Error::from_raw_os_error(code)),
+                "{code}"
+            );
+        }
+        for code in [libc::EIO, libc::ENOSPC, libc::EBADF, libc::EINTR] {
+            assert!(
+                !full_fsync_refused(&io::Error::from_raw_os_error(code)),
+                "{code}"
+            );
+        }
+        assert!(!full_fsync_refused(&io::Error::other("no errno")));
+    }
+
+    /// The publish step of a named create never replaces a file, and works on a temporary that
+    /// is open, locked and mapped (as the creator's is); on Windows it is a rename, so the
+    /// temporary's name is gone at once.
+    #[test]
+    #[cfg_attr(miri, ignore = "file system calls are not supported under Miri")]
+    fn publishing_never_replaces_and_works_on_an_open_mapped_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let temp = dir.path().join(".db.bin.mappedpages-create-1-2-3");
+        let path = dir.path().join("db.bin");
+        std::fs::write(&path, b"someone else's").unwrap();
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(&temp)
+            .unwrap();
+        lock_exclusive(&file, &temp).unwrap();
+        let mut storage = MmapStorage::from_locked_file(file, &temp).unwrap();
+        two_pages(&mut storage).unwrap();
+        let error = publish_name(&temp, &path).unwrap_err();
+        assert_eq!(error.kind(), io::ErrorKind::AlreadyExists, "{error}");
+        assert_eq!(std::fs::read(&path).unwrap(), b"someone else's");
+        assert!(temp.exists());
+        std::fs::remove_file(&path).unwrap();
+        publish_name(&temp, &path).unwrap();
+        assert_eq!(temp.exists(), cfg!(not(windows)));
+        storage.sync_all().unwrap();
+        drop(storage);
+        assert_eq!(std::fs::read(&path).unwrap()[0], 0x5A);
     }
 
     #[test]
@@ -1124,6 +1708,8 @@ mod tests {
             }
             None => eprintln!("SKIPPED: O_TMPFILE is not supported by the file system here"),
         }
+        #[cfg(not(target_os = "linux"))]
+        eprintln!("SKIPPED: O_TMPFILE is Linux-only; creates here use a named temporary");
         let _ = directory;
     }
 

@@ -50,8 +50,10 @@ pub trait Storage {
     }
 
     /// Extends the region to `new_len_bytes` (larger than the current length); new bytes read as
-    /// zero. On error the length and contents are unchanged. The new length becomes durable with
-    /// the next successful sync.
+    /// zero. On error the length and contents are unchanged; a storage that cannot reach its
+    /// bytes any more after the error returns a [`bytes`](Storage::bytes) shorter than
+    /// [`len_bytes`](Storage::len_bytes), and the pager poisons itself. The new length becomes
+    /// durable with the next successful sync.
     fn grow(&mut self, new_len_bytes: u64) -> io::Result<()>;
 
     /// The whole region.
