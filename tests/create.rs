@@ -10,6 +10,17 @@ use mappedpages::{MappedPageError, Pager};
 mod mount;
 
 /// Names in `dir` that look like create temporaries.
+/// The tests of this file run one at a time: two of them fork (`mount`, a child process), and a
+/// child forked while another test drops a pager holds a copy of its locked descriptor until it
+/// execs, so that test's reopen could see `Locked`.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
 fn leftovers(dir: &Path) -> Vec<String> {
     std::fs::read_dir(dir)
         .unwrap()
@@ -24,6 +35,7 @@ fn leftovers(dir: &Path) -> Vec<String> {
 /// either, and unlocked ones are cleaned up.
 #[test]
 fn stale_temporaries_do_not_block_create() {
+    let _serial = serial();
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("db.bin");
     let pid = std::process::id();
@@ -69,6 +81,7 @@ fn stale_temporaries_do_not_block_create() {
 /// nothing but the winner's file remains.
 #[test]
 fn racing_creates_have_one_winner_and_already_exists_for_every_loser() {
+    let _serial = serial();
     const THREADS: usize = 4;
     const ROUNDS: usize = 200;
     let dir = tempfile::tempdir().unwrap();
@@ -132,6 +145,7 @@ fn run_child(name: &str, arg: &Path) -> (std::process::ExitStatus, String) {
 #[cfg(target_os = "linux")]
 #[test]
 fn a_create_failing_on_the_file_size_limit_leaves_nothing() {
+    let _serial = serial();
     const NAME: &str = "a_create_failing_on_the_file_size_limit_leaves_nothing";
     if let Some(dir) = std::env::var_os("MAPPEDPAGES_CHILD") {
         let dir = Path::new(&dir);
@@ -194,6 +208,7 @@ fn a_create_failing_on_the_file_size_limit_leaves_nothing() {
 #[cfg(target_os = "linux")]
 #[test]
 fn a_create_dying_on_a_full_file_system_leaves_nothing() {
+    let _serial = serial();
     const NAME: &str = "a_create_dying_on_a_full_file_system_leaves_nothing";
     if let Some(dir) = std::env::var_os("MAPPEDPAGES_CHILD") {
         match Pager::<4096>::create(Path::new(&dir).join("db.bin")) {
