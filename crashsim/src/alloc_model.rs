@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 use mappedpages::{CommitMode, MappedPageError, PageId, Pager, SimStorage};
 
 use crate::subsets::splitmix64;
-use crate::{Allowed, Finding, Matched, Recorder, Scenario};
+use crate::{Allowed, Finding, Invariant, Matched, Recorder, Scenario};
 
 /// One operation of a workload. Frees name pages by their rank among the allocated ones, so a
 /// workload is a fixed sequence whatever ids the pager hands out.
@@ -105,7 +105,7 @@ fn apply<const P: usize>(
             for id in allocated {
                 if !next.insert(id.raw()) {
                     return Err(Finding::new(
-                        3,
+                        Invariant::Durable,
                         format!(
                             "{op:?} handed out page {}, which is already allocated",
                             id.raw()
@@ -219,7 +219,7 @@ impl<const P: usize> Scenario<P> for AllocScenario<P> {
             .find(|page| !recovered.contains(page))
         {
             return Err(Finding::new(
-                3,
+                Invariant::Durable,
                 format!(
                     "acknowledged page {lost} is free after recovery ({} allocated, {} acknowledged)",
                     recovered.len(),
@@ -228,7 +228,7 @@ impl<const P: usize> Scenario<P> for AllocScenario<P> {
             ));
         }
         Err(Finding::new(
-            2,
+            Invariant::Atomic,
             format!(
                 "recovered {} allocated pages: neither the acknowledged state ({}) nor the one in flight ({:?})",
                 recovered.len(),

@@ -41,7 +41,7 @@ use mappedpages::{CommitMode, MappedPageError, PageId, Pager, SharedPager, SimSt
 
 use crate::alloc_model::{MixShape, Op, mixed_ops};
 use crate::subsets::splitmix64;
-use crate::{Allowed, Finding, Matched, Recorder, Scenario};
+use crate::{Allowed, Finding, Invariant, Matched, Recorder, Scenario};
 
 /// Operations per thread in the continuation of a chain (crash → recover → more operations).
 const RESUME_OPS_PER_THREAD: usize = 2;
@@ -176,7 +176,7 @@ impl History {
         }
         if must > may {
             return Err(Finding::new(
-                3,
+                Invariant::Durable,
                 format!(
                     "page {page}: {} is acknowledged by commit {g}, but the earlier {} on the same page cannot be in it yet",
                     self.records[live[must - 1]].describe(),
@@ -223,7 +223,7 @@ impl History {
                         format!("allocated by {}", self.records[op].describe())
                     });
                     return Err(Finding::new(
-                        3,
+                        Invariant::Durable,
                         format!(
                             "acknowledged allocation lost: page {page} ({cause}) is free {state}"
                         ),
@@ -231,7 +231,7 @@ impl History {
                 }
                 Expected::Free(Some(op)) if is_allocated && !unknown => {
                     return Err(Finding::new(
-                        3,
+                        Invariant::Durable,
                         format!(
                             "acknowledged free undone: page {page} (freed by {}) is allocated {state}",
                             self.records[op].describe()
@@ -246,7 +246,7 @@ impl History {
                         .find(|record| record.window != Window::Never)
                         .map_or("no operation".to_string(), OpRecord::describe);
                     return Err(Finding::new(
-                        2,
+                        Invariant::Atomic,
                         format!(
                             "page {page} is allocated {state}, but its first allocation cannot be in those commits: {first}"
                         ),
@@ -258,7 +258,7 @@ impl History {
         if !unknown && let Some(page) = allocated.iter().find(|page| !self.pages.contains_key(page))
         {
             return Err(Finding::new(
-                2,
+                Invariant::Atomic,
                 format!(
                     "page {page} is allocated {state}, but no operation of the run allocated it"
                 ),
@@ -366,8 +366,12 @@ impl<const P: usize> ConcurrentScenario<P> {
                 },
             );
         }
-        let placeholder = Pager::<P, SimStorage>::create_in(SimStorage::new())
-            .map_err(|e| Finding::new(1, format!("create_in of a placeholder failed: {e}")))?;
+        let placeholder = Pager::<P, SimStorage>::create_in(SimStorage::new()).map_err(|e| {
+            Finding::new(
+                Invariant::Opens,
+                format!("create_in of a placeholder failed: {e}"),
+            )
+        })?;
         let shared = SharedPager::new(std::mem::replace(pager, placeholder));
         let log = Mutex::new(history);
         // Every thread starts at once (spawning takes longer than a few commits of SimStorage).
@@ -395,7 +399,7 @@ impl<const P: usize> ConcurrentScenario<P> {
                             .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
                             .unwrap_or_else(|| "non-string panic".to_string());
                         Err(Finding::new(
-                            9,
+                            Invariant::MalformedInput,
                             format!("panic in a worker thread: {message}"),
                         ))
                     })
@@ -403,9 +407,12 @@ impl<const P: usize> ConcurrentScenario<P> {
                 .collect()
         });
         let commits = shared.stats().commits;
-        *pager = shared
-            .into_inner()
-            .map_err(|_| Finding::new(9, "a SharedPager handle outlived its threads"))?;
+        *pager = shared.into_inner().map_err(|_| {
+            Finding::new(
+                Invariant::MalformedInput,
+                "a SharedPager handle outlived its threads",
+            )
+        })?;
         results.into_iter().collect::<Result<(), Finding>>()?;
         let history = log.into_inner().unwrap_or_else(PoisonError::into_inner);
         // The harness's assumption: each group commit is one protocol round of `s` syncs, and
@@ -424,7 +431,7 @@ impl<const P: usize> ConcurrentScenario<P> {
         };
         if !fits {
             return Err(Finding::new(
-                12,
+                Invariant::BoundedCommitCost,
                 format!(
                     "{commits} group commits made {syncs} syncs, not {per_commit} each{}: the workload cannot tell which sync made which commit durable",
                     if pager.is_poisoned() {
@@ -507,7 +514,7 @@ fn worker<const P: usize>(
                     .find(|&&page| !pager.is_allocated(PageId::<P>::from_raw(page)))
             {
                 return Err(Finding::new(
-                    3,
+                    Invariant::Durable,
                     format!("thread {thread} owns page {page}, but the pager says it is free"),
                 ));
             }
@@ -558,7 +565,7 @@ fn worker<const P: usize>(
                             let history = log.pages.entry(page).or_default();
                             if let Some(owner) = history.owner {
                                 return Err(Finding::new(
-                                    3,
+                                    Invariant::Durable,
                                     format!(
                                         "thread {thread}'s {op:?} was handed page {page}, which thread {owner} owns"
                                     ),
@@ -633,7 +640,7 @@ fn worker<const P: usize>(
                     }
                     Err(error) => {
                         return Err(Finding::new(
-                            3,
+                            Invariant::Durable,
                             format!(
                                 "thread {thread}'s {op:?} of its own pages {pages:?} failed: {error}"
                             ),
@@ -704,7 +711,7 @@ impl<const P: usize> Scenario<P> for ConcurrentScenario<P> {
         let generation = pager.generation();
         let Some(g) = generation.checked_sub(model.gen0) else {
             return Err(Finding::new(
-                3,
+                Invariant::Durable,
                 format!(
                     "recovered generation {generation} is older than the run's start ({})",
                     model.gen0
@@ -717,14 +724,14 @@ impl<const P: usize> Scenario<P> for ConcurrentScenario<P> {
             Matched::InFlight
         } else if g < durable {
             return Err(Finding::new(
-                3,
+                Invariant::Durable,
                 format!(
                     "recovered commit {g} of the run, but {durable} were durable before the crash"
                 ),
             ));
         } else {
             return Err(Finding::new(
-                2,
+                Invariant::Atomic,
                 format!(
                     "recovered commit {g} of the run, but {durable} were durable before the crash and {} in flight",
                     if allowed.in_flight.is_some() {
@@ -820,7 +827,7 @@ mod tests {
             },
         );
         let finding = history.expected(5, &history.pages[&5], 3).unwrap_err();
-        assert_eq!(finding.invariant, 3);
+        assert_eq!(finding.invariant, Invariant::Durable);
     }
 
     #[test]

@@ -17,7 +17,7 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::subsets::{splitmix64, subsets};
-use crate::{Allowed, Finding, Matched, Recorder, Scenario};
+use crate::{Allowed, Finding, Invariant, Matched, Recorder, Scenario};
 
 /// Which kinds of crash states to explore.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -427,7 +427,7 @@ impl<'a, const P: usize, W: Scenario<P>> Explorer<'a, P, W> {
         storage: SimStorage,
     ) -> Result<(Pager<P, SimStorage>, Recorder<W::Model>), Finding> {
         let mut pager = Pager::<P, SimStorage>::create_in(storage)
-            .map_err(|e| Finding::new(1, format!("create_in failed: {e}")))?;
+            .map_err(|e| Finding::new(Invariant::Opens, format!("create_in failed: {e}")))?;
         pager.set_commit_mode(self.scenario.commit_mode());
         let mut rec = Recorder::new();
         rec.ack(&pager, self.scenario.initial_model());
@@ -576,13 +576,13 @@ impl<'a, const P: usize, W: Scenario<P>> Explorer<'a, P, W> {
                     });
                     match pages {
                         Err(error) => Err(Finding::new(
-                            6,
+                            Invariant::Restartable,
                             format!(
                                 "recovery interrupted at its sync {index} leaves an image that does not open: {error}"
                             ),
                         )),
                         Ok(pages) if pages != reference => Err(Finding::new(
-                            6,
+                            Invariant::Restartable,
                             format!(
                                 "recovery interrupted at its sync {index} and rerun finds {} allocated pages, the first recovery {}",
                                 pages.len(),
@@ -796,7 +796,10 @@ impl<'a, const P: usize, W: Scenario<P>> Explorer<'a, P, W> {
                 // storage, including the repairs of the root's recovery: rebase them below.
                 let base_syncs = storage.sync_count();
                 let mut pager = Pager::<P, SimStorage>::open_in(storage).map_err(|e| {
-                    Finding::new(6, format!("second open after recovery fails: {e}"))
+                    Finding::new(
+                        Invariant::Restartable,
+                        format!("second open after recovery fails: {e}"),
+                    )
                 })?;
                 pager.set_commit_mode(self.scenario.commit_mode());
                 let mut rec = Recorder::new();
@@ -958,7 +961,12 @@ impl<'a, const P: usize, W: Scenario<P>> Explorer<'a, P, W> {
                         }
                         open_and_judge(self.scenario, image, Some(&last_ack.1), in_flight)
                             .map(|_| ())
-                            .map_err(|f| Finding::new(7, format!("after failed sync {sync}: {f}")))
+                            .map_err(|f| {
+                                Finding::new(
+                                    Invariant::Failures,
+                                    format!("after failed sync {sync}: {f}"),
+                                )
+                            })
                     });
                     if let Err(finding) = result {
                         self.report(order, case, finding);
@@ -981,11 +989,11 @@ impl<'a, const P: usize, W: Scenario<P>> Explorer<'a, P, W> {
                 return match Pager::<P, SimStorage>::create_in(storage) {
                     Err(MappedPageError::Io { .. }) => Ok(()),
                     Err(other) => Err(Finding::new(
-                        7,
+                        Invariant::Failures,
                         format!("failed create growth gave {other}"),
                     )),
                     Ok(_) => Err(Finding::new(
-                        7,
+                        Invariant::Failures,
                         "create succeeded although its growth failed",
                     )),
                 };
@@ -999,7 +1007,12 @@ impl<'a, const P: usize, W: Scenario<P>> Explorer<'a, P, W> {
                 None,
             )
             .map(|_| ())
-            .map_err(|f| Finding::new(7, format!("after failed growth {growth}: {f}")))
+            .map_err(|f| {
+                Finding::new(
+                    Invariant::Failures,
+                    format!("after failed growth {growth}: {f}"),
+                )
+            })
         });
         if let Err(finding) = result {
             self.report(order, case, finding);
@@ -1138,9 +1151,10 @@ fn judge_damaged<const P: usize, W: Scenario<P>>(
     rolled_back: Option<&W::Model>,
 ) -> Result<(), Finding> {
     match opened {
-        Err(error) if redundant => {
-            Err(Finding::new(13, format!("the file does not open: {error}")))
-        }
+        Err(error) if redundant => Err(Finding::new(
+            Invariant::RedundantDirectory,
+            format!("the file does not open: {error}"),
+        )),
         Err(_) => Ok(()),
         Ok(pager) => {
             check_well_formed(pager)?;
@@ -1182,9 +1196,15 @@ fn damage_finding(damage: &MediaDamage, finding: Finding, when: &str) -> Finding
         format!("page {page} with a bit of byte {offset} flipped")
     };
     if redundant {
-        Finding::new(13, format!("{when}{what}: {finding}"))
+        Finding::new(
+            Invariant::RedundantDirectory,
+            format!("{when}{what}: {finding}"),
+        )
     } else {
-        Finding::new(8, format!("{when}corrupt {what} accepted: {finding}"))
+        Finding::new(
+            Invariant::MediaCorruption,
+            format!("{when}corrupt {what} accepted: {finding}"),
+        )
     }
 }
 
@@ -1208,7 +1228,10 @@ fn guarded<T>(f: impl FnOnce() -> Result<T, Finding>) -> Result<T, Finding> {
                 .cloned()
                 .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
                 .unwrap_or_else(|| "non-string panic".to_string());
-            Err(Finding::new(9, format!("panic: {message}")))
+            Err(Finding::new(
+                Invariant::MalformedInput,
+                format!("panic: {message}"),
+            ))
         }
     }
 }
@@ -1242,7 +1265,7 @@ fn judge_matched<const P: usize, W: Scenario<P>>(
         }
         Err(error) => {
             return Err(Finding::new(
-                1,
+                Invariant::Opens,
                 format!("crash image does not open: {error}"),
             ));
         }
@@ -1255,7 +1278,7 @@ fn judge_matched<const P: usize, W: Scenario<P>>(
         // Not from a `Recorder` (whose first acknowledgement is the created file's model).
         (None, None) => {
             return Err(Finding::new(
-                2,
+                Invariant::Atomic,
                 "the image opens, but no state is allowed (nothing acknowledged or in flight)",
             ));
         }
@@ -1273,7 +1296,7 @@ fn judge_matched<const P: usize, W: Scenario<P>>(
             .map(|m| Some((m.clone(), matched)))
             .ok_or_else(|| {
                 Finding::new(
-                    2,
+                    Invariant::Atomic,
                     "Scenario::check matched the in-flight model, but none was in flight",
                 )
             }),
@@ -1431,7 +1454,7 @@ fn check_well_formed<const P: usize>(pager: &Pager<P, SimStorage>) -> Result<(),
     for id in pager.iter_allocated_pages() {
         if geometry.is_internal(id.raw()) || id.raw() >= pager.page_count() {
             return Err(Finding::new(
-                5,
+                Invariant::WellFormed,
                 format!("page {} listed as allocated", id.raw()),
             ));
         }
@@ -1439,7 +1462,7 @@ fn check_well_formed<const P: usize>(pager: &Pager<P, SimStorage>) -> Result<(),
     }
     if count != pager.allocated_page_count() {
         return Err(Finding::new(
-            5,
+            Invariant::WellFormed,
             format!(
                 "{count} pages listed, {} counted",
                 pager.allocated_page_count()
@@ -1447,7 +1470,10 @@ fn check_well_formed<const P: usize>(pager: &Pager<P, SimStorage>) -> Result<(),
         ));
     }
     if pager.storage().len_bytes() < pager.page_count() * P as u64 {
-        return Err(Finding::new(5, "file shorter than its page count"));
+        return Err(Finding::new(
+            Invariant::WellFormed,
+            "file shorter than its page count",
+        ));
     }
     Ok(())
 }
