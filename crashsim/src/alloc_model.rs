@@ -5,6 +5,7 @@ use std::collections::BTreeSet;
 
 use mappedpages::{CommitMode, MappedPageError, PageId, Pager, SimStorage};
 
+use crate::identity::{Identity, scenario_identity};
 use crate::subsets::splitmix64;
 use crate::{Allowed, Finding, Invariant, Matched, Recorder, Scenario};
 
@@ -35,28 +36,23 @@ pub type AllocModel = BTreeSet<u64>;
 /// A named sequence of [`Op`]s over a `Pager<P, SimStorage>`.
 #[derive(Clone, Debug)]
 pub struct AllocScenario<const P: usize> {
-    name: String,
-    seed: u64,
+    identity: Identity,
     ops: Vec<Op>,
-    commit_mode: CommitMode,
 }
 
 impl<const P: usize> AllocScenario<P> {
     /// A scenario running `ops`.
     pub fn new(name: impl Into<String>, seed: u64, ops: Vec<Op>) -> Self {
         AllocScenario {
-            name: name.into(),
-            seed,
+            identity: Identity::new(name, seed),
             ops,
-            commit_mode: CommitMode::Flip,
         }
     }
 
     /// The same workload committing in `mode`; a mode other than `Flip` appends
     /// [`crate::commit_mode_suffix`] to the name.
     pub fn with_commit_mode(mut self, mode: CommitMode) -> Self {
-        self.name.push_str(crate::commit_mode_suffix(mode));
-        self.commit_mode = mode;
+        self.identity.set_commit_mode(mode);
         self
     }
 
@@ -146,17 +142,7 @@ fn run_ops<const P: usize>(
 impl<const P: usize> Scenario<P> for AllocScenario<P> {
     type Model = AllocModel;
 
-    fn name(&self) -> String {
-        self.name.clone()
-    }
-
-    fn seed(&self) -> u64 {
-        self.seed
-    }
-
-    fn commit_mode(&self) -> CommitMode {
-        self.commit_mode
-    }
+    scenario_identity!();
 
     fn initial_model(&self) -> AllocModel {
         AllocModel::new()

@@ -40,6 +40,7 @@ use std::sync::{Arc, Barrier, Mutex, PoisonError};
 use mappedpages::{CommitMode, MappedPageError, PageId, Pager, SharedPager, SimStorage};
 
 use crate::alloc_model::{MixShape, Op, mixed_ops};
+use crate::identity::{Identity, scenario_identity};
 use crate::subsets::splitmix64;
 use crate::{Allowed, Finding, Invariant, Matched, Recorder, Scenario};
 
@@ -305,11 +306,9 @@ impl fmt::Debug for ConcurrentModel {
 /// `threads` threads running seeded operation lists at once on one `SharedPager`.
 #[derive(Clone, Debug)]
 pub struct ConcurrentScenario<const P: usize> {
-    name: String,
-    seed: u64,
+    identity: Identity,
     threads: usize,
     ops_per_thread: usize,
-    commit_mode: CommitMode,
 }
 
 impl<const P: usize> ConcurrentScenario<P> {
@@ -317,25 +316,23 @@ impl<const P: usize> ConcurrentScenario<P> {
     /// seed (derived from `seed`).
     pub fn new(name: impl Into<String>, seed: u64, threads: usize, ops_per_thread: usize) -> Self {
         ConcurrentScenario {
-            name: name.into(),
-            seed,
+            identity: Identity::new(name, seed),
             threads: threads.max(1),
             ops_per_thread,
-            commit_mode: CommitMode::Flip,
         }
     }
 
     /// The same workload committing in `mode`; a mode other than `Flip` appends
     /// [`crate::commit_mode_suffix`] to the name.
     pub fn with_commit_mode(mut self, mode: CommitMode) -> Self {
-        self.name.push_str(crate::commit_mode_suffix(mode));
-        self.commit_mode = mode;
+        self.identity.set_commit_mode(mode);
         self
     }
 
     /// Thread `thread`'s operations (`count` of them, from the scenario's seed and `salt`).
     fn ops(&self, thread: usize, salt: u64, count: usize) -> Vec<Op> {
-        let mut state = self.seed ^ salt ^ (thread as u64).wrapping_mul(0xA24B_AED4_963E_E407);
+        let mut state =
+            self.identity.seed() ^ salt ^ (thread as u64).wrapping_mul(0xA24B_AED4_963E_E407);
         thread_ops(splitmix64(&mut state), count)
     }
 
@@ -418,7 +415,7 @@ impl<const P: usize> ConcurrentScenario<P> {
         // The harness's assumption: each group commit is one protocol round of `s` syncs, and
         // nothing else syncs (a growth is made durable by the commit's first barrier); a failed
         // commit stops after its failing sync.
-        let per_commit = match self.commit_mode {
+        let per_commit = match self.identity.commit_mode() {
             CommitMode::SingleSync => 1,
             _ => 2,
         };
@@ -656,17 +653,7 @@ fn worker<const P: usize>(
 impl<const P: usize> Scenario<P> for ConcurrentScenario<P> {
     type Model = ConcurrentModel;
 
-    fn name(&self) -> String {
-        self.name.clone()
-    }
-
-    fn seed(&self) -> u64 {
-        self.seed
-    }
-
-    fn commit_mode(&self) -> CommitMode {
-        self.commit_mode
-    }
+    scenario_identity!();
 
     /// The created file: nothing allocated, no commit after the create's.
     fn initial_model(&self) -> ConcurrentModel {

@@ -92,6 +92,7 @@
 pub mod alloc_model;
 pub mod concurrent_model;
 mod explore;
+mod identity;
 mod invariant;
 pub mod protected_model;
 pub mod subsets;

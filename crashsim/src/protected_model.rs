@@ -19,6 +19,7 @@ use mappedpages::{
     CommitMode, MappedPageError, PageId, Pager, ProtectedPageId, ProtectedPageWriter, SimStorage,
 };
 
+use crate::identity::{Identity, scenario_identity};
 use crate::subsets::splitmix64;
 use crate::{Allowed, Finding, Invariant, Matched, Recorder, Scenario};
 
@@ -126,28 +127,23 @@ impl fmt::Debug for ProtectedModel {
 /// A named sequence of [`ProtectedOp`]s over a `Pager<P, SimStorage>`.
 #[derive(Clone, Debug)]
 pub struct ProtectedScenario<const P: usize> {
-    name: String,
-    seed: u64,
+    identity: Identity,
     ops: Vec<ProtectedOp>,
-    commit_mode: CommitMode,
 }
 
 impl<const P: usize> ProtectedScenario<P> {
     /// A scenario running `ops`.
     pub fn new(name: impl Into<String>, seed: u64, ops: Vec<ProtectedOp>) -> Self {
         ProtectedScenario {
-            name: name.into(),
-            seed,
+            identity: Identity::new(name, seed),
             ops,
-            commit_mode: CommitMode::Flip,
         }
     }
 
     /// The same workload committing in `mode`; a mode other than `Flip` appends
     /// [`crate::commit_mode_suffix`] to the name.
     pub fn with_commit_mode(mut self, mode: CommitMode) -> Self {
-        self.name.push_str(crate::commit_mode_suffix(mode));
-        self.commit_mode = mode;
+        self.identity.set_commit_mode(mode);
         self
     }
 
@@ -531,17 +527,7 @@ impl Observed<'_> {
 impl<const P: usize> Scenario<P> for ProtectedScenario<P> {
     type Model = ProtectedModel;
 
-    fn name(&self) -> String {
-        self.name.clone()
-    }
-
-    fn seed(&self) -> u64 {
-        self.seed
-    }
-
-    fn commit_mode(&self) -> CommitMode {
-        self.commit_mode
-    }
+    scenario_identity!();
 
     fn initial_model(&self) -> ProtectedModel {
         ProtectedModel::default()

@@ -134,6 +134,21 @@ pub enum Case {
     },
 }
 
+impl Case {
+    /// The fields of a [`Case::Crash`]: (sync, sector, length, kept); `None` for another kind.
+    pub(super) fn as_crash(&self) -> Option<(&u64, &u64, &Length, &Vec<u64>)> {
+        match self {
+            Case::Crash {
+                sync,
+                sector,
+                length,
+                kept,
+            } => Some((sync, sector, length, kept)),
+            _ => None,
+        }
+    }
+}
+
 /// Everything needed to rerun one crash state: `crashsim --replay '<json>'`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Reproducer {

@@ -79,13 +79,7 @@ impl<const P: usize, W: Scenario<P>> Explorer<'_, P, W> {
         recovered: &W::Model,
         damages: &[(MediaDamage, usize, Vec<u8>)],
     ) {
-        let Case::Crash {
-            sync,
-            sector,
-            length,
-            kept,
-        } = case
-        else {
+        let Some((sync, sector, length, kept)) = case.as_crash() else {
             return;
         };
         let mut layered: Vec<(usize, &[u8])> = patches.to_vec();

@@ -213,9 +213,7 @@ enum Unit {
     Media(u64),
 }
 
-fn run_units<const P: usize, W: Scenario<P>>(
-    explorer: &Explorer<'_, P, W>,
-) -> (u64, bool) {
+fn run_units<const P: usize, W: Scenario<P>>(explorer: &Explorer<'_, P, W>) -> (u64, bool) {
     let mut storage = SimStorage::new();
     storage.record_sync_snapshots();
     let clean = guarded(|| explorer.clean_run(storage));

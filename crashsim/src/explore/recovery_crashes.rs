@@ -23,13 +23,7 @@ impl<const P: usize, W: Scenario<P>> Explorer<'_, P, W> {
         reference: &[u64],
         case: &Case,
     ) {
-        let Case::Crash {
-            sync,
-            sector,
-            length,
-            kept,
-        } = case
-        else {
+        let Some((sync, sector, length, kept)) = case.as_crash() else {
             return;
         };
         // Recovery wrote `repairs` (its syncs in order, with the bytes each left). A crash before
