@@ -159,7 +159,10 @@ pub struct Recorder<M> {
 }
 
 impl<M: Clone> Recorder<M> {
-    fn new() -> Recorder<M> {
+    /// An empty recorder, for running a [`Scenario`] outside the explorer (the explorer makes
+    /// its own).
+    #[allow(clippy::new_without_default)]
+    pub fn new() -> Recorder<M> {
         Recorder {
             acks: Vec::new(),
             finding: None,
