@@ -390,15 +390,7 @@ impl<const P: usize> ConcurrentScenario<P> {
                 .into_iter()
                 .map(|worker| {
                     worker.join().unwrap_or_else(|panic| {
-                        let message = panic
-                            .downcast_ref::<String>()
-                            .cloned()
-                            .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
-                            .unwrap_or_else(|| "non-string panic".to_string());
-                        Err(Finding::new(
-                            Invariant::MalformedInput,
-                            format!("panic in a worker thread: {message}"),
-                        ))
+                        Err(crate::panic_finding(panic, "panic in a worker thread"))
                     })
                 })
                 .collect()

@@ -326,6 +326,17 @@ pub trait Scenario<const P: usize>: Sync {
     ) -> Result<Matched, Finding>;
 }
 
+/// An INV-9 finding for a caught panic (`panic`, as `catch_unwind` or a thread's `join` gives
+/// it): `{what}: {the panic's message}`.
+pub(crate) fn panic_finding(panic: Box<dyn std::any::Any + Send>, what: &str) -> Finding {
+    let message = panic
+        .downcast_ref::<String>()
+        .cloned()
+        .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+        .unwrap_or_else(|| "non-string panic".to_string());
+    Finding::new(Invariant::MalformedInput, format!("{what}: {message}"))
+}
+
 /// The suffix a workload's name gets in `mode` (`""` for [`CommitMode::Flip`]).
 pub fn commit_mode_suffix(mode: CommitMode) -> &'static str {
     match mode {

@@ -51,17 +51,7 @@ pub fn check_image<const P: usize, W: Scenario<P>>(
 pub(super) fn guarded<T>(f: impl FnOnce() -> Result<T, Finding>) -> Result<T, Finding> {
     match catch_unwind(AssertUnwindSafe(f)) {
         Ok(result) => result,
-        Err(panic) => {
-            let message = panic
-                .downcast_ref::<String>()
-                .cloned()
-                .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
-                .unwrap_or_else(|| "non-string panic".to_string());
-            Err(Finding::new(
-                Invariant::MalformedInput,
-                format!("panic: {message}"),
-            ))
-        }
+        Err(panic) => Err(crate::panic_finding(panic, "panic")),
     }
 }
 
