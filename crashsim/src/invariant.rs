@@ -94,7 +94,8 @@ impl Invariant {
 
 impl fmt::Display for Invariant {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "INV-{}", self.number())
+        // `pad`, so that a width (`{:<7}`, as the mutant table uses) applies.
+        f.pad(&format!("INV-{}", self.number()))
     }
 }
 
@@ -122,6 +123,10 @@ mod tests {
             assert_eq!(usize::from(invariant.number()), index + 1);
             assert_eq!(Invariant::from_number(invariant.number()), Some(invariant));
             assert_eq!(invariant.to_string(), format!("INV-{}", index + 1));
+            assert_eq!(
+                format!("{invariant:<7}|"),
+                format!("{:<7}|", invariant.to_string())
+            );
         }
         assert_eq!(Invariant::from_number(0), None);
         assert_eq!(Invariant::from_number(15), None);
