@@ -272,7 +272,7 @@ fn protected_difference<const P: usize>(
     })
 }
 
-/// A workload plus the checks of its model, explored by [`explore`].
+/// A workload plus the checks of its model, explored by [`explore`](fn@explore).
 pub trait Scenario<const P: usize>: Sync {
     /// What the workload has been promised (for example the set of allocated pages).
     type Model: Clone + Send + Sync + fmt::Debug;

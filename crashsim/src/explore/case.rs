@@ -27,7 +27,7 @@ impl From<Length> for CrashLength {
     }
 }
 
-/// How a failed sync treats its dirty sectors (serializable form of [`FailedSyncKeeps`]).
+/// How a failed sync treats its dirty sectors (serializable form of [`FailedSyncKeeps`](mappedpages::FailedSyncKeeps)).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Keeps {
@@ -39,7 +39,7 @@ pub enum Keeps {
     Seeded,
 }
 
-/// One crash state, precisely enough to rerun it alone with [`replay`].
+/// One crash state, precisely enough to rerun it alone with [`replay`](crate::replay).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "kebab-case")]
 pub enum Case {
@@ -201,7 +201,7 @@ pub struct Outcome {
     pub truncated: bool,
 }
 
-/// [`replay`] found no state of the workload matching the case.
+/// [`replay`](crate::replay) found no state of the workload matching the case.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct NotEvaluated {
     /// Workload name.

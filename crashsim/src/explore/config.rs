@@ -48,7 +48,7 @@ impl Phases {
         }
     }
 
-    /// No phase: [`explore`] only runs the workload once (the checks its run makes still
+    /// No phase: [`explore`](fn@crate::explore) only runs the workload once (the checks its run makes still
     /// report). Turn single phases on from here.
     pub fn none() -> Phases {
         Phases {

@@ -9,7 +9,7 @@ use mappedpages::{MappedPageError, Pager, SimStorage, Storage};
 use crate::{Allowed, Finding, Invariant, Matched, Scenario};
 
 /// The models allowed at a crash just before sync `sync`, given a run's acknowledgements
-/// ([`Recorder::acks`]: sync count at the time, model): the last one acknowledged at or before
+/// ([`Recorder::acks`](crate::Recorder::acks): sync count at the time, model): the last one acknowledged at or before
 /// that sync (`None` before the create completed, when "no file" is also allowed) and the one
 /// acknowledged next, in flight at the crash (`None` after the last).
 pub fn allowed_at<M>(acks: &[(u64, M)], sync: u64) -> (Option<&M>, Option<&M>) {
@@ -31,7 +31,7 @@ pub fn allowed_at<M>(acks: &[(u64, M)], sync: u64) -> (Option<&M>, Option<&M>) {
 /// `in_flight` is the created file's model). Returns the model the recovered state matched, or
 /// `None` if the image holds no file (allowed only before the create completed).
 ///
-/// For a crash state of a workload's own run, [`replay`] of its [`Case`] gives the same verdict
+/// For a crash state of a workload's own run, [`replay`](crate::replay) of its [`Case`](crate::Case) gives the same verdict
 /// (and for a `RecoveryCrash`, a `Chain`, a failure or media damage, the checks that go with
 /// them); `check_image` judges an image from anywhere (a fuzzer's crash, a file from the field)
 /// without rerunning the workload.

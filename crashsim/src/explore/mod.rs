@@ -14,7 +14,7 @@
 //! | `crash_media` | [`crash_media`] |
 //!
 //! Shared by the phases: [`judge`] (open an image and judge it: the public [`check_image`] and
-//! [`allowed_at`]), [`bench`] (a reusable crash image and its patches), [`case`] (the public
+//! [`allowed_at`]), [`bench`](mod@bench) (a reusable crash image and its patches), [`case`] (the public
 //! names of a crash state and of what was found), [`config`] (what to explore). This file holds
 //! the [`Explorer`] (budget, reports, the clean run), the order the phases run in
 //! ([`run_units`]), and the public entry points [`explore`] and [`replay`].
