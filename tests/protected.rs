@@ -6,6 +6,26 @@
 //! sector, at 512 and 4096-byte sectors) must open, hold the regular and protected state before
 //! or after the operation in flight, with every protected page reading byte for byte as one of
 //! those two states, and no protected-page page visible as a regular page.
+//!
+//! # A deliberate independent cross-check of crashsim
+//!
+//! crashsim is the crash harness: its `protected`, `protected-4k` and `pmix-*` workloads
+//! (`crashsim::protected_model`) explore far more crash states of protected pages, judged by
+//! `crashsim::check_image`, in the `.ci/run` gate. The crash loops here
+//! (`crash_at_every_sync_of_protected_workloads_recovers_an_allowed_state`,
+//! `failed_sync_at_every_point_of_protected_workloads`) are kept on purpose, with their own small
+//! model (`Model`, `Op`, `run_op`, `observe`) and judge (`check_image`), written without
+//! crashsim's code:
+//! - a second judge, so that a bug in crashsim's judge (or in its protected model) does not hide
+//!   the same protocol bug in both;
+//! - a workload crashsim's protected model does not express: `Op::Reopen` between operations
+//!   (later commits start from a recovered directory; a failed sync there is one of recovery's
+//!   own writes, which `run_op` handles);
+//! - the same model serves the file-backed tests below (`MmapStorage` repairs, single-page
+//!   corruption of a real file), which crashsim, on `SimStorage` only, cannot run.
+//!
+//! Keep them small: a new crash or failure check belongs in crashsim (a phase, or a check of
+//! `ProtectedScenario`), not here.
 
 mod common;
 use common::crash_images;
@@ -267,8 +287,9 @@ fn record_run(mode: CommitMode) -> (SimPager, Vec<Step>, u64) {
     (pager, steps, create_syncs)
 }
 
-/// Opens `image`: it must hold one of `allowed`, well-formed (INV-1, INV-2, INV-4, INV-5), and
-/// keep working afterwards. Returns the recovered model.
+/// The cross-check's judge (deliberately independent of `crashsim::check_image`, see the module
+/// docs). Opens `image`: it must hold one of `allowed`, well-formed (INV-1, INV-2, INV-4, INV-5),
+/// and keep working afterwards. Returns the recovered model.
 fn check_image(image: Vec<u8>, allowed: &[&Model], context: &str) -> Model {
     let mut pager = SimPager::open_in(SimStorage::from_image(image))
         .unwrap_or_else(|e| panic!("INV-1: {context}: crash image does not open: {e}"));

@@ -5,8 +5,9 @@ use std::collections::BTreeSet;
 
 use mappedpages::{CommitMode, MappedPageError, PageId, Pager, SimStorage};
 
+use crate::identity::{Identity, scenario_identity};
 use crate::subsets::splitmix64;
-use crate::{Allowed, Finding, Matched, Recorder, Scenario};
+use crate::{Allowed, Finding, Invariant, Matched, Recorder, Scenario};
 
 /// One operation of a workload. Frees name pages by their rank among the allocated ones, so a
 /// workload is a fixed sequence whatever ids the pager hands out.
@@ -35,28 +36,23 @@ pub type AllocModel = BTreeSet<u64>;
 /// A named sequence of [`Op`]s over a `Pager<P, SimStorage>`.
 #[derive(Clone, Debug)]
 pub struct AllocScenario<const P: usize> {
-    name: String,
-    seed: u64,
+    identity: Identity,
     ops: Vec<Op>,
-    commit_mode: CommitMode,
 }
 
 impl<const P: usize> AllocScenario<P> {
     /// A scenario running `ops`.
     pub fn new(name: impl Into<String>, seed: u64, ops: Vec<Op>) -> Self {
         AllocScenario {
-            name: name.into(),
-            seed,
+            identity: Identity::new(name, seed),
             ops,
-            commit_mode: CommitMode::Flip,
         }
     }
 
     /// The same workload committing in `mode`; a mode other than `Flip` appends
     /// [`crate::commit_mode_suffix`] to the name.
     pub fn with_commit_mode(mut self, mode: CommitMode) -> Self {
-        self.name.push_str(crate::commit_mode_suffix(mode));
-        self.commit_mode = mode;
+        self.identity.set_commit_mode(mode);
         self
     }
 
@@ -105,7 +101,7 @@ fn apply<const P: usize>(
             for id in allocated {
                 if !next.insert(id.raw()) {
                     return Err(Finding::new(
-                        3,
+                        Invariant::Durable,
                         format!(
                             "{op:?} handed out page {}, which is already allocated",
                             id.raw()
@@ -146,17 +142,7 @@ fn run_ops<const P: usize>(
 impl<const P: usize> Scenario<P> for AllocScenario<P> {
     type Model = AllocModel;
 
-    fn name(&self) -> String {
-        self.name.clone()
-    }
-
-    fn seed(&self) -> u64 {
-        self.seed
-    }
-
-    fn commit_mode(&self) -> CommitMode {
-        self.commit_mode
-    }
+    scenario_identity!();
 
     fn initial_model(&self) -> AllocModel {
         AllocModel::new()
@@ -219,7 +205,7 @@ impl<const P: usize> Scenario<P> for AllocScenario<P> {
             .find(|page| !recovered.contains(page))
         {
             return Err(Finding::new(
-                3,
+                Invariant::Durable,
                 format!(
                     "acknowledged page {lost} is free after recovery ({} allocated, {} acknowledged)",
                     recovered.len(),
@@ -228,7 +214,7 @@ impl<const P: usize> Scenario<P> for AllocScenario<P> {
             ));
         }
         Err(Finding::new(
-            2,
+            Invariant::Atomic,
             format!(
                 "recovered {} allocated pages: neither the acknowledged state ({}) nor the one in flight ({:?})",
                 recovered.len(),

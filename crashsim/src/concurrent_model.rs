@@ -40,8 +40,9 @@ use std::sync::{Arc, Barrier, Mutex, PoisonError};
 use mappedpages::{CommitMode, MappedPageError, PageId, Pager, SharedPager, SimStorage};
 
 use crate::alloc_model::{MixShape, Op, mixed_ops};
+use crate::identity::{Identity, scenario_identity};
 use crate::subsets::splitmix64;
-use crate::{Allowed, Finding, Matched, Recorder, Scenario};
+use crate::{Allowed, Finding, Invariant, Matched, Recorder, Scenario};
 
 /// Operations per thread in the continuation of a chain (crash → recover → more operations).
 const RESUME_OPS_PER_THREAD: usize = 2;
@@ -176,7 +177,7 @@ impl History {
         }
         if must > may {
             return Err(Finding::new(
-                3,
+                Invariant::Durable,
                 format!(
                     "page {page}: {} is acknowledged by commit {g}, but the earlier {} on the same page cannot be in it yet",
                     self.records[live[must - 1]].describe(),
@@ -223,7 +224,7 @@ impl History {
                         format!("allocated by {}", self.records[op].describe())
                     });
                     return Err(Finding::new(
-                        3,
+                        Invariant::Durable,
                         format!(
                             "acknowledged allocation lost: page {page} ({cause}) is free {state}"
                         ),
@@ -231,7 +232,7 @@ impl History {
                 }
                 Expected::Free(Some(op)) if is_allocated && !unknown => {
                     return Err(Finding::new(
-                        3,
+                        Invariant::Durable,
                         format!(
                             "acknowledged free undone: page {page} (freed by {}) is allocated {state}",
                             self.records[op].describe()
@@ -246,7 +247,7 @@ impl History {
                         .find(|record| record.window != Window::Never)
                         .map_or("no operation".to_string(), OpRecord::describe);
                     return Err(Finding::new(
-                        2,
+                        Invariant::Atomic,
                         format!(
                             "page {page} is allocated {state}, but its first allocation cannot be in those commits: {first}"
                         ),
@@ -258,7 +259,7 @@ impl History {
         if !unknown && let Some(page) = allocated.iter().find(|page| !self.pages.contains_key(page))
         {
             return Err(Finding::new(
-                2,
+                Invariant::Atomic,
                 format!(
                     "page {page} is allocated {state}, but no operation of the run allocated it"
                 ),
@@ -305,11 +306,9 @@ impl fmt::Debug for ConcurrentModel {
 /// `threads` threads running seeded operation lists at once on one `SharedPager`.
 #[derive(Clone, Debug)]
 pub struct ConcurrentScenario<const P: usize> {
-    name: String,
-    seed: u64,
+    identity: Identity,
     threads: usize,
     ops_per_thread: usize,
-    commit_mode: CommitMode,
 }
 
 impl<const P: usize> ConcurrentScenario<P> {
@@ -317,25 +316,23 @@ impl<const P: usize> ConcurrentScenario<P> {
     /// seed (derived from `seed`).
     pub fn new(name: impl Into<String>, seed: u64, threads: usize, ops_per_thread: usize) -> Self {
         ConcurrentScenario {
-            name: name.into(),
-            seed,
+            identity: Identity::new(name, seed),
             threads: threads.max(1),
             ops_per_thread,
-            commit_mode: CommitMode::Flip,
         }
     }
 
     /// The same workload committing in `mode`; a mode other than `Flip` appends
     /// [`crate::commit_mode_suffix`] to the name.
     pub fn with_commit_mode(mut self, mode: CommitMode) -> Self {
-        self.name.push_str(crate::commit_mode_suffix(mode));
-        self.commit_mode = mode;
+        self.identity.set_commit_mode(mode);
         self
     }
 
     /// Thread `thread`'s operations (`count` of them, from the scenario's seed and `salt`).
     fn ops(&self, thread: usize, salt: u64, count: usize) -> Vec<Op> {
-        let mut state = self.seed ^ salt ^ (thread as u64).wrapping_mul(0xA24B_AED4_963E_E407);
+        let mut state =
+            self.identity.seed() ^ salt ^ (thread as u64).wrapping_mul(0xA24B_AED4_963E_E407);
         thread_ops(splitmix64(&mut state), count)
     }
 
@@ -366,8 +363,12 @@ impl<const P: usize> ConcurrentScenario<P> {
                 },
             );
         }
-        let placeholder = Pager::<P, SimStorage>::create_in(SimStorage::new())
-            .map_err(|e| Finding::new(1, format!("create_in of a placeholder failed: {e}")))?;
+        let placeholder = Pager::<P, SimStorage>::create_in(SimStorage::new()).map_err(|e| {
+            Finding::new(
+                Invariant::Opens,
+                format!("create_in of a placeholder failed: {e}"),
+            )
+        })?;
         let shared = SharedPager::new(std::mem::replace(pager, placeholder));
         let log = Mutex::new(history);
         // Every thread starts at once (spawning takes longer than a few commits of SimStorage).
@@ -389,29 +390,24 @@ impl<const P: usize> ConcurrentScenario<P> {
                 .into_iter()
                 .map(|worker| {
                     worker.join().unwrap_or_else(|panic| {
-                        let message = panic
-                            .downcast_ref::<String>()
-                            .cloned()
-                            .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
-                            .unwrap_or_else(|| "non-string panic".to_string());
-                        Err(Finding::new(
-                            9,
-                            format!("panic in a worker thread: {message}"),
-                        ))
+                        Err(crate::panic_finding(panic, "panic in a worker thread"))
                     })
                 })
                 .collect()
         });
         let commits = shared.stats().commits;
-        *pager = shared
-            .into_inner()
-            .map_err(|_| Finding::new(9, "a SharedPager handle outlived its threads"))?;
+        *pager = shared.into_inner().map_err(|_| {
+            Finding::new(
+                Invariant::MalformedInput,
+                "a SharedPager handle outlived its threads",
+            )
+        })?;
         results.into_iter().collect::<Result<(), Finding>>()?;
         let history = log.into_inner().unwrap_or_else(PoisonError::into_inner);
         // The harness's assumption: each group commit is one protocol round of `s` syncs, and
         // nothing else syncs (a growth is made durable by the commit's first barrier); a failed
         // commit stops after its failing sync.
-        let per_commit = match self.commit_mode {
+        let per_commit = match self.identity.commit_mode() {
             CommitMode::SingleSync => 1,
             _ => 2,
         };
@@ -424,7 +420,7 @@ impl<const P: usize> ConcurrentScenario<P> {
         };
         if !fits {
             return Err(Finding::new(
-                12,
+                Invariant::BoundedCommitCost,
                 format!(
                     "{commits} group commits made {syncs} syncs, not {per_commit} each{}: the workload cannot tell which sync made which commit durable",
                     if pager.is_poisoned() {
@@ -507,7 +503,7 @@ fn worker<const P: usize>(
                     .find(|&&page| !pager.is_allocated(PageId::<P>::from_raw(page)))
             {
                 return Err(Finding::new(
-                    3,
+                    Invariant::Durable,
                     format!("thread {thread} owns page {page}, but the pager says it is free"),
                 ));
             }
@@ -558,7 +554,7 @@ fn worker<const P: usize>(
                             let history = log.pages.entry(page).or_default();
                             if let Some(owner) = history.owner {
                                 return Err(Finding::new(
-                                    3,
+                                    Invariant::Durable,
                                     format!(
                                         "thread {thread}'s {op:?} was handed page {page}, which thread {owner} owns"
                                     ),
@@ -633,7 +629,7 @@ fn worker<const P: usize>(
                     }
                     Err(error) => {
                         return Err(Finding::new(
-                            3,
+                            Invariant::Durable,
                             format!(
                                 "thread {thread}'s {op:?} of its own pages {pages:?} failed: {error}"
                             ),
@@ -649,17 +645,7 @@ fn worker<const P: usize>(
 impl<const P: usize> Scenario<P> for ConcurrentScenario<P> {
     type Model = ConcurrentModel;
 
-    fn name(&self) -> String {
-        self.name.clone()
-    }
-
-    fn seed(&self) -> u64 {
-        self.seed
-    }
-
-    fn commit_mode(&self) -> CommitMode {
-        self.commit_mode
-    }
+    scenario_identity!();
 
     /// The created file: nothing allocated, no commit after the create's.
     fn initial_model(&self) -> ConcurrentModel {
@@ -704,7 +690,7 @@ impl<const P: usize> Scenario<P> for ConcurrentScenario<P> {
         let generation = pager.generation();
         let Some(g) = generation.checked_sub(model.gen0) else {
             return Err(Finding::new(
-                3,
+                Invariant::Durable,
                 format!(
                     "recovered generation {generation} is older than the run's start ({})",
                     model.gen0
@@ -717,14 +703,14 @@ impl<const P: usize> Scenario<P> for ConcurrentScenario<P> {
             Matched::InFlight
         } else if g < durable {
             return Err(Finding::new(
-                3,
+                Invariant::Durable,
                 format!(
                     "recovered commit {g} of the run, but {durable} were durable before the crash"
                 ),
             ));
         } else {
             return Err(Finding::new(
-                2,
+                Invariant::Atomic,
                 format!(
                     "recovered commit {g} of the run, but {durable} were durable before the crash and {} in flight",
                     if allowed.in_flight.is_some() {
@@ -820,7 +806,7 @@ mod tests {
             },
         );
         let finding = history.expected(5, &history.pages[&5], 3).unwrap_err();
-        assert_eq!(finding.invariant, 3);
+        assert_eq!(finding.invariant, Invariant::Durable);
     }
 
     #[test]

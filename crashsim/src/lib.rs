@@ -19,7 +19,7 @@
 //!
 //! ```
 //! use std::collections::BTreeMap;
-//! use crashsim::{Allowed, Config, Finding, Matched, Recorder, Scenario, explore};
+//! use crashsim::{Allowed, Config, Finding, Invariant, Matched, Recorder, Scenario, explore};
 //! use mappedpages::{Pager, PageId, SimStorage};
 //!
 //! struct Records;
@@ -65,9 +65,9 @@
 //!             let id = PageId::<1024>::from_raw(page);
 //!             let bytes = id
 //!                 .get(pager)
-//!                 .map_err(|e| Finding::new(3, format!("record page {page} lost: {e}")))?;
+//!                 .map_err(|e| Finding::new(Invariant::Durable, format!("record page {page} lost: {e}")))?;
 //!             if bytes.as_bytes().iter().any(|&b| b != value) {
-//!                 return Err(Finding::new(3, format!("record page {page} changed")));
+//!                 return Err(Finding::new(Invariant::Durable, format!("record page {page} changed")));
 //!             }
 //!         }
 //!         Ok(Matched::Acknowledged)
@@ -92,6 +92,8 @@
 pub mod alloc_model;
 pub mod concurrent_model;
 mod explore;
+mod identity;
+mod invariant;
 pub mod protected_model;
 pub mod subsets;
 pub mod workloads;
@@ -100,6 +102,7 @@ pub use explore::{
     Case, Config, Keeps, Length, MediaDamage, NotEvaluated, Outcome, Phases, Reproducer, Violation,
     allowed_at, check_image, explore, media_damages, replay,
 };
+pub use invariant::Invariant;
 
 use std::fmt;
 
@@ -108,15 +111,15 @@ use mappedpages::{CommitMode, MappedPageError, Pager, SimStorage};
 /// A finding: which invariant of SPEC.md §6 a check saw broken, and how.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Finding {
-    /// The invariant number (`INV-n`).
-    pub invariant: u8,
+    /// The invariant (`Display`: `INV-n`; in a JSON report, its number).
+    pub invariant: Invariant,
     /// What was seen.
     pub message: String,
 }
 
 impl Finding {
-    /// A finding against `INV-{invariant}`.
-    pub fn new(invariant: u8, message: impl Into<String>) -> Finding {
+    /// A finding against `invariant`.
+    pub fn new(invariant: Invariant, message: impl Into<String>) -> Finding {
         Finding {
             invariant,
             message: message.into(),
@@ -126,7 +129,7 @@ impl Finding {
 
 impl fmt::Display for Finding {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "INV-{}: {}", self.invariant, self.message)
+        write!(f, "{}: {}", self.invariant, self.message)
     }
 }
 
@@ -156,7 +159,10 @@ pub struct Recorder<M> {
 }
 
 impl<M: Clone> Recorder<M> {
-    fn new() -> Recorder<M> {
+    /// An empty recorder, for running a [`Scenario`] outside the explorer (the explorer makes
+    /// its own).
+    #[allow(clippy::new_without_default)]
+    pub fn new() -> Recorder<M> {
         Recorder {
             acks: Vec::new(),
             finding: None,
@@ -202,7 +208,7 @@ impl<M: Clone> Recorder<M> {
                     .collect();
                 if in_memory != on_disk {
                     Some(Finding::new(
-                        7,
+                        Invariant::Failures,
                         format!(
                             "after `{error}` the pager is not poisoned, but memory holds {} allocated pages and the disk {}",
                             in_memory.len(),
@@ -212,14 +218,14 @@ impl<M: Clone> Recorder<M> {
                 } else {
                     protected_difference(pager, &recovered).map(|difference| {
                         Finding::new(
-                            7,
+                            Invariant::Failures,
                             format!("after `{error}` the pager is not poisoned, but {difference}"),
                         )
                     })
                 }
             }
             Err(open_error) => Some(Finding::new(
-                1,
+                Invariant::Opens,
                 format!("after `{error}` the durable image does not open: {open_error}"),
             )),
         };
@@ -266,7 +272,7 @@ fn protected_difference<const P: usize>(
     })
 }
 
-/// A workload plus the checks of its model, explored by [`explore`].
+/// A workload plus the checks of its model, explored by [`explore`](fn@explore).
 pub trait Scenario<const P: usize>: Sync {
     /// What the workload has been promised (for example the set of allocated pages).
     type Model: Clone + Send + Sync + fmt::Debug;
@@ -318,6 +324,17 @@ pub trait Scenario<const P: usize>: Sync {
         pager: &Pager<P, SimStorage>,
         allowed: &Allowed<'_, Self::Model>,
     ) -> Result<Matched, Finding>;
+}
+
+/// An INV-9 finding for a caught panic (`panic`, as `catch_unwind` or a thread's `join` gives
+/// it): `{what}: {the panic's message}`.
+pub(crate) fn panic_finding(panic: Box<dyn std::any::Any + Send>, what: &str) -> Finding {
+    let message = panic
+        .downcast_ref::<String>()
+        .cloned()
+        .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+        .unwrap_or_else(|| "non-string panic".to_string());
+    Finding::new(Invariant::MalformedInput, format!("{what}: {message}"))
 }
 
 /// The suffix a workload's name gets in `mode` (`""` for [`CommitMode::Flip`]).

@@ -42,6 +42,10 @@ struct Args {
     /// Budget of crash states over all workloads (split evenly, unused shares passed on).
     #[arg(long, default_value_t = 4_000_000)]
     max_states: u64,
+    /// Fail (exit status 1) when fewer crash states than this were explored in all: a gate's
+    /// floor, so that a change that shrinks the exploration does not pass silently.
+    #[arg(long, default_value_t = 0)]
+    min_states: u64,
     /// Commit modes every built-in workload runs in (comma-separated): flip, single-sync.
     /// Default: both (SPEC.md §3.2, §3.2.1).
     #[arg(long, value_delimiter = ',')]
@@ -226,12 +230,20 @@ fn main() -> ExitCode {
         .map(|w| w.name())
         .collect();
     let violations: u64 = outcomes.iter().map(|o| o.violation_count).sum();
+    let states: u64 = outcomes.iter().map(|o| o.states).sum();
+    let too_few = states < args.min_states;
     if args.json {
         print_json(&outcomes, &skipped, elapsed, &args);
     } else {
-        print_table(&outcomes, &skipped, elapsed);
+        print_table(&outcomes, &skipped, elapsed, args.min_states);
     }
-    if violations > 0 {
+    if too_few {
+        eprintln!(
+            "error: explored {states} crash states, fewer than --min-states {}",
+            args.min_states
+        );
+    }
+    if violations > 0 || too_few {
         ExitCode::FAILURE
     } else {
         ExitCode::SUCCESS
@@ -293,7 +305,7 @@ fn rate(states: u64, elapsed: Duration) -> f64 {
     states as f64 / elapsed.as_secs_f64().max(1e-9)
 }
 
-fn print_table(outcomes: &[Outcome], skipped: &[String], elapsed: Duration) {
+fn print_table(outcomes: &[Outcome], skipped: &[String], elapsed: Duration, min_states: u64) {
     println!(
         "{:<16} {:>6} {:>10} {:>10} {:>9} {:>12}  verdict",
         "workload", "syncs", "states", "violations", "time s", "states/s"
@@ -348,9 +360,14 @@ fn print_table(outcomes: &[Outcome], skipped: &[String], elapsed: Duration) {
         }
     }
     println!(
-        "\nverdict: {} ({} crash states, {} workloads, {} threads)",
-        if violations == 0 { "PASS" } else { "FAIL" },
+        "\nverdict: {} ({} crash states, minimum {}, {} workloads, {} threads)",
+        if violations == 0 && states >= min_states {
+            "PASS"
+        } else {
+            "FAIL"
+        },
         states,
+        min_states,
         outcomes.len(),
         rayon::current_num_threads()
     );
@@ -360,8 +377,9 @@ fn print_json(outcomes: &[Outcome], skipped: &[String], elapsed: Duration, args:
     let states: u64 = outcomes.iter().map(|o| o.states).sum();
     let violations: u64 = outcomes.iter().map(|o| o.violation_count).sum();
     let report = serde_json::json!({
-        "verdict": if violations == 0 { "pass" } else { "fail" },
+        "verdict": if violations == 0 && states >= args.min_states { "pass" } else { "fail" },
         "states": states,
+        "min_states": args.min_states,
         "violations": violations,
         "elapsed_seconds": elapsed.as_secs_f64(),
         "states_per_second": rate(states, elapsed),

@@ -19,8 +19,9 @@ use mappedpages::{
     CommitMode, MappedPageError, PageId, Pager, ProtectedPageId, ProtectedPageWriter, SimStorage,
 };
 
+use crate::identity::{Identity, scenario_identity};
 use crate::subsets::splitmix64;
-use crate::{Allowed, Finding, Matched, Recorder, Scenario};
+use crate::{Allowed, Finding, Invariant, Matched, Recorder, Scenario};
 
 /// One operation of a protected workload. Pages are named by their rank among the allocated ones
 /// (modulo their number), so a workload is a fixed sequence whatever ids the pager hands out.
@@ -126,28 +127,23 @@ impl fmt::Debug for ProtectedModel {
 /// A named sequence of [`ProtectedOp`]s over a `Pager<P, SimStorage>`.
 #[derive(Clone, Debug)]
 pub struct ProtectedScenario<const P: usize> {
-    name: String,
-    seed: u64,
+    identity: Identity,
     ops: Vec<ProtectedOp>,
-    commit_mode: CommitMode,
 }
 
 impl<const P: usize> ProtectedScenario<P> {
     /// A scenario running `ops`.
     pub fn new(name: impl Into<String>, seed: u64, ops: Vec<ProtectedOp>) -> Self {
         ProtectedScenario {
-            name: name.into(),
-            seed,
+            identity: Identity::new(name, seed),
             ops,
-            commit_mode: CommitMode::Flip,
         }
     }
 
     /// The same workload committing in `mode`; a mode other than `Flip` appends
     /// [`crate::commit_mode_suffix`] to the name.
     pub fn with_commit_mode(mut self, mode: CommitMode) -> Self {
-        self.name.push_str(crate::commit_mode_suffix(mode));
-        self.commit_mode = mode;
+        self.identity.set_commit_mode(mode);
         self
     }
 
@@ -202,7 +198,7 @@ fn expect_content<const P: usize>(
     match ProtectedPageId::<P>::from_raw(id).get(pager) {
         Ok(page) if page.as_bytes() == want => Ok(()),
         Ok(page) => Err(Finding::new(
-            4,
+            Invariant::ProtectedContent,
             format!(
                 "{what}: protected page {id} reads wrong content ({})",
                 first_difference(page.as_bytes(), want)
@@ -211,7 +207,7 @@ fn expect_content<const P: usize>(
         .into()),
         Err(error) if pager.is_poisoned() => Err(error.into()),
         Err(error) => Err(Finding::new(
-            4,
+            Invariant::ProtectedContent,
             format!("{what}: protected page {id} cannot be read: {error}"),
         )
         .into()),
@@ -234,14 +230,14 @@ fn open_writer<'a, const P: usize>(
                 Failure::Pager(error)
             } else {
                 Failure::Finding(Finding::new(
-                    4,
+                    Invariant::ProtectedContent,
                     format!("get_mut of allocated protected page {id} fails: {error}"),
                 ))
             }
         })?;
     if writer.page().as_bytes() != committed {
         return Err(Finding::new(
-            4,
+            Invariant::ProtectedContent,
             format!(
                 "the writer of protected page {id} does not start from the committed content ({})",
                 first_difference(writer.page().as_bytes(), committed)
@@ -279,7 +275,7 @@ fn apply<const P: usize>(
             let id = pager.alloc()?;
             if !next.regular.insert(id.raw()) {
                 return Err(Finding::new(
-                    3,
+                    Invariant::Durable,
                     format!(
                         "alloc handed out page {}, which is already allocated",
                         id.raw()
@@ -290,7 +286,7 @@ fn apply<const P: usize>(
             if let Err(error) = id.get(pager) {
                 // The page belongs to something else (the directory: a block or a backing copy).
                 return Err(Finding::new(
-                    3,
+                    Invariant::Durable,
                     format!(
                         "alloc handed out page {}, which cannot be read: {error}",
                         id.raw()
@@ -315,7 +311,7 @@ fn apply<const P: usize>(
             for id in ids {
                 if next.protected.insert(id.raw(), zeros.clone()).is_some() {
                     return Err(Finding::new(
-                        3,
+                        Invariant::Durable,
                         format!(
                             "{op:?} handed out protected page {}, which is already allocated",
                             id.raw()
@@ -332,7 +328,7 @@ fn apply<const P: usize>(
                 .find(|&&page| !pager.is_allocated(PageId::from_raw(page)))
             {
                 return Err(Finding::new(
-                    3,
+                    Invariant::Durable,
                     format!("{op:?} took regular page {page} from its owner"),
                 )
                 .into());
@@ -405,7 +401,7 @@ fn apply<const P: usize>(
         || pager.protected_page_count() != next.protected.len() as u64
     {
         return Err(Finding::new(
-            5,
+            Invariant::WellFormed,
             format!(
                 "after {op:?} the pager counts {} regular and {} protected pages, the model holds {}",
                 pager.allocated_page_count(),
@@ -458,7 +454,7 @@ fn observe<const P: usize>(pager: &Pager<P, SimStorage>) -> Result<Observed<'_>,
     let regular: Vec<u64> = pager.iter_allocated_pages().map(|id| id.raw()).collect();
     if pager.allocated_page_count() != regular.len() as u64 {
         return Err(Finding::new(
-            5,
+            Invariant::WellFormed,
             format!(
                 "{} regular pages listed, {} counted",
                 regular.len(),
@@ -469,7 +465,7 @@ fn observe<const P: usize>(pager: &Pager<P, SimStorage>) -> Result<Observed<'_>,
     for &page in &regular {
         if let Err(error) = PageId::<P>::from_raw(page).get(pager) {
             return Err(Finding::new(
-                5,
+                Invariant::WellFormed,
                 format!("regular page {page} is listed but cannot be read: {error}"),
             ));
         }
@@ -478,7 +474,7 @@ fn observe<const P: usize>(pager: &Pager<P, SimStorage>) -> Result<Observed<'_>,
     for id in pager.iter_allocated_protected_pages() {
         if !pager.is_protected_allocated(id) {
             return Err(Finding::new(
-                5,
+                Invariant::WellFormed,
                 format!("protected page {} is listed but not allocated", id.raw()),
             ));
         }
@@ -486,7 +482,7 @@ fn observe<const P: usize>(pager: &Pager<P, SimStorage>) -> Result<Observed<'_>,
             Ok(page) => protected.push((id.raw(), page.as_bytes())),
             Err(error) => {
                 return Err(Finding::new(
-                    4,
+                    Invariant::ProtectedContent,
                     format!(
                         "protected page {} cannot be read after recovery: {error}",
                         id.raw()
@@ -497,7 +493,7 @@ fn observe<const P: usize>(pager: &Pager<P, SimStorage>) -> Result<Observed<'_>,
     }
     if pager.protected_page_count() != protected.len() as u64 {
         return Err(Finding::new(
-            5,
+            Invariant::WellFormed,
             format!(
                 "{} protected pages listed, {} counted",
                 protected.len(),
@@ -531,17 +527,7 @@ impl Observed<'_> {
 impl<const P: usize> Scenario<P> for ProtectedScenario<P> {
     type Model = ProtectedModel;
 
-    fn name(&self) -> String {
-        self.name.clone()
-    }
-
-    fn seed(&self) -> u64 {
-        self.seed
-    }
-
-    fn commit_mode(&self) -> CommitMode {
-        self.commit_mode
-    }
+    scenario_identity!();
 
     fn initial_model(&self) -> ProtectedModel {
         ProtectedModel::default()
@@ -611,7 +597,7 @@ impl<const P: usize> Scenario<P> for ProtectedScenario<P> {
             .find(|page| !regular.contains(page))
         {
             return Err(Finding::new(
-                3,
+                Invariant::Durable,
                 format!(
                     "acknowledged page {lost} is free after recovery (recovered {}, acknowledged {})",
                     observed.summary(),
@@ -627,7 +613,7 @@ impl<const P: usize> Scenario<P> for ProtectedScenario<P> {
             .find(|id| !recovered.contains_key(id))
         {
             return Err(Finding::new(
-                3,
+                Invariant::Durable,
                 format!(
                     "acknowledged protected page {lost} is free after recovery (recovered {}, acknowledged {})",
                     observed.summary(),
@@ -648,7 +634,7 @@ impl<const P: usize> Scenario<P> for ProtectedScenario<P> {
             }
             let reference = acked.or(flying).expect("one of them is some");
             return Err(Finding::new(
-                4,
+                Invariant::ProtectedContent,
                 format!(
                     "protected page {id} reads neither its acknowledged content nor the one in flight (against {}: {})",
                     if acked.is_some() {
@@ -662,7 +648,7 @@ impl<const P: usize> Scenario<P> for ProtectedScenario<P> {
         }
         // Every piece is allowed on its own, but the whole is no single commit's state.
         Err(Finding::new(
-            2,
+            Invariant::Atomic,
             format!(
                 "recovered {}: neither the acknowledged state ({}) nor the one in flight ({})",
                 observed.summary(),

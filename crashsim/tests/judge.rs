@@ -7,8 +7,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use crashsim::alloc_model::{AllocModel, AllocScenario, bulk_ops, growth_ops};
 use crashsim::{
-    Allowed, Case, Config, Finding, Length, Matched, Phases, Recorder, Scenario, allowed_at,
-    check_image, explore, media_damages, replay,
+    Allowed, Case, Config, Finding, Invariant, Length, Matched, Phases, Recorder, Scenario,
+    allowed_at, check_image, explore, media_damages, replay,
 };
 use mappedpages::{CrashLength, CrashPoint, Pager, SectorSize, SimStorage};
 
@@ -115,7 +115,7 @@ impl<S: Scenario<P>> Scenario<P> for Recording<S> {
         self.checks.fetch_add(1, Ordering::SeqCst);
         match self.mode {
             Mode::Picky if pager.allocated_page_count() % 2 == 1 => {
-                return Err(Finding::new(2, "picky"));
+                return Err(Finding::new(Invariant::Atomic, "picky"));
             }
             Mode::Panicky => panic!("a panicking check"),
             _ => {}
@@ -221,7 +221,7 @@ fn check_image_allows_no_file_before_the_create_and_reports_panics() {
     );
     let finding = check_image::<P, _>(&scenario, garbage, Some(&initial), None)
         .expect_err("an acknowledged file must open");
-    assert_eq!(finding.invariant, 1);
+    assert_eq!(finding.invariant, Invariant::Opens);
 
     let (snapshots, last, acks) = scenario.clean();
     let (acknowledged, in_flight) = allowed_at(&acks, snapshots.len() as u64);
@@ -233,7 +233,7 @@ fn check_image_allows_no_file_before_the_create_and_reports_panics() {
     let panicky = Recording::new(alloc(bulk_ops()), Mode::Panicky);
     let finding = check_image::<P, _>(&panicky, image, acknowledged, in_flight)
         .expect_err("a panic is a finding");
-    assert_eq!(finding.invariant, 9, "{finding}");
+    assert_eq!(finding.invariant, Invariant::MalformedInput, "{finding}");
 }
 
 #[test]

@@ -69,7 +69,7 @@ fn every_mutant_is_caught_and_the_correct_protocol_is_not() {
         });
         match first {
             Some((workload, violation)) => table.push(format!(
-                "{:<30} INV-{:<3} {:<13} {}",
+                "{:<30} {:<7} {:<13} {}",
                 mutant.name(),
                 violation.finding.invariant,
                 workload,

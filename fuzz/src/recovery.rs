@@ -538,7 +538,7 @@ fn report_finding<const P: usize, S: Scenario<P>>(
     ops: &dyn std::fmt::Debug,
 ) -> ! {
     finding(
-        finding_.invariant,
+        finding_.invariant.number(),
         format!(
             "{}\n  found by: {what} ({count} finding(s))\n  case: {case}\n  workload: {} at {P}-byte pages\n  ops: {ops:?}",
             finding_.message,

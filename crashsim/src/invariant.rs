@@ -1,0 +1,143 @@
+//! The invariants of SPEC.md §6, by name: what a [`Finding`](crate::Finding) says it saw broken.
+
+use std::fmt;
+
+/// An invariant of SPEC.md §6. Each variant is named as SPEC's table names it (INV-7 is
+/// "**Failures.**", so [`Invariant::Failures`]); `Display` prints the number as SPEC writes it
+/// (`INV-7`), and a report (JSON) carries the number.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(into = "u8", try_from = "u8")]
+pub enum Invariant {
+    /// INV-1: every crash image of a run without media corruption opens without error.
+    Opens,
+    /// INV-2: the recovered allocation state is exactly the state after one commit, the last
+    /// acknowledged one or the one in flight.
+    Atomic,
+    /// INV-3: an acknowledged allocation stays allocated unless a later acknowledged free
+    /// released it; no page is handed out twice.
+    Durable,
+    /// INV-4: a protected page reads as its last acknowledged commit or the one in flight.
+    ProtectedContent,
+    /// INV-5: internal and directory-owned pages are never data pages and never listed; counts
+    /// agree; the file holds every page.
+    WellFormed,
+    /// INV-6: recovery interrupted at any of its writes and rerun gives the same state;
+    /// operations after recovery keep INV-1..5.
+    Restartable,
+    /// INV-7: a failed sync poisons the pager and loses nothing acknowledged; a pager that is not
+    /// poisoned after a failure holds the durable state.
+    Failures,
+    /// INV-8: corruption of one page is detected; recovery falls back only when that loses
+    /// nothing acknowledged, otherwise a typed error; never wrong data.
+    MediaCorruption,
+    /// INV-9: any image and any id give a value or a typed error, never a panic.
+    MalformedInput,
+    /// INV-10: a second `Pager` on an open file fails with `Locked`.
+    Exclusive,
+    /// INV-11: a crash during create leaves no file or one that opens.
+    AtomicCreate,
+    /// INV-12: a single-page commit syncs a bounded number of bytes.
+    BoundedCommitCost,
+    /// INV-13: any single directory page or the superblock, damaged, leaves a file that opens with
+    /// every protected page intact (also once a crash image has been recovered).
+    RedundantDirectory,
+    /// INV-14: with reservation on, nothing is written through the map into an unreserved page.
+    Space,
+}
+
+impl Invariant {
+    /// Every invariant, in SPEC's order (`ALL[n - 1]` is INV-n).
+    pub const ALL: [Invariant; 14] = [
+        Invariant::Opens,
+        Invariant::Atomic,
+        Invariant::Durable,
+        Invariant::ProtectedContent,
+        Invariant::WellFormed,
+        Invariant::Restartable,
+        Invariant::Failures,
+        Invariant::MediaCorruption,
+        Invariant::MalformedInput,
+        Invariant::Exclusive,
+        Invariant::AtomicCreate,
+        Invariant::BoundedCommitCost,
+        Invariant::RedundantDirectory,
+        Invariant::Space,
+    ];
+
+    /// Its number in SPEC.md §6 (`n` of `INV-n`).
+    pub const fn number(self) -> u8 {
+        match self {
+            Invariant::Opens => 1,
+            Invariant::Atomic => 2,
+            Invariant::Durable => 3,
+            Invariant::ProtectedContent => 4,
+            Invariant::WellFormed => 5,
+            Invariant::Restartable => 6,
+            Invariant::Failures => 7,
+            Invariant::MediaCorruption => 8,
+            Invariant::MalformedInput => 9,
+            Invariant::Exclusive => 10,
+            Invariant::AtomicCreate => 11,
+            Invariant::BoundedCommitCost => 12,
+            Invariant::RedundantDirectory => 13,
+            Invariant::Space => 14,
+        }
+    }
+
+    /// The invariant numbered `number` in SPEC.md §6 (`INV-number`), if there is one.
+    pub fn from_number(number: u8) -> Option<Invariant> {
+        Invariant::ALL
+            .into_iter()
+            .find(|invariant| invariant.number() == number)
+    }
+}
+
+impl fmt::Display for Invariant {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // `pad`, so that a width (`{:<7}`, as the mutant table uses) applies.
+        f.pad(&format!("INV-{}", self.number()))
+    }
+}
+
+impl From<Invariant> for u8 {
+    fn from(invariant: Invariant) -> u8 {
+        invariant.number()
+    }
+}
+
+impl TryFrom<u8> for Invariant {
+    type Error = String;
+
+    fn try_from(number: u8) -> Result<Invariant, String> {
+        Invariant::from_number(number).ok_or_else(|| format!("no invariant INV-{number}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Invariant;
+
+    #[test]
+    fn numbers_follow_spec_order_and_round_trip() {
+        for (index, invariant) in Invariant::ALL.into_iter().enumerate() {
+            assert_eq!(usize::from(invariant.number()), index + 1);
+            assert_eq!(Invariant::from_number(invariant.number()), Some(invariant));
+            assert_eq!(invariant.to_string(), format!("INV-{}", index + 1));
+            assert_eq!(
+                format!("{invariant:<7}|"),
+                format!("{:<7}|", invariant.to_string())
+            );
+        }
+        assert_eq!(Invariant::from_number(0), None);
+        assert_eq!(Invariant::from_number(15), None);
+    }
+
+    #[test]
+    fn a_report_carries_the_number() {
+        let json = serde_json::to_string(&Invariant::Failures).expect("encode");
+        assert_eq!(json, "7");
+        let back: Invariant = serde_json::from_str(&json).expect("decode");
+        assert_eq!(back, Invariant::Failures);
+        assert!(serde_json::from_str::<Invariant>("15").is_err());
+    }
+}
