@@ -198,7 +198,7 @@ impl<L: Loader> Table<'_, L> {
             },
             Err(error) => Rejection::Malformed {
                 slot,
-                error: error.clone(),
+                error: *error,
             },
         };
         self.rejected.0.push(rejection);
