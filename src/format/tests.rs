@@ -615,3 +615,60 @@ fn directory_slot_rejections() {
         );
     }
 }
+
+/// The one decode error type keeps the wording of the four it replaced (recovery's error details
+/// quote it).
+#[test]
+fn decode_error_texts() {
+    use PageKind::{DirectorySlot, GroupSlot, Meta, Superblock};
+    let cases: [(PageKind, Reason, &str); 17] = [
+        (Superblock, Reason::Truncated, "superblock truncated"),
+        (Superblock, Reason::BadMagic, "superblock magic missing"),
+        (
+            Superblock,
+            Reason::BadChecksum,
+            "superblock checksum mismatch",
+        ),
+        (
+            Superblock,
+            Reason::UnsupportedVersion(2),
+            "format version 2",
+        ),
+        (
+            Superblock,
+            Reason::Insane("selector"),
+            "superblock field invalid: selector",
+        ),
+        (Meta, Reason::Truncated, "truncated"),
+        (Meta, Reason::BadMagic, "no metadata magic"),
+        (Meta, Reason::BadChecksum, "checksum mismatch"),
+        (Meta, Reason::PageSize(4096), "written for page size 4096"),
+        (
+            Meta,
+            Reason::Insane("generation 0"),
+            "checksum valid but generation 0",
+        ),
+        (GroupSlot, Reason::BadMagic, "no slot magic"),
+        (GroupSlot, Reason::BadChecksum, "checksum mismatch"),
+        (
+            GroupSlot,
+            Reason::PageSize(4096),
+            "checksum valid but written for another page size",
+        ),
+        (DirectorySlot, Reason::Truncated, "truncated"),
+        (DirectorySlot, Reason::BadMagic, "no directory magic"),
+        (
+            DirectorySlot,
+            Reason::PageSize(4096),
+            "checksum valid but written for another page size",
+        ),
+        (
+            DirectorySlot,
+            Reason::Insane("both copies in one page"),
+            "checksum valid but both copies in one page",
+        ),
+    ];
+    for (kind, reason, text) in cases {
+        assert_eq!(DecodeError::new(kind, reason).to_string(), text);
+    }
+}

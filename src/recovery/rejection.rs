@@ -176,3 +176,39 @@ impl fmt::Display for Rejections {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::{LoadRejection, Rejection, Rejections};
+    use crate::format::{DecodeError, MetaSlot, PageKind, Reason};
+
+    /// The detail of `CorruptMetadata` reads as before the reasons were typed.
+    #[test]
+    fn rejections_read_as_the_details_they_feed() {
+        let rejections = Rejections(vec![
+            Rejection::NotTheNamedCopy {
+                slot: MetaSlot::A,
+                superblock_generation: 7,
+            },
+            Rejection::DoesNotLoad {
+                slot: MetaSlot::B,
+                generation: 8,
+                why: LoadRejection::GroupSlotsTie {
+                    group: 3,
+                    generation: 8,
+                },
+            },
+            Rejection::Malformed {
+                slot: MetaSlot::B,
+                error: DecodeError::new(PageKind::Meta, Reason::BadChecksum),
+            },
+        ]);
+        assert_eq!(
+            rejections.to_string(),
+            "copy A: does not match the superblock (generation 7); \
+             copy B (generation 8): both slots of group 3 claim generation 8; \
+             copy B: checksum mismatch"
+        );
+        assert_eq!(Rejections::default().to_string(), "");
+    }
+}
