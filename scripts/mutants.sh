@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Mutation score of src/format.rs, src/commit.rs and src/recovery.rs (configuration in
+# Mutation score of src/format/, src/commit.rs and src/recovery/ (configuration in
 # .cargo/mutants.toml). Takes about an hour on 2 cores; results land in mutants.out/.
 #   scripts/mutants.sh                      # everything
 #   scripts/mutants.sh --file src/commit.rs # one file
@@ -9,7 +9,7 @@ if ! cargo mutants --version >/dev/null 2>&1; then
     cargo install --locked cargo-mutants
 fi
 if [ "$#" -eq 0 ]; then
-    set -- --file src/format.rs --file src/commit.rs --file src/recovery.rs
+    set -- --file 'src/format/*.rs' --file src/commit.rs --file 'src/recovery/*.rs'
 fi
 cargo mutants --jobs "${MUTANTS_JOBS:-2}" --timeout 120 "$@"
 echo "caught: $(wc -l < mutants.out/caught.txt)  missed: $(wc -l < mutants.out/missed.txt)  timeout: $(wc -l < mutants.out/timeout.txt)  unviable: $(wc -l < mutants.out/unviable.txt)"

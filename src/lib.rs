@@ -169,6 +169,7 @@ mod bitmap;
 mod commit;
 mod directory;
 mod error;
+#[doc(hidden)]
 pub mod format;
 #[cfg(feature = "mutants")]
 pub mod mutants;

@@ -5,10 +5,10 @@ use std::path::Path;
 
 use crate::commit::{CommitMode, CommitPlan, commit};
 use crate::error::{IoOperation, MappedPageError};
-use crate::format::{Geometry, MAX_GENERATION, MAX_PAGE_SIZE, MIN_PAGE_SIZE, SCRUB_BYTES};
+use crate::format::{Geometry, MAX_GENERATION, MAX_PAGE_SIZE, MIN_PAGE_SIZE};
 use crate::mutants::{Mutant, active};
 use crate::page::{MappedPage, PageId};
-use crate::recovery::{RecoveryDecision, recover};
+use crate::recovery::{RecoveryDecision, recover, repair};
 use crate::state::{AllocState, GroupDivider, PageRun};
 use crate::storage::{MmapStorage, Storage};
 
@@ -256,38 +256,7 @@ impl<const PAGE_SIZE: usize, S: Storage> Pager<PAGE_SIZE, S> {
     ) -> Result<(AllocState, RecoveryDecision), MappedPageError> {
         let geometry = Self::geometry();
         let recovered = recover(storage.bytes(), geometry)?;
-        if !recovered.scrub_pages.is_empty() {
-            let mut ranges: Vec<Range<u64>> = Vec::with_capacity(recovered.scrub_pages.len());
-            for &page in &recovered.scrub_pages {
-                let start = geometry.offset(page);
-                storage.bytes_mut()[start as usize..start as usize + SCRUB_BYTES].fill(0);
-                ranges.push(start..start + geometry.page_size());
-            }
-            storage
-                .sync_ranges(&ranges)
-                .map_err(|e| MappedPageError::io(IoOperation::Sync, storage.path(), e))?;
-        }
-        if let Some(superblock) = recovered.superblock_rewrite {
-            let record = superblock.encode();
-            storage.bytes_mut()[..record.len()].copy_from_slice(&record);
-            storage
-                .sync_ranges(&[0..geometry.page_size()])
-                .map_err(|e| MappedPageError::io(IoOperation::Sync, storage.path(), e))?;
-        }
-        if !recovered.mirror_repairs.is_empty() {
-            let page_size = geometry.page_size();
-            let mut ranges: Vec<Range<u64>> = Vec::with_capacity(recovered.mirror_repairs.len());
-            for repair in &recovered.mirror_repairs {
-                let (from, to) = (geometry.offset(repair.from), geometry.offset(repair.to));
-                storage
-                    .bytes_mut()
-                    .copy_within(from as usize..(from + page_size) as usize, to as usize);
-                ranges.push(to..to + page_size);
-            }
-            storage
-                .sync_ranges(&ranges)
-                .map_err(|e| MappedPageError::io(IoOperation::Sync, storage.path(), e))?;
-        }
+        repair::apply(storage, geometry, &recovered)?;
         Ok((recovered.state, recovered.decision))
     }
 

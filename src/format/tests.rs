@@ -1,0 +1,674 @@
+//! Round trips and rejections of every page kind, against literal offsets (SPEC.md §2).
+
+use super::header::{all_zero, crc, read_u32, write_u32, write_u64};
+use super::*;
+
+fn superblock_error(reason: Reason) -> DecodeError {
+    DecodeError::new(PageKind::Superblock, reason)
+}
+
+fn meta(reason: Reason) -> DecodeError {
+    DecodeError::new(PageKind::Meta, reason)
+}
+
+fn group(reason: Reason) -> DecodeError {
+    DecodeError::new(PageKind::GroupSlot, reason)
+}
+
+fn directory(reason: Reason) -> DecodeError {
+    DecodeError::new(PageKind::DirectorySlot, reason)
+}
+
+const G1K: usize = 1024;
+
+fn geometry() -> Geometry {
+    Geometry::new(G1K)
+}
+
+#[test]
+fn all_zero_sees_every_byte() {
+    for len in [0, 1, 7, 8, 9, 24, 28, 4096 - 128, 4096] {
+        let mut bytes = vec![0u8; len];
+        assert!(all_zero(&bytes), "{len} zero bytes");
+        // Every byte of the short ones; a spread of positions (and the last) in the long ones.
+        let step = if len <= 64 { 1 } else { 61 };
+        for at in (0..len).step_by(step).chain(len.checked_sub(1)) {
+            bytes[at] = 0x80;
+            assert!(!all_zero(&bytes), "byte {at} of {len}");
+            bytes[at] = 0;
+        }
+    }
+    // Unaligned starts, as for the bytes after the log.
+    let bytes = [0u8; 64];
+    for start in 0..16 {
+        assert!(all_zero(&bytes[start..]));
+    }
+}
+
+#[test]
+fn geometry_basics() {
+    let g = geometry();
+    assert_eq!(g.pages_per_group(), (1024 - 32) * 8);
+    assert_eq!(g.pages_per_group() % 64, 0);
+    assert_eq!(g.slot_page(0, 0), 3);
+    assert_eq!(g.slot_page(0, 1), 4);
+    assert_eq!(g.slot_page(2, 1), 2 * g.pages_per_group() + 1);
+    for page in 0..=4 {
+        assert!(g.is_internal(page));
+    }
+    assert!(!g.is_internal(5));
+    assert!(g.is_internal(g.pages_per_group()));
+    assert!(g.is_internal(g.pages_per_group() + 1));
+    assert!(!g.is_internal(g.pages_per_group() + 2));
+    assert!(!g.is_valid_page_count(5));
+    assert!(g.is_valid_page_count(6));
+    assert!(!g.is_valid_page_count(g.pages_per_group() + 1));
+    assert!(!g.is_valid_page_count(g.pages_per_group() + 2));
+    assert!(g.is_valid_page_count(g.pages_per_group() + 3));
+    assert!(g.is_valid_page_count(g.pages_per_group()));
+    assert_eq!(g.internal_page_count(6), 5);
+    assert_eq!(g.internal_page_count(g.pages_per_group() + 3), 7);
+    assert_eq!(g.data_page_count(6), 1);
+    assert!(g.is_valid_page_count(g.max_page_count()));
+    assert!(g.max_page_count() <= MAX_PAGE_COUNT);
+    assert_eq!(g.log_capacity(), (1024 - 128) / 16);
+}
+
+#[test]
+fn round_down_to_valid_skips_counts_without_room_for_a_data_page() {
+    let g = geometry();
+    let group = g.pages_per_group();
+    assert_eq!(g.round_down_to_valid(group + 2), group);
+    assert_eq!(g.round_down_to_valid(group + 3), group + 3);
+    assert_eq!(g.round_down_to_valid(MIN_PAGE_COUNT), MIN_PAGE_COUNT);
+    for size in [1024, 4096, 1 << 16, MAX_PAGE_SIZE] {
+        let g = Geometry::new(size);
+        let max = g.max_page_count();
+        assert!(g.is_valid_page_count(max));
+        assert!(!g.is_valid_page_count(max + 1));
+    }
+}
+
+#[test]
+fn geometry_holds_2_pow_32_pages() {
+    // 2^32 pages of 16 KiB fill the 64 TiB address-space bound; larger pages hold fewer.
+    for page_size in [1024usize, 4096, 16384] {
+        let g = Geometry::new(page_size);
+        assert!(
+            g.max_page_count() >= 1 << 32,
+            "page size {page_size} must allow 2^32 pages"
+        );
+    }
+}
+
+#[test]
+fn superblock_round_trip() {
+    let sb = Superblock {
+        page_size: 4096,
+        active_meta: MetaSlot::B,
+        active_generation: 42,
+        active_meta_checksum: 0xdead_beef,
+    };
+    let bytes = sb.encode();
+    assert_eq!(Superblock::decode(&bytes), Ok(sb));
+    // The page-size bounds are inclusive.
+    for page_size in [MIN_PAGE_SIZE as u64, MAX_PAGE_SIZE as u64] {
+        let sb = Superblock { page_size, ..sb };
+        assert_eq!(Superblock::decode(&sb.encode()), Ok(sb));
+    }
+}
+
+#[test]
+fn superblock_rejections() {
+    let sb = Superblock {
+        page_size: 1024,
+        active_meta: MetaSlot::A,
+        active_generation: 1,
+        active_meta_checksum: 7,
+    };
+    let good = sb.encode();
+    assert_eq!(
+        Superblock::decode(&good[..63]),
+        Err(superblock_error(Reason::Truncated))
+    );
+    let mut bad = good;
+    bad[0] ^= 1;
+    assert_eq!(
+        Superblock::decode(&bad),
+        Err(superblock_error(Reason::BadMagic))
+    );
+    let mut bad = good;
+    bad[40] ^= 1;
+    assert_eq!(
+        Superblock::decode(&bad),
+        Err(superblock_error(Reason::BadChecksum))
+    );
+    // Field errors need a valid checksum: re-sign after editing.
+    let resign = |mut bytes: [u8; 64]| {
+        let c = crc(&bytes[12..]);
+        write_u32(&mut bytes, 8, c);
+        bytes
+    };
+    let mut bad = good;
+    write_u32(&mut bad, 12, 2);
+    assert_eq!(
+        Superblock::decode(&resign(bad)),
+        Err(superblock_error(Reason::UnsupportedVersion(2)))
+    );
+    for page_size in [0u32, 1000, 512, 1 << 25] {
+        let mut bad = good;
+        write_u32(&mut bad, 16, page_size);
+        assert_eq!(
+            Superblock::decode(&resign(bad)),
+            Err(superblock_error(Reason::Insane("page size")))
+        );
+    }
+    let mut bad = good;
+    write_u32(&mut bad, 20, 2);
+    assert_eq!(
+        Superblock::decode(&resign(bad)),
+        Err(superblock_error(Reason::Insane("selector")))
+    );
+    let mut bad = good;
+    write_u64(&mut bad, 24, 0);
+    assert_eq!(
+        Superblock::decode(&resign(bad)),
+        Err(superblock_error(Reason::Insane("generation")))
+    );
+    let mut bad = good;
+    bad[50] = 1;
+    assert_eq!(
+        Superblock::decode(&resign(bad)),
+        Err(superblock_error(Reason::Insane("reserved bytes")))
+    );
+}
+
+fn sample_meta() -> MetaPage {
+    let g = geometry();
+    MetaPage {
+        generation: 9,
+        page_count: g.pages_per_group() * 2 + 10,
+        materialized_groups: 2,
+        slot_digest: 0x0123_4567_89ab_cdef,
+        log: vec![
+            LogEntry {
+                first_page: 5,
+                page_count: 3,
+                kind: LogKind::Alloc,
+            },
+            LogEntry {
+                first_page: g.pages_per_group() * 2 + 2,
+                page_count: 1,
+                kind: LogKind::Free,
+            },
+        ],
+        directory: DirectoryRoot {
+            block_count: 1,
+            digest: 0xfeed,
+            head_pages: [9, 10, 11, 12],
+        },
+        single_sync: false,
+    }
+}
+
+fn resign_meta(page: &mut [u8]) {
+    let c = crc(&page[12..]);
+    write_u32(page, 8, c);
+}
+
+#[test]
+fn meta_round_trip_and_checksum_field() {
+    let g = geometry();
+    let meta = sample_meta();
+    let mut page = vec![0u8; G1K];
+    let checksum = meta.encode(g, &mut page);
+    assert_eq!(MetaPage::checksum_field(&page), Some(checksum));
+    assert_eq!(MetaPage::decode(&page, g), Ok(meta.clone()));
+    let single_sync = MetaPage {
+        single_sync: true,
+        ..meta
+    };
+    single_sync.encode(g, &mut page);
+    assert_eq!(read_u32(&page, 52), META_FLAG_SINGLE_SYNC);
+    assert_eq!(MetaPage::decode(&page, g), Ok(single_sync));
+}
+
+#[test]
+fn meta_full_log_round_trip() {
+    let g = geometry();
+    let mut meta = sample_meta();
+    meta.log = (0..g.log_capacity() as u64)
+        .map(|i| LogEntry {
+            first_page: 5 + i,
+            page_count: 1,
+            kind: if i % 2 == 0 {
+                LogKind::Alloc
+            } else {
+                LogKind::Free
+            },
+        })
+        .collect();
+    let mut page = vec![0u8; G1K];
+    meta.encode(g, &mut page);
+    assert_eq!(MetaPage::decode(&page, g), Ok(meta));
+}
+
+#[test]
+fn meta_rejections() {
+    let g = geometry();
+    let mut good = vec![0u8; G1K];
+    sample_meta().encode(g, &mut good);
+    assert_eq!(
+        MetaPage::decode(&good[..G1K - 1], g),
+        Err(meta(Reason::Truncated))
+    );
+    let mut bad = good.clone();
+    bad[1] ^= 0xff;
+    assert_eq!(MetaPage::decode(&bad, g), Err(meta(Reason::BadMagic)));
+    let mut bad = good.clone();
+    bad[900] ^= 1;
+    assert_eq!(MetaPage::decode(&bad, g), Err(meta(Reason::BadChecksum)));
+
+    let check = |edit: &dyn Fn(&mut [u8]), expected: DecodeError| {
+        let mut bad = good.clone();
+        edit(&mut bad);
+        resign_meta(&mut bad);
+        assert_eq!(MetaPage::decode(&bad, g), Err(expected));
+    };
+    check(&|p| write_u32(p, 12, 4096), meta(Reason::PageSize(4096)));
+    check(
+        &|p| write_u64(p, 16, 0),
+        meta(Reason::Insane("generation 0")),
+    );
+    for count in [0u64, 5, g.pages_per_group() + 1, u64::MAX] {
+        check(
+            &|p| write_u64(p, 24, count),
+            meta(Reason::Insane("page count is not a valid file size")),
+        );
+    }
+    check(
+        &|p| write_u64(p, 32, 0),
+        meta(Reason::Insane("materialized group count out of range")),
+    );
+    check(
+        &|p| write_u64(p, 32, 4),
+        meta(Reason::Insane("materialized group count out of range")),
+    );
+    check(
+        &|p| write_u32(p, 48, 1000),
+        meta(Reason::Insane("log longer than a page holds")),
+    );
+    check(
+        &|p| p[110] = 1,
+        meta(Reason::Insane("reserved header bytes not zero")),
+    );
+    for flags in [2u32, 0x8000_0000, 3] {
+        check(
+            &|p| write_u32(p, 52, flags),
+            meta(Reason::Insane("unknown metadata flags")),
+        );
+    }
+    check(
+        &|p| write_u64(p, 56, 0),
+        meta(Reason::Insane(
+            "directory pages named without a directory block",
+        )),
+    );
+    // The sample file has N pages: N / 4 blocks would fit, N / 4 + 1 cannot.
+    let quarter = sample_meta().page_count / 4;
+    for count in [quarter + 1, u64::MAX] {
+        check(
+            &|p| write_u64(p, 56, count),
+            meta(Reason::Insane("more directory blocks than the file holds")),
+        );
+    }
+    let mut fits = good.clone();
+    write_u64(&mut fits, 56, quarter);
+    resign_meta(&mut fits);
+    assert_eq!(
+        MetaPage::decode(&fits, g).map(|m| m.directory.block_count),
+        Ok(quarter)
+    );
+    check(
+        &|p| write_u64(p, 72, 2),
+        meta(Reason::Insane(
+            "directory page outside the data pages of the file",
+        )),
+    );
+    check(
+        &|p| write_u64(p, 72, u64::MAX),
+        meta(Reason::Insane(
+            "directory page outside the data pages of the file",
+        )),
+    );
+    check(
+        &|p| write_u64(p, 80, 9),
+        meta(Reason::Insane("directory block names one page twice")),
+    );
+    check(
+        &|p| p[1000] = 1,
+        meta(Reason::Insane("bytes after the log not zero")),
+    );
+    check(
+        &|p| write_u32(p, 128 + 12, 3),
+        meta(Reason::Insane("unknown log entry kind")),
+    );
+    check(
+        &|p| write_u32(p, 128 + 8, 0),
+        meta(Reason::Insane("log entry with zero pages")),
+    );
+    check(
+        &|p| write_u64(p, 128, u64::MAX),
+        meta(Reason::Insane("log entry overflows")),
+    );
+    check(
+        &|p| write_u64(p, 128, g.pages_per_group() * 2 + 9),
+        meta(Reason::Insane("log entry past the end of the file")),
+    );
+    check(
+        &|p| write_u64(p, 128, g.pages_per_group() - 1),
+        meta(Reason::Insane("log entry spans two groups")),
+    );
+    for internal in [0u64, 2, 4] {
+        check(
+            &|p| write_u64(p, 128, internal),
+            meta(Reason::Insane("log entry touches an internal page")),
+        );
+    }
+    check(
+        &|p| write_u64(p, 128 + 16, g.pages_per_group() * 2 + 1),
+        meta(Reason::Insane("log entry touches an internal page")),
+    );
+}
+
+#[test]
+fn group_slot_round_trip() {
+    let g = geometry();
+    let words: Vec<u64> = (0..g.pages_per_group() / 64)
+        .map(|i| i.wrapping_mul(0x9E37_79B9_7F4A_7C15))
+        .collect();
+    let mut page = vec![0u8; G1K];
+    let header = GroupSlotHeader {
+        generation: 3,
+        group: 7,
+    };
+    encode_group_slot(g, header, &words, &mut page);
+    let (decoded, bitmap) = decode_group_slot(&page, g, 7).expect("decodes");
+    assert_eq!(decoded, header);
+    for (i, word) in words.iter().enumerate() {
+        assert_eq!(slot_bitmap_word(bitmap, i), *word);
+    }
+}
+
+#[test]
+fn group_slot_rejections() {
+    let g = geometry();
+    let words = vec![0u64; (g.pages_per_group() / 64) as usize];
+    let mut good = vec![0u8; G1K];
+    encode_group_slot(
+        g,
+        GroupSlotHeader {
+            generation: 3,
+            group: 1,
+        },
+        &words,
+        &mut good,
+    );
+    assert_eq!(
+        decode_group_slot(&good[..10], g, 1).err(),
+        Some(group(Reason::Truncated))
+    );
+    assert_eq!(
+        decode_group_slot(&good, g, 2).err(),
+        Some(group(Reason::Insane(
+            "group index does not match its position"
+        )))
+    );
+    let mut bad = good.clone();
+    bad[0] = 0;
+    assert_eq!(
+        decode_group_slot(&bad, g, 1).err(),
+        Some(group(Reason::BadMagic))
+    );
+    let mut bad = good.clone();
+    bad[500] ^= 4;
+    assert_eq!(
+        decode_group_slot(&bad, g, 1).err(),
+        Some(group(Reason::BadChecksum))
+    );
+    let mut bad = good.clone();
+    write_u32(&mut bad, 12, 2048);
+    resign_meta(&mut bad);
+    assert_eq!(
+        decode_group_slot(&bad, g, 1).err(),
+        Some(group(Reason::PageSize(2048)))
+    );
+    let mut bad = good.clone();
+    write_u64(&mut bad, 16, 0);
+    resign_meta(&mut bad);
+    assert_eq!(
+        decode_group_slot(&bad, g, 1).err(),
+        Some(group(Reason::Insane("generation 0")))
+    );
+}
+
+fn sample_directory_slot() -> DirectorySlot {
+    let g = geometry();
+    let mut entries = vec![None; g.directory_entries_per_block() as usize];
+    entries[0] = Some(DirectoryEntry {
+        copies: [20, 21],
+        current: 1,
+        content_generation: 4,
+        content_checksum: 0xDEAD_BEEF,
+    });
+    entries[29] = Some(DirectoryEntry {
+        copies: [30, 25],
+        current: 0,
+        content_generation: 5,
+        content_checksum: 7,
+    });
+    DirectorySlot {
+        generation: 5,
+        block: 3,
+        next_pages: [40, 41, 42, 43],
+        entries,
+    }
+}
+
+/// Known answers computed from SPEC.md §2.5 and §2.7 by an independent implementation: the
+/// terms are part of the format, so a change to them is a format change.
+#[test]
+fn digest_terms_match_the_spec() {
+    let cases = [
+        (0, 1, 0, 0x74da_a65d_c60f_d558, 0xafd8_addc_9f8b_3fa2),
+        (
+            7,
+            42,
+            0xDEAD_BEEF,
+            0x7fe8_bdf9_9bfd_1d34,
+            0x42ab_c907_1e24_e3ff,
+        ),
+        (
+            1 << 40,
+            u64::MAX,
+            u32::MAX,
+            0xa44b_7ba5_f7ee_c449,
+            0xddf2_6a60_9d45_e6fc,
+        ),
+    ];
+    for (index, generation, checksum, slot_term, directory_term) in cases {
+        assert_eq!(slot_digest_term(index, generation, checksum), slot_term);
+        assert_eq!(
+            directory_digest_term(index, generation, checksum),
+            directory_term
+        );
+    }
+}
+
+#[test]
+fn directory_slot_round_trip() {
+    let g = geometry();
+    assert_eq!(g.directory_entries_per_block(), 30);
+    assert_eq!(Geometry::new(4096).directory_entries_per_block(), 126);
+    let slot = sample_directory_slot();
+    let mut page = vec![0xAAu8; G1K];
+    let checksum = encode_directory_slot(g, &slot, &mut page);
+    assert_eq!(slot_checksum_field(&page), Some(checksum));
+    assert_eq!(decode_directory_slot(&page, g, 3, 100), Ok(slot));
+    assert_ne!(
+        directory_digest_term(3, 5, checksum),
+        slot_digest_term(3, 5, checksum),
+        "a bitmap slot term never equals a directory slot term"
+    );
+}
+
+#[test]
+fn directory_slot_rejections() {
+    let g = geometry();
+    let mut good = vec![0u8; G1K];
+    encode_directory_slot(g, &sample_directory_slot(), &mut good);
+    assert_eq!(
+        decode_directory_slot(&good[..100], g, 3, 100),
+        Err(directory(Reason::Truncated))
+    );
+    let mut bad = good.clone();
+    bad[0] ^= 1;
+    assert_eq!(
+        decode_directory_slot(&bad, g, 3, 100),
+        Err(directory(Reason::BadMagic))
+    );
+    let mut bad = good.clone();
+    bad[700] ^= 1;
+    assert_eq!(
+        decode_directory_slot(&bad, g, 3, 100),
+        Err(directory(Reason::BadChecksum))
+    );
+    let check = |edit: &dyn Fn(&mut [u8]), expected: &'static str, page_count: u64| {
+        let mut bad = good.clone();
+        edit(&mut bad);
+        resign_meta(&mut bad);
+        assert_eq!(
+            decode_directory_slot(&bad, g, 3, page_count),
+            Err(directory(Reason::Insane(expected)))
+        );
+    };
+    let mut other_size = good.clone();
+    write_u32(&mut other_size, 12, 4096);
+    resign_meta(&mut other_size);
+    assert_eq!(
+        decode_directory_slot(&other_size, g, 3, 100),
+        Err(directory(Reason::PageSize(4096)))
+    );
+    check(&|p| write_u64(p, 16, 0), "generation 0", 100);
+    check(
+        &|_| {},
+        "directory page outside the data pages of the file",
+        42,
+    );
+    let wrong_block = |p: &mut [u8]| write_u64(p, 24, 2);
+    check(
+        &wrong_block,
+        "block index does not match its position in the chain",
+        100,
+    );
+    check(
+        &|p| write_u64(p, 40, 40),
+        "directory block names one page twice",
+        100,
+    );
+    check(
+        &|p| write_u64(p, 32, 3),
+        "directory page outside the data pages of the file",
+        100,
+    );
+    let entry = DIRECTORY_HEADER_BYTES;
+    check(
+        &|p| p[entry + 28] = 2,
+        "entry with an unknown current copy",
+        100,
+    );
+    check(
+        &|p| p[entry + 30] = 1,
+        "entry with an unknown current copy",
+        100,
+    );
+    check(
+        &|p| write_u64(p, entry + 16, 6),
+        "entry content newer than its directory slot",
+        100,
+    );
+    check(
+        &|p| write_u64(p, entry + 16, 0),
+        "entry content newer than its directory slot",
+        100,
+    );
+    check(
+        &|p| write_u64(p, entry + 8, 20),
+        "both copies in one page",
+        100,
+    );
+    for bad_page in [0u64, 4, g.pages_per_group() + 1, u64::MAX] {
+        check(
+            &|p| write_u64(p, entry, bad_page),
+            "backing copy outside the data pages of the file",
+            100_000,
+        );
+    }
+}
+
+/// The one decode error type keeps the wording of the four it replaced (recovery's error details
+/// quote it).
+#[test]
+fn decode_error_texts() {
+    use PageKind::{DirectorySlot, GroupSlot, Meta, Superblock};
+    let cases: [(PageKind, Reason, &str); 17] = [
+        (Superblock, Reason::Truncated, "superblock truncated"),
+        (Superblock, Reason::BadMagic, "superblock magic missing"),
+        (
+            Superblock,
+            Reason::BadChecksum,
+            "superblock checksum mismatch",
+        ),
+        (
+            Superblock,
+            Reason::UnsupportedVersion(2),
+            "format version 2",
+        ),
+        (
+            Superblock,
+            Reason::Insane("selector"),
+            "superblock field invalid: selector",
+        ),
+        (Meta, Reason::Truncated, "truncated"),
+        (Meta, Reason::BadMagic, "no metadata magic"),
+        (Meta, Reason::BadChecksum, "checksum mismatch"),
+        (Meta, Reason::PageSize(4096), "written for page size 4096"),
+        (
+            Meta,
+            Reason::Insane("generation 0"),
+            "checksum valid but generation 0",
+        ),
+        (GroupSlot, Reason::BadMagic, "no slot magic"),
+        (GroupSlot, Reason::BadChecksum, "checksum mismatch"),
+        (
+            GroupSlot,
+            Reason::PageSize(4096),
+            "checksum valid but written for another page size",
+        ),
+        (DirectorySlot, Reason::Truncated, "truncated"),
+        (DirectorySlot, Reason::BadMagic, "no directory magic"),
+        (
+            DirectorySlot,
+            Reason::PageSize(4096),
+            "checksum valid but written for another page size",
+        ),
+        (
+            DirectorySlot,
+            Reason::Insane("both copies in one page"),
+            "checksum valid but both copies in one page",
+        ),
+    ];
+    for (kind, reason, text) in cases {
+        assert_eq!(DecodeError::new(kind, reason).to_string(), text);
+    }
+}

@@ -1,0 +1,407 @@
+//! Loading one well-formed metadata copy (SPEC.md §4.1): one function per step, and the
+//! "newest valid slot" picker shared by bitmap groups (step 2) and directory blocks (step 6).
+
+use std::collections::HashSet;
+
+use super::page;
+use super::rejection::LoadRejection;
+use crate::bitmap::Bitmap;
+use crate::directory::{Directory, DirectoryBlock};
+use crate::format::{
+    DIRECTORY_BLOCK_PAGES, FIRST_DATA_PAGE, Geometry, LogKind, MetaPage, MetaSlot,
+    decode_directory_slot, decode_group_slot, directory_digest_term, slot_bitmap_word,
+    slot_checksum_field, slot_digest_term,
+};
+use crate::mutants::{Mutant, active};
+use crate::state::AllocState;
+
+/// One valid slot of a group or a directory block: where it lies among the pages of its group
+/// or block, its generation and checksum field, and its decoded contents.
+pub(super) struct SlotCandidate<T> {
+    pub(super) position: usize,
+    pub(super) generation: u64,
+    pub(super) checksum: u32,
+    pub(super) value: T,
+}
+
+/// The current slot among `pages` (SPEC.md §4.1 steps 2 and 6): the valid one (already decoded
+/// and bounded by the copy's generation by the caller: `Ok(None)` for a page that holds none)
+/// with the largest generation. Pages are read in order and lazily, so an error on a page stops
+/// the walk there. Two candidates of one generation go to `tie`, which either accepts them as one
+/// slot (the two mirrors of a directory slot; the first is kept) or rejects the copy.
+pub(super) fn newest_valid_slot<T, E>(
+    pages: impl IntoIterator<Item = Result<Option<SlotCandidate<T>>, E>>,
+    tie: impl Fn(&SlotCandidate<T>, &SlotCandidate<T>) -> Result<(), E>,
+) -> Result<Option<SlotCandidate<T>>, E> {
+    let mut best: Option<SlotCandidate<T>> = None;
+    for candidate in pages {
+        let Some(candidate) = candidate? else {
+            continue;
+        };
+        match &best {
+            Some(current) if current.generation == candidate.generation => {
+                tie(current, &candidate)?;
+            }
+            Some(current) if current.generation > candidate.generation => {}
+            _ => best = Some(candidate),
+        }
+    }
+    Ok(best)
+}
+
+/// Loads the state `meta` (found in copy `slot`) describes, or says why it does not load.
+pub(super) fn load_copy(
+    image: &[u8],
+    geometry: Geometry,
+    meta: &MetaPage,
+    slot: MetaSlot,
+) -> Result<AllocState, LoadRejection> {
+    step1_fits_in_file(image, geometry, meta)?;
+    let groups = steps2_to_4_load_groups(image, geometry, meta)?;
+    let mut state = AllocState {
+        geometry,
+        generation: meta.generation,
+        active_meta: slot,
+        page_count: meta.page_count,
+        materialized_groups: meta.materialized_groups,
+        group_slots: groups.slots,
+        group_terms: groups.terms,
+        slot_digest: groups.digest,
+        log: Vec::new(),
+        bitmap: groups.bitmap,
+        next_fit_page: FIRST_DATA_PAGE,
+        directory: Directory::new(geometry),
+    };
+    step5_replay_log(&mut state, meta)?;
+    state.directory = steps6_7_load_directory(image, geometry, meta, &state.bitmap)?;
+    if meta.single_sync && !active(Mutant::SingleSyncSkipContentCheck) {
+        step8_committed_contents_arrived(image, geometry, meta.generation, &state.directory)?;
+    }
+    Ok(state)
+}
+
+/// Step 1: `N · P ≤` file length.
+fn step1_fits_in_file(
+    image: &[u8],
+    geometry: Geometry,
+    meta: &MetaPage,
+) -> Result<(), LoadRejection> {
+    let file_pages = image.len() as u64 / geometry.page_size();
+    if meta.page_count > file_pages {
+        return Err(LoadRejection::PastEndOfFile {
+            claimed: meta.page_count,
+            file_pages,
+        });
+    }
+    Ok(())
+}
+
+/// The bitmap groups as steps 2–4 load them.
+struct LoadedGroups {
+    bitmap: Bitmap,
+    slots: Vec<u8>,
+    terms: Vec<u64>,
+    digest: u64,
+}
+
+/// Steps 2–4: every materialized group's current slot, loaded into the bitmap, and the chosen
+/// slots checked against the copy's slot digest.
+fn steps2_to_4_load_groups(
+    image: &[u8],
+    geometry: Geometry,
+    meta: &MetaPage,
+) -> Result<LoadedGroups, LoadRejection> {
+    let mut groups = LoadedGroups {
+        bitmap: Bitmap::new(meta.page_count),
+        slots: Vec::with_capacity(meta.materialized_groups as usize),
+        terms: Vec::with_capacity(meta.materialized_groups as usize),
+        digest: 0,
+    };
+    for group in 0..meta.materialized_groups {
+        let current = step2_current_group_slot(image, geometry, meta, group)?;
+        step3_load_group_bits(geometry, &mut groups.bitmap, group, current.value)?;
+        let term = slot_digest_term(group, current.generation, current.checksum);
+        groups.slots.push(current.position as u8);
+        groups.terms.push(term);
+        groups.digest ^= term;
+    }
+    if groups.digest != meta.slot_digest {
+        return Err(LoadRejection::SlotDigest);
+    }
+    Ok(groups)
+}
+
+/// Step 2: the valid slot of `group` with the largest generation not above the copy's.
+fn step2_current_group_slot<'a>(
+    image: &'a [u8],
+    geometry: Geometry,
+    meta: &MetaPage,
+    group: u64,
+) -> Result<SlotCandidate<&'a [u8]>, LoadRejection> {
+    let candidate = |position: u8| {
+        let bytes = page(image, geometry, geometry.slot_page(group, position))
+            .ok_or(LoadRejection::SlotPagePastEnd { group })?;
+        let Ok((header, bits)) = decode_group_slot(bytes, geometry, group) else {
+            return Ok(None);
+        };
+        if header.generation > meta.generation && !active(Mutant::IgnoreSlotGenerationBound) {
+            return Ok(None);
+        }
+        Ok(Some(SlotCandidate {
+            position: usize::from(position),
+            generation: header.generation,
+            checksum: slot_checksum_field(bytes).expect("a decoded slot has a checksum field"),
+            value: bits,
+        }))
+    };
+    let tie = |_: &SlotCandidate<&[u8]>, other: &SlotCandidate<&[u8]>| {
+        Err(LoadRejection::GroupSlotsTie {
+            group,
+            generation: other.generation,
+        })
+    };
+    newest_valid_slot((0..2u8).map(candidate), tie)?.ok_or(LoadRejection::NoGroupSlot { group })
+}
+
+/// Step 3: loads the group's words inside the file (the last one may hold bits past the end),
+/// checks that the slot's words past the end of the file are zero and that the group's internal
+/// pages are in use.
+fn step3_load_group_bits(
+    geometry: Geometry,
+    bitmap: &mut Bitmap,
+    group: u64,
+    bits: &[u8],
+) -> Result<(), LoadRejection> {
+    let words_per_group = (geometry.pages_per_group() / 64) as usize;
+    let first_word = group as usize * words_per_group;
+    let inside = bitmap
+        .word_count()
+        .saturating_sub(first_word)
+        .min(words_per_group);
+    let loaded = bitmap.load_le_words(first_word, &bits[..inside * 8]);
+    if !loaded || (inside..words_per_group).any(|index| slot_bitmap_word(bits, index) != 0) {
+        return Err(LoadRejection::GroupPastEnd { group });
+    }
+    let (internal_start, internal_end) = if group == 0 {
+        (0, FIRST_DATA_PAGE)
+    } else {
+        let start = geometry.group_start(group);
+        (start, start + 2)
+    };
+    if !bitmap.all_one(internal_start, internal_end) {
+        return Err(LoadRejection::ReservedPagesFree { group });
+    }
+    Ok(())
+}
+
+/// Step 5: groups `M..` are fresh, and replaying the log in order on the bitmap is exact.
+fn step5_replay_log(state: &mut AllocState, meta: &MetaPage) -> Result<(), LoadRejection> {
+    for group in meta.materialized_groups..state.geometry.group_count(meta.page_count) {
+        state.mark_fresh_group(group);
+    }
+    for entry in &meta.log {
+        let (first, end) = (entry.first_page, entry.end_page());
+        let consistent = match entry.kind {
+            LogKind::Alloc => state.bitmap.all_zero(first, end),
+            LogKind::Free => state.bitmap.all_one(first, end),
+        };
+        if !consistent {
+            return Err(LoadRejection::LogEntry {
+                kind: entry.kind,
+                first,
+                end,
+            });
+        }
+        match entry.kind {
+            LogKind::Alloc => state.bitmap.set_range(first, end),
+            LogKind::Free => state.bitmap.clear_range(first, end),
+        }
+    }
+    state.log = meta.log.clone();
+    Ok(())
+}
+
+/// Steps 6–7: walks the chain of `B` blocks taking each block's current slot, checks the chosen
+/// slots against the copy's directory digest, and checks that every page the directory owns is
+/// owned once and allocated in `bitmap`.
+fn steps6_7_load_directory(
+    image: &[u8],
+    geometry: Geometry,
+    meta: &MetaPage,
+    bitmap: &Bitmap,
+) -> Result<Directory, LoadRejection> {
+    let root = meta.directory;
+    let mut blocks = Vec::new();
+    let mut digest = 0u64;
+    let mut pages = root.head_pages;
+    let mut seen = HashSet::new();
+    for block in 0..root.block_count {
+        if pages.iter().all(|&p| p == 0) {
+            return Err(LoadRejection::DirectoryChainShort {
+                blocks: block,
+                expected: root.block_count,
+            });
+        }
+        // A chain that loops back is rejected at once, not after `block_count` steps.
+        if !pages.iter().all(|&p| seen.insert(p)) {
+            return Err(LoadRejection::DirectoryChainLoops { block });
+        }
+        let current = step6_current_directory_slot(image, geometry, meta, block, pages)?;
+        let term = directory_digest_term(block, current.generation, current.checksum);
+        digest ^= term;
+        let next_pages = current.value.next_pages;
+        blocks.push(DirectoryBlock {
+            pages,
+            current_slot: Some((current.position % 2) as u8),
+            term,
+            entries: current.value.entries,
+        });
+        pages = next_pages;
+    }
+    if pages.iter().any(|&p| p != 0) {
+        return Err(LoadRejection::DirectoryChainLong {
+            expected: root.block_count,
+        });
+    }
+    step7_check_directory(geometry, root.digest, blocks, digest, bitmap)
+}
+
+/// Step 6, one block: among its four pages, the valid slot for block `block` with the largest
+/// generation not above the copy's. Two of one generation must be the two mirrors of one slot:
+/// identical, at the same slot position.
+fn step6_current_directory_slot(
+    image: &[u8],
+    geometry: Geometry,
+    meta: &MetaPage,
+    block: u64,
+    pages: [u64; DIRECTORY_BLOCK_PAGES],
+) -> Result<SlotCandidate<crate::format::DirectorySlot>, LoadRejection> {
+    let candidate = |(position, &page_index): (usize, &u64)| {
+        let bytes =
+            page(image, geometry, page_index).ok_or(LoadRejection::DirectoryPagePastEnd {
+                page: page_index,
+                block,
+            })?;
+        let Ok(slot) = decode_directory_slot(bytes, geometry, block, meta.page_count) else {
+            return Ok(None);
+        };
+        if slot.generation > meta.generation {
+            return Ok(None);
+        }
+        Ok(Some(SlotCandidate {
+            position,
+            generation: slot.generation,
+            checksum: slot_checksum_field(bytes).expect("a decoded slot has a checksum field"),
+            value: slot,
+        }))
+    };
+    let tie = |kept: &SlotCandidate<_>, other: &SlotCandidate<_>| {
+        if kept.checksum == other.checksum && kept.position % 2 == other.position % 2 {
+            Ok(())
+        } else {
+            Err(LoadRejection::DirectorySlotsTie {
+                block,
+                generation: other.generation,
+            })
+        }
+    };
+    newest_valid_slot(pages.iter().enumerate().map(candidate), tie)?
+        .ok_or(LoadRejection::NoDirectorySlot { block })
+}
+
+/// Step 7: the chosen slots are the ones the directory digest names; every page the directory
+/// owns is owned once and allocated in `bitmap`.
+fn step7_check_directory(
+    geometry: Geometry,
+    recorded_digest: u64,
+    blocks: Vec<DirectoryBlock>,
+    digest: u64,
+    bitmap: &Bitmap,
+) -> Result<Directory, LoadRejection> {
+    if digest != recorded_digest {
+        return Err(LoadRejection::DirectoryDigest);
+    }
+    let directory = Directory::from_committed(geometry, blocks, digest)
+        .map_err(LoadRejection::DirectoryOwnership)?;
+    if let Some(page) = directory.owned_pages().find(|&page| !bitmap.get(page)) {
+        return Err(LoadRejection::ProtectedPageFree { page });
+    }
+    Ok(directory)
+}
+
+/// Step 8: a single-sync commit made its protected contents durable in the same barrier as the
+/// metadata copy (SPEC.md §3.2.1), so a copy that arrived does not prove they did: every
+/// protected page whose content this commit wrote (staged by a writer, or zeroed by an
+/// allocation) must match the checksum its directory entry records.
+fn step8_committed_contents_arrived(
+    image: &[u8],
+    geometry: Geometry,
+    generation: u64,
+    directory: &Directory,
+) -> Result<(), LoadRejection> {
+    for (id, entry) in directory.entries_committed_at(generation) {
+        let arrived = page(image, geometry, entry.current_page())
+            .is_some_and(|bytes| crc32fast::hash(bytes) == entry.content_checksum);
+        if !arrived {
+            return Err(LoadRejection::ContentsMissing {
+                id,
+                page: entry.current_page(),
+            });
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{SlotCandidate, newest_valid_slot};
+
+    fn at(
+        position: usize,
+        generation: u64,
+        checksum: u32,
+    ) -> Result<Option<SlotCandidate<()>>, u64> {
+        Ok(Some(SlotCandidate {
+            position,
+            generation,
+            checksum,
+            value: (),
+        }))
+    }
+
+    fn same_checksum(kept: &SlotCandidate<()>, other: &SlotCandidate<()>) -> Result<(), u64> {
+        if kept.checksum == other.checksum {
+            Ok(())
+        } else {
+            Err(other.generation)
+        }
+    }
+
+    fn pick(pages: Vec<Result<Option<SlotCandidate<()>>, u64>>) -> Result<Option<usize>, u64> {
+        newest_valid_slot(pages, same_checksum).map(|best| best.map(|c| c.position))
+    }
+
+    #[test]
+    fn newest_valid_slot_takes_the_largest_generation() {
+        assert_eq!(pick(vec![]), Ok(None));
+        assert_eq!(pick(vec![Ok(None), Ok(None)]), Ok(None));
+        assert_eq!(pick(vec![at(0, 3, 1), at(1, 4, 2)]), Ok(Some(1)));
+        assert_eq!(pick(vec![at(0, 4, 1), at(1, 3, 2)]), Ok(Some(0)));
+        assert_eq!(pick(vec![Ok(None), at(1, 3, 2)]), Ok(Some(1)));
+    }
+
+    #[test]
+    fn newest_valid_slot_sends_ties_to_the_caller() {
+        // Accepted tie: the first is kept.
+        assert_eq!(pick(vec![at(0, 5, 9), at(2, 5, 9)]), Ok(Some(0)));
+        // Rejected tie.
+        assert_eq!(pick(vec![at(0, 5, 9), at(1, 5, 8)]), Err(5));
+        // A tie below the best is not one.
+        assert_eq!(
+            pick(vec![at(0, 5, 9), at(1, 7, 1), at(2, 5, 8)]),
+            Ok(Some(1))
+        );
+        // Pages are read lazily: an error stops the walk, also before a later tie.
+        assert_eq!(pick(vec![at(0, 5, 9), Err(77), at(2, 5, 8)]), Err(77));
+    }
+}

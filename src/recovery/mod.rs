@@ -1,0 +1,175 @@
+//! Recovery (SPEC.md §4): decide, from a file image alone, which committed state it holds and
+//! which repairs make the image unambiguous again, then make them.
+//!
+//! [`recover`] reads as SPEC.md §4: decode the candidates (the superblock and both metadata
+//! copies), run the decision table of §4.2 ([`table`], one function per row, pure over a
+//! [`table::Loader`]), load copies as §4.1 says ([`load`], one function per step), and plan the
+//! repairs of §4.3 ([`repair`], which also makes them: [`repair::apply`]). Why a copy was
+//! passed over is a [`rejection::Rejection`], whose text is `CorruptMetadata`'s detail.
+
+mod load;
+pub(crate) mod rejection;
+pub(crate) mod repair;
+pub(crate) mod table;
+
+use crate::error::MappedPageError;
+use crate::format::{
+    DecodeError, Geometry, MAX_PAGE_SIZE, MIN_PAGE_COUNT, MIN_PAGE_SIZE, MetaPage, MetaSlot,
+    PageKind, Reason, Superblock,
+};
+use crate::mutants::{Mutant, active};
+use crate::state::AllocState;
+use rejection::LoadRejection;
+use table::{Candidates, Loader};
+
+/// Which row of the recovery table (SPEC.md §4.2) decided.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum RecoveryDecision {
+    /// The superblock is valid and the copy it names is valid and matches it.
+    Superblock,
+    /// The copy the superblock names is unusable, but the other copy holds the next generation
+    /// (the commit that was in flight) and is complete.
+    NextGenerationAfterCorruptSelected,
+    /// The superblock is unusable; the newest complete copy was taken.
+    NewestAfterCorruptSuperblock,
+    /// A copy written by a single-sync commit ([`crate::CommitMode::SingleSync`]), newer than
+    /// the superblock's generation, loaded completely and was taken.
+    NewerSingleSyncCommit,
+}
+
+/// The outcome of recovery: the state to use and the repairs to make before using it.
+#[derive(Debug)]
+pub(crate) struct Recovered {
+    pub(crate) state: AllocState,
+    /// Pages whose first [`crate::format::SCRUB_BYTES`] bytes must be zeroed: valid metadata or
+    /// slot pages from a commit newer than the chosen one, which never became durable as a whole.
+    pub(crate) scrub_pages: Vec<u64>,
+    /// Directory mirror pages to restore (SPEC.md §4.3 step 3): the chosen state's current slot
+    /// of a block lies intact on one mirror page only (a single-sync commit interrupted by a
+    /// crash or a failed sync after that mirror arrived, or media damage to the other); copy it,
+    /// byte for byte, over the other mirror.
+    pub(crate) mirror_repairs: Vec<MirrorRepair>,
+    /// The superblock to write if the one on disk does not name the chosen copy.
+    pub(crate) superblock_rewrite: Option<Superblock>,
+    pub(crate) decision: RecoveryDecision,
+}
+
+/// One directory mirror to restore: copy page `from` (the intact mirror of a block's current
+/// slot) over page `to` (the other mirror of that slot).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct MirrorRepair {
+    pub(crate) from: u64,
+    pub(crate) to: u64,
+}
+
+fn page(image: &[u8], geometry: Geometry, page: u64) -> Option<&[u8]> {
+    let start = usize::try_from(geometry.offset(page)).ok()?;
+    let end = start.checked_add(geometry.page_size() as usize)?;
+    image.get(start..end)
+}
+
+/// Recovers the state held by `image` for page size `geometry`, and plans its repairs.
+pub(crate) fn recover(image: &[u8], geometry: Geometry) -> Result<Recovered, MappedPageError> {
+    let candidates = decode_candidates(image, geometry)?;
+    let chosen = table::decide(&candidates, &mut ImageLoader { image, geometry })?;
+    let state = chosen.state;
+    assert_eq!(
+        state.active_meta, chosen.slot,
+        "the state names the chosen copy"
+    );
+    assert!(
+        candidates
+            .meta(chosen.slot)
+            .as_ref()
+            .is_ok_and(|meta| meta.generation == state.generation),
+        "the state holds the chosen copy's generation {}",
+        state.generation
+    );
+    let scrub_pages = if active(Mutant::SkipScrub) {
+        Vec::new()
+    } else {
+        repair::future_pages(image, geometry, &state, &candidates)
+    };
+    let mirror_repairs = if active(Mutant::SkipMirrorRepair) {
+        Vec::new()
+    } else {
+        repair::lone_mirrors(image, geometry, &state)
+    };
+    let superblock_rewrite = repair::superblock_rewrite(&candidates, geometry, &state);
+    Ok(Recovered {
+        state,
+        scrub_pages,
+        mirror_repairs,
+        superblock_rewrite,
+        decision: chosen.decision,
+    })
+}
+
+/// Decodes the superblock and both metadata copies, after the checks that come before the
+/// table (SPEC.md §4.2): rows 1–2, the file length, a copy of another page size.
+fn decode_candidates(image: &[u8], geometry: Geometry) -> Result<Candidates, MappedPageError> {
+    let page_size = geometry.page_size();
+    let superblock = Superblock::decode(image);
+    table::rows_1_2_superblock_format(&superblock, page_size)?;
+    let min_len_bytes = MIN_PAGE_COUNT * page_size;
+    if (image.len() as u64) < min_len_bytes {
+        return Err(MappedPageError::FileTooSmall {
+            len_bytes: image.len() as u64,
+            min_len_bytes,
+        });
+    }
+    let decode = |slot: MetaSlot| {
+        let bytes = page(image, geometry, slot.page())
+            .ok_or(DecodeError::new(PageKind::Meta, Reason::Truncated))?;
+        if active(Mutant::TrustBadChecksum) {
+            MetaPage::decode_ignoring_checksum(bytes, geometry)
+        } else {
+            MetaPage::decode(bytes, geometry)
+        }
+    };
+    let metas = [decode(MetaSlot::A), decode(MetaSlot::B)];
+    table::copies_page_size(&metas, page_size)?;
+    let checksum =
+        |slot: MetaSlot| page(image, geometry, slot.page()).and_then(MetaPage::checksum_field);
+    Ok(Candidates {
+        superblock,
+        metas,
+        checksums: [checksum(MetaSlot::A), checksum(MetaSlot::B)],
+        page_size,
+    })
+}
+
+/// Loads copies from the image (SPEC.md §4.1).
+struct ImageLoader<'a> {
+    image: &'a [u8],
+    geometry: Geometry,
+}
+
+impl Loader for ImageLoader<'_> {
+    type State = AllocState;
+
+    fn load(&mut self, slot: MetaSlot, meta: &MetaPage) -> Result<AllocState, LoadRejection> {
+        load::load_copy(self.image, self.geometry, meta, slot)
+    }
+
+    /// Looks for a metadata copy written with another page size, to report a mismatch instead
+    /// of "not a mappedpages file" when page 0 is unreadable.
+    fn other_page_size(&self) -> Option<u64> {
+        let mut size = MIN_PAGE_SIZE;
+        while size <= MAX_PAGE_SIZE {
+            if size as u64 != self.geometry.page_size() {
+                let other = Geometry::new(size);
+                for slot in [MetaSlot::A, MetaSlot::B] {
+                    if let Some(bytes) = page(self.image, other, slot.page())
+                        && MetaPage::decode(bytes, other).is_ok()
+                    {
+                        return Some(size as u64);
+                    }
+                }
+            }
+            size *= 2;
+        }
+        None
+    }
+}
