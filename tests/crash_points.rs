@@ -10,7 +10,9 @@
 
 use std::collections::BTreeSet;
 
-use mappedpages::{FailedSyncKeeps, IoOperation, MappedPageError, PageId, Pager, SimStorage};
+use mappedpages::{
+    FailedSyncKeeps, IoOperation, MappedPageError, PageId, Pager, SimStorage, Storage,
+};
 
 const P: usize = 1024;
 type SimPager = Pager<P, SimStorage>;
