@@ -157,9 +157,9 @@ fn initialize<S: Storage>(
         .map_err(|e| MappedPageError::space(IoOperation::Reserve, storage.path(), len_bytes, e))?;
     let mut state = AllocState::new_file(geometry, INITIAL_PAGE_COUNT);
     let plan = CommitPlan {
-        folds: state.plan_folds(true),
         data_ranges: Vec::new(),
         mode: CommitMode::Flip,
+        materialize_all: true,
     };
     commit(storage, &mut state, &plan)
         .map_err(|e| MappedPageError::io(IoOperation::Sync, storage.path(), e))?;
@@ -739,9 +739,9 @@ impl<const PAGE_SIZE: usize, S: Storage> Pager<PAGE_SIZE, S> {
             data_ranges.push(range);
         }
         let plan = CommitPlan {
-            folds: self.state.plan_folds(false),
             data_ranges,
             mode: self.commit_mode,
+            materialize_all: false,
         };
         match commit(&mut self.storage, &mut self.state, &plan) {
             Ok(_) => Ok(()),

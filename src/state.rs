@@ -125,6 +125,26 @@ impl GroupDivider {
     }
 }
 
+/// What a commit changes in memory once it is durable (SPEC.md §3.2 step 7). The commit starts
+/// it with [`AllocState::begin_commit`], fills it in while it writes (steps 2 to 3), and hands it
+/// to [`AllocState::committed`]: the one way memory learns of a commit.
+#[derive(Debug)]
+pub(crate) struct CommitRecord {
+    /// `g + 1`.
+    pub(crate) generation: u64,
+    /// The copy `Y` written (step 3).
+    pub(crate) active_meta: MetaSlot,
+    pub(crate) materialized_groups: u64,
+    /// The slot digest after the folds.
+    pub(crate) slot_digest: u64,
+    /// (group, slot, digest term) of every folded group, in increasing group order.
+    pub(crate) folded_slots: Vec<(u64, u8, u64)>,
+    /// The directory digest after the written blocks.
+    pub(crate) directory_digest: u64,
+    /// (block, slot, digest term) of every written directory block.
+    pub(crate) directory_blocks: Vec<(u64, u8, u64)>,
+}
+
 /// What the pager believes is committed (after a successful commit, exactly what is durable).
 #[derive(Clone, Debug)]
 pub(crate) struct AllocState {
@@ -471,6 +491,67 @@ impl AllocState {
             // in that group when it starts before the group's end.
             after == 0 || entry.first_page >= starts[after - 1] + geometry.pages_per_group()
         });
+    }
+
+    /// The record of a commit of this state at `generation` that has written nothing yet: the
+    /// digests and the materialized groups as they are, the other metadata copy.
+    pub(crate) fn begin_commit(&self, generation: u64) -> CommitRecord {
+        CommitRecord {
+            generation,
+            active_meta: self.active_meta.other(),
+            materialized_groups: self.materialized_groups,
+            slot_digest: self.slot_digest,
+            folded_slots: Vec::new(),
+            directory_digest: self.directory.digest,
+            directory_blocks: Vec::new(),
+        }
+    }
+
+    /// Takes the state `record` describes as committed (SPEC.md §3.2 step 7): the generation
+    /// advances by exactly one, the written copy becomes the active one, the folded groups' and
+    /// written directory blocks' new slots become current.
+    pub(crate) fn committed(&mut self, record: CommitRecord) {
+        assert_eq!(
+            self.generation.checked_add(1),
+            Some(record.generation),
+            "a commit advances the generation by exactly one"
+        );
+        assert!(
+            record.materialized_groups >= self.materialized_groups
+                && record.materialized_groups <= self.geometry.group_count(self.page_count),
+            "materialized groups {} -> {} in a file of {} groups",
+            self.materialized_groups,
+            record.materialized_groups,
+            self.geometry.group_count(self.page_count)
+        );
+        self.directory
+            .committed(&record.directory_blocks, record.directory_digest);
+        self.generation = record.generation;
+        self.active_meta = record.active_meta;
+        self.slot_digest = record.slot_digest;
+        for (group, slot, term) in record.folded_slots {
+            let index = group as usize;
+            if index < self.group_slots.len() {
+                self.group_slots[index] = slot;
+                self.group_terms[index] = term;
+            } else {
+                assert_eq!(index, self.group_slots.len(), "groups materialize in order");
+                self.group_slots.push(slot);
+                self.group_terms.push(term);
+            }
+        }
+        self.materialized_groups = record.materialized_groups;
+        assert!(
+            self.group_slots.len() as u64 == self.materialized_groups
+                && self.group_terms.len() == self.group_slots.len(),
+            "one current slot per materialized group"
+        );
+    }
+
+    /// The current slot of materialized `group` and its digest term; `None` for a fresh group.
+    pub(crate) fn group_slot(&self, group: u64) -> Option<(u8, u64)> {
+        let index = usize::try_from(group).ok()?;
+        Some((*self.group_slots.get(index)?, *self.group_terms.get(index)?))
     }
 
     /// The metadata page that a commit of this state at `generation` writes.
