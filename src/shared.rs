@@ -313,8 +313,7 @@ impl<const PAGE_SIZE: usize, S: Storage> Deref for PageGuard<'_, PAGE_SIZE, S> {
     type Target = MappedPage;
 
     fn deref(&self) -> &MappedPage {
-        let range = Pager::<PAGE_SIZE, S>::page_byte_range(self.page);
-        MappedPage::from_bytes(&self.pager.storage.bytes()[range])
+        self.pager.raw_page(self.page)
     }
 }
 
@@ -1066,8 +1065,7 @@ fn stage<const PAGE_SIZE: usize, S: Storage>(
         }
         Op::WriteProtected(id, write) => {
             let staged_page = pager.stage_protected_write(id.raw())?;
-            let range = Pager::<PAGE_SIZE, S>::page_byte_range(staged_page);
-            let page = MappedPage::from_bytes_mut(&mut pager.storage.bytes_mut()[range]);
+            let page = pager.raw_page_mut(staged_page);
             // A panic leaves the staged copy as scratch (it is not promoted): nothing changed.
             panic::catch_unwind(AssertUnwindSafe(|| write(page))).map_err(Failure::Panic)?;
             data_ranges.push(pager.stage_protected_commit(id.raw(), staged_page));

@@ -676,6 +676,50 @@ mod tests {
         assert_eq!(s.log.len(), 1);
     }
 
+    /// The record of a first commit that folds `folds` (all fresh), each with term `group + 7`.
+    fn first_commit_record(s: &mut AllocState, folds: &[u64]) -> CommitRecord {
+        let mut record = s.begin_commit(1);
+        for &group in folds {
+            record.folded_slots.push((group, 0, group + 7));
+            record.slot_digest ^= group + 7;
+            record.materialized_groups += 1;
+        }
+        record
+    }
+
+    #[test]
+    fn committed_takes_the_record() {
+        let g = Geometry::new(1024);
+        let mut s = AllocState::new_file(g, g.pages_per_group() * 3);
+        let folds = s.plan_folds(true);
+        assert_eq!(folds, vec![0, 1, 2]);
+        let record = first_commit_record(&mut s, &folds);
+        s.committed(record);
+        assert_eq!((s.generation, s.active_meta), (1, MetaSlot::A));
+        assert_eq!(s.materialized_groups, 3);
+        assert_eq!(s.group_slot(1), Some((0, 8)));
+        assert_eq!(s.slot_digest, 7 ^ 8 ^ 9);
+        assert_eq!(s.group_slot(3), None, "group 3 does not exist");
+    }
+
+    #[test]
+    #[should_panic(expected = "a commit advances the generation by exactly one")]
+    fn committed_refuses_a_skipped_generation() {
+        let mut s = state();
+        let mut record = first_commit_record(&mut s, &[0]);
+        record.generation = 2;
+        s.committed(record);
+    }
+
+    #[test]
+    #[should_panic(expected = "groups materialize in order")]
+    fn committed_refuses_a_group_materialized_out_of_order() {
+        let g = Geometry::new(1024);
+        let mut s = AllocState::new_file(g, g.pages_per_group() * 3);
+        let record = first_commit_record(&mut s, &[0, 2]);
+        s.committed(record);
+    }
+
     #[test]
     fn group_divider_divides_exactly() {
         let mut size = 1024;
