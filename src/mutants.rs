@@ -55,13 +55,16 @@ pub enum Mutant {
     /// `SharedPager` group commit: acknowledge every caller of the group (publish its result and
     /// wake it) before the group's commit, instead of after it is durable.
     AckBeforeGroupSync,
+    /// Recovery: do not restore a directory block's current slot that is intact on one mirror
+    /// page only (SPEC.md §4.3 step 3).
+    SkipMirrorRepair,
 }
 
 #[cfg_attr(not(feature = "mutants"), allow(dead_code))]
 impl Mutant {
     /// Every mutant, in declaration order. crashsim catches each one (`crashsim/tests/mutants.rs`);
     /// those of [`SHARED`](Self::SHARED) only its concurrent workloads (`threads-8`, …) can.
-    pub const ALL: [Mutant; 17] = [
+    pub const ALL: [Mutant; 18] = [
         Mutant::SkipMetadataBarrier,
         Mutant::FlipBeforeMetadataDurable,
         Mutant::WriteActiveCopyInPlace,
@@ -79,6 +82,7 @@ impl Mutant {
         Mutant::SingleSyncFlipInBarrier,
         Mutant::SingleSyncSkipContentCheck,
         Mutant::AckBeforeGroupSync,
+        Mutant::SkipMirrorRepair,
     ];
 
     /// The mutants of `SharedPager`'s group commit (src/shared.rs), in declaration order; also
@@ -107,6 +111,7 @@ impl Mutant {
             Mutant::SingleSyncFlipInBarrier => "single-sync-flip-in-barrier",
             Mutant::SingleSyncSkipContentCheck => "single-sync-skip-content-check",
             Mutant::AckBeforeGroupSync => "ack-before-group-sync",
+            Mutant::SkipMirrorRepair => "skip-mirror-repair",
         }
     }
 

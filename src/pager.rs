@@ -208,8 +208,9 @@ impl<const PAGE_SIZE: usize, S: Storage> Pager<PAGE_SIZE, S> {
     }
 
     /// Opens the file held by `storage`, running recovery: the committed state is found, any
-    /// leftovers of a commit that never completed are invalidated, and an unreadable superblock
-    /// is rewritten (SPEC.md §4). Those repairs are synced before this returns.
+    /// leftovers of a commit that never completed are invalidated, an unreadable superblock is
+    /// rewritten, and a directory mirror a crash left missing is restored (SPEC.md §4). Those
+    /// repairs are synced before this returns.
     ///
     /// ```
     /// use mappedpages::{Pager, SimStorage};
@@ -272,6 +273,20 @@ impl<const PAGE_SIZE: usize, S: Storage> Pager<PAGE_SIZE, S> {
             storage.bytes_mut()[..record.len()].copy_from_slice(&record);
             storage
                 .sync_ranges(&[0..geometry.page_size()])
+                .map_err(|e| MappedPageError::io(IoOperation::Sync, storage.path(), e))?;
+        }
+        if !recovered.mirror_repairs.is_empty() {
+            let page_size = geometry.page_size();
+            let mut ranges: Vec<Range<u64>> = Vec::with_capacity(recovered.mirror_repairs.len());
+            for repair in &recovered.mirror_repairs {
+                let (from, to) = (geometry.offset(repair.from), geometry.offset(repair.to));
+                storage
+                    .bytes_mut()
+                    .copy_within(from as usize..(from + page_size) as usize, to as usize);
+                ranges.push(to..to + page_size);
+            }
+            storage
+                .sync_ranges(&ranges)
                 .map_err(|e| MappedPageError::io(IoOperation::Sync, storage.path(), e))?;
         }
         Ok((recovered.state, recovered.decision))

@@ -36,9 +36,22 @@ pub(crate) struct Recovered {
     /// Pages whose first [`crate::format::SCRUB_BYTES`] bytes must be zeroed: valid metadata or
     /// slot pages from a commit newer than the chosen one, which never became durable as a whole.
     pub(crate) scrub_pages: Vec<u64>,
+    /// Directory mirror pages to restore (SPEC.md §4.3 step 3): the chosen state's current slot
+    /// of a block lies intact on one mirror page only (a single-sync commit interrupted by a
+    /// crash or a failed sync after that mirror arrived, or media damage to the other); copy it,
+    /// byte for byte, over the other mirror.
+    pub(crate) mirror_repairs: Vec<MirrorRepair>,
     /// The superblock to write if the one on disk does not name the chosen copy.
     pub(crate) superblock_rewrite: Option<Superblock>,
     pub(crate) decision: RecoveryDecision,
+}
+
+/// One directory mirror to restore: copy page `from` (the intact mirror of a block's current
+/// slot) over page `to` (the other mirror of that slot).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct MirrorRepair {
+    pub(crate) from: u64,
+    pub(crate) to: u64,
 }
 
 fn page(image: &[u8], geometry: Geometry, page: u64) -> Option<&[u8]> {
@@ -270,6 +283,11 @@ pub(crate) fn recover(image: &[u8], geometry: Geometry) -> Result<Recovered, Map
     } else {
         future_pages(image, geometry, &state, &metas)
     };
+    let mirror_repairs = if active(Mutant::SkipMirrorRepair) {
+        Vec::new()
+    } else {
+        lone_mirrors(image, geometry, &state)
+    };
     let chosen_checksum =
         checksum_of(state.active_meta).expect("a loaded metadata copy lies inside the image");
     let wanted = Superblock {
@@ -282,6 +300,7 @@ pub(crate) fn recover(image: &[u8], geometry: Geometry) -> Result<Recovered, Map
     Ok(Recovered {
         state,
         scrub_pages,
+        mirror_repairs,
         superblock_rewrite,
         decision,
     })
@@ -548,6 +567,50 @@ fn load_directory(
         return Err(format!("protected-page page {page} is free in its bitmap"));
     }
     Ok(directory)
+}
+
+/// The blocks of the chosen state's directory whose current slot is intact on one mirror page
+/// only, as repairs that copy it over the other mirror (SPEC.md §4.3 step 3). The two mirrors of
+/// a committed slot hold the same bytes, so a mirror that differs is missing (never written, or
+/// torn: a single-sync commit whose barrier did not complete, §3.2.1) or damaged; either way it
+/// is not the slot the state uses, which [`load_directory`] proved intact on the other page.
+fn lone_mirrors(image: &[u8], geometry: Geometry, state: &AllocState) -> Vec<MirrorRepair> {
+    let mut repairs = Vec::new();
+    for (block_index, block) in state.directory.blocks.iter().enumerate() {
+        let slot = block
+            .current_slot
+            .expect("a loaded directory block has a current slot");
+        let [x, y] = block.slot_pages(slot);
+        let (Some(x_bytes), Some(y_bytes)) = (page(image, geometry, x), page(image, geometry, y))
+        else {
+            panic!("the loaded directory block {block_index} lies inside the image");
+        };
+        if x_bytes == y_bytes {
+            continue;
+        }
+        // The intact mirror is the one whose slot is the block's committed term.
+        let is_current = |bytes: &[u8]| {
+            decode_directory_slot(bytes, geometry, block_index as u64, state.page_count).is_ok_and(
+                |decoded| {
+                    slot_checksum_field(bytes).is_some_and(|checksum| {
+                        directory_digest_term(block_index as u64, decoded.generation, checksum)
+                            == block.term
+                    })
+                },
+            )
+        };
+        let repair = if is_current(x_bytes) {
+            MirrorRepair { from: x, to: y }
+        } else {
+            assert!(
+                is_current(y_bytes),
+                "directory block {block_index}: the loader chose slot {slot}, found on neither mirror"
+            );
+            MirrorRepair { from: y, to: x }
+        };
+        repairs.push(repair);
+    }
+    repairs
 }
 
 /// The generation field (bytes 16..24) of a bitmap or directory slot page, unchecked. A page

@@ -1,5 +1,7 @@
 //! The explorer: enumerate crash states, recover each, check.
 
+use std::collections::HashSet;
+use std::hash::{DefaultHasher, Hasher};
 use std::ops::Range;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -36,6 +38,12 @@ pub struct Phases {
     /// (INV-8); for the superblock and directory pages, which are redundant, an allowed state
     /// only (INV-13).
     pub media: bool,
+    /// Damage, as `media` does, the recovered image of every crash state whose recovery chose
+    /// the commit in flight and of every chain root (each distinct recovered image once): the
+    /// repairs recovery made must leave the file as redundant as a commit that completed
+    /// (INV-13), a damaged non-redundant page gives a typed error or the recovered state
+    /// (INV-8). Runs inside the crash phase's enumeration, whose crash states it also explores.
+    pub crash_media: bool,
 }
 
 impl Phases {
@@ -48,6 +56,7 @@ impl Phases {
             failed_syncs: true,
             failed_growth: true,
             media: true,
+            crash_media: true,
         }
     }
 
@@ -61,6 +70,7 @@ impl Phases {
             failed_syncs: false,
             failed_growth: false,
             media: false,
+            crash_media: false,
         }
     }
 }
@@ -220,6 +230,24 @@ pub enum Case {
         /// Zero the sector instead of flipping a bit.
         zero_sector: bool,
     },
+    /// As `Crash`, then the image recovery left (its repairs included) damaged as `Media`
+    /// damages a durable image.
+    CrashMedia {
+        /// Index of the sync the crash precedes.
+        sync: u64,
+        /// Sector size in bytes.
+        sector: u64,
+        /// File length kept.
+        length: Length,
+        /// Sector indices kept.
+        kept: Vec<u64>,
+        /// Page corrupted after recovery.
+        page: u64,
+        /// Byte offset in the page.
+        offset: u64,
+        /// Zero the sector instead of flipping a bit.
+        zero_sector: bool,
+    },
 }
 
 /// Everything needed to rerun one crash state: `crashsim --replay '<json>'`.
@@ -362,9 +390,9 @@ impl<'a, const P: usize, W: Scenario<P>> Explorer<'a, P, W> {
     /// differ) includes them.
     fn replayed_crash(&self) -> Option<(Length, &'a [u64])> {
         match self.only? {
-            Case::Crash { length, kept, .. } | Case::RecoveryCrash { length, kept, .. } => {
-                Some((*length, kept))
-            }
+            Case::Crash { length, kept, .. }
+            | Case::RecoveryCrash { length, kept, .. }
+            | Case::CrashMedia { length, kept, .. } => Some((*length, kept)),
             Case::Chain {
                 second_length,
                 second_kept,
@@ -410,8 +438,9 @@ impl<'a, const P: usize, W: Scenario<P>> Explorer<'a, P, W> {
         Ok((pager, rec))
     }
 
-    /// One crash state on `bench`: patch the in-flight sectors `kept`, recover, judge; then, if
-    /// recovery wrote anything, crash at each of its syncs and recover again (INV-6).
+    /// One crash state on `bench`: patch the in-flight sectors `kept`, recover, judge; then,
+    /// with `composition` (the crash-media phase), damage the recovered image; then, if recovery
+    /// wrote anything, crash at each of its syncs and recover again (INV-6).
     #[allow(clippy::too_many_arguments)]
     fn crash_state(
         &self,
@@ -423,24 +452,49 @@ impl<'a, const P: usize, W: Scenario<P>> Explorer<'a, P, W> {
         case: &Case,
         acknowledged: Option<&W::Model>,
         in_flight: Option<&W::Model>,
+        composition: Option<&mut Composition>,
     ) {
         let patches = sector_patches(snapshot, sector_size, kept, bench.len());
-        let capture = self.config.phases.recovery_crashes;
+        let capture = self.config.phases.recovery_crashes || composition.is_some();
         let opened = guarded(|| {
             Ok(bench.open_patched::<P, _>(&patches, capture, |opened| {
-                let verdict = judge(self.scenario, opened, acknowledged, in_flight);
+                let verdict = judge_matched(self.scenario, opened, acknowledged, in_flight);
                 let reference: Option<Vec<u64>> = opened
                     .ok()
                     .map(|pager| pager.iter_allocated_pages().map(|id| id.raw()).collect());
-                (verdict, reference)
+                let damages = match (&verdict, opened, composition) {
+                    (Ok(Some((_, matched))), Ok(pager), Some(composition))
+                        if *matched == Matched::InFlight
+                            || composition.chain_root.as_deref() == Some(kept) =>
+                    {
+                        composition.damages::<P>(pager.storage())
+                    }
+                    _ => Vec::new(),
+                };
+                (verdict, reference, damages)
             }))
         });
-        let ((verdict, reference), repairs) = match opened {
+        let ((verdict, reference, damages), repairs) = match opened {
             Ok(found) => found,
             Err(finding) => return self.report(order, case.clone(), finding),
         };
-        if let Err(finding) = verdict {
-            return self.report(order, case.clone(), finding);
+        let recovered = match verdict {
+            Ok(recovered) => recovered,
+            Err(finding) => return self.report(order, case.clone(), finding),
+        };
+        if let (Some((model, _)), false) = (&recovered, damages.is_empty()) {
+            self.damage_recovered(
+                order,
+                bench,
+                &patches,
+                repairs.as_ref(),
+                case,
+                model,
+                &damages,
+            );
+        }
+        if !self.config.phases.recovery_crashes {
+            return;
         }
         let (Some(reference), Some(repairs)) = (reference, repairs) else {
             return;
@@ -556,18 +610,48 @@ impl<'a, const P: usize, W: Scenario<P>> Explorer<'a, P, W> {
             None if snapshot.durable_len_bytes() == snapshot.len_bytes() => &[Length::Current],
             None => &[Length::Durable, Length::Current],
         };
+        // Crash images of this sync differ from the durable image (at their length) only in the
+        // sectors in flight, all inside the in-flight sectors of the largest size, and in what
+        // recovery writes: the crash-media phase identifies recovered images by those bytes.
+        let mut composition = self.config.phases.crash_media.then(|| {
+            let largest = SectorSize::S4096;
+            Composition {
+                key_ranges: snapshot
+                    .in_flight_sectors(largest)
+                    .iter()
+                    .map(|&sector| {
+                        let start = sector * largest.bytes();
+                        start..start + largest.bytes()
+                    })
+                    .collect(),
+                chain_root: None,
+                seen: HashSet::new(),
+            }
+        });
         for &sector_size in &self.config.sector_sizes {
+            let in_flight_sectors = snapshot.in_flight_sectors(sector_size);
             let chosen = match self.replayed_crash() {
                 Some((_, kept)) => vec![kept.to_vec()],
                 None => subsets(
-                    &snapshot.in_flight_sectors(sector_size),
+                    &in_flight_sectors,
                     self.config.exhaustive_bits,
                     self.config.extra_samples,
                     self.config.seed ^ sync.wrapping_mul(0x9E37_79B9) ^ sector_size.bytes(),
                 ),
             };
+            // The chain phase's root at this sync (`chain`), if it is a state of this bench.
+            let root_kept = if chain_root_keeps_all(sync) {
+                in_flight_sectors.clone()
+            } else {
+                Vec::new()
+            };
             for &length in lengths {
                 let mut bench = Bench::new(snapshot.crash_image(sector_size, &[], length.into()));
+                if let Some(composition) = &mut composition {
+                    composition.chain_root = (sector_size == SectorSize::S512
+                        && length == Length::Current)
+                        .then(|| root_kept.clone());
+                }
                 for kept in &chosen {
                     let case = Case::Crash {
                         sync,
@@ -587,8 +671,77 @@ impl<'a, const P: usize, W: Scenario<P>> Explorer<'a, P, W> {
                         &case,
                         acknowledged,
                         in_flight,
+                        composition.as_mut(),
                     );
                 }
+            }
+        }
+    }
+
+    /// The crash-media phase on one recovered crash state: the image recovery left (`bench`
+    /// with the crash's `patches` and the `repairs` recovery synced) damaged by each of
+    /// `damages` in turn, and opened. It must hold `recovered`, the state the crash recovered,
+    /// which the recovery made the committed one (its superblock names it, nothing newer is
+    /// left): for a redundant page that state exactly (INV-13), elsewhere that state or a typed
+    /// error (INV-8).
+    #[allow(clippy::too_many_arguments)]
+    fn damage_recovered(
+        &self,
+        order: usize,
+        bench: &mut Bench,
+        patches: &[(usize, &[u8])],
+        repairs: Option<&Repairs>,
+        case: &Case,
+        recovered: &W::Model,
+        damages: &[(MediaDamage, usize, Vec<u8>)],
+    ) {
+        let Case::Crash {
+            sync,
+            sector,
+            length,
+            kept,
+        } = case
+        else {
+            return;
+        };
+        let mut layered: Vec<(usize, &[u8])> = patches.to_vec();
+        layered.extend(
+            repairs
+                .into_iter()
+                .flatten()
+                .flatten()
+                .map(|(range, bytes)| (range.start as usize, bytes.as_slice())),
+        );
+        for (damage, start, replacement) in damages {
+            let case = Case::CrashMedia {
+                sync: *sync,
+                sector: *sector,
+                length: *length,
+                kept: kept.clone(),
+                page: damage.page,
+                offset: damage.offset,
+                zero_sector: damage.zero_sector,
+            };
+            if !self.begin_state(&case) {
+                continue;
+            }
+            layered.push((*start, replacement.as_slice()));
+            let result = guarded(|| {
+                let (verdict, _) = bench.open_patched::<P, _>(&layered, false, |opened| {
+                    judge_damaged(
+                        self.scenario,
+                        opened,
+                        damage.redundant,
+                        recovered,
+                        None,
+                        None,
+                    )
+                });
+                verdict.map_err(|finding| damage_finding(damage, finding, "after recovery, "))
+            });
+            layered.pop();
+            if let Err(finding) = result {
+                self.report(order, case, finding);
             }
         }
     }
@@ -608,7 +761,7 @@ impl<'a, const P: usize, W: Scenario<P>> Explorer<'a, P, W> {
         // In a replay, the root the case names.
         let root = match self.only {
             Some(Case::Chain { kept_all, .. }) => *kept_all,
-            _ => sync / 2 % 2 == 1,
+            _ => chain_root_keeps_all(sync),
         };
         for kept_all in [root] {
             let kept = if kept_all {
@@ -869,85 +1022,169 @@ impl<'a, const P: usize, W: Scenario<P>> Explorer<'a, P, W> {
             return;
         };
         let mut bench = Bench::new(snapshot.durable_image());
-        for MediaDamage {
-            page,
-            offset,
-            zero_sector,
-            redundant,
-        } in media_damages::<P>(&bench.pristine)
-        {
+        let acknowledged = acknowledged.expect("checked above");
+        for damage in media_damages::<P>(&bench.pristine) {
             let case = Case::Media {
                 sync,
-                page,
-                offset,
-                zero_sector,
+                page: damage.page,
+                offset: damage.offset,
+                zero_sector: damage.zero_sector,
             };
             if !self.begin_state(&case) {
                 continue;
             }
-            let at = (page * P as u64 + offset) as usize;
-            if at >= bench.len() {
+            let Some((start, replacement)) = damage_patch::<P>(&bench.pristine, &damage) else {
                 continue;
-            }
-            let (start, replacement) = if zero_sector {
-                let start = at / 512 * 512;
-                (start, vec![0u8; (start + 512).min(bench.len()) - start])
-            } else {
-                (at, vec![bench.pristine[at] ^ 1])
             };
             let result = guarded(|| {
                 let (verdict, _) = bench.open_patched::<P, _>(
                     &[(start, replacement.as_slice())],
                     false,
-                    |opened| match opened {
-                        Err(error) if redundant => {
-                            Err(Finding::new(13, format!("the file does not open: {error}")))
-                        }
-                        // A typed error is a correct answer to corruption.
-                        Err(_) => Ok(()),
-                        Ok(pager) => {
-                            check_well_formed(pager)?;
-                            let acknowledged = acknowledged.expect("checked above");
-                            let verdict = self.scenario.check(
-                                pager,
-                                &Allowed {
-                                    acknowledged,
-                                    in_flight,
-                                },
-                            );
-                            match (verdict, rolled_back) {
-                                (Err(_), Some(previous)) => self
-                                    .scenario
-                                    .check(
-                                        pager,
-                                        &Allowed {
-                                            acknowledged: previous,
-                                            in_flight: None,
-                                        },
-                                    )
-                                    .map(|_| ()),
-                                (verdict, _) => verdict.map(|_| ()),
-                            }
-                        }
+                    |opened| {
+                        judge_damaged(
+                            self.scenario,
+                            opened,
+                            damage.redundant,
+                            acknowledged,
+                            in_flight,
+                            rolled_back,
+                        )
                     },
                 );
-                let what = if zero_sector {
-                    format!("page {page} with the sector of byte {offset} zeroed")
-                } else {
-                    format!("page {page} with a bit of byte {offset} flipped")
-                };
-                verdict.map_err(|f: Finding| {
-                    if redundant {
-                        Finding::new(13, format!("{what}: {f}"))
-                    } else {
-                        Finding::new(8, format!("corrupt {what} accepted: {f}"))
-                    }
-                })
+                verdict.map_err(|finding| damage_finding(&damage, finding, ""))
             });
             if let Err(finding) = result {
                 self.report(order, case, finding);
             }
         }
+    }
+}
+
+/// What the crash-media phase needs at one sync.
+struct Composition {
+    /// The in-flight sectors of the largest sector size, as byte ranges: with recovery's writes,
+    /// the only bytes in which the recovered images of this sync's crash states of one file
+    /// length can differ.
+    key_ranges: Vec<Range<u64>>,
+    /// The kept sectors of the chain phase's root at this sync, if the root is a state of the
+    /// bench being explored (512-byte sectors, current length).
+    chain_root: Option<Vec<u64>>,
+    /// Keys of the recovered images already damaged ([`Composition::damages`]).
+    seen: HashSet<u64>,
+}
+
+impl Composition {
+    /// The damages to do to the image `storage` holds after recovery, with the patch of each
+    /// (start, bytes); none if an identical recovered image of this sync was damaged already.
+    /// The image's length, the bytes of [`key_ranges`](Self::key_ranges), and the ranges
+    /// recovery synced with their bytes identify it.
+    fn damages<const P: usize>(
+        &mut self,
+        storage: &SimStorage,
+    ) -> Vec<(MediaDamage, usize, Vec<u8>)> {
+        let image = storage.bytes();
+        let mut hasher = DefaultHasher::new();
+        hasher.write_usize(image.len());
+        for range in &self.key_ranges {
+            let start = (range.start as usize).min(image.len());
+            let end = (range.end as usize).min(image.len());
+            hasher.write(&image[start..end]);
+        }
+        for range in storage.sync_log().iter().flatten() {
+            hasher.write_u64(range.start);
+            hasher.write_u64(range.end);
+            hasher.write(&image[range.start as usize..range.end as usize]);
+        }
+        if !self.seen.insert(hasher.finish()) {
+            return Vec::new();
+        }
+        media_damages::<P>(image)
+            .into_iter()
+            .filter_map(|damage| {
+                damage_patch::<P>(image, &damage).map(|(start, bytes)| (damage, start, bytes))
+            })
+            .collect()
+    }
+}
+
+/// Whether the chain phase's root at `sync` keeps every in-flight sector (else none): none at
+/// syncs 0, 1, 4, 5, 8, 9, …, all at 2, 3, 6, 7, … (see [`Explorer::chain`]).
+fn chain_root_keeps_all(sync: u64) -> bool {
+    sync / 2 % 2 == 1
+}
+
+/// The patch that does `damage` to `image`: (start, bytes); `None` past the end.
+fn damage_patch<const P: usize>(image: &[u8], damage: &MediaDamage) -> Option<(usize, Vec<u8>)> {
+    let at = usize::try_from(damage.page * P as u64 + damage.offset).ok()?;
+    let byte = *image.get(at)?;
+    Some(if damage.zero_sector {
+        let start = at / 512 * 512;
+        (start, vec![0u8; (start + 512).min(image.len()) - start])
+    } else {
+        (at, vec![byte ^ 1])
+    })
+}
+
+/// Judges what opening a damaged image gave (the media phases): for a redundant page the file
+/// must open (INV-13); elsewhere a typed error is a correct answer to corruption (INV-8). A
+/// state that opens must be well-formed and hold `acknowledged` or `in_flight`, or
+/// `rolled_back` (single-sync mode, damage to the newest commit's pages, SPEC.md §3.2.1).
+fn judge_damaged<const P: usize, W: Scenario<P>>(
+    scenario: &W,
+    opened: Result<&Pager<P, SimStorage>, &MappedPageError>,
+    redundant: bool,
+    acknowledged: &W::Model,
+    in_flight: Option<&W::Model>,
+    rolled_back: Option<&W::Model>,
+) -> Result<(), Finding> {
+    match opened {
+        Err(error) if redundant => {
+            Err(Finding::new(13, format!("the file does not open: {error}")))
+        }
+        Err(_) => Ok(()),
+        Ok(pager) => {
+            check_well_formed(pager)?;
+            let verdict = scenario.check(
+                pager,
+                &Allowed {
+                    acknowledged,
+                    in_flight,
+                },
+            );
+            match (verdict, rolled_back) {
+                (Err(_), Some(previous)) => scenario
+                    .check(
+                        pager,
+                        &Allowed {
+                            acknowledged: previous,
+                            in_flight: None,
+                        },
+                    )
+                    .map(|_| ()),
+                (verdict, _) => verdict.map(|_| ()),
+            }
+        }
+    }
+}
+
+/// The finding a damaged image gave, worded with what was damaged (`when`: a prefix such as
+/// "after recovery, ").
+fn damage_finding(damage: &MediaDamage, finding: Finding, when: &str) -> Finding {
+    let MediaDamage {
+        page,
+        offset,
+        zero_sector,
+        redundant,
+    } = *damage;
+    let what = if zero_sector {
+        format!("page {page} with the sector of byte {offset} zeroed")
+    } else {
+        format!("page {page} with a bit of byte {offset} flipped")
+    };
+    if redundant {
+        Finding::new(13, format!("{when}{what}: {finding}"))
+    } else {
+        Finding::new(8, format!("{when}corrupt {what} accepted: {finding}"))
     }
 }
 
@@ -985,6 +1222,17 @@ fn judge<const P: usize, W: Scenario<P>>(
     acknowledged: Option<&W::Model>,
     in_flight: Option<&W::Model>,
 ) -> Result<Option<W::Model>, Finding> {
+    judge_matched(scenario, opened, acknowledged, in_flight)
+        .map(|recovered| recovered.map(|(model, _)| model))
+}
+
+/// [`judge`], also saying which of the two models the state matched.
+fn judge_matched<const P: usize, W: Scenario<P>>(
+    scenario: &W,
+    opened: Result<&Pager<P, SimStorage>, &MappedPageError>,
+    acknowledged: Option<&W::Model>,
+    in_flight: Option<&W::Model>,
+) -> Result<Option<(W::Model, Matched)>, Finding> {
     let pager = match opened {
         Ok(pager) => pager,
         Err(MappedPageError::NotAMappedPagesFile | MappedPageError::FileTooSmall { .. })
@@ -1020,13 +1268,15 @@ fn judge<const P: usize, W: Scenario<P>>(
         },
     )?;
     match matched {
-        Matched::Acknowledged => Ok(Some(acknowledged.clone())),
-        Matched::InFlight => in_flight.cloned().map(Some).ok_or_else(|| {
-            Finding::new(
-                2,
-                "Scenario::check matched the in-flight model, but none was in flight",
-            )
-        }),
+        Matched::Acknowledged => Ok(Some((acknowledged.clone(), matched))),
+        Matched::InFlight => in_flight
+            .map(|m| Some((m.clone(), matched)))
+            .ok_or_else(|| {
+                Finding::new(
+                    2,
+                    "Scenario::check matched the in-flight model, but none was in flight",
+                )
+            }),
     }
 }
 
@@ -1148,6 +1398,21 @@ fn leads_to(case: &Case, target: &Case) -> bool {
                 kept,
             },
             Case::RecoveryCrash {
+                sync: s,
+                sector: z,
+                length: l,
+                kept: k,
+                ..
+            },
+        ) => sync == s && sector == z && length == l && kept == k,
+        (
+            Case::Crash {
+                sync,
+                sector,
+                length,
+                kept,
+            },
+            Case::CrashMedia {
                 sync: s,
                 sector: z,
                 length: l,
@@ -1329,7 +1594,7 @@ fn run_units<const P: usize, W: Scenario<P>>(explorer: &Explorer<'_, P, W>) -> (
     let phases = explorer.config.phases;
     let mut units = Vec::new();
     for sync in 0..=syncs {
-        if phases.crashes {
+        if phases.crashes || phases.crash_media {
             units.push(Unit::Crash(sync));
         }
         if phases.chains && sync < syncs {
@@ -1346,7 +1611,9 @@ fn run_units<const P: usize, W: Scenario<P>>(explorer: &Explorer<'_, P, W>) -> (
         units.extend((0..run.grow_count).map(Unit::FailedGrowth));
     }
     let only = explorer.only.map(|case| match case {
-        Case::Crash { sync, .. } | Case::RecoveryCrash { sync, .. } => Unit::Crash(*sync),
+        Case::Crash { sync, .. }
+        | Case::RecoveryCrash { sync, .. }
+        | Case::CrashMedia { sync, .. } => Unit::Crash(*sync),
         Case::Chain { sync, .. } => Unit::Chain(*sync),
         Case::FailedSync { sync, .. } => Unit::FailedSync(*sync),
         Case::FailedGrowth { growth } => Unit::FailedGrowth(*growth),
@@ -1462,7 +1729,8 @@ impl std::fmt::Display for NotEvaluated {
             "{} has no crash state {case}, nothing was checked (a sync, growth, recovery sync or \
              continuation sync out of range, a failure or damage before the create completed, a \
              sector size not explored, a recovery that writes nothing, a chain whose root holds \
-             no file, or a page and byte the media phase does not damage)",
+             no file, a page and byte the media phase does not damage, or damage after a crash \
+             whose recovery took the acknowledged commit and that is no chain root)",
             self.workload
         )
     }

@@ -9,7 +9,7 @@
 //! length), recovers each, and asks the scenario to check the recovered pager against the model
 //! acknowledged at that point and the one in flight. It also crashes recovery itself, chains
 //! crash → recover → more operations → crash, fails every sync and every growth, and corrupts
-//! single pages of the durable image.
+//! single pages of the durable image and of the image recovery leaves after a crash.
 //!
 //! # Checking your own invariants
 //!
@@ -86,7 +86,7 @@
 //! recovered state (opens, well-formed, [`Scenario::check`], a panic is INV-9), against the
 //! models [`allowed_at`] gives for the crash point; [`replay`] reruns one [`Case`] of a
 //! workload, keeping any sectors (not only those the explorer enumerates), with the checks its
-//! kind adds; [`media_damages`] lists what the media phase damages.
+//! kind adds; [`media_damages`] lists what the media phases damage.
 #![deny(missing_docs)]
 
 pub mod alloc_model;

@@ -75,7 +75,8 @@ struct Args {
     #[arg(long)]
     stop_at_first: bool,
     /// Phases to run (comma-separated): crashes, recovery-crashes, chains, failed-syncs,
-    /// failed-growth, media. Default: all.
+    /// failed-growth, media, crash-media (damage to recovered crash images; explores the crash
+    /// states it starts from). Default: all.
     #[arg(long, value_delimiter = ',')]
     phases: Vec<String>,
 }
@@ -93,6 +94,7 @@ fn parse_phases(names: &[String]) -> Result<Phases, String> {
             "failed-syncs" => phases.failed_syncs = true,
             "failed-growth" => phases.failed_growth = true,
             "media" => phases.media = true,
+            "crash-media" => phases.crash_media = true,
             other => return Err(format!("unknown phase {other}")),
         }
     }

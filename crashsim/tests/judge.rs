@@ -346,3 +346,68 @@ fn the_media_phase_damages_what_media_damages_lists() {
         assert!(violations.is_empty(), "{case:?}: {violations:?}");
     }
 }
+
+#[test]
+fn the_crash_media_phase_damages_every_recovered_chain_root_and_each_damage_replays() {
+    let scenario = Recording::new(alloc(growth_ops()), Mode::Plain);
+    let (snapshots, _, acks) = scenario.clean();
+    let created = acks[0].0 as usize;
+    // The chain phase's root at each sync (none of the sectors in flight kept at syncs 0, 1, 4,
+    // 5, …, all at 2, 3, 6, 7, …), recovered: the crash-media phase damages each.
+    let mut root_damages = 0;
+    for (sync, point) in snapshots.iter().enumerate().skip(created) {
+        let kept = if sync / 2 % 2 == 1 {
+            point.in_flight_sectors(SectorSize::S512)
+        } else {
+            Vec::new()
+        };
+        let image = point.crash_image(SectorSize::S512, &kept, CrashLength::Current);
+        let recovered = Pager::<P, SimStorage>::open_in(SimStorage::from_image(image))
+            .expect("a chain root opens")
+            .into_storage()
+            .into_image();
+        let damages = media_damages::<P>(&recovered);
+        root_damages += damages.len() as u64;
+        if sync + 4 < snapshots.len() {
+            continue; // replay the last four roots' damages (both kinds of root)
+        }
+        for damage in damages {
+            let case = Case::CrashMedia {
+                sync: sync as u64,
+                sector: 512,
+                length: Length::Current,
+                kept: kept.clone(),
+                page: damage.page,
+                offset: damage.offset,
+                zero_sector: damage.zero_sector,
+            };
+            let violations = replay::<P, _>(&scenario, &case).expect("evaluated");
+            assert!(violations.is_empty(), "{case:?}: {violations:?}");
+        }
+    }
+    let explore_with = |phases: Phases| {
+        let outcome = explore::<P, _>(
+            &scenario,
+            &Config {
+                phases,
+                ..Config::quick()
+            },
+        );
+        assert!(outcome.violations.is_empty(), "{:?}", outcome.violations);
+        outcome.states
+    };
+    let crashes = explore_with(Phases {
+        crashes: true,
+        ..Phases::none()
+    });
+    let composed = explore_with(Phases {
+        crash_media: true,
+        ..Phases::none()
+    });
+    // The crash states themselves, every damage of every root (one root per sync, each a
+    // distinct image), and more for the crashes whose recovery took the commit in flight.
+    assert!(
+        composed > crashes + root_damages,
+        "crash-media explored {composed} states, crashes alone {crashes}, root damages {root_damages}"
+    );
+}
