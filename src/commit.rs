@@ -66,11 +66,11 @@ pub enum CommitMode {
 /// generation exhausted is a bug in the pager, never a property of the file.
 pub(crate) fn next_generation(state: &AllocState) -> u64 {
     assert!(
-        state.generation < MAX_GENERATION,
+        state.generation() < MAX_GENERATION,
         "commit staged at generation {}, the last one (MAX_GENERATION): the exhaustion check was skipped",
-        state.generation
+        state.generation()
     );
-    state.generation + 1
+    state.generation() + 1
 }
 
 /// What one commit writes besides what the in-memory state holds, and how it makes it durable.
@@ -284,9 +284,9 @@ impl<'a, S: Storage> InFlight<'a, S> {
     /// never written.
     fn step_3_write_metadata_copy(&mut self) -> WrittenCopy {
         let state = &*self.state;
-        let target = hooks::step_3_target(state.active_meta, state.generation);
+        let target = hooks::step_3_target(state.active_meta(), state.generation());
         assert!(
-            target != state.active_meta || hooks::crosses(Mutant::WriteActiveCopyInPlace),
+            target != state.active_meta() || hooks::crosses(Mutant::WriteActiveCopyInPlace),
             "step 3 writes the active metadata copy {target:?}"
         );
         let record = &mut self.record;

@@ -104,7 +104,7 @@ impl<const PAGE_SIZE: usize, S: Storage> std::fmt::Debug for Pager<PAGE_SIZE, S>
         f.debug_struct("Pager")
             .field("page_size", &PAGE_SIZE)
             .field("page_count", &self.state.page_count)
-            .field("generation", &self.state.generation)
+            .field("generation", &self.state.generation())
             .field("poisoned", &self.poisoned)
             .finish_non_exhaustive()
     }
@@ -323,9 +323,9 @@ impl<const PAGE_SIZE: usize, S: Storage> Pager<PAGE_SIZE, S> {
     /// [`MappedPageError::GenerationExhausted`] and leaves memory and disk as they were.
     pub(crate) fn check_commit_possible(&self) -> Result<(), MappedPageError> {
         self.check_poison()?;
-        if self.state.generation == MAX_GENERATION {
+        if self.state.generation() == MAX_GENERATION {
             return Err(MappedPageError::GenerationExhausted {
-                generation: self.state.generation,
+                generation: self.state.generation(),
             });
         }
         Ok(())
@@ -447,7 +447,7 @@ impl<const PAGE_SIZE: usize, S: Storage> Pager<PAGE_SIZE, S> {
     /// [`format::MAX_GENERATION`](crate::format::MAX_GENERATION) every call that would commit
     /// fails with [`MappedPageError::GenerationExhausted`].
     pub fn generation(&self) -> u64 {
-        self.state.generation
+        self.state.generation()
     }
 
     /// True if `id` names an allocated data page.
@@ -684,7 +684,7 @@ impl<const PAGE_SIZE: usize, S: Storage> Pager<PAGE_SIZE, S> {
             .map(|run| geometry.group_of(run.end_page - 1))
             .max();
         if let Some(highest) = highest_group {
-            for group in self.state.materialized_groups..=highest {
+            for group in self.state.materialized_groups()..=highest {
                 // Slot 0 and slot 1 are adjacent: one range.
                 let first = geometry.offset(geometry.slot_page(group, 0));
                 ranges.push(first..first + 2 * page_size);

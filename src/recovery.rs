@@ -289,11 +289,11 @@ pub(crate) fn recover(image: &[u8], geometry: Geometry) -> Result<Recovered, Map
         lone_mirrors(image, geometry, &state)
     };
     let chosen_checksum =
-        checksum_of(state.active_meta).expect("a loaded metadata copy lies inside the image");
+        checksum_of(state.active_meta()).expect("a loaded metadata copy lies inside the image");
     let wanted = Superblock {
         page_size: geometry.page_size(),
-        active_meta: state.active_meta,
-        active_generation: state.generation,
+        active_meta: state.active_meta(),
+        active_generation: state.generation(),
         active_meta_checksum: chosen_checksum,
     };
     let superblock_rewrite = (superblock.as_ref().ok() != Some(&wanted)).then_some(wanted);
@@ -410,20 +410,7 @@ fn load_candidate(
                 .to_string(),
         );
     }
-    let mut state = AllocState {
-        geometry,
-        generation: meta.generation,
-        active_meta: slot,
-        page_count: meta.page_count,
-        materialized_groups: meta.materialized_groups,
-        group_slots,
-        group_terms,
-        slot_digest,
-        log: Vec::new(),
-        bitmap,
-        next_fit_page: FIRST_DATA_PAGE,
-        directory: Directory::new(geometry),
-    };
+    let mut state = AllocState::recovered(geometry, meta, slot, group_slots, group_terms, bitmap);
     for group in meta.materialized_groups..geometry.group_count(meta.page_count) {
         state.mark_fresh_group(group);
     }
@@ -632,7 +619,7 @@ fn future_pages(
     let mut pages = Vec::new();
     for (slot, meta) in metas {
         if let Ok(meta) = meta
-            && meta.generation > state.generation
+            && meta.generation > state.generation()
         {
             pages.push(slot.page());
         }
@@ -645,7 +632,7 @@ fn future_pages(
     let materialized = metas
         .iter()
         .filter_map(|(_, meta)| meta.as_ref().ok().map(|m| m.materialized_groups))
-        .fold(state.materialized_groups, u64::max);
+        .fold(state.materialized_groups(), u64::max);
     for group in 0..materialized {
         if page(image, geometry, geometry.slot_page(group, 0)).is_none() {
             break;
@@ -653,9 +640,9 @@ fn future_pages(
         for slot_index in 0..2u8 {
             let page_index = geometry.slot_page(group, slot_index);
             if let Some(bytes) = page(image, geometry, page_index)
-                && raw_generation(bytes) > state.generation
+                && raw_generation(bytes) > state.generation()
                 && let Ok((header, _)) = decode_group_slot(bytes, geometry, group)
-                && header.generation > state.generation
+                && header.generation > state.generation()
             {
                 pages.push(page_index);
             }
@@ -664,10 +651,10 @@ fn future_pages(
     for (block_index, block) in state.directory.blocks.iter().enumerate() {
         for page_index in block.pages {
             if let Some(bytes) = page(image, geometry, page_index)
-                && raw_generation(bytes) > state.generation
+                && raw_generation(bytes) > state.generation()
                 && let Ok(slot) =
                     decode_directory_slot(bytes, geometry, block_index as u64, state.page_count)
-                && slot.generation > state.generation
+                && slot.generation > state.generation()
             {
                 pages.push(page_index);
             }

@@ -149,18 +149,19 @@ pub(crate) struct CommitRecord {
 #[derive(Clone, Debug)]
 pub(crate) struct AllocState {
     pub(crate) geometry: Geometry,
+    // What commits record: set only by the constructors and [`AllocState::committed`].
     /// Generation of the last commit (0 before the first commit of a new file).
-    pub(crate) generation: u64,
+    generation: u64,
     /// The metadata copy holding `generation`.
-    pub(crate) active_meta: MetaSlot,
+    active_meta: MetaSlot,
     pub(crate) page_count: u64,
-    pub(crate) materialized_groups: u64,
+    materialized_groups: u64,
     /// Current slot (0 or 1) of each materialized group.
-    pub(crate) group_slots: Vec<u8>,
+    group_slots: Vec<u8>,
     /// [`crate::format::slot_digest_term`] of each materialized group's current slot.
-    pub(crate) group_terms: Vec<u64>,
+    group_terms: Vec<u64>,
     /// XOR of `group_terms`, as the metadata records it.
-    pub(crate) slot_digest: u64,
+    slot_digest: u64,
     pub(crate) log: Vec<LogEntry>,
     pub(crate) bitmap: Bitmap,
     /// Where the next allocation search starts (next fit).
@@ -193,6 +194,60 @@ impl AllocState {
         };
         state.extend(page_count);
         state
+    }
+
+    /// The state recovery found committed (SPEC.md §4.1): copy `active_meta`, holding `meta`,
+    /// whose materialized groups have the current slots `group_slots` with the digest terms
+    /// `group_terms` (recovery checked their XOR against `meta.slot_digest`) and the bitmap
+    /// `bitmap`, loaded from those slots. The log and the directory are empty: recovery replays
+    /// and loads them.
+    pub(crate) fn recovered(
+        geometry: Geometry,
+        meta: &MetaPage,
+        active_meta: MetaSlot,
+        group_slots: Vec<u8>,
+        group_terms: Vec<u64>,
+        bitmap: Bitmap,
+    ) -> AllocState {
+        assert!(
+            group_slots.len() as u64 == meta.materialized_groups
+                && group_terms.len() == group_slots.len(),
+            "one current slot per materialized group"
+        );
+        let slot_digest = group_terms.iter().fold(0, |digest, term| digest ^ term);
+        assert_eq!(
+            slot_digest, meta.slot_digest,
+            "recovery checks the slot digest before it builds the state"
+        );
+        AllocState {
+            geometry,
+            generation: meta.generation,
+            active_meta,
+            page_count: meta.page_count,
+            materialized_groups: meta.materialized_groups,
+            group_slots,
+            group_terms,
+            slot_digest,
+            log: Vec::new(),
+            bitmap,
+            next_fit_page: FIRST_DATA_PAGE,
+            directory: Directory::new(geometry),
+        }
+    }
+
+    /// Generation of the last commit (0 before the first commit of a new file).
+    pub(crate) fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    /// The metadata copy holding [`generation`](Self::generation).
+    pub(crate) fn active_meta(&self) -> MetaSlot {
+        self.active_meta
+    }
+
+    /// Groups `0..materialized_groups()` have slot pages on disk; later ones are fresh.
+    pub(crate) fn materialized_groups(&self) -> u64 {
+        self.materialized_groups
     }
 
     /// Grows the in-memory view to `page_count` pages; new groups are fresh (only their slot
