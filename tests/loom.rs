@@ -104,6 +104,16 @@ impl Storage for Observed {
         }
         result
     }
+
+    // The pager reserves every page it writes (SPEC.md §3.3.1), and `SimStorage` refuses a sync
+    // of bytes never reserved: the wrapper must pass reservations (and their undo) through.
+    fn reserve(&mut self, ranges: &[Range<u64>]) -> io::Result<()> {
+        self.sim.reserve(ranges)
+    }
+
+    fn shrink(&mut self, new_len_bytes: u64) -> io::Result<()> {
+        self.sim.shrink(new_len_bytes)
+    }
 }
 
 type Shared = SharedPager<P, Observed>;
