@@ -1,23 +1,35 @@
-//! The commit protocol (SPEC.md §3.2): write folded group slots, changed directory blocks and the
-//! inactive metadata copy, barrier (together with any data the caller staged), flip the
-//! superblock, barrier. The active metadata copy, the current slot of every group and directory
-//! block, and the committed copy of every protected page are never written.
+//! The commit protocol, as SPEC.md §3.2 numbers its steps. [`commit`] calls one function per
+//! step, in SPEC's order:
+//!
+//! | SPEC §3.2 step | function |
+//! |---|---|
+//! | 1. plan folds | [`InFlight::step_1_plan_folds`] |
+//! | 2. write folded slots | [`InFlight::step_2_write_folded_slots`] |
+//! | 2b. write changed directory blocks | [`InFlight::step_2b_write_directory_blocks`] |
+//! | 3. write `Y` | [`InFlight::step_3_write_metadata_copy`] |
+//! | 4. barrier | [`InFlight::step_4_barrier`] |
+//! | 5. flip | [`InFlight::step_5_flip`] |
+//! | 6. barrier over page 0 | [`InFlight::step_6_barrier`] |
+//! | 7. memory takes the new state | [`AllocState::committed`] |
+//!
+//! Single-sync mode (§3.2.1) skips steps 5 and 6. The active metadata copy, the current slot of
+//! every group and directory block, and the committed copy of every protected page are never
+//! written; each step asserts the boundary it must not cross, and in debug builds every page is
+//! decoded back and compared with what was encoded before its barrier. The deliberately broken
+//! variants of each step ([`crate::mutants`]) live in [`hooks`], one function per step, named for
+//! the step, so the main path reads as the correct protocol.
 
 use std::io;
 use std::ops::Range;
 
 use crate::format::{
-    GroupSlotHeader, MAX_GENERATION, SCRUB_BYTES, Superblock, directory_digest_term,
-    encode_directory_slot, encode_group_slot, slot_digest_term,
+    DirectorySlot, FIRST_DATA_PAGE, GroupSlotHeader, MAX_GENERATION, MetaPage, SCRUB_BYTES,
+    Superblock, decode_directory_slot, decode_group_slot, directory_digest_term,
+    encode_directory_slot, encode_group_slot, slot_bitmap_word, slot_digest_term,
 };
-use crate::mutants::{Mutant, active};
-use crate::state::AllocState;
+use crate::mutants::Mutant;
+use crate::state::{AllocState, CommitRecord};
 use crate::storage::Storage;
-
-fn page_range(state: &AllocState, page: u64) -> Range<u64> {
-    let start = state.geometry.offset(page);
-    start..start + state.geometry.page_size()
-}
 
 /// How a commit makes itself durable (SPEC.md §3.2 and §3.2.1). Set per pager with
 /// [`Pager::set_commit_mode`](crate::Pager::set_commit_mode); it is not stored in the file, so
@@ -54,27 +66,27 @@ pub enum CommitMode {
 /// generation exhausted is a bug in the pager, never a property of the file.
 pub(crate) fn next_generation(state: &AllocState) -> u64 {
     assert!(
-        state.generation < MAX_GENERATION,
+        state.generation() < MAX_GENERATION,
         "commit staged at generation {}, the last one (MAX_GENERATION): the exhaustion check was skipped",
-        state.generation
+        state.generation()
     );
-    state.generation + 1
+    state.generation() + 1
 }
 
-/// What one commit writes besides the metadata and the superblock.
+/// What one commit writes besides what the in-memory state holds, and how it makes it durable.
 #[derive(Debug, Default)]
 pub(crate) struct CommitPlan {
-    /// Groups to write as slot pages (sorted, distinct).
-    pub(crate) folds: Vec<u64>,
     /// Byte ranges the caller already wrote (staged protected copies, zeroed new copies, the
     /// last page of a growth) that must be durable before the superblock names the commit.
     pub(crate) data_ranges: Vec<Range<u64>>,
     /// One barrier, no superblock flip.
     pub(crate) mode: CommitMode,
+    /// Step 1 materializes every group: the first commit of a new file (SPEC.md §3.1 step 4).
+    pub(crate) materialize_all: bool,
 }
 
 /// Commits `state` (whose bitmap, log and directory already hold the change) as generation
-/// `state.generation + 1`, writing `plan.folds` as slot pages and every dirty directory block.
+/// `state.generation + 1`: SPEC.md §3.2, steps 1 to 7 (single-sync mode, §3.2.1: 1 to 4 and 7).
 ///
 /// On `Ok` the new state is durable and `state` describes it. On `Err` a barrier failed: what is
 /// durable is unknown, and the caller must poison itself (SPEC.md §3.4).
@@ -83,187 +95,416 @@ pub(crate) fn commit<S: Storage>(
     state: &mut AllocState,
     plan: &CommitPlan,
 ) -> io::Result<()> {
-    let folds = &plan.folds[..];
-    let geometry = state.geometry;
-    let page_size = geometry.page_size() as usize;
-    let generation = next_generation(state);
-    assert!(
-        storage.len_bytes() >= state.page_count * geometry.page_size(),
-        "storage of {} bytes is shorter than {} pages",
-        storage.len_bytes(),
-        state.page_count
-    );
-    assert!(
-        folds.windows(2).all(|w| w[0] < w[1]),
-        "folds must be sorted and distinct"
-    );
-
-    // Step 1: folded groups go to their inactive slot (slot 0 for a group materialized now).
-    let mut barrier_ranges = Vec::with_capacity(folds.len() + 1);
-    let mut new_slots = Vec::with_capacity(folds.len());
-    let mut materialized = state.materialized_groups;
-    let mut slot_digest = state.slot_digest;
-    for &group in folds {
-        let slot = match state.group_slots.get(group as usize) {
-            Some(&current) if active(Mutant::FoldIntoCurrentSlot) => current,
-            Some(&current) => 1 - current,
-            None => {
-                assert_eq!(group, materialized, "groups materialize in order");
-                materialized += 1;
-                0
-            }
-        };
-        let page = geometry.slot_page(group, slot);
-        let range = page_range(state, page);
-        let words = state.group_words(group);
-        let checksum = encode_group_slot(
-            geometry,
-            GroupSlotHeader { generation, group },
-            &words,
-            &mut storage.bytes_mut()[range.start as usize..range.end as usize],
-        );
-        let term = slot_digest_term(group, generation, checksum);
-        if let Some(&old_term) = state.group_terms.get(group as usize) {
-            slot_digest ^= old_term;
-        }
-        slot_digest ^= term;
-        barrier_ranges.push(range);
-        new_slots.push((group, slot, term));
+    let mut commit = InFlight::begin(storage, state, plan);
+    let folds = commit.step_1_plan_folds();
+    commit.step_2_write_folded_slots(&folds);
+    commit.step_2b_write_directory_blocks();
+    let copy = commit.step_3_write_metadata_copy();
+    commit.step_4_barrier(&copy)?;
+    if plan.mode == CommitMode::Flip {
+        commit.step_5_flip(&copy.superblock);
+        commit.step_6_barrier()?;
     }
-
-    // Step 2: every changed directory block goes to its inactive slot, in both mirrors. A new
-    // block also invalidates its other slot in both mirrors, so nothing a page held before can
-    // pass for a slot of this block.
-    let mut directory_digest = state.directory.digest;
-    let mut written_blocks = Vec::new();
-    for block_index in state.directory.dirty_blocks() {
-        let block = &state.directory.blocks[block_index as usize];
-        let is_new = block.current_slot.is_none();
-        let slot = match block.current_slot {
-            Some(current) if active(Mutant::DirectoryInPlace) => current,
-            _ => block.next_slot(),
-        };
-        let encoded_slot = state.directory.slot_for_commit(block_index, generation);
-        let mut checksum = 0;
-        for page in block.slot_pages(slot) {
-            let range = page_range(state, page);
-            checksum = encode_directory_slot(
-                geometry,
-                &encoded_slot,
-                &mut storage.bytes_mut()[range.start as usize..range.end as usize],
-            );
-            barrier_ranges.push(range);
-        }
-        if is_new {
-            assert_eq!(slot, 0, "a new directory block is written in slot 0");
-            for page in block.slot_pages(1) {
-                let range = page_range(state, page);
-                storage.bytes_mut()[range.start as usize..range.start as usize + SCRUB_BYTES]
-                    .fill(0);
-                barrier_ranges.push(range);
-            }
-        }
-        let term = directory_digest_term(block_index, generation, checksum);
-        directory_digest ^= block.term ^ term;
-        written_blocks.push((block_index, slot, term));
-    }
-    if !active(Mutant::PromoteBeforeStagedDurable) {
-        barrier_ranges.extend(plan.data_ranges.iter().cloned());
-    }
-
-    // Step 3: the inactive metadata copy.
-    let target = if active(Mutant::WriteActiveCopyInPlace) {
-        mutant_in_place_target(state)
-    } else {
-        state.active_meta.other()
-    };
-    let single_sync = plan.mode == CommitMode::SingleSync;
-    let meta = state.meta_page(
-        generation,
-        slot_digest,
-        materialized,
-        state.directory.root(directory_digest),
-        single_sync,
-    );
-    let meta_range = page_range(state, target.page());
-    let meta_checksum = meta.encode(
-        geometry,
-        &mut storage.bytes_mut()[meta_range.start as usize..meta_range.end as usize],
-    );
-    barrier_ranges.push(meta_range);
-
-    let superblock = Superblock {
-        page_size: geometry.page_size(),
-        active_meta: target,
-        active_generation: generation,
-        active_meta_checksum: meta_checksum,
-    };
-    let record = superblock.encode();
-    if active(Mutant::FlipBeforeMetadataDurable)
-        || (single_sync && active(Mutant::SingleSyncFlipInBarrier))
-    {
-        storage.bytes_mut()[..record.len()].copy_from_slice(&record);
-        barrier_ranges.push(0..page_size as u64);
-    }
-
-    // Step 4: barrier. Until it returns, the superblock still names the old copy. In single-sync
-    // mode this is the only barrier: once it returns, `Y` loads completely and recovery takes it
-    // (§3.2.1); until then, any part of it may be missing and recovery falls back to `X`.
-    if !active(Mutant::SkipMetadataBarrier) {
-        storage.sync_ranges(&barrier_ranges)?;
-    }
-
-    // Step 5: flip the superblock (one 512-byte sector) and make it durable.
-    if !single_sync {
-        storage.bytes_mut()[..record.len()].copy_from_slice(&record);
-        if !active(Mutant::SkipSuperblockBarrier) {
-            storage.sync_ranges(&[0..page_size as u64])?;
-        }
-    }
-
-    if active(Mutant::PromoteBeforeStagedDurable) {
-        mutant_sync_data_late(storage, plan)?;
-    }
-
-    // Step 6: only now does memory say the new state is committed.
-    state.directory.committed(&written_blocks, directory_digest);
-    state.generation = generation;
-    state.active_meta = target;
-    state.slot_digest = slot_digest;
-    for (group, slot, term) in new_slots {
-        match state.group_slots.get_mut(group as usize) {
-            Some(current) => {
-                *current = slot;
-                state.group_terms[group as usize] = term;
-            }
-            None => {
-                state.group_slots.push(slot);
-                state.group_terms.push(term);
-            }
-        }
-    }
-    state.materialized_groups = materialized;
-    assert_eq!(
-        state.group_slots.len() as u64,
-        state.materialized_groups,
-        "one current slot per materialized group"
-    );
+    hooks::after_step_6_sync_data_late(commit.storage, plan)?;
+    commit.step_7_record();
     Ok(())
 }
 
-/// `WriteActiveCopyInPlace`: the committed copy (the first commit of a file has none yet).
-fn mutant_in_place_target(state: &AllocState) -> crate::format::MetaSlot {
-    if state.generation > 0 {
-        state.active_meta
-    } else {
-        state.active_meta.other()
+/// A commit between its steps: the pages written so far and what step 7 will record.
+struct InFlight<'a, S: Storage> {
+    storage: &'a mut S,
+    state: &'a mut AllocState,
+    plan: &'a CommitPlan,
+    /// `g + 1`, the generation every page of this commit carries.
+    generation: u64,
+    /// The pages steps 2 and 2b wrote, in the order written (step 4's barrier covers them).
+    written: Vec<Range<u64>>,
+    /// What memory takes at step 7; steps 2 to 3 fill it in.
+    record: CommitRecord,
+}
+
+/// The metadata copy step 3 wrote, and the superblock that names it.
+struct WrittenCopy {
+    range: Range<u64>,
+    superblock: Superblock,
+}
+
+impl<'a, S: Storage> InFlight<'a, S> {
+    /// Checks the preconditions of a commit of `state` and starts one.
+    fn begin(storage: &'a mut S, state: &'a mut AllocState, plan: &'a CommitPlan) -> Self {
+        let generation = next_generation(state);
+        let page_size = state.geometry.page_size();
+        let len_bytes = storage.len_bytes();
+        assert!(
+            len_bytes >= state.page_count * page_size,
+            "storage of {len_bytes} bytes is shorter than {} pages",
+            state.page_count
+        );
+        for range in &plan.data_ranges {
+            assert!(
+                range.start < range.end
+                    && range.end <= len_bytes
+                    && range.start >= FIRST_DATA_PAGE * page_size,
+                "data range {range:?} is not inside the data pages of a file of {len_bytes} bytes"
+            );
+        }
+        InFlight {
+            record: state.begin_commit(generation),
+            written: Vec::new(),
+            storage,
+            state,
+            plan,
+            generation,
+        }
+    }
+
+    /// Step 1: which groups this commit writes as slot pages ([`AllocState::plan_folds`]); their
+    /// log entries leave the log, and what stays fits in the metadata copy.
+    fn step_1_plan_folds(&mut self) -> Vec<u64> {
+        let folds = self.state.plan_folds(self.plan.materialize_all);
+        assert!(
+            folds.windows(2).all(|w| w[0] < w[1]),
+            "folds must be sorted and distinct"
+        );
+        assert!(
+            self.state.log.len() <= self.state.geometry.log_capacity(),
+            "the log does not fit in the metadata copy after step 1"
+        );
+        self.written.reserve(folds.len() + 1);
+        self.record.folded_slots.reserve(folds.len());
+        folds
+    }
+
+    /// Step 2: every folded group goes to its inactive slot (slot 0 for a group materialized
+    /// now), with its whole current bitmap. Current slots are never written.
+    fn step_2_write_folded_slots(&mut self, folds: &[u64]) {
+        for &group in folds {
+            let (slot, old_term) = match self.state.group_slot(group) {
+                Some((current, old_term)) => {
+                    let slot = hooks::step_2_fold_slot(current);
+                    assert!(
+                        slot != current || hooks::crosses(Mutant::FoldIntoCurrentSlot),
+                        "step 2 folds group {group} into its current slot {current}"
+                    );
+                    (slot, old_term)
+                }
+                None => {
+                    assert_eq!(
+                        group, self.record.materialized_groups,
+                        "groups materialize in order"
+                    );
+                    self.record.materialized_groups += 1;
+                    (0, 0)
+                }
+            };
+            let term = self.write_group_slot(group, slot);
+            self.record.slot_digest ^= old_term ^ term;
+            self.record.folded_slots.push((group, slot, term));
+        }
+    }
+
+    /// Encodes `group`'s bitmap into its `slot` page, checks (debug builds) that it decodes back
+    /// to what was encoded, and returns the page's digest term.
+    fn write_group_slot(&mut self, group: u64, slot: u8) -> u64 {
+        let geometry = self.state.geometry;
+        let range = page_range(self.state, geometry.slot_page(group, slot));
+        let header = GroupSlotHeader {
+            generation: self.generation,
+            group,
+        };
+        let words = self.state.group_words(group);
+        let page = page_mut(self.storage, &range);
+        let checksum = encode_group_slot(geometry, header, &words, page);
+        if cfg!(debug_assertions) {
+            debug_check_group_slot(page, self.state, header, &words);
+        }
+        self.written.push(range);
+        slot_digest_term(group, self.generation, checksum)
+    }
+
+    /// Step 2b: every changed directory block goes to its inactive slot, in both mirrors. A new
+    /// block goes to slot 0 and also invalidates its slot 1 in both mirrors, so nothing a page
+    /// held before can pass for a slot of this block. Current slots are never written.
+    fn step_2b_write_directory_blocks(&mut self) {
+        for block_index in self.state.directory.dirty_blocks() {
+            let block = &self.state.directory.blocks[block_index as usize];
+            let (current, old_term) = (block.current_slot, block.term);
+            let slot = hooks::step_2b_block_slot(current, block.next_slot());
+            assert!(
+                current != Some(slot) || hooks::crosses(Mutant::DirectoryInPlace),
+                "step 2b writes directory block {block_index} into its current slot {slot}"
+            );
+            let (pages, scrubbed) = (block.slot_pages(slot), block.slot_pages(1));
+            let content = self
+                .state
+                .directory
+                .slot_for_commit(block_index, self.generation);
+            let term = self.write_directory_slot(&content, pages);
+            if current.is_none() {
+                assert_eq!(slot, 0, "a new directory block is written in slot 0");
+                self.scrub(scrubbed);
+            }
+            self.record.directory_digest ^= old_term ^ term;
+            self.record.directory_blocks.push((block_index, slot, term));
+        }
+    }
+
+    /// Encodes `content` into `pages` (one per mirror), checks (debug builds) that each decodes
+    /// back to it, and returns the slot's digest term.
+    fn write_directory_slot(&mut self, content: &DirectorySlot, pages: [u64; 2]) -> u64 {
+        let geometry = self.state.geometry;
+        let mut checksums = [0; 2];
+        for (checksum, page) in checksums.iter_mut().zip(pages) {
+            let range = page_range(self.state, page);
+            let bytes = page_mut(self.storage, &range);
+            *checksum = encode_directory_slot(geometry, content, bytes);
+            if cfg!(debug_assertions) {
+                debug_check_directory_slot(bytes, self.state, content);
+            }
+            self.written.push(range);
+        }
+        assert_eq!(
+            checksums[0], checksums[1],
+            "both mirrors hold the same slot"
+        );
+        directory_digest_term(content.block, self.generation, checksums[1])
+    }
+
+    /// Zeroes the first [`SCRUB_BYTES`] of each of `pages`: no magic, so no slot.
+    fn scrub(&mut self, pages: [u64; 2]) {
+        for page in pages {
+            let range = page_range(self.state, page);
+            page_mut(self.storage, &range)[..SCRUB_BYTES].fill(0);
+            self.written.push(range);
+        }
+    }
+
+    /// Step 3: the inactive metadata copy `Y`, with generation `g + 1`, the page count, the
+    /// materialized groups, the slot digest, the directory root and the log. The active copy is
+    /// never written.
+    fn step_3_write_metadata_copy(&mut self) -> WrittenCopy {
+        let state = &*self.state;
+        let target = hooks::step_3_target(state.active_meta(), state.generation());
+        assert!(
+            target != state.active_meta() || hooks::crosses(Mutant::WriteActiveCopyInPlace),
+            "step 3 writes the active metadata copy {target:?}"
+        );
+        let record = &mut self.record;
+        let meta = state.meta_page(
+            self.generation,
+            record.slot_digest,
+            record.materialized_groups,
+            state.directory.root(record.directory_digest),
+            self.plan.mode == CommitMode::SingleSync,
+        );
+        let range = page_range(state, target.page());
+        let page = page_mut(self.storage, &range);
+        let checksum = meta.encode(state.geometry, page);
+        if cfg!(debug_assertions) {
+            debug_check_metadata_copy(page, state, &meta);
+        }
+        record.active_meta = target;
+        let superblock = Superblock {
+            page_size: state.geometry.page_size(),
+            active_meta: target,
+            active_generation: self.generation,
+            active_meta_checksum: checksum,
+        };
+        WrittenCopy { range, superblock }
+    }
+
+    /// Step 4: one barrier over the pages of steps 2 to 3 and the plan's data ranges. Until it
+    /// returns, the superblock still names the old copy. In single-sync mode this is the only
+    /// barrier: once it returns, `Y` loads completely and recovery takes it (§3.2.1); until
+    /// then, any part of it may be missing and recovery falls back to `X`.
+    fn step_4_barrier(&mut self, copy: &WrittenCopy) -> io::Result<()> {
+        let mut ranges = std::mem::take(&mut self.written);
+        ranges.extend_from_slice(hooks::step_4_data_ranges(&self.plan.data_ranges));
+        ranges.push(copy.range.clone());
+        if hooks::step_4_flips_early(self.plan.mode) {
+            self.write_superblock(&copy.superblock);
+            ranges.push(self.superblock_range());
+        }
+        if hooks::step_4_skips_barrier() {
+            return Ok(());
+        }
+        self.storage.sync_ranges(&ranges)
+    }
+
+    /// Step 5: the superblock (one 512-byte sector) names `Y`, generation `g + 1` and `Y`'s
+    /// checksum field.
+    fn step_5_flip(&mut self, superblock: &Superblock) {
+        assert_eq!(
+            self.plan.mode,
+            CommitMode::Flip,
+            "single-sync commits never flip"
+        );
+        self.write_superblock(superblock);
+    }
+
+    /// Step 6: one barrier over page 0.
+    fn step_6_barrier(&mut self) -> io::Result<()> {
+        if hooks::step_6_skips_barrier() {
+            return Ok(());
+        }
+        let range = self.superblock_range();
+        self.storage.sync_ranges(&[range])
+    }
+
+    /// Step 7: only now does memory say the new state is committed.
+    fn step_7_record(self) {
+        self.state.committed(self.record);
+    }
+
+    fn write_superblock(&mut self, superblock: &Superblock) {
+        let record = superblock.encode();
+        let bytes = &mut self.storage.bytes_mut()[..record.len()];
+        bytes.copy_from_slice(&record);
+        if cfg!(debug_assertions) {
+            let decoded = Superblock::decode(bytes);
+            assert!(
+                decoded.as_ref().is_ok_and(|decoded| decoded == superblock),
+                "the superblock decodes to {decoded:?}, not to the encoded {superblock:?}"
+            );
+        }
+    }
+
+    fn superblock_range(&self) -> Range<u64> {
+        page_range(self.state, 0)
     }
 }
 
-/// `PromoteBeforeStagedDurable`: the staged data becomes durable only after the flip.
-fn mutant_sync_data_late<S: Storage>(storage: &mut S, plan: &CommitPlan) -> io::Result<()> {
-    if plan.data_ranges.is_empty() {
-        return Ok(());
+fn page_range(state: &AllocState, page: u64) -> Range<u64> {
+    let start = state.geometry.offset(page);
+    start..start + state.geometry.page_size()
+}
+
+fn page_mut<'s, S: Storage>(storage: &'s mut S, range: &Range<u64>) -> &'s mut [u8] {
+    &mut storage.bytes_mut()[range.start as usize..range.end as usize]
+}
+
+/// Paired encode/decode check of step 2: the slot page decodes to the header and the words
+/// encoded.
+fn debug_check_group_slot(page: &[u8], state: &AllocState, header: GroupSlotHeader, words: &[u64]) {
+    match decode_group_slot(page, state.geometry, header.group) {
+        Ok((decoded, bitmap)) => {
+            assert_eq!(decoded, header, "group slot header round trip");
+            for (index, &word) in words.iter().enumerate() {
+                assert_eq!(
+                    slot_bitmap_word(bitmap, index),
+                    word,
+                    "group {} bitmap word {index} round trip",
+                    header.group
+                );
+            }
+        }
+        Err(error) => panic!(
+            "the slot page of group {} does not decode: {error:?}",
+            header.group
+        ),
     }
-    storage.sync_ranges(&plan.data_ranges)
+}
+
+/// Paired encode/decode check of step 2b: the directory page decodes to the slot encoded.
+fn debug_check_directory_slot(page: &[u8], state: &AllocState, content: &DirectorySlot) {
+    match decode_directory_slot(page, state.geometry, content.block, state.page_count) {
+        Ok(decoded) => assert_eq!(&decoded, content, "directory slot round trip"),
+        Err(error) => panic!(
+            "the slot page of directory block {} does not decode: {error:?}",
+            content.block
+        ),
+    }
+}
+
+/// Paired encode/decode check of step 3: the metadata copy decodes to the page encoded.
+fn debug_check_metadata_copy(page: &[u8], state: &AllocState, meta: &MetaPage) {
+    match MetaPage::decode(page, state.geometry) {
+        Ok(decoded) => assert_eq!(&decoded, meta, "metadata copy round trip"),
+        Err(error) => panic!("the metadata copy does not decode: {error:?}"),
+    }
+}
+
+/// The deliberately broken variants of the steps ([`crate::mutants`]), one function per step,
+/// named for it: each returns what the correct step does unless its mutant is active (without
+/// the `mutants` feature, always).
+mod hooks {
+    use std::io;
+    use std::ops::Range;
+
+    use super::{CommitMode, CommitPlan};
+    use crate::format::MetaSlot;
+    use crate::mutants::{Mutant, active};
+    use crate::storage::Storage;
+
+    /// True when `mutant` is active: the one case in which a boundary assertion lets a step
+    /// cross the boundary (the mutant crosses it on purpose, for crashsim to catch).
+    pub(super) fn crosses(mutant: Mutant) -> bool {
+        active(mutant)
+    }
+
+    /// Step 2: the slot a materialized group whose current slot is `current` folds into: the
+    /// other one (`FoldIntoCurrentSlot`: the current one, in place).
+    pub(super) fn step_2_fold_slot(current: u8) -> u8 {
+        if active(Mutant::FoldIntoCurrentSlot) {
+            return current;
+        }
+        1 - current
+    }
+
+    /// Step 2b: the slot a changed directory block goes to: `next`, its inactive one
+    /// (`DirectoryInPlace`: the `current` one, in place, when it has one).
+    pub(super) fn step_2b_block_slot(current: Option<u8>, next: u8) -> u8 {
+        match current {
+            Some(current) if active(Mutant::DirectoryInPlace) => current,
+            _ => next,
+        }
+    }
+
+    /// Step 3: the copy `Y` written: the other one than the `active` copy
+    /// (`WriteActiveCopyInPlace`: the active one, once the file has a commit).
+    pub(super) fn step_3_target(active_meta: MetaSlot, generation: u64) -> MetaSlot {
+        if active(Mutant::WriteActiveCopyInPlace) && generation > 0 {
+            return active_meta;
+        }
+        active_meta.other()
+    }
+
+    /// Step 4: the data ranges its barrier covers: all of them (`PromoteBeforeStagedDurable`:
+    /// none; [`after_step_6_sync_data_late`] syncs them after the flip).
+    pub(super) fn step_4_data_ranges(data_ranges: &[Range<u64>]) -> &[Range<u64>] {
+        if active(Mutant::PromoteBeforeStagedDurable) {
+            return &[];
+        }
+        data_ranges
+    }
+
+    /// Step 4: false: the superblock is written at step 5, after the barrier
+    /// (`FlipBeforeMetadataDurable`, and `SingleSyncFlipInBarrier` in single-sync mode: before
+    /// it, and the barrier covers it).
+    pub(super) fn step_4_flips_early(mode: CommitMode) -> bool {
+        active(Mutant::FlipBeforeMetadataDurable)
+            || (mode == CommitMode::SingleSync && active(Mutant::SingleSyncFlipInBarrier))
+    }
+
+    /// Step 4: false (`SkipMetadataBarrier`: true, the barrier is left out).
+    pub(super) fn step_4_skips_barrier() -> bool {
+        active(Mutant::SkipMetadataBarrier)
+    }
+
+    /// Step 6: false (`SkipSuperblockBarrier`: true, the barrier is left out).
+    pub(super) fn step_6_skips_barrier() -> bool {
+        active(Mutant::SkipSuperblockBarrier)
+    }
+
+    /// After step 6: nothing (`PromoteBeforeStagedDurable`: the data ranges step 4 left out
+    /// become durable only now, after the flip).
+    pub(super) fn after_step_6_sync_data_late<S: Storage>(
+        storage: &mut S,
+        plan: &CommitPlan,
+    ) -> io::Result<()> {
+        if active(Mutant::PromoteBeforeStagedDurable) && !plan.data_ranges.is_empty() {
+            return storage.sync_ranges(&plan.data_ranges);
+        }
+        Ok(())
+    }
 }

@@ -1,13 +1,12 @@
-//! Regular pages: `PageId` handles and `MappedPage` views.
-
-use crate::error::MappedPageError;
-use crate::pager::Pager;
-use crate::storage::Storage;
+//! Regular pages: `PageId` handles and `MappedPage` views. Reading a page through its id
+//! (`PageId::get`, `get_mut`) is the pager's business: those methods live in pager.rs, so this
+//! module does not depend on the pager.
 
 /// Opaque handle to a regular data page of a `Pager<PAGE_SIZE>`.
 ///
 /// Pages 0-2 (and the pager's bitmap pages) are reserved: `alloc` never returns them and every
-/// access through a `PageId` naming one fails with [`MappedPageError::ReservedPage`].
+/// access through a `PageId` naming one fails with
+/// [`MappedPageError::ReservedPage`](crate::MappedPageError::ReservedPage).
 ///
 /// The page size is part of the type, so a `PageId<1024>` cannot be used with a `Pager<4096>`:
 ///
@@ -43,41 +42,6 @@ impl<const PAGE_SIZE: usize> PageId<PAGE_SIZE> {
     /// The page number, for storing in your own records.
     pub const fn raw(self) -> u64 {
         self.0
-    }
-
-    /// Borrows the page's bytes. Fails if the page is not allocated.
-    ///
-    /// ```
-    /// use mappedpages::{Pager, SimStorage};
-    ///
-    /// let mut pager = Pager::<1024, SimStorage>::create_in(SimStorage::new()).unwrap();
-    /// let id = pager.alloc().unwrap();
-    /// assert_eq!(id.get(&pager).unwrap().len(), 1024);
-    /// ```
-    pub fn get<'a, S: Storage>(
-        &self,
-        pager: &'a Pager<PAGE_SIZE, S>,
-    ) -> Result<&'a MappedPage, MappedPageError> {
-        pager.page(*self)
-    }
-
-    /// Borrows the page's bytes mutably. Writes are not durable until
-    /// [`Pager::sync_page`] or [`Pager::sync_all`] returns.
-    ///
-    /// ```
-    /// use mappedpages::{Pager, SimStorage};
-    ///
-    /// let mut pager = Pager::<1024, SimStorage>::create_in(SimStorage::new()).unwrap();
-    /// let id = pager.alloc().unwrap();
-    /// id.get_mut(&mut pager).unwrap().as_bytes_mut()[0] = 42;
-    /// pager.sync_page(id).unwrap();
-    /// assert_eq!(id.get(&pager).unwrap().as_bytes()[0], 42);
-    /// ```
-    pub fn get_mut<'a, S: Storage>(
-        &self,
-        pager: &'a mut Pager<PAGE_SIZE, S>,
-    ) -> Result<&'a mut MappedPage, MappedPageError> {
-        pager.page_mut(*self)
     }
 }
 

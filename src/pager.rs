@@ -4,6 +4,7 @@ use std::ops::Range;
 use std::path::Path;
 
 use crate::commit::{CommitMode, CommitPlan, commit};
+use crate::directory::Directory;
 use crate::error::{IoOperation, MappedPageError};
 use crate::format::{Geometry, MAX_GENERATION, MAX_PAGE_SIZE, MIN_PAGE_SIZE};
 use crate::mutants::{Mutant, active};
@@ -77,8 +78,8 @@ const GROWTH_CAP_BYTES: u64 = 1 << 30;
 /// another process (the lock is advisory) is found before the next commit, growth or sync
 /// touches it: [`MappedPageError::FileShrunk`], and the pager is poisoned.
 pub struct Pager<const PAGE_SIZE: usize, S: Storage = MmapStorage> {
-    pub(crate) storage: S,
-    pub(crate) state: AllocState,
+    storage: S,
+    state: AllocState,
     poisoned: Option<String>,
     recovery: Option<RecoveryDecision>,
     /// The last page of a growth whose new length the next commit's first barrier makes durable.
@@ -103,7 +104,7 @@ impl<const PAGE_SIZE: usize, S: Storage> std::fmt::Debug for Pager<PAGE_SIZE, S>
         f.debug_struct("Pager")
             .field("page_size", &PAGE_SIZE)
             .field("page_count", &self.state.page_count)
-            .field("generation", &self.state.generation)
+            .field("generation", &self.state.generation())
             .field("poisoned", &self.poisoned)
             .finish_non_exhaustive()
     }
@@ -157,9 +158,9 @@ fn initialize<S: Storage>(
         .map_err(|e| MappedPageError::space(IoOperation::Reserve, storage.path(), len_bytes, e))?;
     let mut state = AllocState::new_file(geometry, INITIAL_PAGE_COUNT);
     let plan = CommitPlan {
-        folds: state.plan_folds(true),
         data_ranges: Vec::new(),
         mode: CommitMode::Flip,
+        materialize_all: true,
     };
     commit(storage, &mut state, &plan)
         .map_err(|e| MappedPageError::io(IoOperation::Sync, storage.path(), e))?;
@@ -291,9 +292,9 @@ impl<const PAGE_SIZE: usize, S: Storage> Pager<PAGE_SIZE, S> {
     /// [`MappedPageError::GenerationExhausted`] and leaves memory and disk as they were.
     pub(crate) fn check_commit_possible(&self) -> Result<(), MappedPageError> {
         self.check_poison()?;
-        if self.state.generation == MAX_GENERATION {
+        if self.state.generation() == MAX_GENERATION {
             return Err(MappedPageError::GenerationExhausted {
-                generation: self.state.generation,
+                generation: self.state.generation(),
             });
         }
         Ok(())
@@ -415,7 +416,7 @@ impl<const PAGE_SIZE: usize, S: Storage> Pager<PAGE_SIZE, S> {
     /// [`format::MAX_GENERATION`](crate::format::MAX_GENERATION) every call that would commit
     /// fails with [`MappedPageError::GenerationExhausted`].
     pub fn generation(&self) -> u64 {
-        self.state.generation
+        self.state.generation()
     }
 
     /// True if `id` names an allocated data page.
@@ -449,9 +450,7 @@ impl<const PAGE_SIZE: usize, S: Storage> Pager<PAGE_SIZE, S> {
 
     pub(crate) fn page(&self, id: PageId<PAGE_SIZE>) -> Result<&MappedPage, MappedPageError> {
         self.check_allocated_data_page(id.raw())?;
-        Ok(MappedPage::from_bytes(
-            &self.storage.bytes()[Self::page_byte_range(id.raw())],
-        ))
+        Ok(self.raw_page(id.raw()))
     }
 
     pub(crate) fn page_mut(
@@ -459,9 +458,56 @@ impl<const PAGE_SIZE: usize, S: Storage> Pager<PAGE_SIZE, S> {
         id: PageId<PAGE_SIZE>,
     ) -> Result<&mut MappedPage, MappedPageError> {
         self.check_allocated_data_page(id.raw())?;
-        Ok(MappedPage::from_bytes_mut(
-            &mut self.storage.bytes_mut()[Self::page_byte_range(id.raw())],
-        ))
+        Ok(self.raw_page_mut(id.raw()))
+    }
+
+    // ----- for the crate's other pager modules (protected.rs, shared/) --------------------------
+
+    /// Page `page` of the map, unchecked: the caller checked that it may be read (a data page,
+    /// a protected page's verified or staged copy). Panics past the end of the map.
+    pub(crate) fn raw_page(&self, page: u64) -> &MappedPage {
+        MappedPage::from_bytes(&self.storage.bytes()[Self::page_byte_range(page)])
+    }
+
+    /// [`raw_page`](Self::raw_page), writable.
+    pub(crate) fn raw_page_mut(&mut self, page: u64) -> &mut MappedPage {
+        MappedPage::from_bytes_mut(&mut self.storage.bytes_mut()[Self::page_byte_range(page)])
+    }
+
+    /// Copies page `from` over page `to` in the map (not durable until a barrier covers it).
+    pub(crate) fn copy_page(&mut self, from: u64, to: u64) {
+        let to = Self::page_byte_range(to).start;
+        self.storage
+            .bytes_mut()
+            .copy_within(Self::page_byte_range(from), to);
+    }
+
+    /// The protected-page directory, as committed plus what is staged.
+    pub(crate) fn directory(&self) -> &Directory {
+        &self.state.directory
+    }
+
+    /// The directory, to stage a change in (the next commit writes it).
+    pub(crate) fn directory_mut(&mut self) -> &mut Directory {
+        &mut self.state.directory
+    }
+
+    /// `count` free pages as runs ([`AllocState::find_free_runs`]); the caller made them free
+    /// with [`ensure_free_pages`](Self::ensure_free_pages).
+    pub(crate) fn free_runs(&self, count: u64) -> Vec<PageRun> {
+        self.state
+            .find_free_runs(count)
+            .expect("ensure_free_pages made enough pages free")
+    }
+
+    /// Stages `runs` in the bitmap and the log ([`AllocState::apply`]).
+    pub(crate) fn apply_runs(&mut self, runs: &[PageRun]) {
+        self.state.apply(runs);
+    }
+
+    /// The generation the next commit writes ([`commit::next_generation`](crate::commit)).
+    pub(crate) fn next_generation(&self) -> u64 {
+        crate::commit::next_generation(&self.state)
     }
 
     /// Makes the contents of one page durable.
@@ -622,7 +668,7 @@ impl<const PAGE_SIZE: usize, S: Storage> Pager<PAGE_SIZE, S> {
             .map(|run| geometry.group_of(run.end_page - 1))
             .max();
         if let Some(highest) = highest_group {
-            for group in self.state.materialized_groups..=highest {
+            for group in self.state.materialized_groups()..=highest {
                 // Slot 0 and slot 1 are adjacent: one range.
                 let first = geometry.offset(geometry.slot_page(group, 0));
                 ranges.push(first..first + 2 * page_size);
@@ -665,10 +711,7 @@ impl<const PAGE_SIZE: usize, S: Storage> Pager<PAGE_SIZE, S> {
                 requested_bytes: (count as u64).saturating_mul(8),
             })?;
         let growth = self.ensure_free_pages(count as u64)?;
-        let runs = self
-            .state
-            .find_free_runs(count as u64)
-            .expect("ensure_free_pages made enough pages free");
+        let runs = self.free_runs(count as u64);
         // Nothing can fail past this point: the growth stays.
         let _growth = self.reserve_runs(&runs, growth)?;
         self.state.apply(&runs);
@@ -738,9 +781,9 @@ impl<const PAGE_SIZE: usize, S: Storage> Pager<PAGE_SIZE, S> {
             data_ranges.push(range);
         }
         let plan = CommitPlan {
-            folds: self.state.plan_folds(false),
             data_ranges,
             mode: self.commit_mode,
+            materialize_all: false,
         };
         match commit(&mut self.storage, &mut self.state, &plan) {
             Ok(_) => Ok(()),
@@ -875,6 +918,45 @@ impl<const PAGE_SIZE: usize, S: Storage> Pager<PAGE_SIZE, S> {
                 0
             },
         }
+    }
+}
+
+/// Reading a page through its id. Here rather than in page.rs, so that `page` (the id and view
+/// types) does not depend on the pager.
+impl<const PAGE_SIZE: usize> PageId<PAGE_SIZE> {
+    /// Borrows the page's bytes. Fails if the page is not allocated.
+    ///
+    /// ```
+    /// use mappedpages::{Pager, SimStorage};
+    ///
+    /// let mut pager = Pager::<1024, SimStorage>::create_in(SimStorage::new()).unwrap();
+    /// let id = pager.alloc().unwrap();
+    /// assert_eq!(id.get(&pager).unwrap().len(), 1024);
+    /// ```
+    pub fn get<'a, S: Storage>(
+        &self,
+        pager: &'a Pager<PAGE_SIZE, S>,
+    ) -> Result<&'a MappedPage, MappedPageError> {
+        pager.page(*self)
+    }
+
+    /// Borrows the page's bytes mutably. Writes are not durable until
+    /// [`Pager::sync_page`] or [`Pager::sync_all`] returns.
+    ///
+    /// ```
+    /// use mappedpages::{Pager, SimStorage};
+    ///
+    /// let mut pager = Pager::<1024, SimStorage>::create_in(SimStorage::new()).unwrap();
+    /// let id = pager.alloc().unwrap();
+    /// id.get_mut(&mut pager).unwrap().as_bytes_mut()[0] = 42;
+    /// pager.sync_page(id).unwrap();
+    /// assert_eq!(id.get(&pager).unwrap().as_bytes()[0], 42);
+    /// ```
+    pub fn get_mut<'a, S: Storage>(
+        &self,
+        pager: &'a mut Pager<PAGE_SIZE, S>,
+    ) -> Result<&'a mut MappedPage, MappedPageError> {
+        pager.page_mut(*self)
     }
 }
 

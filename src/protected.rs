@@ -73,9 +73,7 @@ impl<const PAGE_SIZE: usize> ProtectedPageId<PAGE_SIZE> {
         pager: &'a Pager<PAGE_SIZE, S>,
     ) -> Result<&'a MappedPage, MappedPageError> {
         let page = pager.verified_protected_page(self.0)?;
-        Ok(MappedPage::from_bytes(
-            &pager.storage.bytes()[Pager::<PAGE_SIZE, S>::page_byte_range(page)],
-        ))
+        Ok(pager.raw_page(page))
     }
 
     /// Starts a write: returns a writer whose page holds a copy of the committed content.
@@ -149,17 +147,12 @@ impl<const PAGE_SIZE: usize, S: Storage> ProtectedPageWriter<'_, PAGE_SIZE, S> {
 
     /// The staged content.
     pub fn page(&self) -> &MappedPage {
-        MappedPage::from_bytes(
-            &self.pager.storage.bytes()[Pager::<PAGE_SIZE, S>::page_byte_range(self.staged_page)],
-        )
+        self.pager.raw_page(self.staged_page)
     }
 
     /// The staged content, to change.
     pub fn page_mut(&mut self) -> &mut MappedPage {
-        MappedPage::from_bytes_mut(
-            &mut self.pager.storage.bytes_mut()
-                [Pager::<PAGE_SIZE, S>::page_byte_range(self.staged_page)],
-        )
+        self.pager.raw_page_mut(self.staged_page)
     }
 
     /// Makes the staged content the committed content, atomically and durably: two barriers
@@ -185,15 +178,12 @@ impl<const PAGE_SIZE: usize, S: Storage> Pager<PAGE_SIZE, S> {
         let committed = self.verified_protected_page(id)?;
         self.check_commit_possible()?;
         let staged = self
-            .state
-            .directory
+            .directory()
             .entry(id)
             .expect("verified_protected_page checked the entry")
             .inactive_page();
         if !active(Mutant::WriterStartsFromInactive) {
-            let from = Self::page_byte_range(committed);
-            let to = Self::page_byte_range(staged);
-            self.storage.bytes_mut().copy_within(from, to.start);
+            self.copy_page(committed, staged);
         }
         Ok(staged)
     }
@@ -204,9 +194,9 @@ impl<const PAGE_SIZE: usize, S: Storage> Pager<PAGE_SIZE, S> {
     /// barrier must cover.
     pub(crate) fn stage_protected_commit(&mut self, id: u64, staged_page: u64) -> Range<u64> {
         let range = Self::page_byte_range(staged_page);
-        let checksum = crc32fast::hash(&self.storage.bytes()[range.clone()]);
-        let generation = crate::commit::next_generation(&self.state);
-        self.state.directory.promote(id, checksum, generation);
+        let checksum = crc32fast::hash(self.raw_page(staged_page).as_bytes());
+        let generation = self.next_generation();
+        self.directory_mut().promote(id, checksum, generation);
         range.start as u64..range.end as u64
     }
 
@@ -214,13 +204,11 @@ impl<const PAGE_SIZE: usize, S: Storage> Pager<PAGE_SIZE, S> {
     pub(crate) fn verified_protected_page(&self, id: u64) -> Result<u64, MappedPageError> {
         self.check_poison()?;
         let entry = self
-            .state
-            .directory
+            .directory()
             .entry(id)
             .ok_or(MappedPageError::ProtectedNotAllocated { id })?;
         let page = entry.current_page();
-        let bytes = &self.storage.bytes()[Self::page_byte_range(page)];
-        if crc32fast::hash(bytes) != entry.content_checksum {
+        if crc32fast::hash(self.raw_page(page).as_bytes()) != entry.content_checksum {
             return Err(MappedPageError::CorruptProtectedPage { id, page });
         }
         Ok(page)
@@ -297,38 +285,33 @@ impl<const PAGE_SIZE: usize, S: Storage> Pager<PAGE_SIZE, S> {
         let mut ids = Vec::new();
         ids.try_reserve_exact(capacity)
             .map_err(|_| out_of_memory(size_of::<ProtectedPageId<PAGE_SIZE>>()))?;
-        let needed = self.state.directory.pages_needed(count);
+        let needed = self.directory().pages_needed(count);
         let growth = self.ensure_free_pages(needed)?;
-        let runs = self
-            .state
-            .find_free_runs(needed)
-            .expect("ensure_free_pages made enough pages free");
+        let runs = self.free_runs(needed);
         let growth = self.reserve_runs(&runs, growth)?;
         // The directory's memory last: its reservation touches what it reserves, so a request
         // the disk cannot hold fails (above) before it costs memory.
-        if let Err(requested_bytes) = self.state.directory.try_reserve(count) {
+        if let Err(requested_bytes) = self.directory_mut().try_reserve(count) {
             self.undo_growth(growth)?;
             return Err(MappedPageError::OutOfMemory { requested_bytes });
         }
-        self.state.apply(&runs);
+        self.apply_runs(&runs);
         let zero_checksum = zero_page_checksum(PAGE_SIZE);
-        let generation = crate::commit::next_generation(&self.state);
+        let generation = self.next_generation();
         let mut pages = runs.iter().flat_map(|run| run.first_page..run.end_page);
         let allocated = self
-            .state
-            .directory
+            .directory_mut()
             .allocate(count, &mut pages, generation, zero_checksum);
         assert!(pages.next().is_none(), "pages_needed matches allocate");
         for &id in &allocated {
             let page = self
-                .state
-                .directory
+                .directory()
                 .entry(id)
                 .expect("allocate returned an in-use id")
                 .current_page();
             let range = Self::page_byte_range(page);
             if !active(Mutant::SkipZeroingNewProtected) {
-                self.storage.bytes_mut()[range.clone()].fill(0);
+                self.raw_page_mut(page).as_bytes_mut().fill(0);
             }
             zeroed.push(range.start as u64..range.end as u64);
         }
@@ -406,7 +389,7 @@ impl<const PAGE_SIZE: usize, S: Storage> Pager<PAGE_SIZE, S> {
         self.check_commit_possible()?;
         let mut raw: Vec<u64> = ids.iter().map(|id| id.0).collect();
         for &id in &raw {
-            if self.state.directory.entry(id).is_none() {
+            if self.directory().entry(id).is_none() {
                 return Err(MappedPageError::ProtectedNotAllocated { id });
             }
         }
@@ -416,22 +399,22 @@ impl<const PAGE_SIZE: usize, S: Storage> Pager<PAGE_SIZE, S> {
         }
         let mut pages: Vec<u64> = Vec::with_capacity(raw.len() * 2);
         for id in raw {
-            pages.extend(self.state.directory.release(id));
+            pages.extend(self.directory_mut().release(id));
         }
         pages.sort_unstable();
         let runs = PageRun::free_runs(pages);
-        self.state.apply(&runs);
+        self.apply_runs(&runs);
         Ok(())
     }
 
     /// Protected pages currently allocated.
     pub fn protected_page_count(&self) -> u64 {
-        self.state.directory.in_use_count()
+        self.directory().in_use_count()
     }
 
     /// True if `id` names an allocated protected page.
     pub fn is_protected_allocated(&self, id: ProtectedPageId<PAGE_SIZE>) -> bool {
-        self.state.directory.entry(id.0).is_some()
+        self.directory().entry(id.0).is_some()
     }
 
     /// Iterates over the allocated protected pages in increasing id order. It never yields a
@@ -476,7 +459,7 @@ impl<const PAGE_SIZE: usize, S: Storage> Iterator for AllocatedProtectedPageIter
     type Item = ProtectedPageId<PAGE_SIZE>;
 
     fn next(&mut self) -> Option<Self::Item> {
-        let id = self.pager.state.directory.next_in_use(self.next_id)?;
+        let id = self.pager.directory().next_in_use(self.next_id)?;
         self.next_id = id + 1;
         Some(ProtectedPageId(id))
     }

@@ -125,22 +125,43 @@ impl GroupDivider {
     }
 }
 
+/// What a commit changes in memory once it is durable (SPEC.md §3.2 step 7). The commit starts
+/// it with [`AllocState::begin_commit`], fills it in while it writes (steps 2 to 3), and hands it
+/// to [`AllocState::committed`]: the one way memory learns of a commit.
+#[derive(Debug)]
+pub(crate) struct CommitRecord {
+    /// `g + 1`.
+    pub(crate) generation: u64,
+    /// The copy `Y` written (step 3).
+    pub(crate) active_meta: MetaSlot,
+    pub(crate) materialized_groups: u64,
+    /// The slot digest after the folds.
+    pub(crate) slot_digest: u64,
+    /// (group, slot, digest term) of every folded group, in increasing group order.
+    pub(crate) folded_slots: Vec<(u64, u8, u64)>,
+    /// The directory digest after the written blocks.
+    pub(crate) directory_digest: u64,
+    /// (block, slot, digest term) of every written directory block.
+    pub(crate) directory_blocks: Vec<(u64, u8, u64)>,
+}
+
 /// What the pager believes is committed (after a successful commit, exactly what is durable).
 #[derive(Clone, Debug)]
 pub(crate) struct AllocState {
     pub(crate) geometry: Geometry,
+    // What commits record: set only by the constructors and [`AllocState::committed`].
     /// Generation of the last commit (0 before the first commit of a new file).
-    pub(crate) generation: u64,
+    generation: u64,
     /// The metadata copy holding `generation`.
-    pub(crate) active_meta: MetaSlot,
+    active_meta: MetaSlot,
     pub(crate) page_count: u64,
-    pub(crate) materialized_groups: u64,
+    materialized_groups: u64,
     /// Current slot (0 or 1) of each materialized group.
-    pub(crate) group_slots: Vec<u8>,
+    group_slots: Vec<u8>,
     /// [`crate::format::slot_digest_term`] of each materialized group's current slot.
-    pub(crate) group_terms: Vec<u64>,
+    group_terms: Vec<u64>,
     /// XOR of `group_terms`, as the metadata records it.
-    pub(crate) slot_digest: u64,
+    slot_digest: u64,
     pub(crate) log: Vec<LogEntry>,
     pub(crate) bitmap: Bitmap,
     /// Where the next allocation search starts (next fit).
@@ -173,6 +194,60 @@ impl AllocState {
         };
         state.extend(page_count);
         state
+    }
+
+    /// The state recovery found committed (SPEC.md §4.1): copy `active_meta`, holding `meta`,
+    /// whose materialized groups have the current slots `group_slots` with the digest terms
+    /// `group_terms` (recovery checked their XOR against `meta.slot_digest`) and the bitmap
+    /// `bitmap`, loaded from those slots. The log and the directory are empty: recovery replays
+    /// and loads them.
+    pub(crate) fn recovered(
+        geometry: Geometry,
+        meta: &MetaPage,
+        active_meta: MetaSlot,
+        group_slots: Vec<u8>,
+        group_terms: Vec<u64>,
+        bitmap: Bitmap,
+    ) -> AllocState {
+        assert!(
+            group_slots.len() as u64 == meta.materialized_groups
+                && group_terms.len() == group_slots.len(),
+            "one current slot per materialized group"
+        );
+        let slot_digest = group_terms.iter().fold(0, |digest, term| digest ^ term);
+        assert_eq!(
+            slot_digest, meta.slot_digest,
+            "recovery checks the slot digest before it builds the state"
+        );
+        AllocState {
+            geometry,
+            generation: meta.generation,
+            active_meta,
+            page_count: meta.page_count,
+            materialized_groups: meta.materialized_groups,
+            group_slots,
+            group_terms,
+            slot_digest,
+            log: Vec::new(),
+            bitmap,
+            next_fit_page: FIRST_DATA_PAGE,
+            directory: Directory::new(geometry),
+        }
+    }
+
+    /// Generation of the last commit (0 before the first commit of a new file).
+    pub(crate) fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    /// The metadata copy holding [`generation`](Self::generation).
+    pub(crate) fn active_meta(&self) -> MetaSlot {
+        self.active_meta
+    }
+
+    /// Groups `0..materialized_groups()` have slot pages on disk; later ones are fresh.
+    pub(crate) fn materialized_groups(&self) -> u64 {
+        self.materialized_groups
     }
 
     /// Grows the in-memory view to `page_count` pages; new groups are fresh (only their slot
@@ -473,6 +548,67 @@ impl AllocState {
         });
     }
 
+    /// The record of a commit of this state at `generation` that has written nothing yet: the
+    /// digests and the materialized groups as they are, the other metadata copy.
+    pub(crate) fn begin_commit(&self, generation: u64) -> CommitRecord {
+        CommitRecord {
+            generation,
+            active_meta: self.active_meta.other(),
+            materialized_groups: self.materialized_groups,
+            slot_digest: self.slot_digest,
+            folded_slots: Vec::new(),
+            directory_digest: self.directory.digest,
+            directory_blocks: Vec::new(),
+        }
+    }
+
+    /// Takes the state `record` describes as committed (SPEC.md §3.2 step 7): the generation
+    /// advances by exactly one, the written copy becomes the active one, the folded groups' and
+    /// written directory blocks' new slots become current.
+    pub(crate) fn committed(&mut self, record: CommitRecord) {
+        assert_eq!(
+            self.generation.checked_add(1),
+            Some(record.generation),
+            "a commit advances the generation by exactly one"
+        );
+        assert!(
+            record.materialized_groups >= self.materialized_groups
+                && record.materialized_groups <= self.geometry.group_count(self.page_count),
+            "materialized groups {} -> {} in a file of {} groups",
+            self.materialized_groups,
+            record.materialized_groups,
+            self.geometry.group_count(self.page_count)
+        );
+        self.directory
+            .committed(&record.directory_blocks, record.directory_digest);
+        self.generation = record.generation;
+        self.active_meta = record.active_meta;
+        self.slot_digest = record.slot_digest;
+        for (group, slot, term) in record.folded_slots {
+            let index = group as usize;
+            if index < self.group_slots.len() {
+                self.group_slots[index] = slot;
+                self.group_terms[index] = term;
+            } else {
+                assert_eq!(index, self.group_slots.len(), "groups materialize in order");
+                self.group_slots.push(slot);
+                self.group_terms.push(term);
+            }
+        }
+        self.materialized_groups = record.materialized_groups;
+        assert!(
+            self.group_slots.len() as u64 == self.materialized_groups
+                && self.group_terms.len() == self.group_slots.len(),
+            "one current slot per materialized group"
+        );
+    }
+
+    /// The current slot of materialized `group` and its digest term; `None` for a fresh group.
+    pub(crate) fn group_slot(&self, group: u64) -> Option<(u8, u64)> {
+        let index = usize::try_from(group).ok()?;
+        Some((*self.group_slots.get(index)?, *self.group_terms.get(index)?))
+    }
+
     /// The metadata page that a commit of this state at `generation` writes.
     pub(crate) fn meta_page(
         &self,
@@ -593,6 +729,50 @@ mod tests {
         s.apply(&[alloc(fresh, fresh + 1)]);
         assert_eq!(s.plan_folds(false), vec![2]);
         assert_eq!(s.log.len(), 1);
+    }
+
+    /// The record of a first commit that folds `folds` (all fresh), each with term `group + 7`.
+    fn first_commit_record(s: &mut AllocState, folds: &[u64]) -> CommitRecord {
+        let mut record = s.begin_commit(1);
+        for &group in folds {
+            record.folded_slots.push((group, 0, group + 7));
+            record.slot_digest ^= group + 7;
+            record.materialized_groups += 1;
+        }
+        record
+    }
+
+    #[test]
+    fn committed_takes_the_record() {
+        let g = Geometry::new(1024);
+        let mut s = AllocState::new_file(g, g.pages_per_group() * 3);
+        let folds = s.plan_folds(true);
+        assert_eq!(folds, vec![0, 1, 2]);
+        let record = first_commit_record(&mut s, &folds);
+        s.committed(record);
+        assert_eq!((s.generation, s.active_meta), (1, MetaSlot::A));
+        assert_eq!(s.materialized_groups, 3);
+        assert_eq!(s.group_slot(1), Some((0, 8)));
+        assert_eq!(s.slot_digest, 7 ^ 8 ^ 9);
+        assert_eq!(s.group_slot(3), None, "group 3 does not exist");
+    }
+
+    #[test]
+    #[should_panic(expected = "a commit advances the generation by exactly one")]
+    fn committed_refuses_a_skipped_generation() {
+        let mut s = state();
+        let mut record = first_commit_record(&mut s, &[0]);
+        record.generation = 2;
+        s.committed(record);
+    }
+
+    #[test]
+    #[should_panic(expected = "groups materialize in order")]
+    fn committed_refuses_a_group_materialized_out_of_order() {
+        let g = Geometry::new(1024);
+        let mut s = AllocState::new_file(g, g.pages_per_group() * 3);
+        let record = first_commit_record(&mut s, &[0, 2]);
+        s.committed(record);
     }
 
     #[test]

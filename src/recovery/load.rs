@@ -58,20 +58,14 @@ pub(super) fn load_copy(
 ) -> Result<AllocState, LoadRejection> {
     step1_fits_in_file(image, geometry, meta)?;
     let groups = steps2_to_4_load_groups(image, geometry, meta)?;
-    let mut state = AllocState {
+    let mut state = AllocState::recovered(
         geometry,
-        generation: meta.generation,
-        active_meta: slot,
-        page_count: meta.page_count,
-        materialized_groups: meta.materialized_groups,
-        group_slots: groups.slots,
-        group_terms: groups.terms,
-        slot_digest: groups.digest,
-        log: Vec::new(),
-        bitmap: groups.bitmap,
-        next_fit_page: FIRST_DATA_PAGE,
-        directory: Directory::new(geometry),
-    };
+        meta,
+        slot,
+        groups.slots,
+        groups.terms,
+        groups.bitmap,
+    );
     step5_replay_log(&mut state, meta)?;
     state.directory = steps6_7_load_directory(image, geometry, meta, &state.bitmap)?;
     if meta.single_sync && !active(Mutant::SingleSyncSkipContentCheck) {

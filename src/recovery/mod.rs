@@ -75,16 +75,17 @@ pub(crate) fn recover(image: &[u8], geometry: Geometry) -> Result<Recovered, Map
     let chosen = table::decide(&candidates, &mut ImageLoader { image, geometry })?;
     let state = chosen.state;
     assert_eq!(
-        state.active_meta, chosen.slot,
+        state.active_meta(),
+        chosen.slot,
         "the state names the chosen copy"
     );
     assert!(
         candidates
             .meta(chosen.slot)
             .as_ref()
-            .is_ok_and(|meta| meta.generation == state.generation),
+            .is_ok_and(|meta| meta.generation == state.generation()),
         "the state holds the chosen copy's generation {}",
-        state.generation
+        state.generation()
     );
     let scrub_pages = if active(Mutant::SkipScrub) {
         Vec::new()

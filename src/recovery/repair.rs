@@ -91,10 +91,10 @@ pub(super) fn superblock_rewrite(
 ) -> Option<Superblock> {
     let wanted = Superblock {
         page_size: geometry.page_size(),
-        active_meta: state.active_meta,
-        active_generation: state.generation,
+        active_meta: state.active_meta(),
+        active_generation: state.generation(),
         active_meta_checksum: candidates
-            .checksum(state.active_meta)
+            .checksum(state.active_meta())
             .expect("a loaded metadata copy lies inside the image"),
     };
     (candidates.superblock.as_ref().ok() != Some(&wanted)).then_some(wanted)
@@ -170,7 +170,7 @@ pub(super) fn future_pages(
         .map(|slot| (slot, candidates.meta(slot)))
     {
         if let Ok(meta) = meta
-            && meta.generation > state.generation
+            && meta.generation > state.generation()
         {
             pages.push(slot.page());
         }
@@ -196,7 +196,7 @@ fn future_group_slots(
         .metas
         .iter()
         .filter_map(|meta| meta.as_ref().ok().map(|m| m.materialized_groups))
-        .fold(state.materialized_groups, u64::max);
+        .fold(state.materialized_groups(), u64::max);
     for group in 0..materialized {
         if page(image, geometry, geometry.slot_page(group, 0)).is_none() {
             break;
@@ -204,9 +204,9 @@ fn future_group_slots(
         for slot_index in 0..2u8 {
             let page_index = geometry.slot_page(group, slot_index);
             if let Some(bytes) = page(image, geometry, page_index)
-                && raw_generation(bytes) > state.generation
+                && raw_generation(bytes) > state.generation()
                 && let Ok((header, _)) = decode_group_slot(bytes, geometry, group)
-                && header.generation > state.generation
+                && header.generation > state.generation()
             {
                 pages.push(page_index);
             }
@@ -224,10 +224,10 @@ fn future_directory_slots(
     for (block_index, block) in state.directory.blocks.iter().enumerate() {
         for page_index in block.pages {
             if let Some(bytes) = page(image, geometry, page_index)
-                && raw_generation(bytes) > state.generation
+                && raw_generation(bytes) > state.generation()
                 && let Ok(slot) =
                     decode_directory_slot(bytes, geometry, block_index as u64, state.page_count)
-                && slot.generation > state.generation
+                && slot.generation > state.generation()
             {
                 pages.push(page_index);
             }

@@ -14,33 +14,27 @@
 //!   own thread holds fails with `MappedPageError::Reentrant` instead of deadlocking.
 //!
 //! Every primitive comes from `crate::sync`, which is loom's under `--cfg loom` (`tests/loom.rs`).
+//!
+//! This file is the public face (the handle, its guards, its calls, the re-entry check); the
+//! group-commit engine (the queue, the leader, staging, publishing) is in `group.rs`.
 
-use std::any::Any;
+mod group;
+
 use std::cell::RefCell;
-use std::collections::{HashMap, HashSet, VecDeque};
-use std::io;
 use std::marker::PhantomData;
 use std::ops::Deref;
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::PoisonError;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use crate::error::{IoOperation, MappedPageError};
-use crate::mutants::{Mutant, active};
+use crate::error::MappedPageError;
 use crate::page::{MappedPage, PageId};
 use crate::pager::Pager;
 use crate::protected::ProtectedPageId;
 use crate::storage::{MmapStorage, Storage};
-use crate::sync::{
-    Arc, Condvar, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard, yield_now,
-};
+use crate::sync::{Arc, Condvar, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
-/// The `operation` a failed group commit poisons the pager with.
-const GROUP_COMMIT: &str = "a SharedPager group commit";
-
-/// At most this many times a new leader yields, while the queue keeps growing, before it takes
-/// the queue (see `gather_latecomers`). Under loom one yield keeps the path in the models.
-const MAX_GATHER_YIELDS: u32 = if cfg!(loom) { 1 } else { 8 };
+use group::{Done, Op, Queue, poison_after_panic};
 
 /// A handle on one [`Pager`] that many threads use at once: `Send + Sync` (for a `Send + Sync`
 /// storage, as both backends are), and cheap to clone (one reference count).
@@ -184,62 +178,6 @@ impl Drop for Held {
     }
 }
 
-/// The commit queue. Lock order: the pager lock (if taken) before this one, never the reverse.
-struct Queue<const PAGE_SIZE: usize> {
-    /// Operations waiting for a leader, in arrival order.
-    pending: VecDeque<Request<PAGE_SIZE>>,
-    /// A leader is active (between taking its batch and publishing its results).
-    leading: bool,
-    next_ticket: u64,
-    /// Published results, by ticket, until their callers take them.
-    replies: HashMap<u64, Reply<PAGE_SIZE>>,
-    stats: GroupCommitStats,
-}
-
-struct Request<const PAGE_SIZE: usize> {
-    ticket: u64,
-    op: Op<PAGE_SIZE>,
-}
-
-type ProtectedWrite = Box<dyn FnOnce(&mut MappedPage) + Send>;
-
-enum Op<const PAGE_SIZE: usize> {
-    Alloc(usize),
-    Free(Vec<PageId<PAGE_SIZE>>),
-    AllocProtected(u64),
-    FreeProtected(Vec<ProtectedPageId<PAGE_SIZE>>),
-    WriteProtected(ProtectedPageId<PAGE_SIZE>, ProtectedWrite),
-}
-
-impl<const PAGE_SIZE: usize> Op<PAGE_SIZE> {
-    /// Frees are staged after every other operation of their group (SPEC.md §3.10), so a page a
-    /// group frees is never handed out, zeroed or written by the same group.
-    fn is_free(&self) -> bool {
-        matches!(self, Op::Free(_) | Op::FreeProtected(_))
-    }
-}
-
-enum Done<const PAGE_SIZE: usize> {
-    Pages(Vec<PageId<PAGE_SIZE>>),
-    Protected(Vec<ProtectedPageId<PAGE_SIZE>>),
-    Unit,
-}
-
-enum Failure {
-    Error(MappedPageError),
-    /// The caller's `write_protected` closure panicked (on the leader's thread); the caller
-    /// resumes the panic on its own thread.
-    Panic(Box<dyn Any + Send>),
-}
-
-impl From<MappedPageError> for Failure {
-    fn from(error: MappedPageError) -> Self {
-        Failure::Error(error)
-    }
-}
-
-type Reply<const PAGE_SIZE: usize> = Result<Done<PAGE_SIZE>, Failure>;
-
 /// Counters of a [`SharedPager`]'s group commits, from [`SharedPager::stats`].
 ///
 /// ```
@@ -313,8 +251,7 @@ impl<const PAGE_SIZE: usize, S: Storage> Deref for PageGuard<'_, PAGE_SIZE, S> {
     type Target = MappedPage;
 
     fn deref(&self) -> &MappedPage {
-        let range = Pager::<PAGE_SIZE, S>::page_byte_range(self.page);
-        MappedPage::from_bytes(&self.pager.storage.bytes()[range])
+        self.pager.raw_page(self.page)
     }
 }
 
@@ -360,13 +297,7 @@ impl<const PAGE_SIZE: usize, S: Storage> SharedPager<PAGE_SIZE, S> {
             shared: Arc::new(Shared {
                 id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
                 pager: RwLock::new(pager),
-                queue: Mutex::new(Queue {
-                    pending: VecDeque::new(),
-                    leading: false,
-                    next_ticket: 0,
-                    replies: HashMap::new(),
-                    stats: GroupCommitStats::default(),
-                }),
+                queue: Mutex::new(Queue::new()),
                 changed: Condvar::new(),
             }),
         }
@@ -809,48 +740,6 @@ impl<const PAGE_SIZE: usize, S: Storage> SharedPager<PAGE_SIZE, S> {
     pub fn pending_operations(&self) -> usize {
         self.shared.lock_queue().pending.len()
     }
-
-    // ----- the group commit --------------------------------------------------------------------
-
-    /// Enqueues `op` and returns its result once a commit containing it is durable (or it failed).
-    /// The thread is recorded as holding the pager lock throughout: as the leader it does, and it
-    /// runs `write_protected` closures (its own and other callers') under it.
-    fn submit(
-        &self,
-        operation: &'static str,
-        op: Op<PAGE_SIZE>,
-    ) -> Result<Done<PAGE_SIZE>, MappedPageError> {
-        let shared = &*self.shared;
-        let _held = shared.enter(operation)?;
-        let mut queue = shared.lock_queue();
-        let ticket = queue.next_ticket;
-        queue.next_ticket += 1;
-        queue.pending.push_back(Request { ticket, op });
-        let reply = loop {
-            if let Some(reply) = queue.replies.remove(&ticket) {
-                break reply;
-            }
-            // No leader: our operation is still queued (a leader publishes every operation it
-            // takes before it gives up leadership), so we lead the next group.
-            if !queue.leading {
-                queue.leading = true;
-                drop(queue);
-                shared.lead();
-                queue = shared.lock_queue();
-                continue;
-            }
-            queue = shared
-                .changed
-                .wait(queue)
-                .unwrap_or_else(PoisonError::into_inner);
-        };
-        drop(queue);
-        match reply {
-            Ok(done) => Ok(done),
-            Err(Failure::Error(error)) => Err(error),
-            Err(Failure::Panic(payload)) => panic::resume_unwind(payload),
-        }
-    }
 }
 
 impl<const PAGE_SIZE: usize, S: Storage> Shared<PAGE_SIZE, S> {
@@ -911,239 +800,4 @@ impl<const PAGE_SIZE: usize, S: Storage> Shared<PAGE_SIZE, S> {
             }
         }
     }
-
-    /// The leader's work: lock the pager for writing, take the queue, stage, commit once,
-    /// publish. Called with `queue.leading` set by the caller; always clears it (also when a
-    /// panic unwinds through here, through `Publisher`'s drop).
-    fn lead(&self) {
-        let mut publisher = Publisher {
-            shared: self,
-            replies: Vec::new(),
-            commits: 0,
-            operations: 0,
-        };
-        let mut pager = self.write_pager();
-        self.gather_latecomers();
-        let batch = std::mem::take(&mut self.lock_queue().pending);
-        let tickets: Vec<u64> = batch.iter().map(|request| request.ticket).collect();
-        let outcome = panic::catch_unwind(AssertUnwindSafe(|| {
-            self.run_group(&mut pager, batch, &mut publisher)
-        }));
-        if let Err(payload) = outcome {
-            // A bug in the pager: nobody knows what memory holds. Poison the pager and fail every
-            // operation of the group that has no result yet.
-            let cause = poison_after_panic(&mut pager, GROUP_COMMIT);
-            drop(pager);
-            let requeued: HashSet<u64> =
-                self.lock_queue().pending.iter().map(|r| r.ticket).collect();
-            for ticket in tickets {
-                if !requeued.contains(&ticket)
-                    && !publisher.replies.iter().any(|(t, _)| *t == ticket)
-                {
-                    let error = MappedPageError::Poisoned {
-                        cause: cause.clone(),
-                    };
-                    publisher.replies.push((ticket, Err(Failure::Error(error))));
-                }
-            }
-            drop(publisher);
-            panic::resume_unwind(payload);
-        }
-        drop(pager); // readers may go on before the callers are woken: the group is durable
-        drop(publisher);
-    }
-
-    /// Lets the callers the previous group just released submit again before this group is
-    /// taken. While some of them have not yet collected their results, or the queue grew during
-    /// the last yield, it yields, at most `MAX_GATHER_YIELDS` times. Without it, callers in a
-    /// loop split into two alternating groups (those waiting on one commit form the next), about
-    /// half of them per commit. A lone caller never yields (nobody has a result to collect).
-    /// Only throughput depends on it; correctness does not (whatever arrives later joins the
-    /// next group).
-    fn gather_latecomers(&self) {
-        let (mut seen, mut released) = {
-            let queue = self.lock_queue();
-            (queue.pending.len(), !queue.replies.is_empty())
-        };
-        let mut yields = 0;
-        while released && yields < MAX_GATHER_YIELDS {
-            yield_now();
-            yields += 1;
-            let queue = self.lock_queue();
-            let grew = queue.pending.len() > seen;
-            seen = queue.pending.len();
-            released = grew || !queue.replies.is_empty();
-        }
-    }
-
-    /// Stages every operation of `batch` (frees last), commits once if anything changed, and
-    /// records every result in `publisher`.
-    fn run_group(
-        &self,
-        pager: &mut Pager<PAGE_SIZE, S>,
-        batch: VecDeque<Request<PAGE_SIZE>>,
-        publisher: &mut Publisher<'_, PAGE_SIZE, S>,
-    ) {
-        let (frees, others): (Vec<_>, Vec<_>) = batch.into_iter().partition(|r| r.op.is_free());
-        let mut written = HashSet::new();
-        let mut deferred = Vec::new();
-        let mut staged = Vec::new();
-        let mut data_ranges = Vec::new();
-        for request in others.into_iter().chain(frees) {
-            if let Op::WriteProtected(id, _) = &request.op
-                && !written.insert(id.raw())
-            {
-                // A second write to the same page in one group would stage into the copy the
-                // durable state still names: it waits for the next group.
-                deferred.push(request);
-                continue;
-            }
-            match stage(pager, request.op, &mut data_ranges) {
-                Ok((done, true)) => staged.push((request.ticket, done)),
-                Ok((done, false)) => publisher.replies.push((request.ticket, Ok(done))),
-                Err(failure) => publisher.replies.push((request.ticket, Err(failure))),
-            }
-        }
-        if !deferred.is_empty() {
-            let mut queue = self.lock_queue();
-            for request in deferred.into_iter().rev() {
-                queue.pending.push_front(request);
-            }
-        }
-        if staged.is_empty() {
-            return; // nothing changed: no commit
-        }
-        let operations = staged.len() as u64;
-        if active(Mutant::AckBeforeGroupSync) {
-            mutant_ack_before_sync(self, &mut staged);
-        }
-        match pager.commit_prepared(data_ranges, GROUP_COMMIT) {
-            Ok(()) => {
-                publisher.commits += 1;
-                publisher.operations += operations;
-                for (ticket, done) in staged {
-                    publisher.replies.push((ticket, Ok(done)));
-                }
-            }
-            Err(error) => {
-                // Every caller whose change was in the group gets the error (the pager is now
-                // poisoned, SPEC.md §3.4).
-                for (ticket, _) in staged {
-                    let copy = copy_error(&error);
-                    publisher.replies.push((ticket, Err(Failure::Error(copy))));
-                }
-            }
-        }
-    }
-}
-
-/// Stages one operation into `pager`'s memory. Returns its result and whether it changed
-/// anything (only then does it need the commit); on error nothing changed.
-fn stage<const PAGE_SIZE: usize, S: Storage>(
-    pager: &mut Pager<PAGE_SIZE, S>,
-    op: Op<PAGE_SIZE>,
-    data_ranges: &mut Vec<std::ops::Range<u64>>,
-) -> Result<(Done<PAGE_SIZE>, bool), Failure> {
-    match op {
-        Op::Alloc(count) => {
-            let ids = pager.stage_alloc(count)?;
-            let changed = !ids.is_empty();
-            Ok((Done::Pages(ids), changed))
-        }
-        Op::Free(ids) => {
-            pager.stage_free(&ids)?;
-            Ok((Done::Unit, !ids.is_empty()))
-        }
-        Op::AllocProtected(count) => {
-            let (ids, zeroed) = pager.stage_alloc_protected(count)?;
-            data_ranges.extend(zeroed);
-            let changed = !ids.is_empty();
-            Ok((Done::Protected(ids), changed))
-        }
-        Op::FreeProtected(ids) => {
-            pager.stage_free_protected(&ids)?;
-            Ok((Done::Unit, !ids.is_empty()))
-        }
-        Op::WriteProtected(id, write) => {
-            let staged_page = pager.stage_protected_write(id.raw())?;
-            let range = Pager::<PAGE_SIZE, S>::page_byte_range(staged_page);
-            let page = MappedPage::from_bytes_mut(&mut pager.storage.bytes_mut()[range]);
-            // A panic leaves the staged copy as scratch (it is not promoted): nothing changed.
-            panic::catch_unwind(AssertUnwindSafe(|| write(page))).map_err(Failure::Panic)?;
-            data_ranges.push(pager.stage_protected_commit(id.raw(), staged_page));
-            Ok((Done::Unit, true))
-        }
-    }
-}
-
-/// Publishes a leader's results when dropped (also during a panic): records them, gives up
-/// leadership and wakes every waiter, all under the queue lock, so no waiter can miss it.
-struct Publisher<'a, const PAGE_SIZE: usize, S: Storage> {
-    shared: &'a Shared<PAGE_SIZE, S>,
-    replies: Vec<(u64, Reply<PAGE_SIZE>)>,
-    commits: u64,
-    operations: u64,
-}
-
-impl<const PAGE_SIZE: usize, S: Storage> Drop for Publisher<'_, PAGE_SIZE, S> {
-    fn drop(&mut self) {
-        let mut queue = self.shared.lock_queue();
-        queue.replies.extend(self.replies.drain(..));
-        queue.stats.commits += self.commits;
-        queue.stats.operations += self.operations;
-        queue.leading = false;
-        self.shared.changed.notify_all();
-    }
-}
-
-/// Marks the pager poisoned after a panic inside `operation`; returns the cause.
-fn poison_after_panic<const PAGE_SIZE: usize, S: Storage>(
-    pager: &mut Pager<PAGE_SIZE, S>,
-    operation: &str,
-) -> String {
-    let cause = format!("{operation} (interrupted by a panic)");
-    pager.poison(&cause, io::Error::other("panic"));
-    cause
-}
-
-/// A copy of a commit's error for each caller of the group (`io::Error` is not `Clone`).
-fn copy_error(error: &MappedPageError) -> MappedPageError {
-    match error {
-        MappedPageError::Io {
-            operation,
-            path,
-            source,
-        } => MappedPageError::Io {
-            operation: *operation,
-            path: path.clone(),
-            source: io::Error::new(source.kind(), source.to_string()),
-        },
-        MappedPageError::Poisoned { cause } => MappedPageError::Poisoned {
-            cause: cause.clone(),
-        },
-        MappedPageError::FileShrunk {
-            expected_len_bytes,
-            found_len_bytes,
-        } => MappedPageError::FileShrunk {
-            expected_len_bytes: *expected_len_bytes,
-            found_len_bytes: *found_len_bytes,
-        },
-        other => MappedPageError::Io {
-            operation: IoOperation::Sync,
-            path: None,
-            source: io::Error::other(other.to_string()),
-        },
-    }
-}
-
-/// `AckBeforeGroupSync`: publish the group's results (and wake its callers) before its commit.
-fn mutant_ack_before_sync<const PAGE_SIZE: usize, S: Storage>(
-    shared: &Shared<PAGE_SIZE, S>,
-    staged: &mut Vec<(u64, Done<PAGE_SIZE>)>,
-) {
-    let mut queue = shared.lock_queue();
-    for (ticket, done) in staged.drain(..) {
-        queue.replies.insert(ticket, Ok(done));
-    }
-    shared.changed.notify_all();
 }
