@@ -35,22 +35,27 @@
 //!
 //! A metadata page does not hold the whole bitmap: it holds a log of the changes made since each
 //! group's bitmap page was last written, so a commit writes one metadata page and, only when the
-//! log is full, the bitmap pages of the groups it touches. The file can hold 2^40 pages (at most
-//! 64 TiB), and a commit writes an amount proportional to what changed, not to the file size.
-//! SPEC.md specifies the format byte by byte.
+//! log is full, the bitmap pages of the groups it touches. The file can hold up to 64 TiB
+//! (`2^46 / PAGE_SIZE` pages: 2^36 at 1 KiB, 2^34 at 4 KiB), and a commit writes an amount
+//! proportional to what changed, not to the file size. SPEC.md §2 specifies the format byte by
+//! byte; README.md's architecture section draws it and maps `src/` to SPEC's sections.
 //!
 //! # Crash-consistency guarantee
 //!
-//! Every allocation change goes through a double-buffered commit:
+//! Every allocation change is one double-buffered commit (SPEC.md §3.2): the change goes into
+//! the inactive metadata copy (and inactive bitmap slots, if any), never over the committed one,
+//! and becomes current only once it is durable. How many *barriers* (durability syncs) that takes
+//! depends on the pager's [`CommitMode`]:
 //!
-//! 1. write the change into the inactive metadata page (and inactive bitmap slots, if any);
-//! 2. `msync` those pages;
-//! 3. flip the active-metadata selector in the superblock and update its checksum;
-//! 4. `msync` the superblock.
+//! * [`CommitMode::Flip`] (the default): a barrier over the written pages, then the superblock is
+//!   flipped to name the new copy, then a barrier over the superblock: two barriers.
+//! * [`CommitMode::SingleSync`]: one barrier over the written pages; the superblock is not
+//!   written, and recovery takes the newer copy only if it loads completely (SPEC.md §3.2.1,
+//!   which also says what this mode gives up).
 //!
-//! The active metadata page is never overwritten in place. Recovery on open validates the
-//! checksums of the superblock and both metadata copies and falls back to the other copy when
-//! that loses nothing acknowledged; otherwise it returns a typed error rather than guess.
+//! Recovery on open (SPEC.md §4) validates the checksums of the superblock and both metadata
+//! copies and falls back to the other copy when that loses nothing acknowledged; otherwise it
+//! returns a typed error rather than guess.
 //!
 //! Page *contents* are yours: they become durable when [`Pager::sync_page`] or
 //! [`Pager::sync_all`] returns.
@@ -58,8 +63,9 @@
 //! # Platforms
 //!
 //! The same API and guarantees on Linux, macOS (and iOS), Windows and other Unixes; no item is
-//! platform-specific. What "`msync`" above (a *barrier*) means differs per system, and each is a
-//! real flush of the drive's cache ([`MmapStorage`] has the details, SPEC.md §5 the reasoning):
+//! platform-specific. What a *barrier* above is differs per system, and each is a real flush of
+//! the drive's cache ([`MmapStorage`] has the details, SPEC.md §5 the crash model, and
+//! `docs/mmap-barriers.md` the reasoning per system):
 //!
 //! * Linux: `msync(MS_SYNC)` (with `sync_file_range` for all but one range on ext4, xfs, btrfs and
 //!   tmpfs: one flush per barrier);
@@ -76,10 +82,10 @@
 //! A protected page ([`ProtectedPageId`]) is a page whose *content* changes atomically. Its
 //! [`get_mut`](ProtectedPageId::get_mut) returns a [`ProtectedPageWriter`] that starts from the
 //! committed content; [`commit`](ProtectedPageWriter::commit) makes the new content committed and
-//! durable in one commit (two syncs). After a crash the page reads as the old or the new content,
-//! never a mix; a committed copy damaged by the medium is reported, never returned. Each
-//! protected page has two backing copies, recorded in a mirrored directory so that no single
-//! damaged page makes the file unopenable.
+//! durable in one commit (two barriers, one in single-sync mode). After a crash the page reads as
+//! the old or the new content, never a mix; a committed copy damaged by the medium is reported,
+//! never returned. Each protected page has two backing copies, recorded in a mirrored directory so
+//! that no single damaged page makes the file unopenable.
 //!
 //! ```
 //! use mappedpages::{Pager, SimStorage};

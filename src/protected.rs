@@ -155,9 +155,11 @@ impl<const PAGE_SIZE: usize, S: Storage> ProtectedPageWriter<'_, PAGE_SIZE, S> {
         self.pager.raw_page_mut(self.staged_page)
     }
 
-    /// Makes the staged content the committed content, atomically and durably: two barriers
-    /// (the staged copy, directory block and metadata; then the superblock). After a crash the
-    /// page reads as the old or the new content, never a mix. A failed sync poisons the pager.
+    /// Makes the staged content the committed content, atomically and durably, in one commit
+    /// (SPEC.md §3.7): two barriers in [`CommitMode::Flip`](crate::CommitMode::Flip), the
+    /// default (the staged copy, directory block and metadata; then the superblock), one in
+    /// [`CommitMode::SingleSync`](crate::CommitMode::SingleSync) (SPEC.md §3.2.1). After a crash
+    /// the page reads as the old or the new content, never a mix. A failed sync poisons the pager.
     pub fn commit(self) -> Result<(), MappedPageError> {
         self.pager.check_commit_possible()?;
         let range = self
@@ -214,7 +216,8 @@ impl<const PAGE_SIZE: usize, S: Storage> Pager<PAGE_SIZE, S> {
         Ok(page)
     }
 
-    /// Allocates one protected page (reading as zeros) and commits: two barriers.
+    /// Allocates one protected page (reading as zeros) and commits: one commit, two barriers (one
+    /// in [`CommitMode::SingleSync`](crate::CommitMode::SingleSync)).
     ///
     /// ```
     /// use mappedpages::{Pager, SimStorage};
@@ -229,7 +232,8 @@ impl<const PAGE_SIZE: usize, S: Storage> Pager<PAGE_SIZE, S> {
         Ok(ids.pop().expect("one id was allocated"))
     }
 
-    /// Allocates `count` protected pages in one commit (two barriers whatever `count`). On error
+    /// Allocates `count` protected pages in one commit (two barriers whatever `count`, one in
+    /// [`CommitMode::SingleSync`](crate::CommitMode::SingleSync)). On error
     /// none is allocated: a failed growth changes nothing and a failed sync poisons the pager,
     /// and the file recovers to the state before the call or after it, never in between.
     ///
@@ -319,7 +323,8 @@ impl<const PAGE_SIZE: usize, S: Storage> Pager<PAGE_SIZE, S> {
         Ok((ids, zeroed))
     }
 
-    /// Frees one protected page and commits: two barriers.
+    /// Frees one protected page and commits: one commit, two barriers (one in
+    /// [`CommitMode::SingleSync`](crate::CommitMode::SingleSync)).
     ///
     /// ```
     /// use mappedpages::{MappedPageError, Pager, SimStorage};

@@ -17,7 +17,7 @@ use crate::error::{IoOperation, MappedPageError};
 /// cache flush. On Linux elsewhere it costs `n` `msync` calls, each its own flush. On macOS and
 /// iOS it is `n` `msync` calls and one `F_FULLFSYNC`; on Windows `n` `FlushViewOfFile` calls and
 /// one `FlushFileBuffers`; on other Unixes `n` `msync` calls and one `fsync`: one device flush
-/// per barrier. SPEC.md §5 has the reasoning.
+/// per barrier. `docs/mmap-barriers.md` has the reasoning.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct SyncStats {
@@ -528,7 +528,8 @@ mod windows {
 ///     `flush_range` would call both per range: one device flush per range).
 ///   * Other Unixes: `msync(MS_SYNC)` of every range, then `fsync`.
 ///
-///   SPEC.md §5 states what each relies on.
+///   `docs/mmap-barriers.md` (in the repository) argues what each relies on; SPEC.md §5 states
+///   the crash model they keep.
 /// * Growth is `set_len` followed by a new mapping; the pager then syncs a range of the new
 ///   length, which also makes the new size durable (the `msync` on Linux file systems ext4, xfs
 ///   and btrfs; the whole-file flush elsewhere).
