@@ -7,7 +7,7 @@
 #   FUZZ_TARGETS="format" .ci/fuzz.sh  only some targets
 #   FUZZ_STABLE=1 .ci/fuzz.sh          the stable path even where nightly exists
 #   FUZZ_FEATURES=mutants MAPPEDPAGES_FUZZ_MUTANT=skip-scrub FUZZ_TARGETS=recovery .ci/fuzz.sh
-#                                      a planted bug (SPEC.md §7): must exit non-zero with a finding
+#                                      a planted bug (VERIFICATION.md): must exit non-zero with a finding
 #
 # Uses nightly with AddressSanitizer when `cargo +nightly` works, else the stable toolchain with
 # `-s none` and RUSTC_BOOTSTRAP=1 (cargo-fuzz needs unstable flags). Builds every target once,

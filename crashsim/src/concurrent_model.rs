@@ -1,5 +1,5 @@
 //! The concurrent scenario: real threads allocating and freeing through one `SharedPager` over
-//! `SimStorage`, checked against what each thread was acknowledged (SPEC.md §3.10, §7).
+//! `SimStorage`, checked against what each thread was acknowledged (SPEC.md §3.10; VERIFICATION.md).
 //!
 //! The threads run seeded operation lists, but their interleaving (and so which operations share a
 //! group commit) is the scheduler's: not reproducible. So the workload does not record a model

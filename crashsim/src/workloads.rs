@@ -66,7 +66,7 @@ workload_for!(ConcurrentScenario);
 /// (seeds `seed`, `seed + 1`, …; every fourth at 4 KiB pages, the rest at 1 KiB), the fixed
 /// protected ones (`protected`, `protected-4k`), then `protected_mixes` seeded protected-page
 /// mixes (`pmix-<seed>`, 1 KiB pages, same seeds), then the concurrent ones (`threads-8`,
-/// `threads-8-4k`: 8 threads on one `SharedPager`, SPEC.md §7); each in every mode of
+/// `threads-8-4k`: 8 threads on one `SharedPager`, VERIFICATION.md); each in every mode of
 /// `commit_modes` (a single-sync workload's name ends in `+single-sync`).
 pub fn builtin(
     mixes: u64,

@@ -1,7 +1,7 @@
 //! The explorer: enumerate crash states, recover each, check.
 //!
 //! One file per phase, each an `impl Explorer` block with the phase's code and the helpers only
-//! it uses (SPEC.md §7 describes the phases):
+//! it uses (VERIFICATION.md describes the phases):
 //!
 //! | phase ([`Phases`] field) | file |
 //! |---|---|
