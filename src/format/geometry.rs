@@ -8,7 +8,9 @@ use super::meta::{LOG_ENTRY_BYTES, META_HEADER_BYTES};
 pub const MIN_PAGE_SIZE: usize = 1024;
 /// Largest supported page size in bytes (16 MiB).
 pub const MAX_PAGE_SIZE: usize = 1 << 24;
-/// Upper bound on the number of pages in one file (2^40), whatever the page size.
+/// Upper bound on the number of pages in one file (2^40), whatever the page size. Never the bound
+/// that binds: [`MAX_FILE_BYTES`] allows `2^46 / P ≤ 2^36` pages for every supported page size `P`
+/// (see [`Geometry::max_page_count`]).
 pub const MAX_PAGE_COUNT: u64 = 1 << 40;
 /// Upper bound on the length of one file in bytes (2^46 = 64 TiB): what a 64-bit address space maps.
 pub const MAX_FILE_BYTES: u64 = 1 << 46;
