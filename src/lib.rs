@@ -178,6 +178,7 @@ mod mutants;
 mod page;
 mod pager;
 mod protected;
+mod readonly;
 mod recovery;
 mod shared;
 mod state;
@@ -191,6 +192,7 @@ pub use error::{IoOperation, MappedPageError};
 pub use page::{MappedPage, PageId};
 pub use pager::{AllocatedPageIter, Pager};
 pub use protected::{AllocatedProtectedPageIter, ProtectedPageId, ProtectedPageWriter};
+pub use readonly::{ReadOnlyPager, Repair};
 pub use recovery::RecoveryDecision;
 pub use shared::{GroupCommitStats, PageGuard, PagerGuard, SharedPager};
 pub use storage::{

@@ -252,6 +252,28 @@ impl<const PAGE_SIZE: usize, S: Storage> Pager<PAGE_SIZE, S> {
         }
     }
 
+    /// Opens `storage` as [`try_open_in`](Self::try_open_in) does, but makes none of recovery's
+    /// repairs: returns them instead (for [`crate::ReadOnlyPager`], SPEC.md §4.4).
+    pub(crate) fn open_without_repair(
+        storage: S,
+    ) -> Result<(Self, Vec<crate::Repair>), MappedPageError> {
+        let () = Self::PAGE_SIZE_IS_VALID;
+        let recovered = recover(storage.bytes(), Self::geometry())?;
+        let repairs = repair::planned(&recovered);
+        Ok((
+            Pager {
+                storage,
+                state: recovered.state,
+                poisoned: None,
+                recovery: Some(recovered.decision),
+                pending_length_sync: None,
+                commit_mode: CommitMode::Flip,
+                reserve_space: true,
+            },
+            repairs,
+        ))
+    }
+
     fn recover_and_repair(
         storage: &mut S,
     ) -> Result<(AllocState, RecoveryDecision), MappedPageError> {
