@@ -186,6 +186,7 @@ mod storage;
 mod subpage;
 mod sync;
 mod traits;
+mod verify;
 
 pub use commit::CommitMode;
 pub use error::{IoOperation, MappedPageError};
@@ -201,3 +202,4 @@ pub use storage::{
 };
 pub use subpage::{SubPageAllocator, SubPageId};
 pub use traits::{BulkPageAllocator, PageAllocator, PageHandle};
+pub use verify::{Finding, VerifyReport};

@@ -168,7 +168,7 @@ fn initialize<S: Storage>(
 }
 
 impl<const PAGE_SIZE: usize, S: Storage> Pager<PAGE_SIZE, S> {
-    const PAGE_SIZE_IS_VALID: () = assert!(
+    pub(crate) const PAGE_SIZE_IS_VALID: () = assert!(
         PAGE_SIZE.is_power_of_two() && PAGE_SIZE >= MIN_PAGE_SIZE && PAGE_SIZE <= MAX_PAGE_SIZE,
         "PAGE_SIZE must be a power of two between 1024 and 16 MiB"
     );

@@ -126,6 +126,41 @@ impl<const PAGE_SIZE: usize> ReadOnlyPager<PAGE_SIZE> {
         Ok(ReadOnlyPager { pager, repairs })
     }
 
+    /// Verifies the file at `path` completely, under the same shared lock and without writing
+    /// (SPEC.md §4.5): the superblock, both metadata copies, every materialized group's slot
+    /// pages and the slot digest, every directory block's pages, its mirrors and the directory
+    /// digest, and every protected page's committed copy against its CRC. Every finding is
+    /// reported, not only the first, also for a file recovery refuses (the structures of the
+    /// copy the superblock names, or of the newest copy, are walked then).
+    ///
+    /// An associated function rather than a method on an open handle: the damage it looks for
+    /// often makes recovery refuse the file, and then there is no handle. Fails only when the
+    /// file cannot be read or locked, or is not a file of this kind at all (the errors of
+    /// [`open`](Self::open) that come before recovery's decision table: for example
+    /// [`MappedPageError::NotAMappedPagesFile`], [`MappedPageError::FileTooSmall`],
+    /// [`MappedPageError::PageSizeMismatch`]).
+    ///
+    /// ```
+    /// use mappedpages::{Finding, Pager, ReadOnlyPager};
+    ///
+    /// let dir = tempfile::tempdir().unwrap();
+    /// let path = dir.path().join("db.bin");
+    /// drop(Pager::<1024>::create(&path).unwrap());
+    /// assert!(ReadOnlyPager::<1024>::verify(&path).unwrap().is_clean());
+    /// let mut image = std::fs::read(&path).unwrap();
+    /// image[20] ^= 1; // the superblock
+    /// std::fs::write(&path, &image).unwrap();
+    /// let report = ReadOnlyPager::<1024>::verify(&path).unwrap();
+    /// assert!(matches!(report.findings[..], [Finding::Superblock { .. }]));
+    /// ```
+    pub fn verify(path: impl AsRef<Path>) -> Result<crate::VerifyReport, MappedPageError> {
+        let () = Self::PAGE_SIZE_IS_VALID;
+        let map = ReadOnlyMap::open(path.as_ref())?;
+        crate::verify::verify(map.bytes(), crate::format::Geometry::new(PAGE_SIZE))
+    }
+
+    const PAGE_SIZE_IS_VALID: () = Pager::<PAGE_SIZE, ReadOnlyMap>::PAGE_SIZE_IS_VALID;
+
     /// The repairs a read-write open would make before returning (SPEC.md §4.3), in the order
     /// it would make them; empty for a file a clean close left.
     ///
