@@ -253,7 +253,7 @@ impl<const PAGE_SIZE: usize, S: Storage> Pager<PAGE_SIZE, S> {
     }
 
     /// Opens `storage` as [`try_open_in`](Self::try_open_in) does, but makes none of recovery's
-    /// repairs: returns them instead (for [`crate::ReadOnlyPager`], SPEC.md §4.4).
+    /// repairs: returns them instead (for [`crate::ReadOnlyPager`], SPEC.md §4.5).
     pub(crate) fn open_without_repair(
         storage: S,
     ) -> Result<(Self, Vec<crate::Repair>), MappedPageError> {

@@ -1,5 +1,5 @@
 //! `ReadOnlyPager`: a file opened under a shared lock, read-only, with recovery's repairs
-//! reported instead of made (SPEC.md §4.4).
+//! reported instead of made (SPEC.md §4.5).
 
 use std::fs::File;
 use std::io;
@@ -55,7 +55,7 @@ pub enum Repair {
     },
 }
 
-/// A file of pages opened for reading only (SPEC.md §4.4).
+/// A file of pages opened for reading only (SPEC.md §4.5).
 ///
 /// * It takes a *shared* lock: any number of `ReadOnlyPager`s, in this process and in others,
 ///   may hold the file at once, and while one does, [`Pager::open`] fails with
@@ -108,7 +108,7 @@ impl<const PAGE_SIZE: usize> std::fmt::Debug for ReadOnlyPager<PAGE_SIZE> {
 
 impl<const PAGE_SIZE: usize> ReadOnlyPager<PAGE_SIZE> {
     /// Opens the file at `path` read-only under a shared lock and recovers its committed state
-    /// in memory (SPEC.md §4.4). Fails with [`MappedPageError::Locked`] while a [`Pager`] holds
+    /// in memory (SPEC.md §4.5). Fails with [`MappedPageError::Locked`] while a [`Pager`] holds
     /// the file, and with the errors of [`Pager::open`] for a file that does not recover.
     ///
     /// ```
@@ -127,7 +127,7 @@ impl<const PAGE_SIZE: usize> ReadOnlyPager<PAGE_SIZE> {
     }
 
     /// Verifies the file at `path` completely, under the same shared lock and without writing
-    /// (SPEC.md §4.5): the superblock, both metadata copies, every materialized group's slot
+    /// (SPEC.md §4.6): the superblock, both metadata copies, every materialized group's slot
     /// pages and the slot digest, every directory block's pages, its mirrors and the directory
     /// digest, and every protected page's committed copy against its CRC. Every finding is
     /// reported, not only the first, also for a file recovery refuses (the structures of the

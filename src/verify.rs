@@ -1,4 +1,4 @@
-//! A full verification of a file (SPEC.md §4.5): every structure read, every finding reported.
+//! A full verification of a file (SPEC.md §4.6): every structure read, every finding reported.
 //! It reads only; the decoding is the format's, the recovery is [`crate::recovery`]'s.
 
 use std::fmt;

@@ -1,8 +1,9 @@
-//! `ReadOnlyPager` (SPEC.md §4.4) on real files: shared lock, no writes, repairs reported.
+//! `ReadOnlyPager` (SPEC.md §4.5) on real files: shared lock, no writes, repairs reported.
 
 #[path = "common/mount.rs"]
 mod mount;
 
+#[cfg(unix)]
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
@@ -83,11 +84,13 @@ fn run_child(name: &str, arg: &Path) -> (std::process::ExitStatus, String) {
     )
 }
 
+#[cfg(unix)]
 fn is_root() -> bool {
     // SAFETY: `geteuid` has no preconditions.
     unsafe { libc::geteuid() == 0 }
 }
 
+#[cfg(unix)]
 /// The checks of a 0444 file, by a user the mode binds: the read-only open reads everything,
 /// the read-write open fails with an `Io { Open }` naming the path.
 fn check_0444(path: &Path) {
@@ -127,6 +130,7 @@ fn check_0444(path: &Path) {
 /// A file of mode 0444 opens read-only (everything readable, nothing to repair) and its
 /// read-write open fails with `Io { Open }` naming the path; the file is unchanged. Root ignores
 /// mode bits, so as root the checks run in a child process that dropped to `nobody`.
+#[cfg(unix)] // Windows has no mode bits (and no setuid)
 #[test]
 fn a_file_of_mode_0444_opens_read_only_but_not_read_write() {
     const NAME: &str = "a_file_of_mode_0444_opens_read_only_but_not_read_write";

@@ -1,4 +1,4 @@
-//! `ReadOnlyPager::verify` (SPEC.md §4.5) on real files: a clean file reports nothing, each kind
+//! `ReadOnlyPager::verify` (SPEC.md §4.6) on real files: a clean file reports nothing, each kind
 //! of single-page damage is reported, and verification never writes.
 
 use std::path::Path;
