@@ -253,3 +253,13 @@ fn a_crash_image_reports_repairs_and_no_findings() {
     assert!(!report.is_clean());
     assert!(std::fs::read(&path).unwrap() == image);
 }
+
+/// A new file has one metadata copy never written: that is not damage.
+#[test]
+fn a_new_file_reports_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("new.bin");
+    drop(Pager::<P>::create(&path).unwrap());
+    let report = ReadOnlyPager::<P>::verify(&path).unwrap();
+    assert!(report.is_clean(), "{report:?}");
+}
