@@ -379,3 +379,20 @@ fn damaged_superblock_and_mirror_are_reported_and_left_unchanged() {
         |repairs| matches!(repairs, [Repair::RestoreMirror { to, .. }] if *to == current),
     );
 }
+
+/// Threads share one reader by reference (the reason `SharedPager` has no read-only open).
+#[test]
+fn a_reader_is_send_and_sync() {
+    fn shareable<T: Send + Sync>() {}
+    shareable::<ReadOnlyPager<P>>();
+    let _serial = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("db.bin");
+    let (regular, protected) = populated(&path);
+    let reader = ReadOnlyPager::<P>::open(&path).unwrap();
+    std::thread::scope(|scope| {
+        for _ in 0..2 {
+            scope.spawn(|| check_populated(&reader, &regular, &protected));
+        }
+    });
+}
