@@ -65,6 +65,8 @@ pub enum Repair {
 ///   files on read-only mounts open. Recovery chooses the committed state in memory; the repairs
 ///   a read-write open would make are listed by [`planned_repairs`](Self::planned_repairs).
 /// * Only reading methods exist: there is no way to allocate, free, write or sync through it.
+/// * It is `Send` and `Sync`: threads share one reader by reference (so [`crate::SharedPager`],
+///   whose point is concurrent changes, has no read-only open).
 ///
 /// ```
 /// use mappedpages::{Pager, ReadOnlyPager};
