@@ -184,6 +184,7 @@ mod mutants;
 mod page;
 mod pager;
 mod protected;
+mod readonly;
 mod recovery;
 mod shared;
 mod state;
@@ -191,12 +192,14 @@ mod storage;
 mod subpage;
 mod sync;
 mod traits;
+mod verify;
 
 pub use commit::CommitMode;
 pub use error::{IoOperation, MappedPageError};
 pub use page::{MappedPage, PageId};
 pub use pager::{AllocatedPageIter, Pager};
 pub use protected::{AllocatedProtectedPageIter, ProtectedPageId, ProtectedPageWriter};
+pub use readonly::{ReadOnlyPager, Repair};
 pub use recovery::RecoveryDecision;
 pub use shared::{GroupCommitStats, PageGuard, PagerGuard, SharedPager};
 pub use storage::{
@@ -205,3 +208,4 @@ pub use storage::{
 };
 pub use subpage::{SubPageAllocator, SubPageId};
 pub use traits::{BulkPageAllocator, PageAllocator, PageHandle};
+pub use verify::{Finding, VerifyReport};

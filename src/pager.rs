@@ -168,7 +168,7 @@ fn initialize<S: Storage>(
 }
 
 impl<const PAGE_SIZE: usize, S: Storage> Pager<PAGE_SIZE, S> {
-    const PAGE_SIZE_IS_VALID: () = assert!(
+    pub(crate) const PAGE_SIZE_IS_VALID: () = assert!(
         PAGE_SIZE.is_power_of_two() && PAGE_SIZE >= MIN_PAGE_SIZE && PAGE_SIZE <= MAX_PAGE_SIZE,
         "PAGE_SIZE must be a power of two between 1024 and 16 MiB"
     );
@@ -250,6 +250,28 @@ impl<const PAGE_SIZE: usize, S: Storage> Pager<PAGE_SIZE, S> {
             }),
             Err(error) => Err((error, storage)),
         }
+    }
+
+    /// Opens `storage` as [`try_open_in`](Self::try_open_in) does, but makes none of recovery's
+    /// repairs: returns them instead (for [`crate::ReadOnlyPager`], SPEC.md §4.5).
+    pub(crate) fn open_without_repair(
+        storage: S,
+    ) -> Result<(Self, Vec<crate::Repair>), MappedPageError> {
+        let () = Self::PAGE_SIZE_IS_VALID;
+        let recovered = recover(storage.bytes(), Self::geometry())?;
+        let repairs = repair::planned(&recovered);
+        Ok((
+            Pager {
+                storage,
+                state: recovered.state,
+                poisoned: None,
+                recovery: Some(recovered.decision),
+                pending_length_sync: None,
+                commit_mode: CommitMode::Flip,
+                reserve_space: true,
+            },
+            repairs,
+        ))
     }
 
     fn recover_and_repair(

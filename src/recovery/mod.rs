@@ -71,8 +71,16 @@ fn page(image: &[u8], geometry: Geometry, page: u64) -> Option<&[u8]> {
 
 /// Recovers the state held by `image` for page size `geometry`, and plans its repairs.
 pub(crate) fn recover(image: &[u8], geometry: Geometry) -> Result<Recovered, MappedPageError> {
-    let candidates = decode_candidates(image, geometry)?;
-    let chosen = table::decide(&candidates, &mut ImageLoader { image, geometry })?;
+    recover_decoded(&decode_candidates(image, geometry)?, image, geometry)
+}
+
+/// [`recover`], from candidates already decoded (for [`crate::verify`], which reports them too).
+pub(crate) fn recover_decoded(
+    candidates: &Candidates,
+    image: &[u8],
+    geometry: Geometry,
+) -> Result<Recovered, MappedPageError> {
+    let chosen = table::decide(candidates, &mut ImageLoader { image, geometry })?;
     let state = chosen.state;
     assert_eq!(
         state.active_meta(),
@@ -90,14 +98,14 @@ pub(crate) fn recover(image: &[u8], geometry: Geometry) -> Result<Recovered, Map
     let scrub_pages = if active(Mutant::SkipScrub) {
         Vec::new()
     } else {
-        repair::future_pages(image, geometry, &state, &candidates)
+        repair::future_pages(image, geometry, &state, candidates)
     };
     let mirror_repairs = if active(Mutant::SkipMirrorRepair) {
         Vec::new()
     } else {
         repair::lone_mirrors(image, geometry, &state)
     };
-    let superblock_rewrite = repair::superblock_rewrite(&candidates, geometry, &state);
+    let superblock_rewrite = repair::superblock_rewrite(candidates, geometry, &state);
     Ok(Recovered {
         state,
         scrub_pages,
@@ -109,7 +117,10 @@ pub(crate) fn recover(image: &[u8], geometry: Geometry) -> Result<Recovered, Map
 
 /// Decodes the superblock and both metadata copies, after the checks that come before the
 /// table (SPEC.md §4.2): rows 1–2, the file length, a copy of another page size.
-fn decode_candidates(image: &[u8], geometry: Geometry) -> Result<Candidates, MappedPageError> {
+pub(crate) fn decode_candidates(
+    image: &[u8],
+    geometry: Geometry,
+) -> Result<Candidates, MappedPageError> {
     let page_size = geometry.page_size();
     let superblock = Superblock::decode(image);
     table::rows_1_2_superblock_format(&superblock, page_size)?;

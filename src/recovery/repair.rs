@@ -23,6 +23,26 @@ pub(crate) fn apply<S: Storage>(
     step3_restore_mirrors(storage, geometry, &recovered.mirror_repairs)
 }
 
+/// The repairs `recovered` plans, in the order [`apply`] makes them, as reported to a reader
+/// that makes none of them ([`crate::ReadOnlyPager::planned_repairs`]).
+pub(crate) fn planned(recovered: &Recovered) -> Vec<crate::Repair> {
+    let scrubs = recovered
+        .scrub_pages
+        .iter()
+        .map(|&page| crate::Repair::ScrubPage { page });
+    let superblock = recovered
+        .superblock_rewrite
+        .map(|_| crate::Repair::RewriteSuperblock);
+    let mirrors = recovered
+        .mirror_repairs
+        .iter()
+        .map(|m| crate::Repair::RestoreMirror {
+            from: m.from,
+            to: m.to,
+        });
+    scrubs.chain(superblock).chain(mirrors).collect()
+}
+
 fn sync<S: Storage>(storage: &mut S, ranges: &[Range<u64>]) -> Result<(), MappedPageError> {
     storage
         .sync_ranges(ranges)
