@@ -7,9 +7,7 @@ mod mount;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
-use mappedpages::{
-    IoOperation, MappedPageError, Pager, ReadOnlyPager, RecoveryDecision, Repair, SimStorage,
-};
+use mappedpages::{IoOperation, MappedPageError, Pager, ReadOnlyPager, Repair, SimStorage};
 
 const P: usize = 1024;
 
@@ -107,7 +105,10 @@ fn check_0444(path: &Path) {
     let reader = ReadOnlyPager::<P>::open(path).unwrap();
     check_populated(&reader, &regular, &protected);
     assert!(reader.planned_repairs().is_empty());
-    assert_eq!(reader.recovery_decision(), RecoveryDecision::Superblock);
+    assert_eq!(
+        reader.recovery_decision(),
+        mappedpages::RecoveryDecision::Superblock
+    );
     drop(reader);
     match Pager::<P>::open(path) {
         Err(
