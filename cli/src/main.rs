@@ -13,7 +13,9 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use mappedpages::{MappedPageError, ReadOnlyPager, Repair, detect_page_size};
+use mappedpages::{
+    MappedPageError, PageId, ProtectedPageId, ReadOnlyPager, Repair, detect_page_size,
+};
 
 #[derive(Parser)]
 #[command(
@@ -52,6 +54,17 @@ enum Command {
         /// Print one JSON object instead of text.
         #[arg(long)]
         json: bool,
+    },
+    /// Hex dump of one allocated data page (or, with --protected, of one protected page's
+    /// committed copy, checked against its CRC). Internal and free pages are not shown.
+    Dump {
+        /// The file to read.
+        file: PathBuf,
+        /// The data page's number (or the protected page's id with --protected).
+        page: u64,
+        /// PAGE is a protected page id.
+        #[arg(long)]
+        protected: bool,
     },
 }
 
@@ -111,6 +124,7 @@ fn main() -> ExitCode {
         Command::Info { file, json }
         | Command::Check { file, json }
         | Command::Pages { file, json } => (file.as_path(), *json),
+        Command::Dump { file, .. } => (file.as_path(), false),
     };
     let result = detect_page_size(file)
         .map_err(Failure::from)
@@ -118,6 +132,9 @@ fn main() -> ExitCode {
             Command::Info { .. } => with_page_size!(size, info(file, json)),
             Command::Check { .. } => with_page_size!(size, check(file, json)),
             Command::Pages { .. } => with_page_size!(size, pages(file, json)),
+            Command::Dump {
+                page, protected, ..
+            } => with_page_size!(size, dump(file, *page, *protected)),
         });
     match result {
         Ok(code) => ExitCode::from(code),
@@ -291,6 +308,59 @@ fn pages<const P: usize>(file: &Path, json: bool) -> Result<u8, Failure> {
     Ok(0)
 }
 
+fn dump<const P: usize>(file: &Path, page: u64, protected: bool) -> Result<u8, Failure> {
+    let reader = ReadOnlyPager::<P>::open(file)?;
+    let bytes = if protected {
+        reader
+            .protected_page(ProtectedPageId::from_raw(page))?
+            .as_bytes()
+    } else {
+        reader.page(PageId::from_raw(page))?.as_bytes()
+    };
+    print!("{}", hex_dump(bytes));
+    Ok(0)
+}
+
+/// `bytes` as lines of 16: offset, hex bytes, printable ASCII; a run of lines equal to the one
+/// before is shown as a single `*` (as `hexdump -C` does), and the last line is the length.
+fn hex_dump(bytes: &[u8]) -> String {
+    let mut out = String::new();
+    let mut previous: Option<&[u8]> = None;
+    let mut starred = false;
+    for (index, line) in bytes.chunks(16).enumerate() {
+        if previous == Some(line) {
+            if !starred {
+                out.push_str("*\n");
+                starred = true;
+            }
+            continue;
+        }
+        previous = Some(line);
+        starred = false;
+        let _ = write!(out, "{:08x} ", index * 16);
+        for (column, byte) in line.iter().enumerate() {
+            if column == 8 {
+                out.push(' ');
+            }
+            let _ = write!(out, " {byte:02x}");
+        }
+        for column in line.len()..16 {
+            out.push_str(if column == 8 { "    " } else { "   " });
+        }
+        out.push_str("  |");
+        out.extend(line.iter().map(|&byte| {
+            if byte.is_ascii_graphic() || byte == b' ' {
+                char::from(byte)
+            } else {
+                '.'
+            }
+        }));
+        out.push_str("|\n");
+    }
+    let _ = writeln!(out, "{:08x}", bytes.len());
+    out
+}
+
 /// Consecutive numbers (in increasing order) merged into ranges.
 fn runs(numbers: impl IntoIterator<Item = u64>) -> Vec<Range<u64>> {
     let mut ranges: Vec<Range<u64>> = Vec::new();
@@ -393,6 +463,20 @@ mod tests {
         assert_eq!(runs_text(&runs([1, 2, 3, 5])), "1-3, 5");
         assert_eq!(runs_text(&[]), "none");
         assert_eq!(runs_json(&runs([4, 5])), "[{\"first\":4,\"count\":2}]");
+    }
+
+    #[test]
+    fn hex_dump_collapses_repeated_lines() {
+        let mut bytes = vec![0u8; 64];
+        bytes[..5].copy_from_slice(b"hello");
+        let dump = hex_dump(&bytes);
+        assert_eq!(
+            dump,
+            "00000000  68 65 6c 6c 6f 00 00 00  00 00 00 00 00 00 00 00  |hello...........|\n\
+             00000010  00 00 00 00 00 00 00 00  00 00 00 00 00 00 00 00  |................|\n\
+             *\n\
+             00000040\n"
+        );
     }
 
     #[test]

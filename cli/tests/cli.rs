@@ -333,3 +333,101 @@ fn the_page_size_is_read_from_the_file() {
         );
     }
 }
+
+fn run_args(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_mappedpages"))
+        .args(args)
+        .output()
+        .expect("the binary runs")
+}
+
+#[test]
+fn dump_shows_a_data_page_and_a_protected_page() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("db.bin");
+    let mut pager = Pager::<P>::create(&path).unwrap();
+    let id = pager.alloc().unwrap();
+    id.get_mut(&mut pager).unwrap().as_bytes_mut()[..11].copy_from_slice(b"hello pages");
+    pager.sync_page(id).unwrap();
+    let protected = pager.alloc_protected().unwrap();
+    let mut writer = protected.get_mut(&mut pager).unwrap();
+    writer.page_mut().as_bytes_mut()[16..21].copy_from_slice(b"safe!");
+    writer.commit().unwrap();
+    drop(pager);
+    let file = path.to_str().unwrap();
+
+    let output = run_args(&["dump", file, &id.raw().to_string()]);
+    let text = stdout(&output);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    assert_eq!(
+        text,
+        "00000000  68 65 6c 6c 6f 20 70 61  67 65 73 00 00 00 00 00  |hello pages.....|\n\
+         00000010  00 00 00 00 00 00 00 00  00 00 00 00 00 00 00 00  |................|\n\
+         *\n\
+         00001000\n"
+    );
+
+    let output = run_args(&["dump", "--protected", file, &protected.raw().to_string()]);
+    let text = stdout(&output);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    assert!(
+        text.starts_with(
+            "00000000  00 00 00 00 00 00 00 00  00 00 00 00 00 00 00 00  |................|\n\
+             00000010  73 61 66 65 21 00"
+        ),
+        "{text}"
+    );
+
+    // An internal page (metadata copy A) and a free page are not shown.
+    let output = run_args(&["dump", file, "1"]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(
+        stderr(&output).contains("page 1 is reserved"),
+        "{}",
+        stderr(&output)
+    );
+    assert!(stdout(&output).is_empty());
+    let free = ReadOnlyPager::<P>::open(&path).unwrap().free_page_ranges()[0].start;
+    let output = run_args(&["dump", file, &free.to_string()]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(
+        stderr(&output).contains(&format!("page {free} is not allocated")),
+        "{}",
+        stderr(&output)
+    );
+}
+
+#[test]
+fn dump_of_a_damaged_protected_page_fails_its_checksum() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("db.bin");
+    let mut pager = Pager::<P>::create(&path).unwrap();
+    let protected = pager.alloc_protected().unwrap();
+    let mut writer = protected.get_mut(&mut pager).unwrap();
+    writer.page_mut().as_bytes_mut()[..4].copy_from_slice(b"data");
+    writer.commit().unwrap();
+    drop(pager);
+    let before = std::fs::read(&path).unwrap();
+    // The committed copy is the page holding "data" at its start.
+    let page = before
+        .chunks(P)
+        .position(|page| page.starts_with(b"data"))
+        .expect("the committed copy is in the file");
+    let mut image = before.clone();
+    image[page * P + 100] ^= 1;
+    std::fs::write(&path, &image).unwrap();
+    let file = path.to_str().unwrap();
+    let output = run_args(&["dump", "--protected", file, &protected.raw().to_string()]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(stdout(&output).is_empty());
+    let output = run(&["check"], &path);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(
+        stdout(&output).contains(&format!(
+            "finding: protected page {}: committed copy (page {page}) fails its checksum",
+            protected.raw()
+        )),
+        "{}",
+        stdout(&output)
+    );
+}
