@@ -431,3 +431,35 @@ fn dump_of_a_damaged_protected_page_fails_its_checksum() {
         stdout(&output)
     );
 }
+
+/// A crash image from SimStorage (the durable state at the last barrier of an unfinished
+/// commit): recovery plans a scrub; that is not damage, so `check` exits 0 and lists it.
+#[test]
+fn a_crash_image_has_planned_repairs_and_no_findings() {
+    let mut storage = mappedpages::SimStorage::new();
+    storage.record_sync_snapshots();
+    let mut pager = Pager::<P, mappedpages::SimStorage>::create_in(storage).unwrap();
+    pager.alloc_bulk(3).unwrap();
+    let image = pager
+        .storage()
+        .sync_snapshots()
+        .last()
+        .unwrap()
+        .durable_image();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("crash.bin");
+    std::fs::write(&path, &image).unwrap();
+    let output = run(&["check"], &path);
+    let text = stdout(&output);
+    assert_eq!(output.status.code(), Some(0), "{text}{}", stderr(&output));
+    assert!(text.contains("  - scrub page "), "{text}");
+    assert!(text.contains("no findings"), "{text}");
+    let output = run(&["info", "--json"], &path);
+    assert_eq!(output.status.code(), Some(0));
+    assert!(
+        stdout(&output).contains("\"planned_repairs\":[{\"repair\":\"scrub_page\",\"page\":"),
+        "{}",
+        stdout(&output)
+    );
+    assert!(std::fs::read(&path).unwrap() == image, "the tool wrote");
+}
