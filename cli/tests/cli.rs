@@ -2,10 +2,19 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use mappedpages::{Pager, ReadOnlyPager};
 
 const P: usize = 4096;
+
+/// The tests run one at a time. A child process forked by one test holds copies of every file
+/// descriptor open in the test process until it execs, and with them the `flock` of a `Pager`
+/// another test has open: that test's next open (or the tool's) would then see `Locked`.
+fn serial() -> MutexGuard<'static, ()> {
+    static SERIAL: Mutex<()> = Mutex::new(());
+    SERIAL.lock().unwrap_or_else(PoisonError::into_inner)
+}
 
 fn run(args: &[&str], file: &Path) -> Output {
     Command::new(env!("CARGO_BIN_EXE_mappedpages"))
@@ -40,6 +49,7 @@ fn populated(dir: &tempfile::TempDir) -> PathBuf {
 
 #[test]
 fn info_on_a_clean_file() {
+    let _serial = serial();
     let dir = tempfile::tempdir().unwrap();
     let path = populated(&dir);
     let reader = ReadOnlyPager::<P>::open(&path).unwrap();
@@ -94,6 +104,7 @@ fn info_on_a_clean_file() {
 
 #[test]
 fn check_on_a_clean_file() {
+    let _serial = serial();
     let dir = tempfile::tempdir().unwrap();
     let path = populated(&dir);
     let before = std::fs::read(&path).unwrap();
@@ -112,6 +123,7 @@ fn check_on_a_clean_file() {
 
 #[test]
 fn pages_on_a_clean_file() {
+    let _serial = serial();
     let dir = tempfile::tempdir().unwrap();
     let path = populated(&dir);
     let reader = ReadOnlyPager::<P>::open(&path).unwrap();
@@ -168,6 +180,7 @@ fn pages_on_a_clean_file() {
 
 #[test]
 fn a_damaged_superblock_is_found_by_check_and_recovered_in_info() {
+    let _serial = serial();
     let dir = tempfile::tempdir().unwrap();
     let path = populated(&dir);
     let mut image = std::fs::read(&path).unwrap();
@@ -210,6 +223,7 @@ fn a_damaged_superblock_is_found_by_check_and_recovered_in_info() {
 
 #[test]
 fn a_damaged_metadata_copy_is_found_by_check() {
+    let _serial = serial();
     let dir = tempfile::tempdir().unwrap();
     let path = populated(&dir);
     let reader = ReadOnlyPager::<P>::open(&path).unwrap();
@@ -233,6 +247,7 @@ fn a_damaged_metadata_copy_is_found_by_check() {
 
 #[test]
 fn a_file_of_another_format_is_exit_2() {
+    let _serial = serial();
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("random.bin");
     // Deterministic pseudo-random bytes (an xorshift), 64 KiB.
@@ -267,6 +282,7 @@ fn a_file_of_another_format_is_exit_2() {
 
 #[test]
 fn an_empty_file_is_exit_2() {
+    let _serial = serial();
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("empty.bin");
     std::fs::write(&path, b"").unwrap();
@@ -283,6 +299,7 @@ fn an_empty_file_is_exit_2() {
 
 #[test]
 fn a_directory_or_a_missing_file_is_exit_2() {
+    let _serial = serial();
     let dir = tempfile::tempdir().unwrap();
     for command in ["info", "check", "pages"] {
         let output = run(&[command], dir.path());
@@ -305,6 +322,7 @@ fn a_directory_or_a_missing_file_is_exit_2() {
 
 #[test]
 fn a_file_held_by_a_writer_is_exit_2() {
+    let _serial = serial();
     let dir = tempfile::tempdir().unwrap();
     let path = populated(&dir);
     let writer = Pager::<P>::open(&path).unwrap();
@@ -317,6 +335,7 @@ fn a_file_held_by_a_writer_is_exit_2() {
 
 #[test]
 fn the_page_size_is_read_from_the_file() {
+    let _serial = serial();
     let dir = tempfile::tempdir().unwrap();
     for (name, size) in [("small.bin", 1024u64), ("large.bin", 1 << 16)] {
         let path = dir.path().join(name);
@@ -343,6 +362,7 @@ fn run_args(args: &[&str]) -> Output {
 
 #[test]
 fn dump_shows_a_data_page_and_a_protected_page() {
+    let _serial = serial();
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("db.bin");
     let mut pager = Pager::<P>::create(&path).unwrap();
@@ -399,6 +419,7 @@ fn dump_shows_a_data_page_and_a_protected_page() {
 
 #[test]
 fn dump_of_a_damaged_protected_page_fails_its_checksum() {
+    let _serial = serial();
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("db.bin");
     let mut pager = Pager::<P>::create(&path).unwrap();
@@ -436,6 +457,7 @@ fn dump_of_a_damaged_protected_page_fails_its_checksum() {
 /// commit): recovery plans a scrub; that is not damage, so `check` exits 0 and lists it.
 #[test]
 fn a_crash_image_has_planned_repairs_and_no_findings() {
+    let _serial = serial();
     let mut storage = mappedpages::SimStorage::new();
     storage.record_sync_snapshots();
     let mut pager = Pager::<P, mappedpages::SimStorage>::create_in(storage).unwrap();
