@@ -485,3 +485,72 @@ fn a_crash_image_has_planned_repairs_and_no_findings() {
     );
     assert!(std::fs::read(&path).unwrap() == image, "the tool wrote");
 }
+
+/// Flips one bit in the middle of each of `pages`, runs `check`, and returns its output after
+/// checking it exited 1 and left the file as it found it.
+fn check_damaged(path: &Path, pages: &[usize]) -> String {
+    let mut image = std::fs::read(path).unwrap();
+    for &page in pages {
+        image[page * P + P / 2] ^= 0x10;
+    }
+    std::fs::write(path, &image).unwrap();
+    let output = run(&["check"], path);
+    let text = stdout(&output);
+    assert_eq!(output.status.code(), Some(1), "{text}{}", stderr(&output));
+    assert!(std::fs::read(path).unwrap() == image, "check wrote");
+    text
+}
+
+#[test]
+fn damaged_group_slots_are_each_reported() {
+    let _serial = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let path = populated(&dir);
+    // Group 0's slot pages are 3 and 4 (SPEC.md §2.1); one never written holds nothing.
+    let image = std::fs::read(&path).unwrap();
+    let written: Vec<usize> = [3, 4]
+        .into_iter()
+        .filter(|&page| image[page * P..page * P + 8] != [0; 8])
+        .collect();
+    assert!(!written.is_empty());
+    let text = check_damaged(&path, &written);
+    for page in &written {
+        assert!(
+            text.contains(&format!(
+                "finding: group 0: bitmap slot page {page}: checksum mismatch"
+            )),
+            "{text}"
+        );
+    }
+    // No slot of group 0 is left: recovery refuses the file, and check says so.
+    assert!(
+        text.contains("finding: group 0: no valid bitmap slot"),
+        "{text}"
+    );
+    assert!(
+        text.contains("recovery decision: none (recovery refuses the file)"),
+        "{text}"
+    );
+}
+
+#[test]
+fn damaged_directory_pages_are_each_reported() {
+    let _serial = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let path = populated(&dir);
+    let image = std::fs::read(&path).unwrap();
+    let directory: Vec<usize> = image
+        .chunks(P)
+        .enumerate()
+        .filter(|(_, page)| page.starts_with(b"MAPPGPD\x01"))
+        .map(|(index, _)| index)
+        .collect();
+    assert!(!directory.is_empty());
+    let text = check_damaged(&path, &directory);
+    for page in &directory {
+        assert!(
+            text.contains(&format!("finding: directory block 0: page {page}: ")),
+            "{text}"
+        );
+    }
+}
