@@ -47,7 +47,8 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Allocated regular pages, protected pages and free pages, as runs of consecutive pages.
+    /// Allocated regular pages, protected pages (by id), free pages and internal pages, as runs of
+    /// consecutive pages.
     Pages {
         /// The file to list.
         file: PathBuf,
@@ -278,15 +279,17 @@ fn pages<const P: usize>(file: &Path, json: bool) -> Result<u8, Failure> {
     let allocated = runs(reader.iter_allocated_pages().map(|id| id.raw()));
     let protected = runs(reader.iter_allocated_protected_pages().map(|id| id.raw()));
     let free = reader.free_page_ranges();
+    let internal = gaps(reader.page_count(), &allocated, &free);
     if json {
         println!(
             "{{\"file\":{},\"page_size\":{P},\"page_count\":{},\"allocated\":{},\
-             \"protected\":{},\"free\":{}}}",
+             \"protected\":{},\"free\":{},\"internal\":{}}}",
             json_string(&file.display().to_string()),
             reader.page_count(),
             runs_json(&allocated),
             runs_json(&protected),
             runs_json(&free),
+            runs_json(&internal),
         );
     } else {
         println!(
@@ -303,6 +306,11 @@ fn pages<const P: usize>(file: &Path, json: bool) -> Result<u8, Failure> {
             "free pages ({}): {}",
             reader.free_page_count(),
             runs_text(&free)
+        );
+        let internal_count: u64 = internal.iter().map(|range| range.end - range.start).sum();
+        println!(
+            "internal pages ({internal_count}): {}",
+            runs_text(&internal)
         );
     }
     Ok(0)
@@ -358,6 +366,25 @@ fn hex_dump(bytes: &[u8]) -> String {
         out.push_str("|\n");
     }
     let _ = writeln!(out, "{:08x}", bytes.len());
+    out
+}
+
+/// The pages below `page_count` in neither `a` nor `b` (each sorted and disjoint, and disjoint
+/// from each other): here, the internal pages, the ones neither allocated nor free.
+fn gaps(page_count: u64, a: &[Range<u64>], b: &[Range<u64>]) -> Vec<Range<u64>> {
+    let mut taken: Vec<&Range<u64>> = a.iter().chain(b).collect();
+    taken.sort_by_key(|range| range.start);
+    let mut out = Vec::new();
+    let mut next = 0;
+    for range in taken {
+        if range.start > next {
+            out.push(next..range.start);
+        }
+        next = next.max(range.end);
+    }
+    if page_count > next {
+        out.push(next..page_count);
+    }
     out
 }
 
@@ -477,6 +504,15 @@ mod tests {
              *\n\
              00000040\n"
         );
+    }
+
+    #[test]
+    fn gaps_are_the_pages_in_neither_list() {
+        assert_eq!(
+            gaps(20, &[5..7, 9..10], &[7..8, 12..15]),
+            vec![0..5, 8..9, 10..12, 15..20]
+        );
+        assert_eq!(gaps(4, &[0..2], &[2..4]), Vec::<Range<u64>>::new());
     }
 
     #[test]

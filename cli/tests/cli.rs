@@ -156,6 +156,26 @@ fn pages_on_a_clean_file() {
         text.contains(&format!("free pages ({free_count}): ")),
         "{text}"
     );
+    // Internal: the superblock, metadata copies and group 0's slot pages (0-4) and the protected
+    // page's backing pages, and nothing allocated or free.
+    assert!(text.contains("internal pages ("), "{text}");
+    let internal_line = text
+        .lines()
+        .find(|line| line.starts_with("internal pages ("))
+        .unwrap();
+    assert!(internal_line.contains("): 0-"), "{internal_line}");
+    let internal_count: u64 = internal_line["internal pages (".len()..]
+        .split(')')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let reader = ReadOnlyPager::<P>::open(&path).unwrap();
+    assert_eq!(
+        internal_count,
+        reader.page_count() - reader.allocated_page_count() - reader.free_page_count()
+    );
+    drop(reader);
     // The freed page is free again.
     assert!(free.iter().any(|range| range.contains(&(allocated[0] + 1))));
 
