@@ -199,7 +199,7 @@ pub use error::{IoOperation, MappedPageError};
 pub use page::{MappedPage, PageId};
 pub use pager::{AllocatedPageIter, Pager};
 pub use protected::{AllocatedProtectedPageIter, ProtectedPageId, ProtectedPageWriter};
-pub use readonly::{ReadOnlyPager, Repair};
+pub use readonly::{ReadOnlyPager, Repair, detect_page_size};
 pub use recovery::RecoveryDecision;
 pub use shared::{GroupCommitStats, PageGuard, PagerGuard, SharedPager};
 pub use storage::{

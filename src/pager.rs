@@ -446,6 +446,17 @@ impl<const PAGE_SIZE: usize, S: Storage> Pager<PAGE_SIZE, S> {
         self.state.is_allocated_data_page(id.raw())
     }
 
+    /// True if `page` is one of the file's internal pages (superblock, metadata copies, bitmap
+    /// slots, directory pages and protected pages' backing pages), never a data page.
+    pub(crate) fn is_internal_page(&self, page: u64) -> bool {
+        self.state.geometry.is_internal(page) || self.state.directory.owns(page)
+    }
+
+    /// The page of the metadata copy holding the recovered or last commit (1 or 2).
+    pub(crate) fn active_meta_page(&self) -> u64 {
+        self.state.active_meta().page()
+    }
+
     // ----- page access -------------------------------------------------------------------------
 
     fn check_allocated_data_page(&self, page: u64) -> Result<(), MappedPageError> {

@@ -55,6 +55,29 @@ pub enum Repair {
     },
 }
 
+/// The page size the file at `path` was written with, read from the file itself (SPEC.md §4.7):
+/// the size a valid superblock records, or, when the superblock is damaged, the size at which a
+/// metadata copy decodes. It opens the file as [`ReadOnlyPager::open`] does (shared lock, nothing
+/// written) and fails with [`MappedPageError::NotAMappedPagesFile`] when neither says (an empty
+/// file, a file of another format), [`MappedPageError::UnsupportedVersion`] for another format
+/// version, and the errors of opening the file ([`MappedPageError::Locked`] while a [`Pager`]
+/// holds it).
+///
+/// ```
+/// use mappedpages::{MappedPageError, Pager, detect_page_size};
+///
+/// let dir = tempfile::tempdir().unwrap();
+/// let path = dir.path().join("db.bin");
+/// drop(Pager::<8192>::create(&path).unwrap());
+/// assert_eq!(detect_page_size(&path).unwrap(), 8192);
+/// std::fs::write(&path, b"not a file of pages").unwrap();
+/// assert!(matches!(detect_page_size(&path), Err(MappedPageError::NotAMappedPagesFile)));
+/// ```
+pub fn detect_page_size(path: impl AsRef<Path>) -> Result<usize, MappedPageError> {
+    let map = ReadOnlyMap::open(path.as_ref())?;
+    crate::recovery::detect_page_size(map.bytes())
+}
+
 /// A file of pages opened for reading only (SPEC.md §4.5).
 ///
 /// * It takes a *shared* lock: any number of `ReadOnlyPager`s, in this process and in others,
@@ -253,6 +276,49 @@ impl<const PAGE_SIZE: usize> ReadOnlyPager<PAGE_SIZE> {
     /// ```
     pub fn generation(&self) -> u64 {
         self.pager.generation()
+    }
+
+    /// The page of the metadata copy holding the recovered commit: 1 (copy A) or 2 (copy B).
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # let path = dir.path().join("db.bin");
+    /// # drop(mappedpages::Pager::<1024>::create(&path).unwrap());
+    /// let reader = mappedpages::ReadOnlyPager::<1024>::open(&path).unwrap();
+    /// assert!(matches!(reader.active_metadata_page(), 1 | 2));
+    /// ```
+    pub fn active_metadata_page(&self) -> u64 {
+        self.pager.active_meta_page()
+    }
+
+    /// The free data pages as ranges of consecutive pages, in increasing order: every page below
+    /// [`page_count`](Self::page_count) that is neither allocated nor internal (superblock,
+    /// metadata copies, bitmap slots, directory pages, protected pages' backing pages).
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # let path = dir.path().join("db.bin");
+    /// let mut pager = mappedpages::Pager::<1024>::create(&path).unwrap();
+    /// pager.alloc().unwrap();
+    /// drop(pager);
+    /// let reader = mappedpages::ReadOnlyPager::<1024>::open(&path).unwrap();
+    /// let ranges = reader.free_page_ranges();
+    /// let free: u64 = ranges.iter().map(|range| range.end - range.start).sum();
+    /// assert_eq!(free, reader.free_page_count());
+    /// ```
+    pub fn free_page_ranges(&self) -> Vec<Range<u64>> {
+        let mut ranges: Vec<Range<u64>> = Vec::new();
+        for page in 0..self.pager.page_count() {
+            if self.pager.is_internal_page(page) || self.pager.is_allocated(PageId::from_raw(page))
+            {
+                continue;
+            }
+            match ranges.last_mut() {
+                Some(last) if last.end == page => last.end = page + 1,
+                _ => ranges.push(page..page + 1),
+            }
+        }
+        ranges
     }
 
     /// True if `id` names an allocated data page.

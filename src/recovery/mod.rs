@@ -168,20 +168,43 @@ impl Loader for ImageLoader<'_> {
     /// Looks for a metadata copy written with another page size, to report a mismatch instead
     /// of "not a mappedpages file" when page 0 is unreadable.
     fn other_page_size(&self) -> Option<u64> {
-        let mut size = MIN_PAGE_SIZE;
-        while size <= MAX_PAGE_SIZE {
-            if size as u64 != self.geometry.page_size() {
-                let other = Geometry::new(size);
-                for slot in [MetaSlot::A, MetaSlot::B] {
-                    if let Some(bytes) = page(self.image, other, slot.page())
-                        && MetaPage::decode(bytes, other).is_ok()
-                    {
-                        return Some(size as u64);
-                    }
+        probe_meta_page_size(self.image, Some(self.geometry.page_size()))
+    }
+}
+
+/// The page size of the first supported size (smallest first, `except` skipped) at which one of
+/// the metadata copies decodes, if any.
+fn probe_meta_page_size(image: &[u8], except: Option<u64>) -> Option<u64> {
+    let mut size = MIN_PAGE_SIZE;
+    while size <= MAX_PAGE_SIZE {
+        if Some(size as u64) != except {
+            let other = Geometry::new(size);
+            for slot in [MetaSlot::A, MetaSlot::B] {
+                if let Some(bytes) = page(image, other, slot.page())
+                    && MetaPage::decode(bytes, other).is_ok()
+                {
+                    return Some(size as u64);
                 }
             }
-            size *= 2;
         }
-        None
+        size *= 2;
     }
+    None
+}
+
+/// The page size `image` was written with (SPEC.md §4.7): the one a valid superblock records;
+/// when the superblock does not decode, the one at which a metadata copy decodes (as the
+/// decision table's row 8 probes). `NotAMappedPagesFile` when neither says,
+/// `UnsupportedVersion` for a superblock of another format version.
+pub(crate) fn detect_page_size(image: &[u8]) -> Result<usize, MappedPageError> {
+    let size = match Superblock::decode(image) {
+        Ok(superblock) => superblock.page_size,
+        Err(DecodeError {
+            reason: Reason::UnsupportedVersion(found),
+            ..
+        }) => return Err(MappedPageError::UnsupportedVersion { found }),
+        Err(_) => probe_meta_page_size(image, None).ok_or(MappedPageError::NotAMappedPagesFile)?,
+    };
+    // A decoded superblock's page size is a power of two in the supported range.
+    usize::try_from(size).map_err(|_| MappedPageError::NotAMappedPagesFile)
 }
