@@ -4,23 +4,21 @@ use std::path::Path;
 
 use mappedpages::{MappedPageError, Pager};
 
-// Linux only (the tests below that use it): mounts a size-limited tmpfs.
-#[cfg(target_os = "linux")]
 #[path = "common/mount.rs"]
 mod mount;
 
+#[cfg(target_os = "linux")]
+#[path = "common/child.rs"]
+mod child;
+#[cfg(target_os = "linux")]
+use child::run_child;
+
+// The tests of this file run one at a time (`mount::serial`): two of them fork (`mount`, a child
+// process), and a child forked while another test drops a pager holds a copy of its locked
+// descriptor until it execs, so that test's reopen could see `Locked`.
+use mount::serial;
+
 /// Names in `dir` that look like create temporaries.
-/// The tests of this file run one at a time: two of them fork (`mount`, a child process), and a
-/// child forked while another test drops a pager holds a copy of its locked descriptor until it
-/// execs, so that test's reopen could see `Locked`.
-static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
-fn serial() -> std::sync::MutexGuard<'static, ()> {
-    SERIAL
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
-}
-
 fn leftovers(dir: &Path) -> Vec<String> {
     std::fs::read_dir(dir)
         .unwrap()
@@ -119,21 +117,6 @@ fn racing_creates_have_one_winner_and_already_exists_for_every_loser() {
         leftovers(dir.path())
     );
     assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), ROUNDS);
-}
-
-/// Runs the test `name` of this binary again in a child process with `MAPPEDPAGES_CHILD` set to
-/// `arg`, and returns its exit status and stderr.
-#[cfg(target_os = "linux")]
-fn run_child(name: &str, arg: &Path) -> (std::process::ExitStatus, String) {
-    let output = std::process::Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", name, "--nocapture", "--test-threads=1"])
-        .env("MAPPEDPAGES_CHILD", arg)
-        .output()
-        .unwrap();
-    (
-        output.status,
-        String::from_utf8_lossy(&output.stderr).into_owned(),
-    )
 }
 
 /// A create that fails for real (the file size limit, `RLIMIT_FSIZE`, is below the 16 pages of a

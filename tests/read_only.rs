@@ -3,6 +3,10 @@
 #[path = "common/mount.rs"]
 mod mount;
 
+#[path = "common/child.rs"]
+mod child;
+use child::run_child;
+
 #[cfg(unix)]
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
@@ -66,20 +70,6 @@ fn check_populated(
     );
     assert_eq!(reader.allocated_page_count(), 2);
     assert_eq!(reader.protected_page_count(), 2);
-}
-
-/// Runs the test `name` of this binary again in a child process with `MAPPEDPAGES_CHILD` set to
-/// `arg`, and returns its exit status and stderr.
-fn run_child(name: &str, arg: &Path) -> (std::process::ExitStatus, String) {
-    let output = std::process::Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", name, "--nocapture", "--test-threads=1"])
-        .env("MAPPEDPAGES_CHILD", arg)
-        .output()
-        .unwrap();
-    (
-        output.status,
-        String::from_utf8_lossy(&output.stderr).into_owned(),
-    )
 }
 
 #[cfg(unix)]
