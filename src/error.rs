@@ -228,6 +228,19 @@ pub enum MappedPageError {
         /// The error the operating system returned (`ENOSPC`, `EDQUOT`).
         source: io::Error,
     },
+    /// [`RollbackPlan`](crate::RollbackPlan): recovery opens this file as it is (it is not
+    /// refused), so there is nothing to roll back; nothing was written.
+    NothingToRollBack {
+        /// The generation recovery opens the file at.
+        generation: u64,
+    },
+    /// [`RollbackPlan`](crate::RollbackPlan): the file cannot be rolled back (the older metadata
+    /// copy is damaged too or is not older, the superblock is damaged, or the file changed since
+    /// the plan was made); nothing was written.
+    RollbackRefused {
+        /// Why, and what to do.
+        detail: String,
+    },
     /// The call would need more memory than could be allocated (checked before the file is
     /// grown or anything is changed): request fewer pages at a time.
     OutOfMemory {
@@ -410,6 +423,13 @@ impl fmt::Display for MappedPageError {
                     f,
                     " ({operation} of {requested_bytes} bytes: {source}); nothing changed: free space on it, or ask for less, and call again"
                 )
+            }
+            MappedPageError::NothingToRollBack { generation } => write!(
+                f,
+                "nothing to roll back: recovery opens this file at generation {generation} without losing anything; open it normally (a rollback is only for a file recovery refuses because the metadata copy its superblock names is damaged)"
+            ),
+            MappedPageError::RollbackRefused { detail } => {
+                write!(f, "rollback refused, nothing written: {detail}")
             }
             MappedPageError::OutOfMemory { requested_bytes } => write!(
                 f,

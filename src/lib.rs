@@ -186,6 +186,7 @@ mod pager;
 mod protected;
 mod readonly;
 mod recovery;
+mod rollback;
 mod shared;
 mod state;
 mod storage;
@@ -201,6 +202,7 @@ pub use pager::{AllocatedPageIter, Pager};
 pub use protected::{AllocatedProtectedPageIter, ProtectedPageId, ProtectedPageWriter};
 pub use readonly::{ReadOnlyPager, Repair, detect_page_size};
 pub use recovery::RecoveryDecision;
+pub use rollback::{RollbackLoss, RollbackPlan};
 pub use shared::{GroupCommitStats, PageGuard, PagerGuard, SharedPager};
 pub use storage::{
     CrashLength, CrashPoint, FailedSyncKeeps, MmapStorage, SectorSize, SimEvent, SimStorage,

@@ -446,7 +446,7 @@ pub(crate) struct ReadOnlyMap {
 }
 
 impl ReadOnlyMap {
-    fn open(path: &Path) -> Result<ReadOnlyMap, MappedPageError> {
+    pub(crate) fn open(path: &Path) -> Result<ReadOnlyMap, MappedPageError> {
         let file =
             File::open(path).map_err(|e| MappedPageError::io(IoOperation::Open, Some(path), e))?;
         match file.try_lock_shared() {

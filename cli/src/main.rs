@@ -1,11 +1,14 @@
-//! `mappedpages`: inspect a mappedpages file without writing to it.
+//! `mappedpages`: inspect a mappedpages file without writing to it, and roll back a refused one.
 //!
 //! Every command opens the file read-only under a shared lock (`ReadOnlyPager`, SPEC.md §4.5),
-//! reads the page size from the file (`detect_page_size`, SPEC.md §4.7) and never writes. The
-//! format knowledge is the library's: this tool only prints what the library reports.
+//! reads the page size from the file (`detect_page_size`, SPEC.md §4.7) and never writes; the
+//! one exception is `rollback --yes` (`RollbackPlan::apply`, SPEC.md §4.8), which takes the
+//! writer's lock. The format knowledge is the library's: this tool only prints what the library
+//! reports.
 //!
-//! Exit status: 0 success (for `check`: no findings), 1 `check` found damage, 2 the file could
-//! not be read or is not a mappedpages file (or a command's open failed).
+//! Exit status: 0 success (for `check`: no findings), 1 `check` found damage (`rollback`: the
+//! rollback is refused), 2 the file could not be read or is not a mappedpages file (or a
+//! command's open failed), 3 `rollback`: nothing to roll back.
 
 use std::fmt::Write as _;
 use std::ops::Range;
@@ -14,14 +17,14 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use mappedpages::{
-    MappedPageError, PageId, ProtectedPageId, ReadOnlyPager, Repair, detect_page_size,
+    MappedPageError, PageId, ProtectedPageId, ReadOnlyPager, Repair, RollbackPlan, detect_page_size,
 };
 
 #[derive(Parser)]
 #[command(
     name = "mappedpages",
     version,
-    about = "Inspect a mappedpages file (read-only: nothing is ever written)"
+    about = "Inspect a mappedpages file (read-only: nothing is written, except by `rollback --yes`)"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -55,6 +58,21 @@ enum Command {
         /// Print one JSON object instead of text.
         #[arg(long)]
         json: bool,
+    },
+    /// Roll back a file recovery refuses because the metadata copy its superblock names is
+    /// damaged: show what making the older copy current loses, and with --yes do it (the only
+    /// command that writes). Exit status: 0 planned (dry run) or rolled back, 1 refused (the
+    /// older copy is unusable too), 2 not a mappedpages file or unreadable, 3 nothing to roll
+    /// back (the file opens as it is).
+    Rollback {
+        /// The file to roll back.
+        file: PathBuf,
+        /// Make the older copy current (writes the superblock, takes the writer's lock).
+        #[arg(long)]
+        yes: bool,
+        /// Only show what a rollback would lose (the default).
+        #[arg(long, conflicts_with = "yes")]
+        dry_run: bool,
     },
     /// Hex dump of one allocated data page (or, with --protected, of one protected page's
     /// committed copy, checked against its CRC). Internal and free pages are not shown.
@@ -126,6 +144,7 @@ fn main() -> ExitCode {
         | Command::Check { file, json }
         | Command::Pages { file, json } => (file.as_path(), *json),
         Command::Dump { file, .. } => (file.as_path(), false),
+        Command::Rollback { file, yes, .. } => return rollback(file, *yes),
     };
     let result = detect_page_size(file)
         .map_err(Failure::from)
@@ -136,6 +155,7 @@ fn main() -> ExitCode {
             Command::Dump {
                 page, protected, ..
             } => with_page_size!(size, dump(file, *page, *protected)),
+            Command::Rollback { .. } => unreachable!("rollback returned above"),
         });
     match result {
         Ok(code) => ExitCode::from(code),
@@ -150,6 +170,39 @@ fn main() -> ExitCode {
             }
             ExitCode::from(2)
         }
+    }
+}
+
+/// `rollback`: the library's plan, printed; applied only with `--yes`.
+fn rollback(file: &Path, yes: bool) -> ExitCode {
+    let plan = match RollbackPlan::plan(file) {
+        Ok(plan) => plan,
+        Err(error) => return rollback_failure(file, &error),
+    };
+    print!("{plan}");
+    if !yes {
+        println!("dry run: nothing written; run again with --yes to roll back");
+        return ExitCode::SUCCESS;
+    }
+    match plan.apply() {
+        Ok(()) => {
+            println!(
+                "rolled back: metadata copy at page {} (generation {}) is current",
+                plan.target_copy_page, plan.target_generation
+            );
+            ExitCode::SUCCESS
+        }
+        Err(error) => rollback_failure(file, &error),
+    }
+}
+
+/// Exit status of a rollback that did not happen: 3 nothing to do, 1 refused, 2 otherwise.
+fn rollback_failure(file: &Path, error: &MappedPageError) -> ExitCode {
+    eprintln!("mappedpages: {}: {error}", file.display());
+    match error {
+        MappedPageError::NothingToRollBack { .. } => ExitCode::from(3),
+        MappedPageError::RollbackRefused { .. } => ExitCode::from(1),
+        _ => ExitCode::from(2),
     }
 }
 

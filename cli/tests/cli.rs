@@ -574,3 +574,109 @@ fn damaged_directory_pages_are_each_reported() {
         );
     }
 }
+
+/// `populated` with the metadata copy the superblock names damaged: recovery refuses it
+/// ("restore from a backup"). Returns the path, the image and the active copy's page.
+fn refused(dir: &tempfile::TempDir) -> (PathBuf, Vec<u8>, u64) {
+    let path = populated(dir);
+    let reader = ReadOnlyPager::<P>::open(&path).unwrap();
+    let active = reader.active_metadata_page();
+    drop(reader);
+    let mut image = std::fs::read(&path).unwrap();
+    image[active as usize * P + P / 2] ^= 0x10;
+    std::fs::write(&path, &image).unwrap();
+    assert!(matches!(
+        Pager::<P>::open(&path),
+        Err(mappedpages::MappedPageError::CorruptMetadata { .. })
+    ));
+    (path, image, active)
+}
+
+#[test]
+fn rollback_is_a_dry_run_unless_told_yes() {
+    let _serial = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let (path, image, active) = refused(&dir);
+    for args in [&["rollback"][..], &["rollback", "--dry-run"]] {
+        let output = run(args, &path);
+        let text = stdout(&output);
+        println!("{text}");
+        assert_eq!(output.status.code(), Some(0), "{text}{}", stderr(&output));
+        assert!(text.contains("recovery refuses the file: "), "{text}");
+        assert!(
+            text.contains(&format!(
+                "damaged: metadata copy {} (page {active})",
+                ["", "A", "B"][active as usize]
+            )),
+            "{text}"
+        );
+        assert!(text.contains("loses 1 commit"), "{text}");
+        assert!(text.contains("cannot be known"), "{text}");
+        assert!(text.contains("dry run: nothing written"), "{text}");
+        assert!(std::fs::read(&path).unwrap() == image, "a dry run wrote");
+    }
+    let output = run(&["check"], &path);
+    assert_eq!(output.status.code(), Some(1));
+}
+
+#[test]
+fn rollback_yes_makes_the_older_copy_current() {
+    let _serial = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let (path, _, active) = refused(&dir);
+    let output = run(&["rollback", "--yes"], &path);
+    let text = stdout(&output);
+    println!("{text}");
+    assert_eq!(output.status.code(), Some(0), "{text}{}", stderr(&output));
+    assert!(
+        text.contains(&format!(
+            "rolled back: metadata copy at page {}",
+            3 - active
+        )),
+        "{text}"
+    );
+    // The file opens and checks clean; a second rollback has nothing to do (exit 3).
+    let output = run(&["check"], &path);
+    assert_eq!(output.status.code(), Some(0), "{}", stdout(&output));
+    let output = run(&["rollback"], &path);
+    assert_eq!(output.status.code(), Some(3), "{}", stdout(&output));
+    assert!(
+        stderr(&output).contains("nothing to roll back"),
+        "{}",
+        stderr(&output)
+    );
+    let reader = ReadOnlyPager::<P>::open(&path).unwrap();
+    assert_eq!(reader.active_metadata_page(), 3 - active);
+}
+
+#[test]
+fn rollback_of_a_clean_file_is_exit_3_and_of_two_damaged_copies_exit_1() {
+    let _serial = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let path = populated(&dir);
+    let clean = std::fs::read(&path).unwrap();
+    let output = run(&["rollback", "--yes"], &path);
+    assert_eq!(output.status.code(), Some(3), "{}", stdout(&output));
+    assert!(
+        stderr(&output).contains("nothing to roll back"),
+        "{}",
+        stderr(&output)
+    );
+    assert!(std::fs::read(&path).unwrap() == clean, "the tool wrote");
+
+    std::fs::remove_file(&path).unwrap();
+    let (path, mut image, active) = refused(&dir);
+    image[(3 - active) as usize * P + P / 2] ^= 0x10; // the older copy too
+    std::fs::write(&path, &image).unwrap();
+    let output = run(&["rollback", "--yes"], &path);
+    assert_eq!(output.status.code(), Some(1), "{}", stdout(&output));
+    let text = stderr(&output);
+    assert!(text.contains("rollback refused, nothing written"), "{text}");
+    assert!(text.contains("damaged too"), "{text}");
+    assert!(std::fs::read(&path).unwrap() == image, "the tool wrote");
+
+    let other = dir.path().join("other.bin");
+    std::fs::write(&other, vec![7u8; 8192]).unwrap();
+    let output = run(&["rollback"], &other);
+    assert_eq!(output.status.code(), Some(2), "{}", stdout(&output));
+}
