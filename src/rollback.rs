@@ -160,6 +160,7 @@ impl RollbackPlan {
     pub fn plan(path: impl AsRef<Path>) -> Result<RollbackPlan, MappedPageError> {
         let path = path.as_ref();
         let map = ReadOnlyMap::open(path)?;
+        map.advise_random(true);
         let mut plan = plan_image(map.bytes())?;
         plan.path = Some(path.to_path_buf());
         Ok(plan)

@@ -46,9 +46,13 @@ enum Command {
     Check {
         /// The file to verify.
         file: PathBuf,
-        /// Print one JSON object instead of text.
-        #[arg(long)]
+        /// Print one JSON object instead of text (never with a progress bar).
+        #[arg(long, conflicts_with = "progress")]
         json: bool,
+        /// Show progress on stderr even for a small file or when stderr is not a terminal (by
+        /// default a bar is shown for files of 1 GiB or more when stderr is a terminal).
+        #[arg(long)]
+        progress: bool,
     },
     /// Allocated regular pages, protected pages (by id), free pages and internal pages, as runs of
     /// consecutive pages.
@@ -141,7 +145,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let (file, json) = match &cli.command {
         Command::Info { file, json }
-        | Command::Check { file, json }
+        | Command::Check { file, json, .. }
         | Command::Pages { file, json } => (file.as_path(), *json),
         Command::Dump { file, .. } => (file.as_path(), false),
         Command::Rollback { file, yes, .. } => return rollback(file, *yes),
@@ -150,7 +154,10 @@ fn main() -> ExitCode {
         .map_err(Failure::from)
         .and_then(|size| match &cli.command {
             Command::Info { .. } => with_page_size!(size, info(file, json)),
-            Command::Check { .. } => with_page_size!(size, check(file, json)),
+            Command::Check { progress, .. } => {
+                let progress = Progress::choose(file, json, *progress);
+                with_page_size!(size, check(file, json, progress))
+            }
             Command::Pages { .. } => with_page_size!(size, pages(file, json)),
             Command::Dump {
                 page, protected, ..
@@ -279,8 +286,66 @@ fn info<const P: usize>(file: &Path, json: bool) -> Result<u8, Failure> {
     Ok(0)
 }
 
-fn check<const P: usize>(file: &Path, json: bool) -> Result<u8, Failure> {
-    let report = ReadOnlyPager::<P>::verify(file)?;
+/// How `check` shows its progress (on stderr only).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Progress {
+    None,
+    /// An indicatif bar: stderr is a terminal.
+    Bar,
+    /// A line per tenth of the work: forced with `--progress` while stderr is not a terminal.
+    Lines,
+}
+
+impl Progress {
+    /// Files at least this long get a bar by default.
+    const LARGE_FILE_BYTES: u64 = 1 << 30;
+
+    fn choose(file: &Path, json: bool, forced: bool) -> Progress {
+        use std::io::IsTerminal;
+        let terminal = std::io::stderr().is_terminal();
+        let large = std::fs::metadata(file).is_ok_and(|m| m.len() >= Self::LARGE_FILE_BYTES);
+        match (json, forced, terminal, large) {
+            (true, _, _, _) => Progress::None,
+            (false, true, false, _) => Progress::Lines,
+            (false, true, true, _) | (false, false, true, true) => Progress::Bar,
+            _ => Progress::None,
+        }
+    }
+}
+
+fn check<const P: usize>(file: &Path, json: bool, progress: Progress) -> Result<u8, Failure> {
+    let mut bar: Option<indicatif::ProgressBar> = None;
+    let mut last_tenth = None;
+    let report = ReadOnlyPager::<P>::verify_with_progress(file, |done, total| match progress {
+        Progress::None => {}
+        Progress::Bar => {
+            let bar = bar.get_or_insert_with(|| {
+                let bar = indicatif::ProgressBar::with_draw_target(
+                    Some(total),
+                    indicatif::ProgressDrawTarget::stderr(),
+                );
+                bar.set_style(
+                    indicatif::ProgressStyle::with_template(
+                        "checking {bar:40} {pos}/{len} groups and directory blocks ({eta})",
+                    )
+                    .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+                );
+                bar
+            });
+            bar.set_position(done);
+        }
+        Progress::Lines => {
+            let tenth = (done.saturating_mul(10)).checked_div(total).unwrap_or(10);
+            if last_tenth != Some(tenth) {
+                last_tenth = Some(tenth);
+                eprintln!("checked {done}/{total} groups and directory blocks");
+            }
+        }
+    });
+    if let Some(bar) = bar {
+        bar.finish_and_clear();
+    }
+    let report = report?;
     let decision = report.decision.map(|decision| format!("{decision:?}"));
     if json {
         let findings: Vec<String> = report

@@ -680,3 +680,35 @@ fn rollback_of_a_clean_file_is_exit_3_and_of_two_damaged_copies_exit_1() {
     let output = run(&["rollback"], &other);
     assert_eq!(output.status.code(), Some(2), "{}", stdout(&output));
 }
+
+#[test]
+fn check_progress_goes_to_stderr_and_never_with_json() {
+    let _serial = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let path = populated(&dir);
+    // Forced, stderr not a terminal: plain lines on stderr, stdout as without it.
+    let output = run(&["check", "--progress"], &path);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let lines = stderr(&output);
+    assert!(lines.starts_with("checked 0/"), "{lines}");
+    assert!(lines.contains("groups and directory blocks"), "{lines}");
+    let total = lines.lines().last().unwrap().split('/').nth(1).unwrap();
+    assert!(
+        lines
+            .lines()
+            .last()
+            .unwrap()
+            .starts_with(&format!("checked {}", total.split(' ').next().unwrap())),
+        "{lines}"
+    );
+    assert_eq!(stdout(&output), stdout(&run(&["check"], &path)));
+    // A small file without --progress: nothing on stderr. With --json, --progress is refused.
+    assert!(run(&["check"], &path).stderr.is_empty());
+    let output = run(&["check", "--json", "--progress"], &path);
+    assert_eq!(
+        output.status.code(),
+        Some(2),
+        "clap refuses the combination"
+    );
+    assert!(output.stdout.is_empty());
+}
