@@ -177,6 +177,7 @@ mod directory;
 mod error;
 #[doc(hidden)]
 pub mod format;
+mod inspect;
 #[cfg(feature = "mutants")]
 pub mod mutants;
 #[cfg(not(feature = "mutants"))]
@@ -197,6 +198,7 @@ mod verify;
 
 pub use commit::CommitMode;
 pub use error::{IoOperation, MappedPageError};
+pub use inspect::PageUse;
 pub use page::{MappedPage, PageId};
 pub use pager::{AllocatedPageIter, Pager};
 pub use protected::{AllocatedProtectedPageIter, ProtectedPageId, ProtectedPageWriter};

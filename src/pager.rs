@@ -458,6 +458,11 @@ impl<const PAGE_SIZE: usize, S: Storage> Pager<PAGE_SIZE, S> {
         self.state.geometry.is_internal(page) || self.state.directory.owns(page)
     }
 
+    /// The committed state (for the read-only inspection methods, `src/inspect.rs`).
+    pub(crate) fn state(&self) -> &AllocState {
+        &self.state
+    }
+
     /// The page of the metadata copy holding the recovered or last commit (1 or 2).
     pub(crate) fn active_meta_page(&self) -> u64 {
         self.state.active_meta().page()

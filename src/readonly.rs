@@ -119,7 +119,7 @@ pub fn detect_page_size(path: impl AsRef<Path>) -> Result<usize, MappedPageError
 /// ```
 pub struct ReadOnlyPager<const PAGE_SIZE: usize> {
     /// Lent out only by shared reference: its `&mut self` methods (every write) are unreachable.
-    pager: Pager<PAGE_SIZE, ReadOnlyMap>,
+    pub(crate) pager: Pager<PAGE_SIZE, ReadOnlyMap>,
     repairs: Vec<Repair>,
 }
 

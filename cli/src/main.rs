@@ -16,8 +16,12 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+
+mod header;
+
 use mappedpages::{
-    MappedPageError, PageId, ProtectedPageId, ReadOnlyPager, Repair, RollbackPlan, detect_page_size,
+    CommitMode, MappedPageError, PageId, PageUse, ProtectedPageId, ReadOnlyPager, Repair,
+    RollbackPlan, detect_page_size,
 };
 
 #[derive(Parser)]
@@ -78,8 +82,10 @@ enum Command {
         #[arg(long, conflicts_with = "yes")]
         dry_run: bool,
     },
-    /// Hex dump of one allocated data page (or, with --protected, of one protected page's
-    /// committed copy, checked against its CRC). Internal and free pages are not shown.
+    /// Hex dump of one page: an allocated data page; an internal page (superblock, metadata
+    /// copy, bitmap group slot, directory block page) with its decoded header first; a
+    /// protected page's backing copy, named; or, with --protected, a protected page's
+    /// committed copy, checked against its CRC. Free pages are not shown.
     Dump {
         /// The file to read.
         file: PathBuf,
@@ -223,6 +229,8 @@ fn info<const P: usize>(file: &Path, json: bool) -> Result<u8, Failure> {
     let internal = page_count.saturating_sub(allocated).saturating_sub(free);
     let decision = format!("{:?}", reader.recovery_decision());
     let repairs = reader.planned_repairs();
+    let commit_mode = reader.last_commit_mode();
+    let blocks = reader.directory_blocks();
     if json {
         let mut out = String::new();
         let _ = write!(
@@ -230,6 +238,7 @@ fn info<const P: usize>(file: &Path, json: bool) -> Result<u8, Failure> {
             "{{\"file\":{},\"page_size\":{P},\"format_version\":{},\"page_count\":{page_count},\
              \"allocated_pages\":{allocated},\"free_pages\":{free},\"internal_pages\":{internal},\
              \"protected_pages\":{},\"generation\":{},\"active_metadata_page\":{},\
+             \"last_commit_mode\":{},\"directory_blocks\":{},\
              \"recovery_decision\":{},\"planned_repairs\":{},\"file_len\":{file_len},\
              \"committed_len\":{committed_len}}}",
             json_string(&file.display().to_string()),
@@ -237,6 +246,10 @@ fn info<const P: usize>(file: &Path, json: bool) -> Result<u8, Failure> {
             reader.protected_page_count(),
             reader.generation(),
             reader.active_metadata_page(),
+            commit_mode.map_or("null".to_owned(), |mode| json_string(commit_mode_json(
+                mode
+            ))),
+            blocks_json(&blocks),
             json_string(&decision),
             repairs_json(repairs),
         );
@@ -263,6 +276,19 @@ fn info<const P: usize>(file: &Path, json: bool) -> Result<u8, Failure> {
             },
             reader.active_metadata_page()
         );
+        println!("last commit mode:     {}", commit_mode_text(commit_mode));
+        match blocks.len() {
+            0 => println!("directory blocks:     0"),
+            count => {
+                println!("directory blocks:     {count} (pages X0, X1, Y0, Y1 of each)");
+                for (block, pages) in blocks.iter().enumerate() {
+                    println!(
+                        "  - block {block}: {}, {}, {}, {}",
+                        pages[0], pages[1], pages[2], pages[3]
+                    );
+                }
+            }
+        }
         println!("recovery decision:    {decision}");
         if repairs.is_empty() {
             println!("planned repairs:      none");
@@ -311,6 +337,31 @@ impl Progress {
             _ => Progress::None,
         }
     }
+}
+
+fn commit_mode_text(mode: Option<CommitMode>) -> &'static str {
+    match mode {
+        Some(CommitMode::Flip) => "flip (two barriers; the superblock names it)",
+        Some(CommitMode::SingleSync) => {
+            "single-sync (one barrier; the superblock names an older one)"
+        }
+        None => "unknown (the metadata copy changed since it was opened)",
+    }
+}
+
+fn commit_mode_json(mode: CommitMode) -> &'static str {
+    match mode {
+        CommitMode::Flip => "flip",
+        CommitMode::SingleSync => "single_sync",
+    }
+}
+
+fn blocks_json(blocks: &[[u64; 4]]) -> String {
+    let parts: Vec<String> = blocks
+        .iter()
+        .map(|p| format!("[{},{},{},{}]", p[0], p[1], p[2], p[3]))
+        .collect();
+    format!("[{}]", parts.join(","))
 }
 
 fn check<const P: usize>(file: &Path, json: bool, progress: Progress) -> Result<u8, Failure> {
@@ -441,7 +492,14 @@ fn dump<const P: usize>(file: &Path, page: u64, protected: bool) -> Result<u8, F
             .protected_page(ProtectedPageId::from_raw(page))?
             .as_bytes()
     } else {
-        reader.page(PageId::from_raw(page))?.as_bytes()
+        match reader.page_use(page)? {
+            PageUse::Allocated | PageUse::Free => reader.page(PageId::from_raw(page))?.as_bytes(),
+            role => {
+                let bytes = reader.raw_page(page)?;
+                print!("{}", header::describe(page, role, bytes, &reader));
+                bytes
+            }
+        }
     };
     print!("{}", hex_dump(bytes));
     Ok(0)

@@ -78,6 +78,15 @@ fn info_on_a_clean_file() {
     );
     assert!(text.contains("recovery decision:    Superblock"), "{text}");
     assert!(text.contains("planned repairs:      none"), "{text}");
+    assert!(text.contains("last commit mode:     flip"), "{text}");
+    let block = reader.directory_blocks()[0];
+    assert!(
+        text.contains(&format!(
+            "directory blocks:     1 (pages X0, X1, Y0, Y1 of each)\n  - block 0: {}, {}, {}, {}\n",
+            block[0], block[1], block[2], block[3]
+        )),
+        "{text}"
+    );
     let committed = reader.page_count() * P as u64;
     assert!(
         text.contains(&format!("committed length:     {committed} bytes (equal)")),
@@ -95,6 +104,11 @@ fn info_on_a_clean_file() {
         "\"protected_pages\":1",
         "\"recovery_decision\":\"Superblock\"",
         "\"planned_repairs\":[]",
+        "\"last_commit_mode\":\"flip\"",
+        &format!(
+            "\"directory_blocks\":[[{},{},{},{}]]",
+            block[0], block[1], block[2], block[3]
+        ),
         &format!("\"committed_len\":{committed}"),
         &format!("\"file_len\":{committed}"),
     ] {
@@ -418,15 +432,61 @@ fn dump_shows_a_data_page_and_a_protected_page() {
         "{text}"
     );
 
-    // An internal page (metadata copy A) and a free page are not shown.
-    let output = run_args(&["dump", file, "1"]);
-    assert_eq!(output.status.code(), Some(2));
+    // Internal pages come with their decoded header, then the hex dump.
+    let reader = ReadOnlyPager::<P>::open(&path).unwrap();
+    let active = reader.active_metadata_page();
+    let block = reader.directory_blocks()[0];
+    let generation = reader.generation();
+    drop(reader);
+    let dump = |page: u64| {
+        let output = run_args(&["dump", file, &page.to_string()]);
+        assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+        let text = stdout(&output);
+        println!("{text}");
+        assert!(text.contains("00000000  "), "{text}");
+        text
+    };
+    let text = dump(0);
+    assert!(text.starts_with("page 0: superblock\n"), "{text}");
     assert!(
-        stderr(&output).contains("page 1 is reserved"),
-        "{}",
-        stderr(&output)
+        text.contains(&format!(
+            "page size 4096, active copy {}",
+            ["", "A", "B"][active as usize]
+        )),
+        "{text}"
     );
-    assert!(stdout(&output).is_empty());
+    let text = dump(active);
+    assert!(text.contains(" (active)\n"), "{text}");
+    assert!(
+        text.contains(&format!("  generation {generation}, page count ")),
+        "{text}"
+    );
+    assert!(text.contains("commit mode flip"), "{text}");
+    assert!(text.contains("directory: 1 blocks"), "{text}");
+    let text = dump(3);
+    assert!(
+        text.starts_with("page 3: bitmap slot 0 of group 0"),
+        "{text}"
+    );
+    assert!(text.contains("pages in use"), "{text}");
+    let text = dump(block[0]);
+    assert!(
+        text.starts_with(&format!("page {}: directory block 0, page X0", block[0])),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!(
+            "    - protected page {}: copies ",
+            protected.raw()
+        )),
+        "{text}"
+    );
+    // A never-written slot says so.
+    let text = dump(block[3]);
+    assert!(
+        text.contains("does not decode") || text.contains("generation"),
+        "{text}"
+    );
     let free = ReadOnlyPager::<P>::open(&path).unwrap().free_page_ranges()[0].start;
     let output = run_args(&["dump", file, &free.to_string()]);
     assert_eq!(output.status.code(), Some(2));
