@@ -102,7 +102,9 @@ pub enum MappedPageError {
         /// Why the superblock was rejected.
         detail: String,
     },
-    /// Neither metadata copy can be used without losing acknowledged commits.
+    /// Neither metadata copy can be used without losing acknowledged commits. When the superblock
+    /// is intact and only the copy it names is damaged, [`RollbackPlan`](crate::RollbackPlan)
+    /// can make the older copy current, losing the commits after it (SPEC.md §4.8).
     CorruptMetadata {
         /// Why each copy was rejected.
         detail: String,
@@ -333,7 +335,7 @@ impl fmt::Display for MappedPageError {
             ),
             MappedPageError::CorruptMetadata { detail } => write!(
                 f,
-                "no metadata copy can be used without losing acknowledged commits ({detail}); restore the file from a backup"
+                "no metadata copy can be used without losing acknowledged commits ({detail}); restore the file from a backup, or accept losing the last commits and make the older copy current with a rollback (RollbackPlan, or `mappedpages rollback FILE`, which first shows what it loses)"
             ),
             MappedPageError::PageSizeMismatch { found, expected } => write!(
                 f,
