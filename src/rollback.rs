@@ -425,7 +425,7 @@ fn damaged_protected(image: &[u8], geometry: Geometry, state: &AllocState) -> Ve
 /// The loss when the damaged copy loads: its state against the older one, page by page.
 fn known_loss(damaged: &AllocState, after: &AllocState) -> RollbackLoss {
     let (mut lost, mut restored) = (Vec::new(), Vec::new());
-    for page in 0..damaged.page_count.max(after.page_count) {
+    for page in changed_pages(damaged, after) {
         match (
             damaged.is_allocated_data_page(page),
             after.is_allocated_data_page(page),
@@ -457,6 +457,33 @@ fn known_loss(damaged: &AllocState, after: &AllocState) -> RollbackLoss {
         restored_protected,
         older_protected_content: older_content,
     }
+}
+
+/// The pages whose allocation may differ between `a` and `b`, in increasing order: those of the
+/// bitmap words that differ (compared a chunk of words at a time, so a file of 2^36 pages costs
+/// a pass over its bitmaps, not a test per page), and every page either directory owns (a page
+/// can be in use in both, once as a regular page and once as the directory's).
+fn changed_pages(a: &AllocState, b: &AllocState) -> Vec<u64> {
+    const CHUNK_WORDS: usize = 4096;
+    let words = a.bitmap.word_count().max(b.bitmap.word_count());
+    let mut pages: Vec<u64> = Vec::new();
+    for first in (0..words).step_by(CHUNK_WORDS) {
+        let count = CHUNK_WORDS.min(words - first);
+        let (left, right) = (a.bitmap.words(first, count), b.bitmap.words(first, count));
+        for (index, (x, y)) in left.iter().zip(&right).enumerate() {
+            let mut diff = x ^ y;
+            while diff != 0 {
+                let bit = u64::from(diff.trailing_zeros());
+                pages.push((first + index) as u64 * 64 + bit);
+                diff &= diff - 1;
+            }
+        }
+    }
+    pages.extend(a.directory.owned_pages());
+    pages.extend(b.directory.owned_pages());
+    pages.sort_unstable();
+    pages.dedup();
+    pages
 }
 
 fn push_page(runs: &mut Vec<Range<u64>>, page: u64) {

@@ -250,3 +250,67 @@ fn a_file_is_planned_without_writing_and_rolled_back_under_the_lock() {
     let report = mappedpages::ReadOnlyPager::<P>::verify(&path).unwrap();
     assert!(report.is_clean(), "{report:?}");
 }
+
+/// The superblock records a wrong checksum for the copy it names (which loads): recovery
+/// refuses, and the plan's loss is the difference made by `last` alone.
+fn plan_with_last_commit(
+    last: impl FnOnce(&mut Pager<P, SimStorage>),
+) -> (RollbackPlan, Pager<P, SimStorage>) {
+    let mut pager = Pager::<P, SimStorage>::create_in(SimStorage::new()).unwrap();
+    pager.alloc_bulk(4).unwrap();
+    pager.alloc_protected_bulk(2).unwrap();
+    last(&mut pager);
+    let mut image = pager.into_storage().into_image();
+    let mut superblock = Superblock::decode(&image).unwrap();
+    superblock.active_meta_checksum ^= 1;
+    image[..64].copy_from_slice(&superblock.encode());
+    let mut storage = SimStorage::from_image(image);
+    let plan = RollbackPlan::plan_in(&storage).unwrap();
+    plan.apply_in(&mut storage).unwrap();
+    (plan, Pager::<P, SimStorage>::open_in(storage).unwrap())
+}
+
+#[test]
+fn a_known_loss_names_frees_and_protected_pages() {
+    let freed = PageId::<P>::from_raw(5);
+    let (plan, pager) = plan_with_last_commit(|pager| {
+        assert!(pager.is_allocated(freed));
+        pager.free(freed).unwrap();
+    });
+    match &plan.loss {
+        RollbackLoss::Known {
+            lost_allocations,
+            restored_allocations,
+            ..
+        } => {
+            assert!(lost_allocations.is_empty());
+            assert_eq!(restored_allocations, &[5..6]);
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(pager.is_allocated(freed), "the lost free is undone");
+
+    let (plan, pager) = plan_with_last_commit(|pager| {
+        pager.alloc_protected().unwrap();
+    });
+    assert!(
+        matches!(&plan.loss, RollbackLoss::Known { lost_protected, .. } if lost_protected == &[2]),
+        "{:?}",
+        plan.loss
+    );
+    assert_eq!(pager.protected_page_count(), 2);
+
+    let (plan, _) = plan_with_last_commit(|pager| {
+        let id = pager.iter_allocated_protected_pages().next().unwrap();
+        let mut writer = id.get_mut(pager).unwrap();
+        writer.page_mut().as_bytes_mut()[0] = 9;
+        writer.commit().unwrap();
+    });
+    assert!(
+        matches!(&plan.loss, RollbackLoss::Known { older_protected_content, .. }
+            if older_protected_content == &[0]),
+        "{:?}",
+        plan.loss
+    );
+    println!("{plan}");
+}
