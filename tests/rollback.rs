@@ -240,6 +240,12 @@ fn a_file_is_planned_without_writing_and_rolled_back_under_the_lock() {
         report.decision.is_none(),
         "recovery refuses the file before the rollback"
     );
+    // The writer's lock: refused while a reader (or a Pager) holds the file, nothing written.
+    let reader = std::fs::File::open(&path).unwrap();
+    reader.lock_shared().unwrap();
+    assert!(matches!(plan.apply(), Err(MappedPageError::Locked)));
+    drop(reader);
+    assert_eq!(std::fs::read(&path).unwrap(), image);
     plan.apply().unwrap();
     let pager = Pager::<P>::open(&path).unwrap();
     assert_eq!(pager.generation(), 3);
