@@ -276,31 +276,9 @@ fn info<const P: usize>(file: &Path, json: bool) -> Result<u8, Failure> {
             },
             reader.active_metadata_page()
         );
-        println!("last commit mode:     {}", commit_mode_text(commit_mode));
-        match blocks.len() {
-            0 => println!("directory blocks:     0"),
-            count => {
-                println!("directory blocks:     {count} (pages X0, X1, Y0, Y1 of each)");
-                for (block, pages) in blocks.iter().enumerate() {
-                    println!(
-                        "  - block {block}: {}, {}, {}, {}",
-                        pages[0], pages[1], pages[2], pages[3]
-                    );
-                }
-            }
-        }
+        print_commit_and_directory(commit_mode, &blocks);
         println!("recovery decision:    {decision}");
-        if repairs.is_empty() {
-            println!("planned repairs:      none");
-        } else {
-            println!(
-                "planned repairs:      {} (a read-write open makes them)",
-                repairs.len()
-            );
-            for repair in repairs {
-                println!("  - {}", describe_repair(repair));
-            }
-        }
+        print_repairs(repairs);
         let relation = match file_len.cmp(&committed_len) {
             std::cmp::Ordering::Equal => "equal",
             std::cmp::Ordering::Greater => "file is longer",
@@ -339,6 +317,40 @@ impl Progress {
     }
 }
 
+/// `info`'s lines for the last commit's mode and the directory blocks.
+fn print_commit_and_directory(commit_mode: Option<CommitMode>, blocks: &[[u64; 4]]) {
+    println!("last commit mode:     {}", commit_mode_text(commit_mode));
+    if blocks.is_empty() {
+        println!("directory blocks:     0");
+        return;
+    }
+    println!(
+        "directory blocks:     {} (pages X0, X1, Y0, Y1 of each)",
+        blocks.len()
+    );
+    for (block, pages) in blocks.iter().enumerate() {
+        println!(
+            "  - block {block}: {}, {}, {}, {}",
+            pages[0], pages[1], pages[2], pages[3]
+        );
+    }
+}
+
+/// `info`'s planned repairs.
+fn print_repairs(repairs: &[Repair]) {
+    if repairs.is_empty() {
+        println!("planned repairs:      none");
+        return;
+    }
+    println!(
+        "planned repairs:      {} (a read-write open makes them)",
+        repairs.len()
+    );
+    for repair in repairs {
+        println!("  - {}", describe_repair(repair));
+    }
+}
+
 fn commit_mode_text(mode: Option<CommitMode>) -> &'static str {
     match mode {
         Some(CommitMode::Flip) => "flip (two barriers; the superblock names it)",
@@ -364,36 +376,55 @@ fn blocks_json(blocks: &[[u64; 4]]) -> String {
     format!("[{}]", parts.join(","))
 }
 
-fn check<const P: usize>(file: &Path, json: bool, progress: Progress) -> Result<u8, Failure> {
-    let mut bar: Option<indicatif::ProgressBar> = None;
-    let mut last_tenth = None;
-    let report = ReadOnlyPager::<P>::verify_with_progress(file, |done, total| match progress {
-        Progress::None => {}
-        Progress::Bar => {
-            let bar = bar.get_or_insert_with(|| {
-                let bar = indicatif::ProgressBar::with_draw_target(
-                    Some(total),
-                    indicatif::ProgressDrawTarget::stderr(),
-                );
-                bar.set_style(
-                    indicatif::ProgressStyle::with_template(
-                        "checking {bar:40} {pos}/{len} groups and directory blocks ({eta})",
-                    )
-                    .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-                );
-                bar
-            });
-            bar.set_position(done);
-        }
-        Progress::Lines => {
-            let tenth = (done.saturating_mul(10)).checked_div(total).unwrap_or(10);
-            if last_tenth != Some(tenth) {
-                last_tenth = Some(tenth);
-                eprintln!("checked {done}/{total} groups and directory blocks");
+/// `check`'s progress as shown so far.
+struct Shown {
+    progress: Progress,
+    bar: Option<indicatif::ProgressBar>,
+    /// The last tenth of the work a line was printed for (`Progress::Lines`).
+    last_tenth: Option<u64>,
+}
+
+impl Shown {
+    fn update(&mut self, done: u64, total: u64) {
+        match self.progress {
+            Progress::None => {}
+            Progress::Bar => {
+                let bar = self.bar.get_or_insert_with(|| {
+                    let bar = indicatif::ProgressBar::with_draw_target(
+                        Some(total),
+                        indicatif::ProgressDrawTarget::stderr(),
+                    );
+                    bar.set_style(
+                        indicatif::ProgressStyle::with_template(
+                            "checking {bar:40} {pos}/{len} groups and directory blocks ({eta})",
+                        )
+                        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+                    );
+                    bar
+                });
+                bar.set_position(done);
+            }
+            Progress::Lines => {
+                let tenth = done.saturating_mul(10).checked_div(total).unwrap_or(10);
+                if self.last_tenth != Some(tenth) {
+                    self.last_tenth = Some(tenth);
+                    eprintln!("checked {done}/{total} groups and directory blocks");
+                }
             }
         }
+    }
+}
+
+fn check<const P: usize>(file: &Path, json: bool, progress: Progress) -> Result<u8, Failure> {
+    let mut shown = Shown {
+        progress,
+        bar: None,
+        last_tenth: None,
+    };
+    let report = ReadOnlyPager::<P>::verify_with_progress(file, |done, total| {
+        shown.update(done, total);
     });
-    if let Some(bar) = bar {
+    if let Some(bar) = shown.bar {
         bar.finish_and_clear();
     }
     let report = report?;
