@@ -162,6 +162,15 @@
 //! assert!(shared.read().is_allocated(id));
 //! ```
 //!
+//! # Inspecting, verifying, rolling back
+//!
+//! [`ReadOnlyPager`] opens a file under a shared lock and never writes (read-only files and
+//! mounts work); [`ReadOnlyPager::verify`] reads every structure and reports every
+//! [`Finding`]; [`ReadOnlyPager::page_use`] says what any page is for. When recovery refuses a
+//! file because the metadata copy its superblock names is damaged, [`RollbackPlan`] says what
+//! making the older copy current would lose, and applies it on request (SPEC.md §4.5–§4.8). The
+//! `mappedpages` command of the `mappedpages-cli` crate is built on these.
+//!
 //! # Storage backends
 //!
 //! The pager reaches bytes only through the [`Storage`] trait. [`MmapStorage`] maps a file;
