@@ -102,7 +102,9 @@ pub enum MappedPageError {
         /// Why the superblock was rejected.
         detail: String,
     },
-    /// Neither metadata copy can be used without losing acknowledged commits.
+    /// Neither metadata copy can be used without losing acknowledged commits. When the superblock
+    /// is intact and only the copy it names is damaged, [`RollbackPlan`](crate::RollbackPlan)
+    /// can make the older copy current, losing the commits after it (SPEC.md §4.8).
     CorruptMetadata {
         /// Why each copy was rejected.
         detail: String,
@@ -228,6 +230,19 @@ pub enum MappedPageError {
         /// The error the operating system returned (`ENOSPC`, `EDQUOT`).
         source: io::Error,
     },
+    /// [`RollbackPlan`](crate::RollbackPlan): recovery opens this file as it is (it is not
+    /// refused), so there is nothing to roll back; nothing was written.
+    NothingToRollBack {
+        /// The generation recovery opens the file at.
+        generation: u64,
+    },
+    /// [`RollbackPlan`](crate::RollbackPlan): the file cannot be rolled back (the older metadata
+    /// copy is damaged too or is not older, the superblock is damaged, or the file changed since
+    /// the plan was made); nothing was written.
+    RollbackRefused {
+        /// Why, and what to do.
+        detail: String,
+    },
     /// The call would need more memory than could be allocated (checked before the file is
     /// grown or anything is changed): request fewer pages at a time.
     OutOfMemory {
@@ -320,7 +335,7 @@ impl fmt::Display for MappedPageError {
             ),
             MappedPageError::CorruptMetadata { detail } => write!(
                 f,
-                "no metadata copy can be used without losing acknowledged commits ({detail}); restore the file from a backup"
+                "no metadata copy can be used without losing acknowledged commits ({detail}); restore the file from a backup, or accept losing the last commits and make the older copy current with a rollback (RollbackPlan, or `mappedpages rollback FILE`, which first shows what it loses)"
             ),
             MappedPageError::PageSizeMismatch { found, expected } => write!(
                 f,
@@ -410,6 +425,13 @@ impl fmt::Display for MappedPageError {
                     f,
                     " ({operation} of {requested_bytes} bytes: {source}); nothing changed: free space on it, or ask for less, and call again"
                 )
+            }
+            MappedPageError::NothingToRollBack { generation } => write!(
+                f,
+                "nothing to roll back: recovery opens this file at generation {generation} without losing anything; open it normally (a rollback is only for a file recovery refuses because the metadata copy its superblock names is damaged)"
+            ),
+            MappedPageError::RollbackRefused { detail } => {
+                write!(f, "rollback refused, nothing written: {detail}")
             }
             MappedPageError::OutOfMemory { requested_bytes } => write!(
                 f,

@@ -162,6 +162,15 @@
 //! assert!(shared.read().is_allocated(id));
 //! ```
 //!
+//! # Inspecting, verifying, rolling back
+//!
+//! [`ReadOnlyPager`] opens a file under a shared lock and never writes (read-only files and
+//! mounts work); [`ReadOnlyPager::verify`] reads every structure and reports every
+//! [`Finding`]; [`ReadOnlyPager::page_use`] says what any page is for. When recovery refuses a
+//! file because the metadata copy its superblock names is damaged, [`RollbackPlan`] says what
+//! making the older copy current would lose, and applies it on request (SPEC.md §4.5–§4.8). The
+//! `mappedpages` command of the `mappedpages-cli` crate is built on these.
+//!
 //! # Storage backends
 //!
 //! The pager reaches bytes only through the [`Storage`] trait. [`MmapStorage`] maps a file;
@@ -177,6 +186,7 @@ mod directory;
 mod error;
 #[doc(hidden)]
 pub mod format;
+mod inspect;
 #[cfg(feature = "mutants")]
 pub mod mutants;
 #[cfg(not(feature = "mutants"))]
@@ -186,6 +196,7 @@ mod pager;
 mod protected;
 mod readonly;
 mod recovery;
+mod rollback;
 mod shared;
 mod state;
 mod storage;
@@ -196,11 +207,13 @@ mod verify;
 
 pub use commit::CommitMode;
 pub use error::{IoOperation, MappedPageError};
+pub use inspect::PageUse;
 pub use page::{MappedPage, PageId};
 pub use pager::{AllocatedPageIter, Pager};
 pub use protected::{AllocatedProtectedPageIter, ProtectedPageId, ProtectedPageWriter};
 pub use readonly::{ReadOnlyPager, Repair, detect_page_size};
 pub use recovery::RecoveryDecision;
+pub use rollback::{RollbackLoss, RollbackPlan};
 pub use shared::{GroupCommitStats, PageGuard, PagerGuard, SharedPager};
 pub use storage::{
     CrashLength, CrashPoint, FailedSyncKeeps, MmapStorage, SectorSize, SimEvent, SimStorage,

@@ -138,7 +138,13 @@ impl<const PAGE_SIZE: usize> Pager<PAGE_SIZE, MmapStorage> {
     /// [`MappedPageError::Locked`] if another `Pager` holds it.
     pub fn open(path: impl AsRef<Path>) -> Result<Self, MappedPageError> {
         let () = Self::PAGE_SIZE_IS_VALID;
-        Self::open_in(MmapStorage::open(path)?)
+        let storage = MmapStorage::open(path)?;
+        // Recovery reads single pages far apart; with the kernel's read-around, each fault on a
+        // cold, sparse file read `read_ahead_kb` around it (SPEC.md §4.6).
+        storage.advise_random(true);
+        let pager = Self::open_in(storage)?;
+        pager.storage().advise_random(false);
+        Ok(pager)
     }
 }
 
@@ -450,6 +456,11 @@ impl<const PAGE_SIZE: usize, S: Storage> Pager<PAGE_SIZE, S> {
     /// slots, directory pages and protected pages' backing pages), never a data page.
     pub(crate) fn is_internal_page(&self, page: u64) -> bool {
         self.state.geometry.is_internal(page) || self.state.directory.owns(page)
+    }
+
+    /// The committed state (for the read-only inspection methods, `src/inspect.rs`).
+    pub(crate) fn state(&self) -> &AllocState {
+        &self.state
     }
 
     /// The page of the metadata copy holding the recovered or last commit (1 or 2).

@@ -9,6 +9,7 @@ use crate::format::{
     slot_checksum_field, slot_digest_term,
 };
 use crate::readonly::Repair;
+use crate::recovery::table::Candidates;
 use crate::recovery::{RecoveryDecision, decode_candidates, recover_decoded, repair};
 
 /// What [`ReadOnlyPager::verify`](crate::ReadOnlyPager::verify) found.
@@ -207,7 +208,16 @@ fn blank(bytes: &[u8]) -> bool {
 
 /// Verifies `image`. Errors are the ones that say it is not a file of this kind at all
 /// (`NotAMappedPagesFile`, `PageSizeMismatch`, `FileTooSmall`, …); everything else is a finding.
-pub(crate) fn verify(image: &[u8], geometry: Geometry) -> Result<VerifyReport, MappedPageError> {
+///
+/// The structure walk (§4.6 steps 3–5) runs first, on the copy the superblock names (else the
+/// newest that decodes), reporting `progress(done, total)` in groups and directory blocks: on a
+/// cold cache it is the part that reads the file. Recovery's decision then runs on warm pages;
+/// when it chooses another copy (§4.2 rows 3 and 5), that copy's structures are walked instead.
+pub(crate) fn verify(
+    image: &[u8],
+    geometry: Geometry,
+    progress: &mut dyn FnMut(u64, u64),
+) -> Result<VerifyReport, MappedPageError> {
     let candidates = decode_candidates(image, geometry)?;
     let mut findings = Vec::new();
     if let Err(error) = &candidates.superblock {
@@ -227,6 +237,11 @@ pub(crate) fn verify(image: &[u8], geometry: Geometry) -> Result<VerifyReport, M
             });
         }
     }
+    // The copy whose structures are walked: the one recovery chooses; until it has, the one
+    // the superblock names; else the newest that decodes.
+    let named = candidates.superblock.as_ref().ok().map(|sb| sb.active_meta);
+    let first = reference(&candidates, named);
+    let mut walked = first.map(|slot| (slot, walk(image, geometry, &candidates, slot, progress)));
     let (decision, repairs, chosen) = match recover_decoded(&candidates, image, geometry) {
         Ok(recovered) => (
             Some(recovered.decision),
@@ -246,10 +261,26 @@ pub(crate) fn verify(image: &[u8], geometry: Geometry) -> Result<VerifyReport, M
             (None, Vec::new(), None)
         }
     };
-    // The copy whose structures are walked: the one recovery chose; else the one the superblock
-    // names; else the newest that decodes.
-    let reference = chosen
-        .or_else(|| candidates.superblock.as_ref().ok().map(|sb| sb.active_meta))
+    let reference = reference(&candidates, chosen.or(named));
+    if reference != walked.as_ref().map(|(slot, _)| *slot) {
+        walked = reference.map(|slot| {
+            (
+                slot,
+                walk(image, geometry, &candidates, slot, &mut |_, _| {}),
+            )
+        });
+    }
+    findings.extend(walked.into_iter().flat_map(|(_, found)| found));
+    Ok(VerifyReport {
+        decision,
+        repairs,
+        findings,
+    })
+}
+
+/// `preferred` if it decodes, else the newest copy that decodes.
+fn reference(candidates: &Candidates, preferred: Option<MetaSlot>) -> Option<MetaSlot> {
+    preferred
         .filter(|&slot| candidates.meta(slot).is_ok())
         .or_else(|| {
             [MetaSlot::A, MetaSlot::B]
@@ -261,18 +292,47 @@ pub(crate) fn verify(image: &[u8], geometry: Geometry) -> Result<VerifyReport, M
                         .as_ref()
                         .map_or(0, |meta| meta.generation)
                 })
-        });
-    if let Some(slot) = reference
-        && let Ok(meta) = candidates.meta(slot)
-    {
-        check_groups(image, geometry, meta, slot.page(), &mut findings);
-        check_directory(image, geometry, meta, slot.page(), &mut findings);
+        })
+}
+
+/// The findings of §4.6 steps 3–5 for copy `slot`, with progress in groups and blocks.
+fn walk(
+    image: &[u8],
+    geometry: Geometry,
+    candidates: &Candidates,
+    slot: MetaSlot,
+    progress: &mut dyn FnMut(u64, u64),
+) -> Vec<Finding> {
+    let mut findings = Vec::new();
+    if let Ok(meta) = candidates.meta(slot) {
+        let total = meta
+            .materialized_groups
+            .saturating_add(meta.directory.block_count);
+        progress(0, total);
+        check_groups(
+            image,
+            geometry,
+            meta,
+            slot.page(),
+            &mut findings,
+            &mut |group| {
+                progress(group, total);
+            },
+        );
+        let groups = meta.materialized_groups;
+        check_directory(
+            image,
+            geometry,
+            meta,
+            slot.page(),
+            &mut findings,
+            &mut |block| {
+                progress(groups.saturating_add(block), total);
+            },
+        );
+        progress(total, total);
     }
-    Ok(VerifyReport {
-        decision,
-        repairs,
-        findings,
-    })
+    findings
 }
 
 /// Every materialized group of `meta`: both slot pages decode (or hold nothing), one is valid
@@ -283,9 +343,13 @@ fn check_groups(
     meta: &MetaPage,
     copy_page: u64,
     findings: &mut Vec<Finding>,
+    done: &mut dyn FnMut(u64),
 ) {
     let mut digest = 0u64;
     for group in 0..meta.materialized_groups {
+        if group > 0 {
+            done(group);
+        }
         let mut newest: Option<(u64, u32)> = None;
         for slot in 0..2u8 {
             let page_index = geometry.slot_page(group, slot);
@@ -334,12 +398,14 @@ fn check_directory(
     meta: &MetaPage,
     copy_page: u64,
     findings: &mut Vec<Finding>,
+    done: &mut dyn FnMut(u64),
 ) {
     let root = meta.directory;
     let per_block = geometry.directory_entries_per_block();
     let mut pages = root.head_pages;
     let mut digest = 0u64;
     for block in 0..root.block_count {
+        done(block);
         let mut newest: Option<(usize, crate::format::DirectorySlot, u32)> = None;
         for (position, &page_index) in pages.iter().enumerate() {
             let Some(bytes) = page(image, geometry, page_index) else {

@@ -172,3 +172,52 @@ fn the_active_metadata_copy_alternates_with_commits() {
         .active_metadata_page();
     assert_eq!(first + second, 3, "{first} then {second}");
 }
+
+/// `page_use` names every page once: the counts of each use add up to the reader's counts, and
+/// the directory's pages and protected copies are where `directory_blocks` and the entries say.
+#[test]
+fn every_page_has_one_use() {
+    use mappedpages::{CommitMode, PageUse};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("db.bin");
+    let mut pager = Pager::<1024>::create(&path).unwrap();
+    pager.alloc_bulk(40).unwrap();
+    let protected = pager.alloc_protected_bulk(3).unwrap();
+    drop(pager);
+    let reader = ReadOnlyPager::<1024>::open(&path).unwrap();
+    assert_eq!(reader.last_commit_mode(), Some(CommitMode::Flip));
+    let blocks = reader.directory_blocks();
+    assert_eq!(blocks.len(), 1);
+    let (mut allocated, mut free, mut copies, mut block_pages, mut current_slots) = (0, 0, 0, 0, 0);
+    for page in 0..reader.page_count() {
+        match reader.page_use(page).unwrap() {
+            PageUse::Allocated => allocated += 1,
+            PageUse::Free => free += 1,
+            PageUse::ProtectedCopy { id, .. } => {
+                assert!(protected.iter().any(|p| p.raw() == id));
+                copies += 1;
+            }
+            PageUse::DirectoryBlock {
+                block: 0, current, ..
+            } => {
+                assert!(blocks[0].contains(&page));
+                block_pages += 1;
+                current_slots += u32::from(current);
+            }
+            PageUse::Superblock => assert_eq!(page, 0),
+            PageUse::MetadataCopy { active } => {
+                assert_eq!(active, page == reader.active_metadata_page());
+            }
+            PageUse::GroupSlot { group, .. } => assert_eq!(group, page / 7936),
+            other => panic!("page {page}: unexpected {other:?}"),
+        }
+        assert_eq!(reader.raw_page(page).unwrap().len(), 1024);
+    }
+    assert_eq!(allocated, reader.allocated_page_count());
+    assert_eq!(free, reader.free_page_count());
+    assert_eq!((copies, block_pages, current_slots), (6, 4, 2));
+    assert!(matches!(
+        reader.page_use(reader.page_count()),
+        Err(MappedPageError::OutOfBounds { .. })
+    ));
+}

@@ -263,3 +263,29 @@ fn a_new_file_reports_nothing() {
     let report = ReadOnlyPager::<P>::verify(&path).unwrap();
     assert!(report.is_clean(), "{report:?}");
 }
+
+/// The progress hook counts every bitmap group and directory block of the walked copy once, in
+/// order, from `(0, total)` to `(total, total)`.
+#[test]
+fn progress_counts_groups_and_directory_blocks() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("db.bin");
+    let mut pager = Pager::<P>::create(&path).unwrap();
+    let per_group = mappedpages::format::Geometry::new(P).pages_per_group();
+    // Three groups, all touched (materialized), and two directory blocks (30 entries per block
+    // at 1 KiB).
+    let ids = pager.alloc_bulk(2 * per_group as usize + 10).unwrap();
+    pager.free_bulk(ids).unwrap();
+    pager.alloc_protected_bulk(31).unwrap();
+    let groups = pager.page_count().div_ceil(per_group);
+    drop(pager);
+    assert_eq!(groups, 3);
+    let mut calls = Vec::new();
+    let report =
+        ReadOnlyPager::<P>::verify_with_progress(&path, |done, total| calls.push((done, total)))
+            .unwrap();
+    assert!(report.is_clean(), "{report:?}");
+    let total = groups + 2;
+    let expected: Vec<(u64, u64)> = (0..=total).map(|done| (done, total)).collect();
+    assert_eq!(calls, expected);
+}

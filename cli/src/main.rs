@@ -1,11 +1,14 @@
-//! `mappedpages`: inspect a mappedpages file without writing to it.
+//! `mappedpages`: inspect a mappedpages file without writing to it, and roll back a refused one.
 //!
 //! Every command opens the file read-only under a shared lock (`ReadOnlyPager`, SPEC.md §4.5),
-//! reads the page size from the file (`detect_page_size`, SPEC.md §4.7) and never writes. The
-//! format knowledge is the library's: this tool only prints what the library reports.
+//! reads the page size from the file (`detect_page_size`, SPEC.md §4.7) and never writes; the
+//! one exception is `rollback --yes` (`RollbackPlan::apply`, SPEC.md §4.8), which takes the
+//! writer's lock. The format knowledge is the library's: this tool only prints what the library
+//! reports.
 //!
-//! Exit status: 0 success (for `check`: no findings), 1 `check` found damage, 2 the file could
-//! not be read or is not a mappedpages file (or a command's open failed).
+//! Exit status: 0 success (for `check`: no findings), 1 `check` found damage (`rollback`: the
+//! rollback is refused), 2 the file could not be read or is not a mappedpages file (or a
+//! command's open failed), 3 `rollback`: nothing to roll back.
 
 use std::fmt::Write as _;
 use std::ops::Range;
@@ -13,15 +16,19 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+
+mod header;
+
 use mappedpages::{
-    MappedPageError, PageId, ProtectedPageId, ReadOnlyPager, Repair, detect_page_size,
+    CommitMode, MappedPageError, PageId, PageUse, ProtectedPageId, ReadOnlyPager, Repair,
+    RollbackPlan, detect_page_size,
 };
 
 #[derive(Parser)]
 #[command(
     name = "mappedpages",
     version,
-    about = "Inspect a mappedpages file (read-only: nothing is ever written)"
+    about = "Inspect a mappedpages file (read-only: nothing is written, except by `rollback --yes`)"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -43,9 +50,13 @@ enum Command {
     Check {
         /// The file to verify.
         file: PathBuf,
-        /// Print one JSON object instead of text.
-        #[arg(long)]
+        /// Print one JSON object instead of text (never with a progress bar).
+        #[arg(long, conflicts_with = "progress")]
         json: bool,
+        /// Show progress on stderr even for a small file or when stderr is not a terminal (by
+        /// default a bar is shown for files of 1 GiB or more when stderr is a terminal).
+        #[arg(long)]
+        progress: bool,
     },
     /// Allocated regular pages, protected pages (by id), free pages and internal pages, as runs of
     /// consecutive pages.
@@ -56,8 +67,25 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Hex dump of one allocated data page (or, with --protected, of one protected page's
-    /// committed copy, checked against its CRC). Internal and free pages are not shown.
+    /// Roll back a file recovery refuses because the metadata copy its superblock names is
+    /// damaged: show what making the older copy current loses, and with --yes do it (the only
+    /// command that writes). Exit status: 0 planned (dry run) or rolled back, 1 refused (the
+    /// older copy is unusable too), 2 not a mappedpages file or unreadable, 3 nothing to roll
+    /// back (the file opens as it is).
+    Rollback {
+        /// The file to roll back.
+        file: PathBuf,
+        /// Make the older copy current (writes the superblock, takes the writer's lock).
+        #[arg(long)]
+        yes: bool,
+        /// Only show what a rollback would lose (the default).
+        #[arg(long, conflicts_with = "yes")]
+        dry_run: bool,
+    },
+    /// Hex dump of one page: an allocated data page; an internal page (superblock, metadata
+    /// copy, bitmap group slot, directory block page) with its decoded header first; a
+    /// protected page's backing copy, named; or, with --protected, a protected page's
+    /// committed copy, checked against its CRC. Free pages are not shown.
     Dump {
         /// The file to read.
         file: PathBuf,
@@ -123,19 +151,24 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let (file, json) = match &cli.command {
         Command::Info { file, json }
-        | Command::Check { file, json }
+        | Command::Check { file, json, .. }
         | Command::Pages { file, json } => (file.as_path(), *json),
         Command::Dump { file, .. } => (file.as_path(), false),
+        Command::Rollback { file, yes, .. } => return rollback(file, *yes),
     };
     let result = detect_page_size(file)
         .map_err(Failure::from)
         .and_then(|size| match &cli.command {
             Command::Info { .. } => with_page_size!(size, info(file, json)),
-            Command::Check { .. } => with_page_size!(size, check(file, json)),
+            Command::Check { progress, .. } => {
+                let progress = Progress::choose(file, json, *progress);
+                with_page_size!(size, check(file, json, progress))
+            }
             Command::Pages { .. } => with_page_size!(size, pages(file, json)),
             Command::Dump {
                 page, protected, ..
             } => with_page_size!(size, dump(file, *page, *protected)),
+            Command::Rollback { .. } => unreachable!("rollback returned above"),
         });
     match result {
         Ok(code) => ExitCode::from(code),
@@ -153,6 +186,39 @@ fn main() -> ExitCode {
     }
 }
 
+/// `rollback`: the library's plan, printed; applied only with `--yes`.
+fn rollback(file: &Path, yes: bool) -> ExitCode {
+    let plan = match RollbackPlan::plan(file) {
+        Ok(plan) => plan,
+        Err(error) => return rollback_failure(file, &error),
+    };
+    print!("{plan}");
+    if !yes {
+        println!("dry run: nothing written; run again with --yes to roll back");
+        return ExitCode::SUCCESS;
+    }
+    match plan.apply() {
+        Ok(()) => {
+            println!(
+                "rolled back: metadata copy at page {} (generation {}) is current",
+                plan.target_copy_page, plan.target_generation
+            );
+            ExitCode::SUCCESS
+        }
+        Err(error) => rollback_failure(file, &error),
+    }
+}
+
+/// Exit status of a rollback that did not happen: 3 nothing to do, 1 refused, 2 otherwise.
+fn rollback_failure(file: &Path, error: &MappedPageError) -> ExitCode {
+    eprintln!("mappedpages: {}: {error}", file.display());
+    match error {
+        MappedPageError::NothingToRollBack { .. } => ExitCode::from(3),
+        MappedPageError::RollbackRefused { .. } => ExitCode::from(1),
+        _ => ExitCode::from(2),
+    }
+}
+
 fn info<const P: usize>(file: &Path, json: bool) -> Result<u8, Failure> {
     let reader = ReadOnlyPager::<P>::open(file)?;
     let file_len = std::fs::metadata(file).map_err(Failure::Metadata)?.len();
@@ -163,6 +229,8 @@ fn info<const P: usize>(file: &Path, json: bool) -> Result<u8, Failure> {
     let internal = page_count.saturating_sub(allocated).saturating_sub(free);
     let decision = format!("{:?}", reader.recovery_decision());
     let repairs = reader.planned_repairs();
+    let commit_mode = reader.last_commit_mode();
+    let blocks = reader.directory_blocks();
     if json {
         let mut out = String::new();
         let _ = write!(
@@ -170,6 +238,7 @@ fn info<const P: usize>(file: &Path, json: bool) -> Result<u8, Failure> {
             "{{\"file\":{},\"page_size\":{P},\"format_version\":{},\"page_count\":{page_count},\
              \"allocated_pages\":{allocated},\"free_pages\":{free},\"internal_pages\":{internal},\
              \"protected_pages\":{},\"generation\":{},\"active_metadata_page\":{},\
+             \"last_commit_mode\":{},\"directory_blocks\":{},\
              \"recovery_decision\":{},\"planned_repairs\":{},\"file_len\":{file_len},\
              \"committed_len\":{committed_len}}}",
             json_string(&file.display().to_string()),
@@ -177,6 +246,10 @@ fn info<const P: usize>(file: &Path, json: bool) -> Result<u8, Failure> {
             reader.protected_page_count(),
             reader.generation(),
             reader.active_metadata_page(),
+            commit_mode.map_or("null".to_owned(), |mode| json_string(commit_mode_json(
+                mode
+            ))),
+            blocks_json(&blocks),
             json_string(&decision),
             repairs_json(repairs),
         );
@@ -203,18 +276,9 @@ fn info<const P: usize>(file: &Path, json: bool) -> Result<u8, Failure> {
             },
             reader.active_metadata_page()
         );
+        print_commit_and_directory(commit_mode, &blocks);
         println!("recovery decision:    {decision}");
-        if repairs.is_empty() {
-            println!("planned repairs:      none");
-        } else {
-            println!(
-                "planned repairs:      {} (a read-write open makes them)",
-                repairs.len()
-            );
-            for repair in repairs {
-                println!("  - {}", describe_repair(repair));
-            }
-        }
+        print_repairs(repairs);
         let relation = match file_len.cmp(&committed_len) {
             std::cmp::Ordering::Equal => "equal",
             std::cmp::Ordering::Greater => "file is longer",
@@ -226,8 +290,144 @@ fn info<const P: usize>(file: &Path, json: bool) -> Result<u8, Failure> {
     Ok(0)
 }
 
-fn check<const P: usize>(file: &Path, json: bool) -> Result<u8, Failure> {
-    let report = ReadOnlyPager::<P>::verify(file)?;
+/// How `check` shows its progress (on stderr only).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Progress {
+    None,
+    /// An indicatif bar: stderr is a terminal.
+    Bar,
+    /// A line per tenth of the work: forced with `--progress` while stderr is not a terminal.
+    Lines,
+}
+
+impl Progress {
+    /// Files at least this long get a bar by default.
+    const LARGE_FILE_BYTES: u64 = 1 << 30;
+
+    fn choose(file: &Path, json: bool, forced: bool) -> Progress {
+        use std::io::IsTerminal;
+        let terminal = std::io::stderr().is_terminal();
+        let large = std::fs::metadata(file).is_ok_and(|m| m.len() >= Self::LARGE_FILE_BYTES);
+        match (json, forced, terminal, large) {
+            (true, _, _, _) => Progress::None,
+            (false, true, false, _) => Progress::Lines,
+            (false, true, true, _) | (false, false, true, true) => Progress::Bar,
+            _ => Progress::None,
+        }
+    }
+}
+
+/// `info`'s lines for the last commit's mode and the directory blocks.
+fn print_commit_and_directory(commit_mode: Option<CommitMode>, blocks: &[[u64; 4]]) {
+    println!("last commit mode:     {}", commit_mode_text(commit_mode));
+    if blocks.is_empty() {
+        println!("directory blocks:     0");
+        return;
+    }
+    println!(
+        "directory blocks:     {} (pages X0, X1, Y0, Y1 of each)",
+        blocks.len()
+    );
+    for (block, pages) in blocks.iter().enumerate() {
+        println!(
+            "  - block {block}: {}, {}, {}, {}",
+            pages[0], pages[1], pages[2], pages[3]
+        );
+    }
+}
+
+/// `info`'s planned repairs.
+fn print_repairs(repairs: &[Repair]) {
+    if repairs.is_empty() {
+        println!("planned repairs:      none");
+        return;
+    }
+    println!(
+        "planned repairs:      {} (a read-write open makes them)",
+        repairs.len()
+    );
+    for repair in repairs {
+        println!("  - {}", describe_repair(repair));
+    }
+}
+
+fn commit_mode_text(mode: Option<CommitMode>) -> &'static str {
+    match mode {
+        Some(CommitMode::Flip) => "flip (two barriers; the superblock names it)",
+        Some(CommitMode::SingleSync) => {
+            "single-sync (one barrier; the superblock names an older one)"
+        }
+        None => "unknown (the metadata copy changed since it was opened)",
+    }
+}
+
+fn commit_mode_json(mode: CommitMode) -> &'static str {
+    match mode {
+        CommitMode::Flip => "flip",
+        CommitMode::SingleSync => "single_sync",
+    }
+}
+
+fn blocks_json(blocks: &[[u64; 4]]) -> String {
+    let parts: Vec<String> = blocks
+        .iter()
+        .map(|p| format!("[{},{},{},{}]", p[0], p[1], p[2], p[3]))
+        .collect();
+    format!("[{}]", parts.join(","))
+}
+
+/// `check`'s progress as shown so far.
+struct Shown {
+    progress: Progress,
+    bar: Option<indicatif::ProgressBar>,
+    /// The last tenth of the work a line was printed for (`Progress::Lines`).
+    last_tenth: Option<u64>,
+}
+
+impl Shown {
+    fn update(&mut self, done: u64, total: u64) {
+        match self.progress {
+            Progress::None => {}
+            Progress::Bar => {
+                let bar = self.bar.get_or_insert_with(|| {
+                    let bar = indicatif::ProgressBar::with_draw_target(
+                        Some(total),
+                        indicatif::ProgressDrawTarget::stderr(),
+                    );
+                    bar.set_style(
+                        indicatif::ProgressStyle::with_template(
+                            "checking {bar:40} {pos}/{len} groups and directory blocks ({eta})",
+                        )
+                        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+                    );
+                    bar
+                });
+                bar.set_position(done);
+            }
+            Progress::Lines => {
+                let tenth = done.saturating_mul(10).checked_div(total).unwrap_or(10);
+                if self.last_tenth != Some(tenth) {
+                    self.last_tenth = Some(tenth);
+                    eprintln!("checked {done}/{total} groups and directory blocks");
+                }
+            }
+        }
+    }
+}
+
+fn check<const P: usize>(file: &Path, json: bool, progress: Progress) -> Result<u8, Failure> {
+    let mut shown = Shown {
+        progress,
+        bar: None,
+        last_tenth: None,
+    };
+    let report = ReadOnlyPager::<P>::verify_with_progress(file, |done, total| {
+        shown.update(done, total);
+    });
+    if let Some(bar) = shown.bar {
+        bar.finish_and_clear();
+    }
+    let report = report?;
     let decision = report.decision.map(|decision| format!("{decision:?}"));
     if json {
         let findings: Vec<String> = report
@@ -323,7 +523,14 @@ fn dump<const P: usize>(file: &Path, page: u64, protected: bool) -> Result<u8, F
             .protected_page(ProtectedPageId::from_raw(page))?
             .as_bytes()
     } else {
-        reader.page(PageId::from_raw(page))?.as_bytes()
+        match reader.page_use(page)? {
+            PageUse::Allocated | PageUse::Free => reader.page(PageId::from_raw(page))?.as_bytes(),
+            role => {
+                let bytes = reader.raw_page(page)?;
+                print!("{}", header::describe(page, role, bytes, &reader));
+                bytes
+            }
+        }
     };
     print!("{}", hex_dump(bytes));
     Ok(0)

@@ -78,6 +78,15 @@ fn info_on_a_clean_file() {
     );
     assert!(text.contains("recovery decision:    Superblock"), "{text}");
     assert!(text.contains("planned repairs:      none"), "{text}");
+    assert!(text.contains("last commit mode:     flip"), "{text}");
+    let block = reader.directory_blocks()[0];
+    assert!(
+        text.contains(&format!(
+            "directory blocks:     1 (pages X0, X1, Y0, Y1 of each)\n  - block 0: {}, {}, {}, {}\n",
+            block[0], block[1], block[2], block[3]
+        )),
+        "{text}"
+    );
     let committed = reader.page_count() * P as u64;
     assert!(
         text.contains(&format!("committed length:     {committed} bytes (equal)")),
@@ -95,6 +104,11 @@ fn info_on_a_clean_file() {
         "\"protected_pages\":1",
         "\"recovery_decision\":\"Superblock\"",
         "\"planned_repairs\":[]",
+        "\"last_commit_mode\":\"flip\"",
+        &format!(
+            "\"directory_blocks\":[[{},{},{},{}]]",
+            block[0], block[1], block[2], block[3]
+        ),
         &format!("\"committed_len\":{committed}"),
         &format!("\"file_len\":{committed}"),
     ] {
@@ -418,15 +432,61 @@ fn dump_shows_a_data_page_and_a_protected_page() {
         "{text}"
     );
 
-    // An internal page (metadata copy A) and a free page are not shown.
-    let output = run_args(&["dump", file, "1"]);
-    assert_eq!(output.status.code(), Some(2));
+    // Internal pages come with their decoded header, then the hex dump.
+    let reader = ReadOnlyPager::<P>::open(&path).unwrap();
+    let active = reader.active_metadata_page();
+    let block = reader.directory_blocks()[0];
+    let generation = reader.generation();
+    drop(reader);
+    let dump = |page: u64| {
+        let output = run_args(&["dump", file, &page.to_string()]);
+        assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+        let text = stdout(&output);
+        println!("{text}");
+        assert!(text.contains("00000000  "), "{text}");
+        text
+    };
+    let text = dump(0);
+    assert!(text.starts_with("page 0: superblock\n"), "{text}");
     assert!(
-        stderr(&output).contains("page 1 is reserved"),
-        "{}",
-        stderr(&output)
+        text.contains(&format!(
+            "page size 4096, active copy {}",
+            ["", "A", "B"][active as usize]
+        )),
+        "{text}"
     );
-    assert!(stdout(&output).is_empty());
+    let text = dump(active);
+    assert!(text.contains(" (active)\n"), "{text}");
+    assert!(
+        text.contains(&format!("  generation {generation}, page count ")),
+        "{text}"
+    );
+    assert!(text.contains("commit mode flip"), "{text}");
+    assert!(text.contains("directory: 1 blocks"), "{text}");
+    let text = dump(3);
+    assert!(
+        text.starts_with("page 3: bitmap slot 0 of group 0"),
+        "{text}"
+    );
+    assert!(text.contains("pages in use"), "{text}");
+    let text = dump(block[0]);
+    assert!(
+        text.starts_with(&format!("page {}: directory block 0, page X0", block[0])),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!(
+            "    - protected page {}: copies ",
+            protected.raw()
+        )),
+        "{text}"
+    );
+    // A never-written slot says so.
+    let text = dump(block[3]);
+    assert!(
+        text.contains("does not decode") || text.contains("generation"),
+        "{text}"
+    );
     let free = ReadOnlyPager::<P>::open(&path).unwrap().free_page_ranges()[0].start;
     let output = run_args(&["dump", file, &free.to_string()]);
     assert_eq!(output.status.code(), Some(2));
@@ -573,4 +633,142 @@ fn damaged_directory_pages_are_each_reported() {
             "{text}"
         );
     }
+}
+
+/// `populated` with the metadata copy the superblock names damaged: recovery refuses it
+/// ("restore from a backup"). Returns the path, the image and the active copy's page.
+fn refused(dir: &tempfile::TempDir) -> (PathBuf, Vec<u8>, u64) {
+    let path = populated(dir);
+    let reader = ReadOnlyPager::<P>::open(&path).unwrap();
+    let active = reader.active_metadata_page();
+    drop(reader);
+    let mut image = std::fs::read(&path).unwrap();
+    image[active as usize * P + P / 2] ^= 0x10;
+    std::fs::write(&path, &image).unwrap();
+    assert!(matches!(
+        Pager::<P>::open(&path),
+        Err(mappedpages::MappedPageError::CorruptMetadata { .. })
+    ));
+    (path, image, active)
+}
+
+#[test]
+fn rollback_is_a_dry_run_unless_told_yes() {
+    let _serial = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let (path, image, active) = refused(&dir);
+    for args in [&["rollback"][..], &["rollback", "--dry-run"]] {
+        let output = run(args, &path);
+        let text = stdout(&output);
+        println!("{text}");
+        assert_eq!(output.status.code(), Some(0), "{text}{}", stderr(&output));
+        assert!(text.contains("recovery refuses the file: "), "{text}");
+        assert!(
+            text.contains(&format!(
+                "damaged: metadata copy {} (page {active})",
+                ["", "A", "B"][active as usize]
+            )),
+            "{text}"
+        );
+        assert!(text.contains("loses 1 commit"), "{text}");
+        assert!(text.contains("cannot be known"), "{text}");
+        assert!(text.contains("dry run: nothing written"), "{text}");
+        assert!(std::fs::read(&path).unwrap() == image, "a dry run wrote");
+    }
+    let output = run(&["check"], &path);
+    assert_eq!(output.status.code(), Some(1));
+}
+
+#[test]
+fn rollback_yes_makes_the_older_copy_current() {
+    let _serial = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let (path, _, active) = refused(&dir);
+    let output = run(&["rollback", "--yes"], &path);
+    let text = stdout(&output);
+    println!("{text}");
+    assert_eq!(output.status.code(), Some(0), "{text}{}", stderr(&output));
+    assert!(
+        text.contains(&format!(
+            "rolled back: metadata copy at page {}",
+            3 - active
+        )),
+        "{text}"
+    );
+    // The file opens and checks clean; a second rollback has nothing to do (exit 3).
+    let output = run(&["check"], &path);
+    assert_eq!(output.status.code(), Some(0), "{}", stdout(&output));
+    let output = run(&["rollback"], &path);
+    assert_eq!(output.status.code(), Some(3), "{}", stdout(&output));
+    assert!(
+        stderr(&output).contains("nothing to roll back"),
+        "{}",
+        stderr(&output)
+    );
+    let reader = ReadOnlyPager::<P>::open(&path).unwrap();
+    assert_eq!(reader.active_metadata_page(), 3 - active);
+}
+
+#[test]
+fn rollback_of_a_clean_file_is_exit_3_and_of_two_damaged_copies_exit_1() {
+    let _serial = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let path = populated(&dir);
+    let clean = std::fs::read(&path).unwrap();
+    let output = run(&["rollback", "--yes"], &path);
+    assert_eq!(output.status.code(), Some(3), "{}", stdout(&output));
+    assert!(
+        stderr(&output).contains("nothing to roll back"),
+        "{}",
+        stderr(&output)
+    );
+    assert!(std::fs::read(&path).unwrap() == clean, "the tool wrote");
+
+    std::fs::remove_file(&path).unwrap();
+    let (path, mut image, active) = refused(&dir);
+    image[(3 - active) as usize * P + P / 2] ^= 0x10; // the older copy too
+    std::fs::write(&path, &image).unwrap();
+    let output = run(&["rollback", "--yes"], &path);
+    assert_eq!(output.status.code(), Some(1), "{}", stdout(&output));
+    let text = stderr(&output);
+    assert!(text.contains("rollback refused, nothing written"), "{text}");
+    assert!(text.contains("damaged too"), "{text}");
+    assert!(std::fs::read(&path).unwrap() == image, "the tool wrote");
+
+    let other = dir.path().join("other.bin");
+    std::fs::write(&other, vec![7u8; 8192]).unwrap();
+    let output = run(&["rollback"], &other);
+    assert_eq!(output.status.code(), Some(2), "{}", stdout(&output));
+}
+
+#[test]
+fn check_progress_goes_to_stderr_and_never_with_json() {
+    let _serial = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let path = populated(&dir);
+    // Forced, stderr not a terminal: plain lines on stderr, stdout as without it.
+    let output = run(&["check", "--progress"], &path);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let lines = stderr(&output);
+    assert!(lines.starts_with("checked 0/"), "{lines}");
+    assert!(lines.contains("groups and directory blocks"), "{lines}");
+    let total = lines.lines().last().unwrap().split('/').nth(1).unwrap();
+    assert!(
+        lines
+            .lines()
+            .last()
+            .unwrap()
+            .starts_with(&format!("checked {}", total.split(' ').next().unwrap())),
+        "{lines}"
+    );
+    assert_eq!(stdout(&output), stdout(&run(&["check"], &path)));
+    // A small file without --progress: nothing on stderr. With --json, --progress is refused.
+    assert!(run(&["check"], &path).stderr.is_empty());
+    let output = run(&["check", "--json", "--progress"], &path);
+    assert_eq!(
+        output.status.code(),
+        Some(2),
+        "clap refuses the combination"
+    );
+    assert!(output.stdout.is_empty());
 }

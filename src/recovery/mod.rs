@@ -115,6 +115,17 @@ pub(crate) fn recover_decoded(
     })
 }
 
+/// Loads copy `slot` (`meta`, decoded from it) as SPEC.md §4.1 says, outside the decision table:
+/// for a rollback's plan, which compares the damaged copy's state with the older one's.
+pub(crate) fn load_copy(
+    image: &[u8],
+    geometry: Geometry,
+    meta: &MetaPage,
+    slot: MetaSlot,
+) -> Result<AllocState, String> {
+    load::load_copy(image, geometry, meta, slot).map_err(|why| why.to_string())
+}
+
 /// Decodes the superblock and both metadata copies, after the checks that come before the
 /// table (SPEC.md §4.2): rows 1–2, the file length, a copy of another page size.
 pub(crate) fn decode_candidates(

@@ -23,6 +23,28 @@ pub(crate) fn apply<S: Storage>(
     step3_restore_mirrors(storage, geometry, &recovered.mirror_repairs)
 }
 
+/// Makes the repairs of steps 1 and 3 (the superblock is already the chosen one): after a
+/// rollback's superblock write (SPEC.md §4.8).
+pub(crate) fn apply_repairs<S: Storage>(
+    storage: &mut S,
+    geometry: Geometry,
+    scrub_pages: &[u64],
+    mirror_repairs: &[MirrorRepair],
+) -> Result<(), MappedPageError> {
+    step1_scrub_future(storage, geometry, scrub_pages)?;
+    step3_restore_mirrors(storage, geometry, mirror_repairs)
+}
+
+/// Writes `superblock` into page 0 and runs one barrier over it: the one write of a rollback
+/// that changes recovery's decision (SPEC.md §4.8).
+pub(crate) fn write_superblock<S: Storage>(
+    storage: &mut S,
+    geometry: Geometry,
+    superblock: Superblock,
+) -> Result<(), MappedPageError> {
+    step2_rewrite_superblock(storage, geometry, Some(superblock))
+}
+
 /// The repairs `recovered` plans, in the order [`apply`] makes them, as reported to a reader
 /// that makes none of them ([`crate::ReadOnlyPager::planned_repairs`]).
 pub(crate) fn planned(recovered: &Recovered) -> Vec<crate::Repair> {

@@ -892,6 +892,24 @@ fn sync_directory(directory: &Path) -> io::Result<()> {
 }
 
 impl MmapStorage {
+    /// Tells the kernel the map is read at random (`madvise(MADV_RANDOM)`: a fault reads its page
+    /// only, not `read_ahead_kb` around it), or in the default way: `Pager::open` sets it for
+    /// recovery and resets it after. A hint: its failure changes only speed and is ignored;
+    /// nothing is done off Unix. A growth's new map has the default advice.
+    pub(crate) fn advise_random(&self, random: bool) {
+        #[cfg(unix)]
+        if let Some(map) = &self.map {
+            let advice = if random {
+                memmap2::Advice::Random
+            } else {
+                memmap2::Advice::Normal
+            };
+            let _ = map.advise(advice);
+        }
+        #[cfg(not(unix))]
+        let _ = random;
+    }
+
     /// Reservations are made in aligned chunks of this size (clipped to the file): one `fallocate`
     /// serves the next allocations in its chunk, so a durable `alloc` of a new page rarely pays for
     /// a change of the file's block map (on ext4 that is a journal commit in the next barrier). Free
