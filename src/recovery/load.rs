@@ -1,6 +1,7 @@
 //! Loading one well-formed metadata copy (SPEC.md §4.1): one function per step, and the
 //! "newest valid slot" picker shared by bitmap groups (step 2) and directory blocks (step 6).
 
+use std::cmp::Ordering;
 use std::collections::HashSet;
 
 use super::page;
@@ -38,12 +39,14 @@ pub(super) fn newest_valid_slot<T, E>(
         let Some(candidate) = candidate? else {
             continue;
         };
-        match &best {
-            Some(current) if current.generation == candidate.generation => {
-                tie(current, &candidate)?;
-            }
-            Some(current) if current.generation > candidate.generation => {}
-            _ => best = Some(candidate),
+        let Some(current) = &best else {
+            best = Some(candidate);
+            continue;
+        };
+        match current.generation.cmp(&candidate.generation) {
+            Ordering::Equal => tie(current, &candidate)?,
+            Ordering::Greater => {}
+            Ordering::Less => best = Some(candidate),
         }
     }
     Ok(best)

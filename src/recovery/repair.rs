@@ -265,8 +265,9 @@ fn future_directory_slots(
 ) {
     for (block_index, block) in state.directory.blocks.iter().enumerate() {
         for page_index in block.pages {
+            // No cheap `raw_generation` filter first, unlike the group slots: a directory has a
+            // handful of blocks, and the decoded generation is the one that counts.
             if let Some(bytes) = page(image, geometry, page_index)
-                && raw_generation(bytes) > state.generation()
                 && let Ok(slot) =
                     decode_directory_slot(bytes, geometry, block_index as u64, state.page_count)
                 && slot.generation > state.generation()
