@@ -714,3 +714,93 @@ fn the_reentrant_error_names_the_rule_and_the_fix() {
         assert!(message.contains(part), "{part:?} missing from {message:?}");
     }
 }
+
+/// A storage that panics in `sync_ranges` once told to: a bug in a caller's own `Storage`, the
+/// one way a panic can reach a group commit from outside the pager.
+struct PanicsOnSync {
+    inner: SimStorage,
+    armed: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl mappedpages::Storage for PanicsOnSync {
+    fn len_bytes(&self) -> u64 {
+        self.inner.len_bytes()
+    }
+    fn grow(&mut self, new_len_bytes: u64) -> std::io::Result<()> {
+        self.inner.grow(new_len_bytes)
+    }
+    fn bytes(&self) -> &[u8] {
+        self.inner.bytes()
+    }
+    fn bytes_mut(&mut self) -> &mut [u8] {
+        self.inner.bytes_mut()
+    }
+    fn sync_ranges(&mut self, ranges: &[std::ops::Range<u64>]) -> std::io::Result<()> {
+        assert!(
+            !self.armed.load(std::sync::atomic::Ordering::SeqCst),
+            "injected: the storage panics in sync_ranges"
+        );
+        self.inner.sync_ranges(ranges)
+    }
+    fn sync_all(&mut self) -> std::io::Result<()> {
+        self.inner.sync_all()
+    }
+    fn reserve(&mut self, ranges: &[std::ops::Range<u64>]) -> std::io::Result<()> {
+        self.inner.reserve(ranges)
+    }
+    fn shrink(&mut self, new_len_bytes: u64) -> std::io::Result<()> {
+        self.inner.shrink(new_len_bytes)
+    }
+}
+
+/// A panic inside a group commit (here: in the storage's sync) poisons the pager, resumes on the
+/// leader's thread and fails every other caller of the group with `Poisoned`, naming the panic:
+/// none of them waits forever, none of them is told its allocation happened.
+#[test]
+fn a_panic_inside_a_group_commit_poisons_and_fails_the_whole_group() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let armed = Arc::new(AtomicBool::new(false));
+    let storage = PanicsOnSync {
+        inner: SimStorage::new(),
+        armed: armed.clone(),
+    };
+    let shared = SharedPager::new(Pager::<P, PanicsOnSync>::create_in(storage).unwrap());
+    let callers = 3;
+    let guard = shared.read();
+    let previous_hook = panic::take_hook();
+    panic::set_hook(Box::new(|_| {}));
+    let results = thread::scope(|scope| {
+        let handles: Vec<_> = (0..callers)
+            .map(|_| scope.spawn(|| shared.alloc()))
+            .collect();
+        let started = std::time::Instant::now();
+        while shared.pending_operations() < callers {
+            // A safety net against a hang, not a timing assertion.
+            assert!(started.elapsed().as_secs() < 120, "the group never formed");
+            thread::yield_now();
+        }
+        armed.store(true, Ordering::SeqCst);
+        drop(guard);
+        handles.into_iter().map(|h| h.join()).collect::<Vec<_>>()
+    });
+    panic::set_hook(previous_hook);
+    let mut panicked = 0;
+    for result in &results {
+        match result {
+            Err(_) => panicked += 1,
+            Ok(Err(MappedPageError::Poisoned { cause })) => assert!(
+                cause.contains("group commit") && cause.contains("interrupted by a panic"),
+                "the cause names the panic: {cause}"
+            ),
+            Ok(other) => panic!("expected Poisoned or the panic, got {other:?}"),
+        }
+    }
+    assert_eq!(panicked, 1, "the panic resumes on the leader's thread only");
+    armed.store(false, Ordering::SeqCst);
+    assert!(shared.read().is_poisoned());
+    assert!(matches!(
+        shared.alloc(),
+        Err(MappedPageError::Poisoned { .. })
+    ));
+}
