@@ -21,6 +21,10 @@ pub enum Kind {
     Ext4,
     /// ext2 through the ext4 driver: `fallocate` answers `EOPNOTSUPP`.
     Ext2,
+    /// A ramfs: no size limit (`size_bytes` is ignored), and not a file system `MmapStorage`
+    /// knows to honour one-flush barriers.
+    #[allow(dead_code)]
+    Ramfs,
 }
 
 fn run(command: &mut Command) -> Result<(), String> {
@@ -68,6 +72,10 @@ impl Mount {
                     "tmpfs",
                     &target,
                 ]))?;
+                None
+            }
+            Kind::Ramfs => {
+                run(Command::new("mount").args(["-t", "ramfs", "ramfs", &target]))?;
                 None
             }
             Kind::Ext4 | Kind::Ext2 => {
