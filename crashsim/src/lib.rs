@@ -90,6 +90,7 @@
 #![deny(missing_docs)]
 
 pub mod alloc_model;
+pub mod cli;
 pub mod concurrent_model;
 mod explore;
 mod identity;
@@ -103,6 +104,7 @@ pub use explore::{
     allowed_at, check_image, explore, media_damages, replay,
 };
 pub use invariant::Invariant;
+pub use workloads::{Workload, workload};
 
 use std::fmt;
 
@@ -279,6 +281,11 @@ pub trait Scenario<const P: usize>: Sync {
 
     /// A stable name (used in reports and reproducers).
     fn name(&self) -> String;
+
+    /// One line saying what the workload does (the CLI's `--list`). Empty unless overridden.
+    fn description(&self) -> String {
+        String::new()
+    }
 
     /// The seed the workload was generated from (0 for fixed workloads).
     fn seed(&self) -> u64 {
