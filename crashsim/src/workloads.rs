@@ -79,16 +79,16 @@ impl<const P: usize, S: Scenario<P> + Send> Workload for ScenarioWorkload<P, S> 
 /// inferred from the scenario's one `Scenario<P>` implementation):
 ///
 /// ```no_run
-/// # use crashsim::{Allowed, Finding, Matched, Recorder, Scenario};
+/// # use crashsim::{Allowed, Finding, Matched, Recorder, Recovered, Scenario};
 /// # use mappedpages::{Pager, SimStorage};
 /// # struct MyScenario;
 /// # impl Scenario<4096> for MyScenario {
 /// #     type Model = ();
 /// #     fn name(&self) -> String { "mine".into() }
 /// #     fn initial_model(&self) {}
-/// #     fn run(&self, _: &mut Pager<4096, SimStorage>, _: &mut Recorder<()>)
-/// #         -> Result<(), Finding> { Ok(()) }
-/// #     fn check(&self, _: &Pager<4096, SimStorage>, _: &Allowed<'_, ()>)
+/// #     fn run(&self, pager: Pager<4096, SimStorage>, _: &mut Recorder<()>)
+/// #         -> Result<Pager<4096, SimStorage>, Finding> { Ok(pager) }
+/// #     fn check(&self, _: &Recovered<'_, 4096>, _: &Allowed<'_, ()>)
 /// #         -> Result<Matched, Finding> { Ok(Matched::Acknowledged) }
 /// # }
 /// fn main() -> std::process::ExitCode {

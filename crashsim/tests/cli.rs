@@ -287,8 +287,7 @@ fn listed(args: &[&str]) -> Vec<String> {
 #[test]
 fn the_readme_soak_is_stronger_than_the_default() {
     // The repository's README (absent from the published crate, where this test is skipped).
-    let Ok(readme) =
-        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md"))
+    let Ok(readme) = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md"))
     else {
         println!("SKIPPED: no ../README.md (not in the mappedpages repository)");
         return;

@@ -6,7 +6,7 @@
 //!
 //! ```no_run
 //! // src/bin/crash.rs of your engine (`cargo run --release --bin crash -- --help`)
-//! # use crashsim::{Allowed, Finding, Matched, Recorder, Scenario};
+//! # use crashsim::{Allowed, Finding, Matched, Recorder, Recovered, Scenario};
 //! # use mappedpages::{Pager, SimStorage};
 //! # struct MyScenario;
 //! # impl Scenario<4096> for MyScenario {
@@ -15,7 +15,7 @@
 //! #     fn initial_model(&self) {}
 //! #     fn run(&self, pager: Pager<4096, SimStorage>, _: &mut Recorder<()>)
 //! #         -> Result<Pager<4096, SimStorage>, Finding> { Ok(pager) }
-//! #     fn check(&self, _: Pager<4096, SimStorage>, _: &Allowed<'_, ()>)
+//! #     fn check(&self, _: &Recovered<'_, 4096>, _: &Allowed<'_, ()>)
 //! #         -> Result<Matched, Finding> { Ok(Matched::Acknowledged) }
 //! # }
 //! fn main() -> std::process::ExitCode {
@@ -202,7 +202,8 @@ fn print_list(workloads: &[Box<dyn Workload>]) {
     }
 }
 
-fn activate_mutant(name: Option<&str>) -> Result<(), String> {
+/// Activates the mutant `name` (none: nothing to do), or says why it cannot.
+pub(crate) fn activate_mutant(name: Option<&str>) -> Result<(), String> {
     let Some(name) = name else { return Ok(()) };
     #[cfg(feature = "mutants")]
     {

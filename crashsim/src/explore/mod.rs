@@ -175,7 +175,7 @@ impl<'a, const P: usize, W: Scenario<P>> Explorer<'a, P, W> {
         pager.set_commit_mode(self.scenario.commit_mode());
         let mut rec = Recorder::new();
         rec.ack(&pager, self.scenario.initial_model());
-        self.scenario.run(&mut pager, &mut rec)?;
+        let pager = self.scenario.run(pager, &mut rec)?;
         if let Some(finding) = rec.finding.take() {
             return Err(finding);
         }
