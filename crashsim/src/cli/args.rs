@@ -58,6 +58,20 @@ impl Default for Args {
 
 /// The options, for `--help`. `builtin`: the options that only shape the built-in workloads.
 pub(super) fn usage(program: &str, builtin: bool) -> String {
+    let (modes, seed) = if builtin {
+        (
+            "flip, single-sync: the modes every workload runs in\n\
+             \x20                           (comma-separated; default both)",
+            "seed of the random mixes and of the sampling of\n\
+             \x20                           large in-flight sets (default 0)",
+        )
+    } else {
+        (
+            "flip, single-sync: explore only the workloads that\n\
+             \x20                           commit in these modes (comma-separated)",
+            "seed of the sampling of large in-flight sets (default 0)",
+        )
+    };
     let mut text = format!(
         "Usage: {program} [OPTIONS]\n\n\
          Explores every crash state of each workload: a crash before every sync with torn and\n\
@@ -73,16 +87,15 @@ pub(super) fn usage(program: &str, builtin: bool) -> String {
          \x20     --max-states N        stop after N crash states (the run is then PARTIAL)\n\
          \x20     --allow-partial       exit 0 for a run cut short (still reported as PARTIAL)\n\
          \x20     --min-states N        fail when fewer than N crash states were explored\n\
-         \x20     --commit-modes LIST   flip, single-sync (comma-separated; default both)\n\
+         \x20     --commit-modes LIST   {modes}\n\
          \x20     --phases LIST         crashes, recovery-crashes, chains, failed-syncs,\n\
          \x20                           failed-growth, media, crash-media (default all)\n\
          \x20     --sector SIZE         512, 4096 or both (default both)\n\
-         \x20     --seed N              seed of the sampling of large in-flight sets\n"
+         \x20     --seed N              {seed}\n"
     );
     if builtin {
         text.push_str(
-            "                           and of the random mixes (default 0)\n\
-             \x20     --mixes N             seeded random allocation mixes (default 80)\n\
+            "      --mixes N             seeded random allocation mixes (default 80)\n\
              \x20     --protected-mixes N   seeded protected-page mixes (default 6)\n",
         );
     }
