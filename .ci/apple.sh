@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # macOS: `cargo check --all-targets` and `cargo clippy --all-targets -- -D warnings` of the
-# mappedpages and crashsim packages for aarch64-apple-darwin and x86_64-apple-darwin. Called by .ci/run; runs
-# from anywhere. Nothing links or runs (no macOS here): what this checks is that the macOS code
-# (F_FULLFSYNC barriers, SPEC.md §5) compiles and lints clean; its barrier sequence is unit-tested
-# on every system through the pure plan in src/storage/mmap.rs.
+# mappedpages and crashsim packages for aarch64-apple-darwin and x86_64-apple-darwin. Called by
+# .ci/run; runs from anywhere. Nothing links or runs (no macOS here): what this checks is that
+# the macOS code (F_FULLFSYNC barriers, SPEC.md §5) compiles and lints clean; its barrier
+# sequence is unit-tested on every system through the pure plan in src/storage/mmap.rs.
 #
 # Not bench, which interposes Linux's msync/fsync symbols, nor cli/ (its own helper's; add it
 # here when it is known to build for Darwin). crashsim compiles no C since it dropped mimalloc.
