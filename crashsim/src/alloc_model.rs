@@ -7,7 +7,7 @@ use mappedpages::{CommitMode, MappedPageError, PageId, Pager, SimStorage};
 
 use crate::identity::{Identity, scenario_identity};
 use crate::subsets::splitmix64;
-use crate::{Allowed, Finding, Invariant, Matched, Recorder, Scenario};
+use crate::{Allowed, Finding, Invariant, Matched, Recorder, Recovered, Scenario};
 
 /// One operation of a workload. Frees name pages by their rank among the allocated ones, so a
 /// workload is a fixed sequence whatever ids the pager hands out.
@@ -150,18 +150,19 @@ impl<const P: usize> Scenario<P> for AllocScenario<P> {
 
     fn run(
         &self,
-        pager: &mut Pager<P, SimStorage>,
+        mut pager: Pager<P, SimStorage>,
         rec: &mut Recorder<AllocModel>,
-    ) -> Result<(), Finding> {
-        run_ops(pager, rec, &AllocModel::new(), &self.ops)
+    ) -> Result<Pager<P, SimStorage>, Finding> {
+        run_ops(&mut pager, rec, &AllocModel::new(), &self.ops)?;
+        Ok(pager)
     }
 
     fn resume(
         &self,
-        pager: &mut Pager<P, SimStorage>,
+        mut pager: Pager<P, SimStorage>,
         rec: &mut Recorder<AllocModel>,
         model: &AllocModel,
-    ) -> Result<(), Finding> {
+    ) -> Result<Pager<P, SimStorage>, Finding> {
         let ops = [
             Op::Alloc,
             Op::Free(1),
@@ -173,12 +174,13 @@ impl<const P: usize> Scenario<P> for AllocScenario<P> {
             },
             Op::Alloc,
         ];
-        run_ops(pager, rec, model, &ops)
+        run_ops(&mut pager, rec, model, &ops)?;
+        Ok(pager)
     }
 
     fn check(
         &self,
-        pager: &Pager<P, SimStorage>,
+        pager: &Recovered<'_, P>,
         allowed: &Allowed<'_, AllocModel>,
     ) -> Result<Matched, Finding> {
         let same = |model: &AllocModel| {

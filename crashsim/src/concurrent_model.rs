@@ -42,7 +42,7 @@ use mappedpages::{CommitMode, MappedPageError, PageId, Pager, SharedPager, SimSt
 use crate::alloc_model::{MixShape, Op, mixed_ops};
 use crate::identity::{Identity, scenario_identity};
 use crate::subsets::splitmix64;
-use crate::{Allowed, Finding, Invariant, Matched, Recorder, Scenario};
+use crate::{Allowed, Finding, Invariant, Matched, Recorder, Recovered, Scenario};
 
 /// Operations per thread in the continuation of a chain (crash → recover → more operations).
 const RESUME_OPS_PER_THREAD: usize = 2;
@@ -336,17 +336,18 @@ impl<const P: usize> ConcurrentScenario<P> {
         thread_ops(splitmix64(&mut state), count)
     }
 
-    /// Runs the threads on `pager` (lent to a `SharedPager` meanwhile) from a state whose
+    /// Runs the threads on `pager` (a `SharedPager` owns it meanwhile) from a state whose
     /// allocated pages are `base` (handed out round-robin to the threads, which may free them),
-    /// then acknowledges "`D` commits durable" at sync `c0 + D·s` for every `D`.
+    /// then acknowledges "`D` commits durable" at sync `c0 + D·s` for every `D`; hands the pager
+    /// back.
     fn run_threads(
         &self,
-        pager: &mut Pager<P, SimStorage>,
+        pager: Pager<P, SimStorage>,
         rec: &mut Recorder<ConcurrentModel>,
         base: BTreeSet<u64>,
         salt: u64,
         ops_per_thread: usize,
-    ) -> Result<(), Finding> {
+    ) -> Result<Pager<P, SimStorage>, Finding> {
         let gen0 = pager.generation();
         let c0 = pager.storage().sync_count();
         let mut history = History::default();
@@ -363,13 +364,7 @@ impl<const P: usize> ConcurrentScenario<P> {
                 },
             );
         }
-        let placeholder = Pager::<P, SimStorage>::create_in(SimStorage::new()).map_err(|e| {
-            Finding::new(
-                Invariant::Opens,
-                format!("create_in of a placeholder failed: {e}"),
-            )
-        })?;
-        let shared = SharedPager::new(std::mem::replace(pager, placeholder));
+        let shared = SharedPager::new(pager);
         let log = Mutex::new(history);
         // Every thread starts at once (spawning takes longer than a few commits of SimStorage).
         let start = Barrier::new(self.threads);
@@ -396,7 +391,7 @@ impl<const P: usize> ConcurrentScenario<P> {
                 .collect()
         });
         let commits = shared.stats().commits;
-        *pager = shared.into_inner().map_err(|_| {
+        let pager = shared.into_inner().map_err(|_| {
             Finding::new(
                 Invariant::MalformedInput,
                 "a SharedPager handle outlived its threads",
@@ -442,7 +437,7 @@ impl<const P: usize> ConcurrentScenario<P> {
                 },
             );
         }
-        Ok(())
+        Ok(pager)
     }
 }
 
@@ -661,9 +656,9 @@ impl<const P: usize> Scenario<P> for ConcurrentScenario<P> {
 
     fn run(
         &self,
-        pager: &mut Pager<P, SimStorage>,
+        pager: Pager<P, SimStorage>,
         rec: &mut Recorder<ConcurrentModel>,
-    ) -> Result<(), Finding> {
+    ) -> Result<Pager<P, SimStorage>, Finding> {
         self.run_threads(pager, rec, BTreeSet::new(), 0, self.ops_per_thread)
     }
 
@@ -671,10 +666,10 @@ impl<const P: usize> Scenario<P> for ConcurrentScenario<P> {
     /// to the threads, which may free them.
     fn resume(
         &self,
-        pager: &mut Pager<P, SimStorage>,
+        pager: Pager<P, SimStorage>,
         rec: &mut Recorder<ConcurrentModel>,
         model: &ConcurrentModel,
-    ) -> Result<(), Finding> {
+    ) -> Result<Pager<P, SimStorage>, Finding> {
         let _ = model; // the recovered pager says which pages are allocated
         let base = pager.iter_allocated_pages().map(|id| id.raw()).collect();
         self.run_threads(pager, rec, base, 0x5EED_C0DE, RESUME_OPS_PER_THREAD)
@@ -682,7 +677,7 @@ impl<const P: usize> Scenario<P> for ConcurrentScenario<P> {
 
     fn check(
         &self,
-        pager: &Pager<P, SimStorage>,
+        pager: &Recovered<'_, P>,
         allowed: &Allowed<'_, ConcurrentModel>,
     ) -> Result<Matched, Finding> {
         let model = allowed.acknowledged;

@@ -1,12 +1,14 @@
-//! The invariants of SPEC.md §6, by name: what a [`Finding`](crate::Finding) says it saw broken.
+//! The invariants of SPEC.md §6, by name, and those of a downstream engine: what a
+//! [`Finding`](crate::Finding) says it saw broken.
 
 use std::fmt;
 
-/// An invariant of SPEC.md §6. Each variant is named as SPEC's table names it (INV-7 is
-/// "**Failures.**", so [`Invariant::Failures`]); `Display` prints the number as SPEC writes it
-/// (`INV-7`), and a report (JSON) carries the number.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
-#[serde(into = "u8", try_from = "u8")]
+/// An invariant of SPEC.md §6, or one of a downstream engine's ([`Invariant::User`]). Each
+/// SPEC variant is named as SPEC's table names it (INV-7 is "**Failures.**", so
+/// [`Invariant::Failures`]); `Display` prints the number as SPEC writes it (`INV-7`), and a
+/// report (JSON) carries the number. A user invariant prints, and is reported, by its name.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(into = "Repr", try_from = "Repr")]
 pub enum Invariant {
     /// INV-1: every crash image of a run without media corruption opens without error.
     Opens,
@@ -43,6 +45,17 @@ pub enum Invariant {
     RedundantDirectory,
     /// INV-14: with reservation on, nothing is written through the map into an unreserved page.
     Space,
+    /// An invariant of the engine a downstream [`Scenario`](crate::Scenario) checks, by the
+    /// name the engine gives it (`"KV-1 acknowledged puts survive"`); see [`Invariant::user`].
+    User(String),
+}
+
+/// How an invariant is written in a report: SPEC's by number, a user's by name.
+#[derive(serde::Serialize, serde::Deserialize)]
+#[serde(untagged)]
+enum Repr {
+    Number(u8),
+    Name(String),
 }
 
 impl Invariant {
@@ -64,9 +77,24 @@ impl Invariant {
         Invariant::Space,
     ];
 
-    /// Its number in SPEC.md §6 (`n` of `INV-n`).
-    pub const fn number(self) -> u8 {
+    /// An invariant of your engine, named `name` in reports (pick names that cannot be taken
+    /// for SPEC.md's `INV-n`, for example with your engine's prefix: `"KV-1 ..."`).
+    pub fn user(name: impl Into<String>) -> Invariant {
+        Invariant::User(name.into())
+    }
+
+    /// Its number in SPEC.md §6 (`n` of `INV-n`); `None` for a [`User`](Invariant::User) one.
+    pub fn spec_number(&self) -> Option<u8> {
         match self {
+            Invariant::User(_) => None,
+            spec => Some(spec.number()),
+        }
+    }
+
+    /// Its number in SPEC.md §6 (`n` of `INV-n`); 0 for a [`User`](Invariant::User) one.
+    pub const fn number(&self) -> u8 {
+        match self {
+            Invariant::User(_) => 0,
             Invariant::Opens => 1,
             Invariant::Atomic => 2,
             Invariant::Durable => 3,
@@ -95,21 +123,32 @@ impl Invariant {
 impl fmt::Display for Invariant {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         // `pad`, so that a width (`{:<7}`, as the mutant table uses) applies.
-        f.pad(&format!("INV-{}", self.number()))
+        match self {
+            Invariant::User(name) => f.pad(name),
+            spec => f.pad(&format!("INV-{}", spec.number())),
+        }
     }
 }
 
-impl From<Invariant> for u8 {
-    fn from(invariant: Invariant) -> u8 {
-        invariant.number()
+impl From<Invariant> for Repr {
+    fn from(invariant: Invariant) -> Repr {
+        match invariant {
+            Invariant::User(name) => Repr::Name(name),
+            spec => Repr::Number(spec.number()),
+        }
     }
 }
 
-impl TryFrom<u8> for Invariant {
+impl TryFrom<Repr> for Invariant {
     type Error = String;
 
-    fn try_from(number: u8) -> Result<Invariant, String> {
-        Invariant::from_number(number).ok_or_else(|| format!("no invariant INV-{number}"))
+    fn try_from(repr: Repr) -> Result<Invariant, String> {
+        match repr {
+            Repr::Number(number) => {
+                Invariant::from_number(number).ok_or_else(|| format!("no invariant INV-{number}"))
+            }
+            Repr::Name(name) => Ok(Invariant::User(name)),
+        }
     }
 }
 
@@ -121,7 +160,10 @@ mod tests {
     fn numbers_follow_spec_order_and_round_trip() {
         for (index, invariant) in Invariant::ALL.into_iter().enumerate() {
             assert_eq!(usize::from(invariant.number()), index + 1);
-            assert_eq!(Invariant::from_number(invariant.number()), Some(invariant));
+            assert_eq!(
+                Invariant::from_number(invariant.number()),
+                Some(invariant.clone())
+            );
             assert_eq!(invariant.to_string(), format!("INV-{}", index + 1));
             assert_eq!(
                 format!("{invariant:<7}|"),
@@ -139,5 +181,17 @@ mod tests {
         let back: Invariant = serde_json::from_str(&json).expect("decode");
         assert_eq!(back, Invariant::Failures);
         assert!(serde_json::from_str::<Invariant>("15").is_err());
+    }
+
+    #[test]
+    fn a_user_invariant_is_printed_and_reported_by_its_name() {
+        let mine = Invariant::user("KV-1 acknowledged puts survive");
+        assert_eq!(mine.to_string(), "KV-1 acknowledged puts survive");
+        assert_eq!(mine.spec_number(), None);
+        assert_eq!(Invariant::Durable.spec_number(), Some(3));
+        let json = serde_json::to_string(&mine).expect("encode");
+        assert_eq!(json, "\"KV-1 acknowledged puts survive\"");
+        let back: Invariant = serde_json::from_str(&json).expect("decode");
+        assert_eq!(back, mine);
     }
 }

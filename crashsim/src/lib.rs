@@ -11,73 +11,176 @@
 //! crash → recover → more operations → crash, fails every sync and every growth, and corrupts
 //! single pages of the durable image and of the image recovery leaves after a crash.
 //!
-//! # Checking your own invariants
+//! # Crash-test your own engine
 //!
-//! A storage engine built on mappedpages implements [`Scenario`] for its own model. Here, a toy
-//! "engine" keeps one record per page and writes `record → page` durably with `sync_page`; the
-//! invariant is that every acknowledged record is still allocated and holds its bytes:
+//! An engine built on mappedpages implements [`Scenario`] for its own model, and proves its own
+//! guarantees the way mappedpages proves its own. The whole loop, on a small append-only log
+//! (the repository's `examples/tinykv/` is the same engine, with its crash test, a planted bug
+//! the test catches, and a command-line binary):
+//!
+//! 1. [`Scenario::run`] owns the pager for the run: the engine opens on it, runs a workload,
+//!    calls [`Recorder::ack`] with the model after every operation that returned `Ok`
+//!    ([`Recorder::failed`] after one that failed), and hands the pager back.
+//! 2. crashsim crashes before every sync of that run (and crashes recovery, chains crash →
+//!    recover → [`Scenario::resume`] → crash, fails syncs and growths, damages pages) and
+//!    recovers each image.
+//! 3. [`Scenario::check`] gets each recovered pager; [`Recovered::to_pager`] gives an owned one
+//!    on which the engine runs its own open path, repairs included, and the check compares what
+//!    the engine reads with the model acknowledged at the crash (or the one in flight).
+//!    Findings carry the engine's own invariant names ([`Invariant::user`]).
+//!
+//! **Crash points.** Every sync the pager issues is one (`alloc`, `free`, a protected page's
+//! `commit`, `sync_page`, `sync_all`): the points between the engine's own steps are the syncs
+//! it makes. Below, `append` is "write a record page, `sync_page` it, commit the root that
+//! names it", so crashsim crashes between the record and the root; swap the last two steps and
+//! the states where the root names a lost record show up as `LOG-2` findings.
 //!
 //! ```
-//! use std::collections::BTreeMap;
-//! use crashsim::{Allowed, Config, Finding, Invariant, Matched, Recorder, Scenario, explore};
-//! use mappedpages::{Pager, PageId, SimStorage};
+//! use crashsim::{Allowed, Config, Finding, Invariant, Matched, Recorder, Recovered, Scenario};
+//! use mappedpages::{MappedPageError, PageId, Pager, ProtectedPageId, SimStorage, Storage};
 //!
-//! struct Records;
+//! /// The engine: one record per page; the root (a protected page) lists the record pages:
+//! /// bytes 0..8 the count, then one u64 page id each.
+//! struct Log<S: Storage> {
+//!     pager: Pager<1024, S>,
+//!     root: ProtectedPageId<1024>,
+//!     pages: Vec<u64>,
+//! }
 //!
-//! impl Scenario<1024> for Records {
-//!     type Model = BTreeMap<u64, u8>; // page -> the byte stored in it
-//!
-//!     fn name(&self) -> String {
-//!         "toy-records".into()
+//! impl<S: Storage> Log<S> {
+//!     /// Finds the root (or makes one), reads the list, frees pages no root names (leaked by
+//!     /// a crash between `alloc` and the root's commit). On an error, the pager comes back.
+//!     fn open(mut pager: Pager<1024, S>) -> Result<Self, (MappedPageError, Pager<1024, S>)> {
+//!         let root = match pager.iter_allocated_protected_pages().next() {
+//!             Some(root) => root,
+//!             None => match pager.alloc_protected() {
+//!                 Ok(root) => root,
+//!                 Err(e) => return Err((e, pager)),
+//!             },
+//!         };
+//!         let pages = match root.get(&pager) {
+//!             Ok(page) => decode(page.as_bytes()),
+//!             Err(e) => return Err((e, pager)),
+//!         };
+//!         let leaked: Vec<PageId<1024>> = pager
+//!             .iter_allocated_pages()
+//!             .filter(|id| !pages.contains(&id.raw()))
+//!             .collect();
+//!         if !leaked.is_empty() {
+//!             if let Err(e) = pager.free_bulk(leaked) {
+//!                 return Err((e, pager));
+//!             }
+//!         }
+//!         Ok(Log { pager, root, pages })
 //!     }
 //!
-//!     fn initial_model(&self) -> Self::Model {
-//!         BTreeMap::new()
+//!     fn append(&mut self, record: u8) -> Result<(), MappedPageError> {
+//!         let id = self.pager.alloc()?;
+//!         id.get_mut(&mut self.pager)?.as_bytes_mut().fill(record);
+//!         self.pager.sync_page(id)?; // the record is durable ...
+//!         let mut root = self.root.get_mut(&mut self.pager)?;
+//!         let bytes = root.page_mut().as_bytes_mut();
+//!         let n = self.pages.len();
+//!         bytes[..8].copy_from_slice(&(n as u64 + 1).to_le_bytes());
+//!         bytes[8 + 8 * n..16 + 8 * n].copy_from_slice(&id.raw().to_le_bytes());
+//!         root.commit()?; // ... before the root names it
+//!         self.pages.push(id.raw());
+//!         Ok(())
+//!     }
+//!
+//!     fn records(&self) -> Result<Vec<u8>, MappedPageError> {
+//!         let first_byte = |&page: &u64| PageId::<1024>::from_raw(page).get(&self.pager);
+//!         self.pages.iter().map(|p| first_byte(p).map(|page| page.as_bytes()[0])).collect()
+//!     }
+//! }
+//!
+//! /// The root's list (a root of zeros is an empty log; the count is clamped to what fits).
+//! fn decode(root: &[u8]) -> Vec<u64> {
+//!     let word = |at: usize| {
+//!         let bytes = root.get(at..at + 8).and_then(|b| b.try_into().ok());
+//!         bytes.map_or(0, u64::from_le_bytes)
+//!     };
+//!     let n = (word(0) as usize).min((root.len() - 8) / 8);
+//!     (0..n).map(|i| word(8 + 8 * i)).collect()
+//! }
+//!
+//! /// The crash test: append three records; the model is the records acknowledged.
+//! struct Appends;
+//!
+//! impl Scenario<1024> for Appends {
+//!     type Model = Vec<u8>;
+//!
+//!     fn name(&self) -> String {
+//!         "log-appends".into()
+//!     }
+//!
+//!     fn initial_model(&self) -> Vec<u8> {
+//!         Vec::new()
 //!     }
 //!
 //!     fn run(
 //!         &self,
-//!         pager: &mut Pager<1024, SimStorage>,
-//!         rec: &mut Recorder<Self::Model>,
-//!     ) -> Result<(), Finding> {
-//!         let mut model = self.initial_model();
-//!         for value in 1..=4u8 {
-//!             // Write the record into a fresh page, make it durable, then acknowledge.
-//!             let Ok(id) = pager.alloc() else { return Ok(()) };
-//!             let Ok(page) = id.get_mut(pager) else { return Ok(()) };
-//!             page.as_bytes_mut().fill(value);
-//!             if pager.sync_page(id).is_err() {
-//!                 return Ok(()); // poisoned: nothing more can be acknowledged
+//!         pager: Pager<1024, SimStorage>,
+//!         rec: &mut Recorder<Vec<u8>>,
+//!     ) -> Result<Pager<1024, SimStorage>, Finding> {
+//!         let mut log = match Log::open(pager) {
+//!             Ok(log) => log,
+//!             Err((_, pager)) => return Ok(pager), // an injected failure: nothing to check
+//!         };
+//!         let mut model = Vec::new();
+//!         for record in 1..=3u8 {
+//!             match log.append(record) {
+//!                 Ok(()) => {
+//!                     model.push(record);
+//!                     rec.ack(&log.pager, model.clone());
+//!                 }
+//!                 Err(error) => {
+//!                     rec.failed(&log.pager, &error);
+//!                     if log.pager.is_poisoned() {
+//!                         break;
+//!                     }
+//!                 }
 //!             }
-//!             model.insert(id.raw(), value);
-//!             rec.ack(pager, model.clone());
 //!         }
-//!         Ok(())
+//!         Ok(log.pager) // hand the pager back
 //!     }
 //!
 //!     fn check(
 //!         &self,
-//!         pager: &Pager<1024, SimStorage>,
-//!         allowed: &Allowed<'_, Self::Model>,
+//!         recovered: &Recovered<'_, 1024>,
+//!         allowed: &Allowed<'_, Vec<u8>>,
 //!     ) -> Result<Matched, Finding> {
-//!         // Every acknowledged record survives with its contents.
-//!         for (&page, &value) in allowed.acknowledged {
-//!             let id = PageId::<1024>::from_raw(page);
-//!             let bytes = id
-//!                 .get(pager)
-//!                 .map_err(|e| Finding::new(Invariant::Durable, format!("record page {page} lost: {e}")))?;
-//!             if bytes.as_bytes().iter().any(|&b| b != value) {
-//!                 return Err(Finding::new(Invariant::Durable, format!("record page {page} changed")));
-//!             }
+//!         let opens = || Invariant::user("LOG-1 the log opens after any crash");
+//!         let log = Log::open(recovered.to_pager()?) // the engine's own open, repairs included
+//!             .map_err(|(e, _)| Finding::new(opens(), e.to_string()))?;
+//!         let records = log.records().map_err(|e| Finding::new(opens(), e.to_string()))?;
+//!         if records == *allowed.acknowledged {
+//!             Ok(Matched::Acknowledged)
+//!         } else if allowed.in_flight == Some(&records) {
+//!             Ok(Matched::InFlight)
+//!         } else {
+//!             Err(Finding::new(
+//!                 Invariant::user("LOG-2 the log holds the acknowledged records"),
+//!                 format!("read {records:?}, acknowledged {:?}", allowed.acknowledged),
+//!             ))
 //!         }
-//!         Ok(Matched::Acknowledged)
 //!     }
 //! }
 //!
-//! let outcome = explore(&Records, &Config::quick());
-//! assert!(outcome.violations.is_empty(), "{:?}", outcome.violations);
-//! assert!(outcome.states > 100);
+//! // In a #[test]: panics with a readable report (each violation with the line that replays
+//! // it, `crashsim::replay_json`) if any crash state breaks LOG-1 or LOG-2.
+//! let outcome = crashsim::check(&Appends, Config::quick());
+//! assert!(outcome.states > 1000);
 //! ```
+//!
+//! For the full command line over the same scenario (progress, table, `--list`, `--json`,
+//! `--replay` of the reproducers it prints), a binary of the engine's calls
+//! [`cli::main`]: `crashsim::cli::main(vec![crashsim::workload(Appends)])`.
+//!
+//! A crate outside this repository adds `crashsim` as a dev-dependency next to `mappedpages`
+//! (same version of mappedpages: crashsim's `Pager<_, SimStorage>` must be the engine's). Its
+//! dependencies are mappedpages, serde, serde_json and, with the default `parallel` feature,
+//! rayon.
 //!
 //! # Judging one state
 //!
@@ -90,8 +193,10 @@
 #![deny(missing_docs)]
 
 pub mod alloc_model;
+pub mod cli;
 pub mod concurrent_model;
 mod explore;
+mod front;
 mod identity;
 mod invariant;
 pub mod protected_model;
@@ -102,23 +207,28 @@ pub use explore::{
     Case, Config, Keeps, Length, MediaDamage, NotEvaluated, Outcome, Phases, Reproducer, Violation,
     allowed_at, check_image, explore, media_damages, replay,
 };
+pub use front::{ReplayError, check, replay_json};
 pub use invariant::Invariant;
+pub use workloads::{Workload, workload};
 
 use std::fmt;
 
-use mappedpages::{CommitMode, MappedPageError, Pager, SimStorage};
+use mappedpages::{CommitMode, MappedPageError, Pager, SimStorage, Storage};
 
-/// A finding: which invariant of SPEC.md §6 a check saw broken, and how.
+/// A finding: which invariant a check saw broken (one of SPEC.md §6, or one of yours:
+/// [`Invariant::user`]), and how.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Finding {
-    /// The invariant (`Display`: `INV-n`; in a JSON report, its number).
+    /// The invariant (`Display`: `INV-n`, or your name for it; in a JSON report, its number, or
+    /// your name).
     pub invariant: Invariant,
     /// What was seen.
     pub message: String,
 }
 
 impl Finding {
-    /// A finding against `invariant`.
+    /// A finding against `invariant`: `Finding::new(Invariant::Durable, "...")` for SPEC.md's,
+    /// `Finding::new(Invariant::user("KV-1 acknowledged puts survive"), "...")` for yours.
     pub fn new(invariant: Invariant, message: impl Into<String>) -> Finding {
         Finding {
             invariant,
@@ -280,6 +390,11 @@ pub trait Scenario<const P: usize>: Sync {
     /// A stable name (used in reports and reproducers).
     fn name(&self) -> String;
 
+    /// One line saying what the workload does (the CLI's `--list`). Empty unless overridden.
+    fn description(&self) -> String {
+        String::new()
+    }
+
     /// The seed the workload was generated from (0 for fixed workloads).
     fn seed(&self) -> u64 {
         0
@@ -296,34 +411,93 @@ pub trait Scenario<const P: usize>: Sync {
     /// The model of a freshly created file.
     fn initial_model(&self) -> Self::Model;
 
-    /// Runs the workload on `pager`, calling [`Recorder::ack`] after each acknowledged operation
-    /// and [`Recorder::failed`] after each failed one (or [`Recorder::ack_at_sync`] once it knows
-    /// which sync made what durable). Stop when the pager is poisoned. Return a finding if an
-    /// operation itself breaks an invariant (for example, hands out an owned page).
+    /// Runs the workload on `pager`, which it owns for the run (a store built on the pager
+    /// takes it, and hands it back at the end: `Ok(store.into_pager())`), calling
+    /// [`Recorder::ack`] after each acknowledged operation and [`Recorder::failed`] after each
+    /// failed one (or [`Recorder::ack_at_sync`] once it knows which sync made what durable).
+    /// Stop when the pager is poisoned, and return it. Return a finding if an operation itself
+    /// breaks an invariant (for example, hands out an owned page).
+    ///
+    /// Every sync the pager issues is a crash point: the explorer crashes just before each one
+    /// (and after the last), whatever called it (`alloc`, `free`, a protected page's `commit`,
+    /// `sync_page`, `sync_all`). A store makes a point of its own protocol a crash point by
+    /// syncing there: "write the record, `sync_page` it, then publish it in the root" has a
+    /// crash point between the record and the root.
     fn run(
         &self,
-        pager: &mut Pager<P, SimStorage>,
+        pager: Pager<P, SimStorage>,
         rec: &mut Recorder<Self::Model>,
-    ) -> Result<(), Finding>;
+    ) -> Result<Pager<P, SimStorage>, Finding>;
 
-    /// Continues after a recovery that found `model` (crash → recover → more operations → crash).
-    /// The default does nothing.
+    /// Continues after a recovery that found `model` (crash → recover → more operations → crash),
+    /// owning `pager` as [`run`](Self::run) does. The default hands it back untouched.
     fn resume(
         &self,
-        pager: &mut Pager<P, SimStorage>,
+        pager: Pager<P, SimStorage>,
         rec: &mut Recorder<Self::Model>,
         model: &Self::Model,
-    ) -> Result<(), Finding> {
-        let _ = (pager, rec, model);
-        Ok(())
+    ) -> Result<Pager<P, SimStorage>, Finding> {
+        let _ = (rec, model);
+        Ok(pager)
     }
 
-    /// Checks a recovered pager against what is allowed.
+    /// Checks a recovered pager against what is allowed: `Ok` with the model it matched, or the
+    /// finding. [`Recovered`] reads as the pager (`Deref`); [`Recovered::to_pager`] gives an
+    /// owned one for a store that runs its own open path (its repairs included).
     fn check(
         &self,
-        pager: &Pager<P, SimStorage>,
+        recovered: &Recovered<'_, P>,
         allowed: &Allowed<'_, Self::Model>,
     ) -> Result<Matched, Finding>;
+}
+
+/// The pager recovered from a crash image, as [`Scenario::check`] gets it. It reads as the
+/// pager (`Deref<Target = Pager<P, SimStorage>>`); [`to_pager`](Self::to_pager) gives an owned
+/// pager on a copy of the recovered image, for a store that owns its pager and opens through
+/// its own path.
+#[derive(Debug)]
+pub struct Recovered<'a, const P: usize> {
+    pager: &'a Pager<P, SimStorage>,
+    commit_mode: CommitMode,
+}
+
+impl<'a, const P: usize> Recovered<'a, P> {
+    /// `pager`, recovered by [`Pager::open_in`], for a scenario committing in `commit_mode`.
+    pub fn new(pager: &'a Pager<P, SimStorage>, commit_mode: CommitMode) -> Recovered<'a, P> {
+        Recovered { pager, commit_mode }
+    }
+
+    /// The recovered pager.
+    pub fn pager(&self) -> &'a Pager<P, SimStorage> {
+        self.pager
+    }
+
+    /// An owned pager over a copy of the recovered image (as after a reboot: a fresh
+    /// `SimStorage` of the recovered bytes, opened again, in the scenario's commit mode), for a
+    /// store that takes its pager by value: `let store = MyStore::open(recovered.to_pager()?)?`
+    /// runs the store's own open path, its repairs included, and whatever it syncs stays on the
+    /// copy (the explorer goes on with the pager it recovered). A copy that does not open is an
+    /// INV-6 finding (recovery must leave a file that opens again).
+    pub fn to_pager(&self) -> Result<Pager<P, SimStorage>, Finding> {
+        let image = self.pager.storage().bytes().to_vec();
+        let mut pager =
+            Pager::<P, SimStorage>::open_in(SimStorage::from_image(image)).map_err(|e| {
+                Finding::new(
+                    Invariant::Restartable,
+                    format!("the recovered image does not open again: {e}"),
+                )
+            })?;
+        pager.set_commit_mode(self.commit_mode);
+        Ok(pager)
+    }
+}
+
+impl<const P: usize> std::ops::Deref for Recovered<'_, P> {
+    type Target = Pager<P, SimStorage>;
+
+    fn deref(&self) -> &Pager<P, SimStorage> {
+        self.pager
+    }
 }
 
 /// An INV-9 finding for a caught panic (`panic`, as `catch_unwind` or a thread's `join` gives

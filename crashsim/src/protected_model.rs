@@ -21,7 +21,7 @@ use mappedpages::{
 
 use crate::identity::{Identity, scenario_identity};
 use crate::subsets::splitmix64;
-use crate::{Allowed, Finding, Invariant, Matched, Recorder, Scenario};
+use crate::{Allowed, Finding, Invariant, Matched, Recorder, Recovered, Scenario};
 
 /// One operation of a protected workload. Pages are named by their rank among the allocated ones
 /// (modulo their number), so a workload is a fixed sequence whatever ids the pager hands out.
@@ -535,18 +535,19 @@ impl<const P: usize> Scenario<P> for ProtectedScenario<P> {
 
     fn run(
         &self,
-        pager: &mut Pager<P, SimStorage>,
+        mut pager: Pager<P, SimStorage>,
         rec: &mut Recorder<ProtectedModel>,
-    ) -> Result<(), Finding> {
-        run_ops(pager, rec, &ProtectedModel::default(), &self.ops)
+    ) -> Result<Pager<P, SimStorage>, Finding> {
+        run_ops(&mut pager, rec, &ProtectedModel::default(), &self.ops)?;
+        Ok(pager)
     }
 
     fn resume(
         &self,
-        pager: &mut Pager<P, SimStorage>,
+        mut pager: Pager<P, SimStorage>,
         rec: &mut Recorder<ProtectedModel>,
         model: &ProtectedModel,
-    ) -> Result<(), Finding> {
+    ) -> Result<Pager<P, SimStorage>, Finding> {
         let ops = [
             ProtectedOp::AllocProtected,
             ProtectedOp::Write {
@@ -571,12 +572,13 @@ impl<const P: usize> Scenario<P> for ProtectedScenario<P> {
             ProtectedOp::AllocProtectedBulk(3),
             ProtectedOp::Free(0),
         ];
-        run_ops(pager, rec, model, &ops)
+        run_ops(&mut pager, rec, model, &ops)?;
+        Ok(pager)
     }
 
     fn check(
         &self,
-        pager: &Pager<P, SimStorage>,
+        pager: &Recovered<'_, P>,
         allowed: &Allowed<'_, ProtectedModel>,
     ) -> Result<Matched, Finding> {
         let observed = observe(pager)?;

@@ -1,4 +1,5 @@
-//! The built-in workloads, behind one object-safe interface so that page sizes can be mixed.
+//! The built-in workloads, behind one object-safe interface ([`Workload`]) so that page sizes
+//! can be mixed; [`workload`] makes one of any [`Scenario`].
 
 use crate::alloc_model::{
     AllocScenario, bulk_ops, churn_ops, groups_ops, growth_ops, random_ops, single_ops,
@@ -22,45 +23,120 @@ const THREADS: usize = 8;
 /// Operations per thread of the concurrent workloads.
 const THREAD_OPS: usize = 40;
 
-/// A workload the binary can explore: a [`Scenario`] with its page size erased.
+/// A workload the command-line front end ([`cli`](crate::cli)) can explore: a [`Scenario`]
+/// with its page size erased, so that scenarios of several page sizes fit in one list. Make one
+/// of any scenario with [`workload`].
 pub trait Workload: Sync + Send {
     /// Name used in reports, `--workload` and reproducers.
     fn name(&self) -> String;
+    /// One line saying what the workload does (`--list`).
+    fn description(&self) -> String;
     /// Seed the workload was generated from.
     fn seed(&self) -> u64;
     /// Page size in bytes.
     fn page_size(&self) -> usize;
+    /// The commit mode it runs in.
+    fn commit_mode(&self) -> CommitMode;
     /// Explores it.
     fn explore(&self, config: &Config) -> Outcome;
     /// Reruns one case ([`replay`]).
     fn replay(&self, case: &Case) -> Result<Vec<Violation>, NotEvaluated>;
 }
 
-macro_rules! workload_for {
-    ($scenario:ident) => {
-        impl<const P: usize> Workload for $scenario<P> {
-            fn name(&self) -> String {
-                Scenario::<P>::name(self)
-            }
-            fn seed(&self) -> u64 {
-                Scenario::<P>::seed(self)
-            }
-            fn page_size(&self) -> usize {
-                P
-            }
-            fn explore(&self, config: &Config) -> Outcome {
-                explore::<P, _>(self, config)
-            }
-            fn replay(&self, case: &Case) -> Result<Vec<Violation>, NotEvaluated> {
-                replay::<P, _>(self, case)
-            }
-        }
-    };
+/// A [`Scenario`] as a [`Workload`] (what [`workload`] returns).
+struct ScenarioWorkload<const P: usize, S> {
+    scenario: S,
+    description: Option<String>,
 }
 
-workload_for!(AllocScenario);
-workload_for!(ProtectedScenario);
-workload_for!(ConcurrentScenario);
+impl<const P: usize, S: Scenario<P> + Send> Workload for ScenarioWorkload<P, S> {
+    fn name(&self) -> String {
+        self.scenario.name()
+    }
+    fn description(&self) -> String {
+        self.description
+            .clone()
+            .unwrap_or_else(|| self.scenario.description())
+    }
+    fn seed(&self) -> u64 {
+        self.scenario.seed()
+    }
+    fn page_size(&self) -> usize {
+        P
+    }
+    fn commit_mode(&self) -> CommitMode {
+        self.scenario.commit_mode()
+    }
+    fn explore(&self, config: &Config) -> Outcome {
+        explore::<P, _>(&self.scenario, config)
+    }
+    fn replay(&self, case: &Case) -> Result<Vec<Violation>, NotEvaluated> {
+        replay::<P, _>(&self.scenario, case)
+    }
+}
+
+/// `scenario` as a [`Workload`], for [`cli::main`](crate::cli::main) (the page size is
+/// inferred from the scenario's one `Scenario<P>` implementation):
+///
+/// ```no_run
+/// # use crashsim::{Allowed, Finding, Matched, Recorder, Recovered, Scenario};
+/// # use mappedpages::{Pager, SimStorage};
+/// # struct MyScenario;
+/// # impl Scenario<4096> for MyScenario {
+/// #     type Model = ();
+/// #     fn name(&self) -> String { "mine".into() }
+/// #     fn initial_model(&self) {}
+/// #     fn run(&self, pager: Pager<4096, SimStorage>, _: &mut Recorder<()>)
+/// #         -> Result<Pager<4096, SimStorage>, Finding> { Ok(pager) }
+/// #     fn check(&self, _: &Recovered<'_, 4096>, _: &Allowed<'_, ()>)
+/// #         -> Result<Matched, Finding> { Ok(Matched::Acknowledged) }
+/// # }
+/// fn main() -> std::process::ExitCode {
+///     crashsim::cli::main(vec![crashsim::workload(MyScenario)])
+/// }
+/// ```
+pub fn workload<const P: usize, S: Scenario<P> + Send + 'static>(scenario: S) -> Box<dyn Workload> {
+    Box::new(ScenarioWorkload::<P, S> {
+        scenario,
+        description: None,
+    })
+}
+
+/// A built-in scenario as a [`Workload`] described by [`describe`].
+fn builtin_workload<const P: usize, S: Scenario<P> + Send + 'static>(
+    base: &str,
+    scenario: S,
+) -> Option<Box<dyn Workload>> {
+    Some(Box::new(ScenarioWorkload::<P, S> {
+        scenario,
+        description: Some(describe(base)),
+    }))
+}
+
+/// What the built-in workload with base name `base` does, in one line.
+fn describe(base: &str) -> String {
+    let fixed = match base {
+        "single" => "single allocations and frees, fragmenting until the allocation log folds",
+        "bulk" => "bulk allocations and frees of several sizes",
+        "growth" | "growth-4k" => "growth from 16 to 512 pages in steps, with frees in between",
+        "churn" => "alloc and free of the same pages over and over (log entries shrink back)",
+        "groups" => "allocations across three bitmap groups",
+        "protected" | "protected-4k" => {
+            "protected pages: commits, partial commits, discarded writers, reuse, a second directory block"
+        }
+        "threads-8" | "threads-8-4k" => {
+            "8 threads of 40 operations on one SharedPager (group commits)"
+        }
+        _ => "",
+    };
+    if !fixed.is_empty() {
+        fixed.to_string()
+    } else if base.starts_with("mix-") {
+        "seeded random mix of 80 allocation operations".to_string()
+    } else {
+        format!("seeded random mix of {PROTECTED_MIX_OPS} regular and protected operations")
+    }
+}
 
 /// The built-in workloads: the fixed allocation ones, `mixes` seeded random allocation mixes
 /// (seeds `seed`, `seed + 1`, …; every fourth at 4 KiB pages, the rest at 1 KiB), the fixed
@@ -119,22 +195,22 @@ pub fn by_name(name: &str) -> Option<Box<dyn Workload>> {
 
 /// The workload with base name `base`, committing in `mode`.
 fn in_mode(base: &str, mode: CommitMode) -> Option<Box<dyn Workload>> {
-    fn boxed<S: Workload + 'static>(scenario: S) -> Option<Box<dyn Workload>> {
-        Some(Box::new(scenario))
-    }
     let seed_of = |prefix: &str| base.strip_prefix(prefix).and_then(|s| s.parse().ok());
     if let Some(seed) = seed_of("mix-4k-") {
-        return boxed(
+        return builtin_workload::<4096, _>(
+            base,
             AllocScenario::<4096>::new(base, seed, random_ops(seed, 80)).with_commit_mode(mode),
         );
     }
     if let Some(seed) = seed_of("mix-") {
-        return boxed(
+        return builtin_workload::<1024, _>(
+            base,
             AllocScenario::<1024>::new(base, seed, random_ops(seed, 80)).with_commit_mode(mode),
         );
     }
     if let Some(seed) = seed_of("pmix-4k-") {
-        return boxed(
+        return builtin_workload::<4096, _>(
+            base,
             ProtectedScenario::<4096>::new(
                 base,
                 seed,
@@ -144,7 +220,8 @@ fn in_mode(base: &str, mode: CommitMode) -> Option<Box<dyn Workload>> {
         );
     }
     if let Some(seed) = seed_of("pmix-") {
-        return boxed(
+        return builtin_workload::<1024, _>(
+            base,
             ProtectedScenario::<1024>::new(
                 base,
                 seed,
@@ -153,26 +230,36 @@ fn in_mode(base: &str, mode: CommitMode) -> Option<Box<dyn Workload>> {
             .with_commit_mode(mode),
         );
     }
-    let alloc1k = |ops| boxed(AllocScenario::<1024>::new(base, 0, ops).with_commit_mode(mode));
+    let alloc1k = |ops| {
+        builtin_workload::<1024, _>(
+            base,
+            AllocScenario::<1024>::new(base, 0, ops).with_commit_mode(mode),
+        )
+    };
     match base {
         "single" => alloc1k(single_ops()),
         "bulk" => alloc1k(bulk_ops()),
         "growth" => alloc1k(growth_ops()),
-        "growth-4k" => {
-            boxed(AllocScenario::<4096>::new(base, 0, growth_ops()).with_commit_mode(mode))
-        }
+        "growth-4k" => builtin_workload::<4096, _>(
+            base,
+            AllocScenario::<4096>::new(base, 0, growth_ops()).with_commit_mode(mode),
+        ),
         "churn" => alloc1k(churn_ops()),
         "groups" => alloc1k(groups_ops()),
-        "protected" => boxed(
+        "protected" => builtin_workload::<1024, _>(
+            base,
             ProtectedScenario::<1024>::new(base, 0, protected_ops(1024)).with_commit_mode(mode),
         ),
-        "protected-4k" => boxed(
+        "protected-4k" => builtin_workload::<4096, _>(
+            base,
             ProtectedScenario::<4096>::new(base, 0, protected_ops(4096)).with_commit_mode(mode),
         ),
-        "threads-8" => boxed(
+        "threads-8" => builtin_workload::<1024, _>(
+            base,
             ConcurrentScenario::<1024>::new(base, 0, THREADS, THREAD_OPS).with_commit_mode(mode),
         ),
-        "threads-8-4k" => boxed(
+        "threads-8-4k" => builtin_workload::<4096, _>(
+            base,
             ConcurrentScenario::<4096>::new(base, 0, THREADS, THREAD_OPS).with_commit_mode(mode),
         ),
         _ => None,

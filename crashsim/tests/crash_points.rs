@@ -59,9 +59,7 @@ fn the_workload_grows_the_file_and_folds_bitmap_groups() {
         pager.set_commit_mode(mode);
         let create_syncs = pager.storage().sync_count();
         let mut rec = Recorder::<AllocModel>::new();
-        scenario
-            .run(&mut pager, &mut rec)
-            .expect("the workload runs");
+        let pager = scenario.run(pager, &mut rec).expect("the workload runs");
         assert_eq!(
             rec.acks().len(),
             workload().len(),

@@ -7,8 +7,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use crashsim::alloc_model::{AllocModel, AllocScenario, bulk_ops, growth_ops};
 use crashsim::{
-    Allowed, Case, Config, Finding, Invariant, Length, Matched, Phases, Recorder, Scenario,
-    allowed_at, check_image, explore, media_damages, replay,
+    Allowed, Case, Config, Finding, Invariant, Length, Matched, Phases, Recorder, Recovered,
+    Scenario, allowed_at, check_image, explore, media_damages, replay,
 };
 use mappedpages::{CrashLength, CrashPoint, Pager, SectorSize, SimStorage};
 
@@ -82,10 +82,10 @@ impl<S: Scenario<P>> Scenario<P> for Recording<S> {
 
     fn run(
         &self,
-        pager: &mut Pager<P, SimStorage>,
+        pager: Pager<P, SimStorage>,
         rec: &mut Recorder<S::Model>,
-    ) -> Result<(), Finding> {
-        let result = self.inner.run(pager, rec);
+    ) -> Result<Pager<P, SimStorage>, Finding> {
+        let pager = self.inner.run(pager, rec)?;
         let storage = pager.storage();
         let mut clean = self.clean.lock().expect("lock");
         if clean.is_none() && !storage.sync_snapshots().is_empty() {
@@ -95,21 +95,21 @@ impl<S: Scenario<P>> Scenario<P> for Recording<S> {
                 rec.acks().to_vec(),
             ));
         }
-        result
+        Ok(pager)
     }
 
     fn resume(
         &self,
-        pager: &mut Pager<P, SimStorage>,
+        pager: Pager<P, SimStorage>,
         rec: &mut Recorder<S::Model>,
         model: &S::Model,
-    ) -> Result<(), Finding> {
+    ) -> Result<Pager<P, SimStorage>, Finding> {
         self.inner.resume(pager, rec, model)
     }
 
     fn check(
         &self,
-        pager: &Pager<P, SimStorage>,
+        pager: &Recovered<'_, P>,
         allowed: &Allowed<'_, S::Model>,
     ) -> Result<Matched, Finding> {
         self.checks.fetch_add(1, Ordering::SeqCst);
@@ -146,29 +146,29 @@ impl Scenario<P> for Scribble {
 
     fn run(
         &self,
-        pager: &mut Pager<P, SimStorage>,
+        mut pager: Pager<P, SimStorage>,
         rec: &mut Recorder<AllocModel>,
-    ) -> Result<(), Finding> {
+    ) -> Result<Pager<P, SimStorage>, Finding> {
         let Ok(ids) = pager.alloc_bulk(24) else {
-            return Ok(());
+            return Ok(pager);
         };
         let mut model: AllocModel = ids.iter().map(|id| id.raw()).collect();
-        rec.ack(pager, model.clone());
+        rec.ack(&pager, model.clone());
         for id in &ids {
-            if let Ok(page) = id.get_mut(pager) {
+            if let Ok(page) = id.get_mut(&mut pager) {
                 page.as_bytes_mut().fill(0xAB);
             }
         }
         if let Ok(id) = pager.alloc() {
             model.insert(id.raw());
-            rec.ack(pager, model);
+            rec.ack(&pager, model);
         }
-        Ok(())
+        Ok(pager)
     }
 
     fn check(
         &self,
-        pager: &Pager<P, SimStorage>,
+        pager: &Recovered<'_, P>,
         allowed: &Allowed<'_, AllocModel>,
     ) -> Result<Matched, Finding> {
         alloc(Vec::new()).check(pager, allowed)

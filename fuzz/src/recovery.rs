@@ -37,7 +37,7 @@ use crashsim::alloc_model::{AllocScenario, Op};
 use crashsim::protected_model::{ProtectedOp, ProtectedScenario};
 use crashsim::subsets::subsets;
 use crashsim::{
-    Allowed, Case, Config, Finding, Keeps, Length, Matched, MediaDamage, Phases, Recorder,
+    Allowed, Case, Config, Finding, Keeps, Length, Matched, MediaDamage, Phases, Recorder, Recovered,
     Scenario, Violation, allowed_at, check_image, explore, media_damages, replay,
 };
 use mappedpages::{CommitMode, CrashPoint, Pager, SectorSize, SimStorage};
@@ -310,10 +310,10 @@ impl<S: Scenario<P>, const P: usize> Scenario<P> for Capture<S, P> {
 
     fn run(
         &self,
-        pager: &mut Pager<P, SimStorage>,
+        pager: Pager<P, SimStorage>,
         rec: &mut Recorder<S::Model>,
-    ) -> Result<(), Finding> {
-        let result = self.inner.run(pager, rec);
+    ) -> Result<Pager<P, SimStorage>, Finding> {
+        let pager = self.inner.run(pager, rec)?;
         let storage = pager.storage();
         if !storage.sync_snapshots().is_empty() && !self.recorded.swap(true, Ordering::SeqCst) {
             *self.clean.lock().expect("capture lock") = Some(CleanRun {
@@ -324,27 +324,27 @@ impl<S: Scenario<P>, const P: usize> Scenario<P> for Capture<S, P> {
                 growths: storage.grow_count(),
             });
         }
-        result
+        Ok(pager)
     }
 
     fn resume(
         &self,
-        pager: &mut Pager<P, SimStorage>,
+        pager: Pager<P, SimStorage>,
         rec: &mut Recorder<S::Model>,
         model: &S::Model,
-    ) -> Result<(), Finding> {
-        let result = self.inner.resume(pager, rec, model);
+    ) -> Result<Pager<P, SimStorage>, Finding> {
+        let pager = self.inner.resume(pager, rec, model)?;
         let storage = pager.storage();
         *self.continuation.lock().expect("capture lock") = Some(Continuation {
             snapshots: storage.sync_snapshots().to_vec(),
             last: storage.crash_point(),
         });
-        result
+        Ok(pager)
     }
 
     fn check(
         &self,
-        pager: &Pager<P, SimStorage>,
+        pager: &Recovered<'_, P>,
         allowed: &Allowed<'_, S::Model>,
     ) -> Result<Matched, Finding> {
         self.checks.fetch_add(1, Ordering::SeqCst);

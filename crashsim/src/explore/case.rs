@@ -135,6 +135,25 @@ pub enum Case {
 }
 
 impl Case {
+    /// How simple the state is to look at, smallest first: (kind, kept sectors). Plain crashes
+    /// come first, then crashes of recovery, failed syncs and growths, chains, media damage;
+    /// within a kind, fewer kept sectors first. Reports keep and show violations in this order.
+    pub fn simplicity(&self) -> (u8, usize) {
+        match self {
+            Case::Crash { kept, .. } => (0, kept.len()),
+            Case::RecoveryCrash {
+                kept,
+                recovery_kept,
+                ..
+            } => (1, kept.len() + recovery_kept.len()),
+            Case::FailedSync { .. } => (2, 0),
+            Case::FailedGrowth { .. } => (3, 0),
+            Case::Chain { second_kept, .. } => (4, second_kept.len()),
+            Case::Media { .. } => (5, 0),
+            Case::CrashMedia { kept, .. } => (6, kept.len()),
+        }
+    }
+
     /// The fields of a [`Case::Crash`]: (sync, sector, length, kept); `None` for another kind.
     pub(super) fn as_crash(&self) -> Option<(&u64, &u64, &Length, &Vec<u64>)> {
         match self {
@@ -156,6 +175,10 @@ pub struct Reproducer {
     pub workload: String,
     /// Workload seed.
     pub seed: u64,
+    /// The deliberately broken protocol variant that was active (`--mutant`), if any: a replay
+    /// activates it again (which needs the `mutants` feature).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mutant: Option<String>,
     /// The crash state.
     pub case: Case,
 }
@@ -169,13 +192,23 @@ pub struct Violation {
     pub repro: Reproducer,
 }
 
+impl Violation {
+    /// The reproducer as one line of JSON (what `--replay` takes).
+    pub fn reproducer_json(&self) -> String {
+        // A `Reproducer` holds only strings, numbers and enums: encoding it cannot fail.
+        serde_json::to_string(&self.repro).unwrap_or_else(|e| format!("<unencodable: {e}>"))
+    }
+}
+
 impl std::fmt::Display for Violation {
+    /// The finding, then `    reproducer: <json>` (replay it with the binary that found it:
+    /// `<binary> --replay '<json>'`, or with [`replay_json`](crate::replay_json)).
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let repro = serde_json::to_string(&self.repro).map_err(|_| std::fmt::Error)?;
         write!(
             f,
-            "{}\n    reproduce: crashsim --replay '{repro}'",
-            self.finding
+            "{}\n    reproducer: {}",
+            self.finding,
+            self.reproducer_json()
         )
     }
 }
@@ -191,14 +224,37 @@ pub struct Outcome {
     pub syncs: u64,
     /// Crash states recovered and checked.
     pub states: u64,
-    /// Violations found (all of them counted; the first 32 kept).
+    /// Violations found (all of them counted; 32 kept).
     pub violation_count: u64,
-    /// The first violations, in exploration order.
+    /// The simplest violations found, at most 32, simplest first ([`Case::simplicity`]: plain
+    /// crashes first, fewer kept sectors first); `violation_count` says how many there were.
     pub violations: Vec<Violation>,
-    /// Wall time.
+    /// Wall time (in JSON: `elapsed_seconds`, seconds as a number, like the report's total).
+    #[serde(rename = "elapsed_seconds", with = "seconds")]
     pub elapsed: Duration,
     /// The budget or deadline ran out before everything was explored.
     pub truncated: bool,
+}
+
+/// A [`Duration`] as a number of seconds, in JSON.
+mod seconds {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub(super) fn serialize<S: Serializer>(
+        duration: &Duration,
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
+        serializer.serialize_f64(duration.as_secs_f64())
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<Duration, D::Error> {
+        let seconds = f64::deserialize(deserializer)?;
+        Duration::try_from_secs_f64(seconds).map_err(serde::de::Error::custom)
+    }
 }
 
 /// [`replay`](crate::replay) found no state of the workload matching the case.

@@ -74,7 +74,7 @@ impl<const P: usize, W: Scenario<P>> Explorer<'_, P, W> {
                 pager.set_commit_mode(self.scenario.commit_mode());
                 let mut rec = Recorder::new();
                 rec.ack(&pager, model.clone());
-                self.scenario.resume(&mut pager, &mut rec, &model)?;
+                let pager = self.scenario.resume(pager, &mut rec, &model)?;
                 if let Some(finding) = rec.finding.take() {
                     return Err(finding);
                 }

@@ -6,7 +6,7 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use mappedpages::format::Geometry;
 use mappedpages::{MappedPageError, Pager, SimStorage, Storage};
 
-use crate::{Allowed, Finding, Invariant, Matched, Scenario};
+use crate::{Allowed, Finding, Invariant, Matched, Recovered, Scenario};
 
 /// The models allowed at a crash just before sync `sync`, given a run's acknowledgements
 /// ([`Recorder::acks`](crate::Recorder::acks): sync count at the time, model): the last one acknowledged at or before
@@ -103,7 +103,7 @@ pub(super) fn judge_matched<const P: usize, W: Scenario<P>>(
         }
     };
     let matched = scenario.check(
-        pager,
+        &Recovered::new(pager, scenario.commit_mode()),
         &Allowed {
             acknowledged,
             in_flight,
@@ -128,7 +128,7 @@ pub(super) fn open_and_judge<const P: usize, W: Scenario<P>>(
     image: Vec<u8>,
     acknowledged: Option<&W::Model>,
     in_flight: Option<&W::Model>,
-) -> Result<Option<Recovered<P, W::Model>>, Finding> {
+) -> Result<Option<RecoveredState<P, W::Model>>, Finding> {
     match Pager::<P, SimStorage>::open_in(SimStorage::from_image(image)) {
         Ok(pager) => {
             let model = judge(scenario, Ok(&pager), acknowledged, in_flight)?;
@@ -172,4 +172,4 @@ pub(super) fn check_well_formed<const P: usize>(
 }
 
 /// A recovered pager and the model its state matched.
-pub(super) type Recovered<const P: usize, M> = (Pager<P, SimStorage>, M);
+pub(super) type RecoveredState<const P: usize, M> = (Pager<P, SimStorage>, M);

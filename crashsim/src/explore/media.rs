@@ -8,7 +8,7 @@ use super::bench::Bench;
 use super::case::Case;
 use super::judge::{allowed_at, check_well_formed, guarded};
 use super::{CleanRun, Explorer};
-use crate::{Allowed, Finding, Invariant, Scenario};
+use crate::{Allowed, Finding, Invariant, Recovered, Scenario};
 
 /// One damage the media phase does to a durable image: the [`Case::Media`] of a sync, without
 /// the sync.
@@ -110,8 +110,9 @@ pub(super) fn judge_damaged<const P: usize, W: Scenario<P>>(
         Err(_) => Ok(()),
         Ok(pager) => {
             check_well_formed(pager)?;
+            let recovered = Recovered::new(pager, scenario.commit_mode());
             let verdict = scenario.check(
-                pager,
+                &recovered,
                 &Allowed {
                     acknowledged,
                     in_flight,
@@ -120,7 +121,7 @@ pub(super) fn judge_damaged<const P: usize, W: Scenario<P>>(
             match (verdict, rolled_back) {
                 (Err(_), Some(previous)) => scenario
                     .check(
-                        pager,
+                        &recovered,
                         &Allowed {
                             acknowledged: previous,
                             in_flight: None,

@@ -41,6 +41,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Instant;
 
 use mappedpages::{CrashPoint, Pager, SimStorage};
+#[cfg(feature = "parallel")]
 use rayon::prelude::*;
 
 use crate::{Finding, Invariant, Recorder, Scenario};
@@ -75,6 +76,7 @@ impl<'a, const P: usize, W: Scenario<P>> Explorer<'a, P, W> {
         Reproducer {
             workload: self.scenario.name(),
             seed: self.scenario.seed(),
+            mutant: active_mutant(),
             case,
         }
     }
@@ -91,13 +93,23 @@ impl<'a, const P: usize, W: Scenario<P>> Explorer<'a, P, W> {
         if self.stop.load(Ordering::Relaxed) {
             return false;
         }
-        let n = self.states.fetch_add(1, Ordering::Relaxed) + 1;
+        // A state past the budget is refused (and the outcome truncated); the last one within
+        // it is explored, so a workload that fits its budget exactly is not truncated.
+        let max_states = self.config.max_states;
+        let Ok(before) = self
+            .states
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
+                (n < max_states).then_some(n + 1)
+            })
+        else {
+            self.stop.store(true, Ordering::Relaxed);
+            return false;
+        };
         if let Some(progress) = &self.config.progress {
             progress.fetch_add(1, Ordering::Relaxed);
         }
-        if n >= self.config.max_states
-            || (n.is_multiple_of(256) && self.config.deadline.is_some_and(|d| Instant::now() >= d))
-        {
+        let n = before + 1;
+        if n.is_multiple_of(256) && self.config.deadline.is_some_and(|d| Instant::now() >= d) {
             self.stop.store(true, Ordering::Relaxed);
         }
         true
@@ -145,7 +157,12 @@ impl<'a, const P: usize, W: Scenario<P>> Explorer<'a, P, W> {
                 repro: self.repro(case),
             },
         ));
-        violations.sort_by_key(|(order, _)| *order);
+        // The simplest first: plain crashes before the kinds built on them, fewer kept sectors
+        // first, then exploration order.
+        violations.sort_by_key(|(order, violation)| {
+            let (rank, kept) = violation.repro.case.simplicity();
+            (rank, kept, *order)
+        });
         violations.truncate(KEPT_VIOLATIONS);
     }
 
@@ -158,11 +175,24 @@ impl<'a, const P: usize, W: Scenario<P>> Explorer<'a, P, W> {
         pager.set_commit_mode(self.scenario.commit_mode());
         let mut rec = Recorder::new();
         rec.ack(&pager, self.scenario.initial_model());
-        self.scenario.run(&mut pager, &mut rec)?;
+        let pager = self.scenario.run(pager, &mut rec)?;
         if let Some(finding) = rec.finding.take() {
             return Err(finding);
         }
         Ok((pager, rec))
+    }
+}
+
+/// The name of the mutant active in this process (`--features mutants`), recorded in every
+/// reproducer so that a replay runs the same broken protocol.
+fn active_mutant() -> Option<String> {
+    #[cfg(feature = "mutants")]
+    {
+        mappedpages::mutants::active_mutant().map(|mutant| mutant.name().to_string())
+    }
+    #[cfg(not(feature = "mutants"))]
+    {
+        None
     }
 }
 
@@ -277,7 +307,10 @@ fn run_units<const P: usize, W: Scenario<P>>(explorer: &Explorer<'_, P, W>) -> (
         // A replayed case outside the explored range (a sync past the last, ...) is no state.
         Some(unit) if units.contains(&unit) => evaluate((0, &unit)),
         Some(_) => {}
+        #[cfg(feature = "parallel")]
         None => units.par_iter().enumerate().for_each(evaluate),
+        #[cfg(not(feature = "parallel"))]
+        None => units.iter().enumerate().for_each(evaluate),
     }
     (syncs, explorer.stop.load(Ordering::Relaxed))
 }
