@@ -1692,6 +1692,51 @@ mod tests {
         assert_eq!(storage.stats(), SyncStats::default());
     }
 
+    #[test]
+    #[cfg_attr(miri, ignore = "mmap and fstatfs are not supported under Miri")]
+    fn an_inverted_range_fails_and_an_empty_one_is_a_no_op() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut storage = storage_of_pages(&dir, 2);
+        #[allow(clippy::reversed_empty_ranges)]
+        let inverted = PAGE + 1..PAGE;
+        let error = storage.sync_ranges(&[inverted]).unwrap_err();
+        assert_eq!(error.kind(), io::ErrorKind::InvalidInput);
+        storage.sync_ranges(&[PAGE..PAGE]).unwrap();
+        storage.sync_ranges(&[2 * PAGE..2 * PAGE]).unwrap();
+    }
+
+    #[test]
+    #[cfg_attr(miri, ignore = "mmap and fstatfs are not supported under Miri")]
+    fn shrink_never_extends_and_to_the_same_length_changes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut storage = storage_of_pages(&dir, 2);
+        let error = storage.shrink(3 * PAGE).unwrap_err();
+        assert_eq!(error.kind(), io::ErrorKind::InvalidInput);
+        assert_eq!(storage.len_bytes(), 2 * PAGE);
+        storage.shrink(2 * PAGE).unwrap();
+        assert_eq!(storage.len_bytes(), 2 * PAGE);
+        storage.shrink(PAGE).unwrap();
+        assert_eq!(storage.len_bytes(), PAGE);
+        assert_eq!(std::fs::metadata(dir.path().join("storage.bin")).unwrap().len(), PAGE);
+    }
+
+    /// A create whose temporary cannot be made (here: the directory is missing) fails with that
+    /// error at once, whichever way it creates; only a name already taken is retried.
+    #[test]
+    #[cfg_attr(miri, ignore = "file system calls are not supported under Miri")]
+    fn a_create_in_a_missing_directory_fails_without_retrying() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("missing").join("file.bin");
+        for anonymous in WAYS {
+            match MmapStorage::create_atomic_with(&path, two_pages, anonymous) {
+                Err(MappedPageError::Io { source, .. }) => {
+                    assert_eq!(source.kind(), io::ErrorKind::NotFound, "{anonymous}");
+                }
+                other => panic!("expected Io {{ NotFound }}, got {other:?}"),
+            }
+        }
+    }
+
     /// A 2-page image: enough for the create tests, which exercise the file handling, not the
     /// pager's format.
     fn two_pages(storage: &mut MmapStorage) -> Result<(), MappedPageError> {

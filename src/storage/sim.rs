@@ -901,6 +901,37 @@ mod tests {
         assert_eq!(s.durable_image()[0], 1);
     }
 
+    /// A shrink to inside a block keeps the durable bytes before the new end and zeroes the
+    /// rest of that block: a later growth reads zeros there, in memory and on "disk".
+    #[test]
+    fn shrink_inside_a_block_zeroes_only_the_tail() {
+        let mut s = SimStorage::new();
+        s.allow_unreserved_writes();
+        s.grow(2 * 4096).unwrap();
+        s.bytes_mut().fill(7);
+        s.sync_all().unwrap();
+        let end = 4096 + 1000;
+        s.shrink(end as u64).unwrap();
+        s.grow(2 * 4096).unwrap();
+        let durable = s.durable_image();
+        assert!(durable[..end].iter().all(|&b| b == 7), "bytes before the end kept");
+        assert!(durable[end..].iter().all(|&b| b == 0), "bytes past the end zeroed");
+        assert!(s.bytes()[end..].iter().all(|&b| b == 0));
+    }
+
+    /// A crash point knows both lengths: the one a crash keeps for certain and the grown one.
+    #[test]
+    fn crash_point_reports_both_lengths() {
+        let mut s = SimStorage::new();
+        s.allow_unreserved_writes();
+        s.grow(4096).unwrap();
+        s.sync_all().unwrap();
+        s.grow(3 * 4096).unwrap();
+        let point = s.crash_point();
+        assert_eq!(point.durable_len_bytes(), 4096);
+        assert_eq!(point.len_bytes(), 3 * 4096);
+    }
+
     #[test]
     fn sync_range_outside_is_an_error() {
         let mut s = SimStorage::from_image(vec![0; 1024]);
