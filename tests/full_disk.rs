@@ -214,3 +214,32 @@ fn the_fallback_reservation_reserves_and_reports_a_full_file_system() {
         pager.alloc_bulk(64).unwrap();
     }
 }
+
+/// A request far beyond the free space (here 1 GiB of pages on a 16 MiB file system) is refused
+/// by the `fstatfs` check before any block is reserved: `StorageFull` with no reservation made,
+/// instead of `fallocate` (or the fallback's writes) filling the file system first.
+#[test]
+fn a_request_far_beyond_the_free_space_reserves_nothing() {
+    let _serial = serial();
+    for kind in KINDS {
+        let Some(mount) = mount(
+            "a_request_far_beyond_the_free_space_reserves_nothing",
+            kind,
+            FS_BYTES,
+        ) else {
+            return;
+        };
+        let path = mount.path().join("db.bin");
+        let mut pager = Pager::<1024>::create(&path).unwrap();
+        let reservations = pager.storage().stats().reservations;
+        let len_bytes = file_len(&path);
+        assert_storage_full(pager.alloc_bulk(1 << 20), "alloc_bulk of 1 GiB");
+        assert_eq!(
+            pager.storage().stats().reservations,
+            reservations,
+            "{kind:?}: a reservation was attempted"
+        );
+        assert_eq!(file_len(&path), len_bytes, "{kind:?}");
+        pager.alloc_bulk(100).unwrap();
+    }
+}
