@@ -69,6 +69,10 @@ fn geometry_basics() {
     assert_eq!(g.internal_page_count(6), 5);
     assert_eq!(g.internal_page_count(g.pages_per_group() + 3), 7);
     assert_eq!(g.data_page_count(6), 1);
+    assert_eq!(
+        g.data_page_count(g.pages_per_group() + 3),
+        g.pages_per_group() + 3 - 7
+    );
     assert!(g.is_valid_page_count(g.max_page_count()));
     assert!(g.max_page_count() <= MAX_PAGE_COUNT);
     assert_eq!(g.log_capacity(), (1024 - 128) / 16);

@@ -1717,7 +1717,12 @@ mod tests {
         assert_eq!(storage.len_bytes(), 2 * PAGE);
         storage.shrink(PAGE).unwrap();
         assert_eq!(storage.len_bytes(), PAGE);
-        assert_eq!(std::fs::metadata(dir.path().join("storage.bin")).unwrap().len(), PAGE);
+        assert_eq!(
+            std::fs::metadata(dir.path().join("storage.bin"))
+                .unwrap()
+                .len(),
+            PAGE
+        );
     }
 
     /// A create whose temporary cannot be made (here: the directory is missing) fails with that
