@@ -957,5 +957,10 @@ mod tests {
     fn sync_range_outside_is_an_error() {
         let mut s = SimStorage::from_image(vec![0; 1024]);
         assert!(s.sync_ranges(&[0..2048]).is_err());
+        #[allow(clippy::reversed_empty_ranges)]
+        let inverted = 513..512;
+        assert!(s.sync_ranges(&[inverted]).is_err());
+        s.sync_ranges(&[512..512]).unwrap();
+        s.sync_ranges(&[1024..1024]).unwrap();
     }
 }
