@@ -206,7 +206,6 @@ enum BarrierMethod {
     /// the next is started, then `msync(MS_SYNC)` of the last. Equally durable, one flush, but
     /// `n` device round trips of writes; kept only for the benchmark that compares both plans
     /// ([`MmapStorage::plan_serial_range_writes`]).
-    #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
     SerialWriteThenFlush,
     /// Off Linux: every range written, then one whole-file flush ([`barrier_steps`]).
     #[cfg_attr(target_os = "linux", allow(dead_code))]
@@ -1319,9 +1318,9 @@ impl MmapStorage {
 
     /// True when a barrier over several ranges costs one device flush: on Linux with the file on
     /// ext4, xfs, btrfs or tmpfs (every range's write started by `sync_file_range`, all but the
-    /// last waited for by it, the last by `msync(MS_SYNC)`), and always off Linux (the ranges are written, then one
-    /// whole-file flush: `F_FULLFSYNC`, `FlushFileBuffers` or `fsync`). False on Linux when
-    /// every range is its own `msync` (SPEC.md §5).
+    /// last waited for by it, the last by `msync(MS_SYNC)`), and always off Linux (the ranges
+    /// are written, then one whole-file flush: `F_FULLFSYNC`, `FlushFileBuffers` or `fsync`).
+    /// False on Linux when every range is its own `msync` (SPEC.md §5).
     pub fn one_flush_barriers(&self) -> bool {
         self.method
             .unwrap_or_else(|| BarrierMethod::for_file(&self.file))

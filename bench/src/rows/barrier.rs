@@ -159,7 +159,7 @@ pub fn protected_commit_vs_msync(ctx: &mut Ctx) -> BenchResult<Vec<Row>> {
     for (contender, commits) in Contender::ALL.iter().zip(series) {
         let note = match ratio_to_msync(&commits, &msync_series) {
             Some((median, spread)) => format!(
-                "**{median:.2}× the bare msync** (median of per-repetition ratios, IQR \
+                "**{median:.3}× the bare msync** (median of per-repetition ratios, IQR \
                  {spread:.1} %); {where_run}"
             ),
             None => where_run.clone(),
@@ -215,8 +215,8 @@ pub fn targets(rows: &[Row]) -> String {
         };
         let line = match (ratio(&now), ratio(&before)) {
             (Some((now_ratio, _)), Some((before_ratio, _))) => format!(
-                "- Protected commit, {} mode: {now_ratio:.2}× the bare msync (target ≤ {limit}×): \
-                 {}; the serial plan in the same run: {before_ratio:.2}×",
+                "- Protected commit, {} mode: {now_ratio:.3}× the bare msync (target ≤ {limit}×): \
+                 {}; the serial plan in the same run: {before_ratio:.3}×",
                 mode.name(),
                 if now_ratio <= limit {
                     "**met**"
