@@ -67,8 +67,8 @@
 //! the drive's cache ([`MmapStorage`] has the details, SPEC.md §5 the crash model, and
 //! `docs/mmap-barriers.md` the reasoning per system):
 //!
-//! * Linux: `msync(MS_SYNC)` (with `sync_file_range` for all but one range on ext4, xfs, btrfs and
-//!   tmpfs: one flush per barrier);
+//! * Linux: `msync(MS_SYNC)` (on ext4, xfs, btrfs and tmpfs with `sync_file_range` first, to put
+//!   the writes of all ranges in flight together and wait for them: one flush per barrier);
 //! * macOS and iOS: `msync(MS_SYNC)` of the ranges, then `fcntl(F_FULLFSYNC)` (Darwin's `fsync`
 //!   does not flush the drive), falling back to `fsync` where the file system refuses it;
 //! * Windows: `FlushViewOfFile` of the ranges, then `FlushFileBuffers`;

@@ -72,9 +72,9 @@ median. Ratio = ours / 0.2.0 as a ratio of times (below 1: ours is faster; for G
 0.2.0's throughput over ours). syncs/op = msync + fsync + fdatasync system calls per operation, \
 counted in-process for every contender alike; on the bench's file systems each one ends in a \
 device cache flush. In parentheses, the durability barriers this crate reports. range \
-writes/op = sync_file_range calls per operation (this crate's one-flush barriers write all \
-ranges but the last with it: written and waited for, no flush; the barrier's one msync then \
-flushes them); 0.2.0 makes none.";
+writes/op = sync_file_range calls per operation (this crate's one-flush barriers over n ranges \
+start the writes of all n with it, then wait for all but the last with it, no flush; the \
+barrier's one msync waits for the last and flushes them all: 2n − 1 calls); 0.2.0 makes none.";
 /// The table, one line per row.
 pub fn markdown_table(rows: &[Row], syscalls_counted: bool) -> String {
     let mut out = String::new();
@@ -209,6 +209,7 @@ pub fn targets(rows: &[Row]) -> String {
         out.push_str(&line);
         out.push('\n');
     }
+    out.push_str(&crate::rows::barrier::targets(rows));
     out
 }
 

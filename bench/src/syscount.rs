@@ -10,9 +10,9 @@
 //! not, the harness prints "n/a" for the syscall counts rather than a wrong number.
 //!
 //! `msync(MS_SYNC)`, `fsync` and `fdatasync` each end in a device cache flush on the bench's file
-//! systems; they are the "syncs" of the table. `sync_file_range` writes a range and waits for the
-//! writes without flushing (this crate's one-flush barriers use it for all ranges but the last),
-//! so it is counted apart.
+//! systems; they are the "syncs" of the table. `sync_file_range` starts or waits for the writes of
+//! a range without flushing (this crate's one-flush barriers start every range's writes with it
+//! and wait for all but the last), so it is counted apart.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 

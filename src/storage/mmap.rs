@@ -12,9 +12,10 @@ use crate::error::{IoOperation, MappedPageError};
 
 /// Counters of the durability work done through a [`MmapStorage`].
 ///
-/// A barrier ([`Storage::sync_ranges`]) over `n` coalesced ranges costs, on Linux where
-/// [`MmapStorage::one_flush_barriers`] is true, `n − 1` range writes and one `msync`: one device
-/// cache flush. On Linux elsewhere it costs `n` `msync` calls, each its own flush. On macOS and
+/// A barrier ([`Storage::sync_ranges`]) over `n > 1` coalesced ranges costs, on Linux where
+/// [`MmapStorage::one_flush_barriers`] is true, `n` range write starts (all `n` writes in flight
+/// together), `n − 1` range writes that wait for them, and one `msync`: one device cache flush.
+/// On Linux elsewhere it costs `n` `msync` calls, each its own flush. On macOS and
 /// iOS it is `n` `msync` calls and one `F_FULLFSYNC`; on Windows `n` `FlushViewOfFile` calls and
 /// one `FlushFileBuffers`; on other Unixes `n` `msync` calls and one `fsync`: one device flush
 /// per barrier. `docs/mmap-barriers.md` has the reasoning.
@@ -30,11 +31,19 @@ pub struct SyncStats {
     /// counts the flushes there); zero on Windows.
     pub msync_calls: u64,
     /// `sync_file_range(WAIT_BEFORE | WRITE | WAIT_AFTER)` system calls issued (Linux, one-flush
-    /// barriers only): every range of a barrier but the last is written and waited for, without
-    /// a flush; the barrier's closing `msync` flushes them. Not a flush.
+    /// barriers over several ranges only): every range of a barrier but the last is written and
+    /// waited for, without a flush (its write mostly already started by
+    /// [`range_write_starts`](Self::range_write_starts), so this mostly waits); the barrier's
+    /// closing `msync` flushes them. Not a flush.
     pub range_writes: u64,
+    /// `sync_file_range(WRITE)` system calls issued (Linux, one-flush barriers over several
+    /// ranges only): the write-back of every range of the barrier started, not waited for, so
+    /// that all its writes are in flight together before the first wait. Neither a wait nor a
+    /// flush.
+    pub range_write_starts: u64,
     /// Bytes covered by the barriers: the coalesced ranges of every `sync_ranges` (whether
-    /// written by `msync` or by `sync_file_range`) and the whole file for every `sync_all`.
+    /// written by `msync` or by `sync_file_range`; a range both started and written counts
+    /// once) and the whole file for every `sync_all`.
     pub bytes_synced: u64,
     /// Ranges reserved with the file system (`fallocate` calls, or fallback passes): the
     /// ranges [`Storage::reserve`] asked for, rounded out to [`MmapStorage::RESERVATION_CHUNK_BYTES`]
@@ -91,6 +100,10 @@ impl Platform {
 /// any platform.
 #[derive(Clone, Debug, PartialEq, Eq)]
 enum BarrierStep {
+    /// Linux `sync_file_range(WRITE)`: write-back of the range's dirty pages started, not
+    /// waited for; no flush, no metadata. Durable only once a later step of the same barrier
+    /// has waited for the range and the flush has followed.
+    StartRangeWrite(Range<u64>),
     /// Linux `sync_file_range(WAIT_BEFORE | WRITE | WAIT_AFTER)`: written and waited for, no
     /// flush, no metadata.
     WriteRange(Range<u64>),
@@ -107,21 +120,30 @@ enum BarrierStep {
     FlushFileBuffers,
 }
 
-/// The system calls of one barrier over `ranges` (coalesced) on `platform`. `linux_one_flush`:
-/// the file is on a Linux file system of `linux::ONE_FLUSH_FILE_SYSTEMS` (ignored elsewhere). No ranges, no calls.
+/// The system calls of one barrier over `ranges` (coalesced) on `platform`. `method`: how the
+/// file's barriers reach the medium on Linux ([`BarrierMethod::for_file`]; ignored elsewhere).
+/// No ranges, no calls.
 fn barrier_steps(
     platform: Platform,
-    linux_one_flush: bool,
+    method: BarrierMethod,
     ranges: &[Range<u64>],
 ) -> Vec<BarrierStep> {
     let Some((last, first_ranges)) = ranges.split_last() else {
         return Vec::new();
     };
-    let mut steps = Vec::with_capacity(ranges.len() + 1);
+    let mut steps = Vec::with_capacity(2 * ranges.len());
     match platform {
-        Platform::Linux if linux_one_flush => {
-            // Every range but the last written without a flush; the last msync's flush (an
-            // fdatasync of the file) makes them all durable.
+        // One range: its msync is the whole barrier.
+        Platform::Linux if first_ranges.is_empty() => steps.push(BarrierStep::Msync(last.clone())),
+        Platform::Linux if method == BarrierMethod::WriteThenFlush => {
+            // All writes in flight together, then waited for (the last by its msync), then the
+            // last msync's flush (an fdatasync of the file) makes them all durable
+            // (docs/mmap-barriers.md).
+            steps.extend(ranges.iter().cloned().map(BarrierStep::StartRangeWrite));
+            steps.extend(first_ranges.iter().cloned().map(BarrierStep::WriteRange));
+            steps.push(BarrierStep::Msync(last.clone()));
+        }
+        Platform::Linux if method == BarrierMethod::SerialWriteThenFlush => {
             steps.extend(first_ranges.iter().cloned().map(BarrierStep::WriteRange));
             steps.push(BarrierStep::Msync(last.clone()));
         }
@@ -148,7 +170,9 @@ fn barrier_steps(
 fn create_steps(platform: Platform, len_bytes: u64) -> Vec<BarrierStep> {
     match platform {
         Platform::Linux => vec![BarrierStep::Fsync],
-        _ if len_bytes > 0 => barrier_steps(platform, false, &[0..len_bytes]),
+        _ if len_bytes > 0 => {
+            barrier_steps(platform, BarrierMethod::MsyncPerRange, &[0..len_bytes])
+        }
         Platform::Apple => vec![BarrierStep::FullFsync],
         Platform::Windows => vec![BarrierStep::FlushFileBuffers],
         Platform::OtherUnix => vec![BarrierStep::Fsync],
@@ -172,11 +196,17 @@ enum BarrierMethod {
     /// One `msync(MS_SYNC)` per coalesced range: one device flush per range. Also what a barrier
     /// over one range is called before the file system's type is known (it makes no difference).
     MsyncPerRange,
-    /// `sync_file_range` for every range but the last, then `msync(MS_SYNC)` of the last: one
-    /// device flush per barrier. Linux only, on the file systems of `ONE_FLUSH_FILE_SYSTEMS`
-    /// (SPEC.md §5).
+    /// `sync_file_range(WRITE)` of every range (all writes in flight together), then
+    /// `sync_file_range(WAIT_BEFORE | WRITE | WAIT_AFTER)` of every range but the last, then
+    /// `msync(MS_SYNC)` of the last: one device flush per barrier, after one round of writes.
+    /// Linux only, on the file systems of `ONE_FLUSH_FILE_SYSTEMS` (SPEC.md §5).
     #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
     WriteThenFlush,
+    /// The same without the first pass: each range but the last written and waited for before
+    /// the next is started, then `msync(MS_SYNC)` of the last. Equally durable, one flush, but
+    /// `n` device round trips of writes; kept only for the benchmark that compares both plans
+    /// ([`MmapStorage::plan_serial_range_writes`]).
+    SerialWriteThenFlush,
     /// Off Linux: every range written, then one whole-file flush ([`barrier_steps`]).
     #[cfg_attr(target_os = "linux", allow(dead_code))]
     FlushFile,
@@ -286,16 +316,22 @@ mod linux {
     }
 
     /// Writes the dirty pages of `range` and waits until the device has completed the writes;
-    /// issues no cache flush and writes no metadata.
-    pub(super) fn write_range(file: &File, range: &Range<u64>) -> io::Result<()> {
+    /// issues no cache flush and writes no metadata. With `wait` false, only starts the
+    /// write-back of the pages that are dirty and not already being written
+    /// (`SYNC_FILE_RANGE_WRITE`) and returns without waiting for it.
+    pub(super) fn write_range(file: &File, range: &Range<u64>, wait: bool) -> io::Result<()> {
         let too_large = || io::Error::new(io::ErrorKind::InvalidInput, "range beyond off64_t");
         let offset = range.start.try_into().map_err(|_| too_large())?;
         let length = (range.end - range.start)
             .try_into()
             .map_err(|_| too_large())?;
-        let flags = libc::SYNC_FILE_RANGE_WAIT_BEFORE
-            | libc::SYNC_FILE_RANGE_WRITE
-            | libc::SYNC_FILE_RANGE_WAIT_AFTER;
+        let flags = if wait {
+            libc::SYNC_FILE_RANGE_WAIT_BEFORE
+                | libc::SYNC_FILE_RANGE_WRITE
+                | libc::SYNC_FILE_RANGE_WAIT_AFTER
+        } else {
+            libc::SYNC_FILE_RANGE_WRITE
+        };
         // SAFETY: `sync_file_range` reads and writes no memory of this process: it takes a
         // descriptor that `file` keeps open for the duration of the call, and integers.
         let result = unsafe { libc::sync_file_range(file.as_raw_fd(), offset, length, flags) };
@@ -516,10 +552,11 @@ mod windows {
 ///
 /// * A barrier writes exactly the (page-aligned) ranges asked for, never the whole map, and ends
 ///   in one device cache flush ([`one_flush_barriers`](Self::one_flush_barriers)):
-///   * Linux, on ext4, xfs, btrfs and tmpfs: all ranges but the last with `sync_file_range`
-///     (written and waited for, no flush), then one `msync(MS_SYNC)` of the last, whose flush
-///     makes them all durable. On other Linux file systems every range is its own
-///     `msync(MS_SYNC)` (and its own flush).
+///   * Linux, on ext4, xfs, btrfs and tmpfs: the write-back of every range started with
+///     `sync_file_range(WRITE)` (all writes in flight together), all ranges but the last waited
+///     for with `sync_file_range` (no flush), then one `msync(MS_SYNC)` of the last, which waits
+///     for it and whose flush makes them all durable. On other Linux file systems every range is
+///     its own `msync(MS_SYNC)` (and its own flush).
 ///   * macOS and iOS: `msync(MS_SYNC)` of every range, then `fcntl(F_FULLFSYNC)` of the file
 ///     (Darwin's `msync` and `fsync` leave the data in the drive's cache); where the file system
 ///     refuses `F_FULLFSYNC`, `fsync` instead, counted in
@@ -566,6 +603,8 @@ pub struct MmapStorage {
     sync_log: Option<Vec<Vec<Range<u64>>>>,
     /// Found by the first barrier over several ranges (an `fstatfs`), not at open.
     method: Option<BarrierMethod>,
+    /// [`plan_serial_range_writes`](Self::plan_serial_range_writes) was called.
+    serial_range_writes: bool,
     /// The file system answered `fallocate` with `EOPNOTSUPP`: reserve by writing.
     #[cfg(target_os = "linux")]
     allocate_unsupported: bool,
@@ -947,6 +986,7 @@ impl MmapStorage {
             stats: SyncStats::default(),
             sync_log: None,
             method: None,
+            serial_range_writes: false,
             #[cfg(target_os = "linux")]
             allocate_unsupported: false,
             chunks: ReservedChunks::default(),
@@ -1163,6 +1203,16 @@ impl MmapStorage {
         }
     }
 
+    /// Plans one-flush barriers the way this crate did before all writes of a barrier were put
+    /// in flight together: each range but the last written and waited for before the next is
+    /// started, then `msync(MS_SYNC)` of the last. Equally durable and still one device flush,
+    /// only `n` write round trips instead of one (SPEC.md §5); for the benchmark that measures
+    /// both plans side by side in one run. No effect where barriers are not one-flush.
+    #[doc(hidden)]
+    pub fn plan_serial_range_writes(&mut self) {
+        self.serial_range_writes = true;
+    }
+
     /// The last step of a create, after the link: makes the directory entry durable. If that
     /// fails, the new name is removed again (it is still this storage's inode: nobody else can
     /// have opened it as a pager, the lock is held), so a failed create leaves nothing at `path`
@@ -1194,10 +1244,17 @@ impl MmapStorage {
     fn run_steps(&mut self, steps: &[BarrierStep]) -> io::Result<()> {
         for step in steps {
             match step {
+                BarrierStep::StartRangeWrite(range) => {
+                    self.stats.range_write_starts += 1;
+                    #[cfg(target_os = "linux")]
+                    linux::write_range(&self.file, range, false)?;
+                    #[cfg(not(target_os = "linux"))]
+                    unreachable!("sync_file_range(WRITE) of {range:?} planned off Linux");
+                }
                 BarrierStep::WriteRange(range) => {
                     self.stats.range_writes += 1;
                     #[cfg(target_os = "linux")]
-                    linux::write_range(&self.file, range)?;
+                    linux::write_range(&self.file, range, true)?;
                     #[cfg(not(target_os = "linux"))]
                     unreachable!("sync_file_range of {range:?} planned off Linux");
                 }
@@ -1260,10 +1317,10 @@ impl MmapStorage {
     }
 
     /// True when a barrier over several ranges costs one device flush: on Linux with the file on
-    /// ext4, xfs, btrfs or tmpfs (all ranges but the last are written by `sync_file_range`, the
-    /// last by `msync(MS_SYNC)`), and always off Linux (the ranges are written, then one
-    /// whole-file flush: `F_FULLFSYNC`, `FlushFileBuffers` or `fsync`). False on Linux when
-    /// every range is its own `msync` (SPEC.md §5).
+    /// ext4, xfs, btrfs or tmpfs (every range's write started by `sync_file_range`, all but the
+    /// last waited for by it, the last by `msync(MS_SYNC)`), and always off Linux (the ranges
+    /// are written, then one whole-file flush: `F_FULLFSYNC`, `FlushFileBuffers` or `fsync`).
+    /// False on Linux when every range is its own `msync` (SPEC.md §5).
     pub fn one_flush_barriers(&self) -> bool {
         self.method
             .unwrap_or_else(|| BarrierMethod::for_file(&self.file))
@@ -1356,7 +1413,7 @@ impl Storage for MmapStorage {
         if self.map.is_none() || merged.is_empty() {
             return Ok(());
         }
-        // On Linux, every range but the last: written and waited for, without a flush where the
+        // On Linux, every range: all written together and waited for, without a flush where the
         // last msync's flush covers them (SPEC.md §5), else each its own msync. One range never
         // needs the file system's type.
         let method = match self.method {
@@ -1364,12 +1421,14 @@ impl Storage for MmapStorage {
             None if merged.len() == 1 => BarrierMethod::MsyncPerRange,
             None => *self.method.insert(BarrierMethod::for_file(&self.file)),
         };
+        let method = match method {
+            BarrierMethod::WriteThenFlush if self.serial_range_writes => {
+                BarrierMethod::SerialWriteThenFlush
+            }
+            method => method,
+        };
         self.stats.bytes_synced += merged.iter().map(|r| r.end - r.start).sum::<u64>();
-        let steps = barrier_steps(
-            Platform::CURRENT,
-            method == BarrierMethod::WriteThenFlush,
-            &merged,
-        );
+        let steps = barrier_steps(Platform::CURRENT, method, &merged);
         self.run_steps(&steps)
     }
 
@@ -1429,7 +1488,11 @@ impl Storage for MmapStorage {
             return Ok(());
         }
         self.stats.bytes_synced += self.len_bytes;
-        let steps = barrier_steps(Platform::CURRENT, false, &[0..self.len_bytes]);
+        let steps = barrier_steps(
+            Platform::CURRENT,
+            BarrierMethod::MsyncPerRange,
+            &[0..self.len_bytes],
+        );
         self.run_steps(&steps)
     }
 }
@@ -1468,60 +1531,89 @@ mod tests {
         let stats = storage.stats();
         assert_eq!(stats.barriers, 1);
         assert_eq!(stats.bytes_synced, 4 * PAGE);
+        // [msync, range write starts, range writes, view flushes, file flushes]
         let calls = |stats: &SyncStats| {
-            (
+            [
                 stats.msync_calls,
+                stats.range_write_starts,
                 stats.range_writes,
                 stats.view_flushes,
                 stats.file_flushes,
-            )
+            ]
         };
+        let since = |now: [u64; 5], then: [u64; 5]| -> [u64; 5] {
+            std::array::from_fn(|index| now[index] - then[index])
+        };
+        // All three writes started, the first two waited for, the last msync'ed.
         let expected = match Platform::CURRENT {
-            Platform::Linux if storage.one_flush_barriers() => (1, 2, 0, 0),
-            Platform::Linux => (3, 0, 0, 0),
-            Platform::Windows => (0, 0, 3, 1),
-            Platform::Apple | Platform::OtherUnix => (3, 0, 0, 1),
+            Platform::Linux if storage.one_flush_barriers() => [1, 3, 2, 0, 0],
+            Platform::Linux => [3, 0, 0, 0, 0],
+            Platform::Windows => [0, 0, 0, 3, 1],
+            Platform::Apple | Platform::OtherUnix => [3, 0, 0, 0, 1],
         };
         assert_eq!(calls(&stats), expected);
         assert!(storage.one_flush_barriers() || Platform::CURRENT == Platform::Linux);
         // One range: one write of it, never a range write; off Linux one whole-file flush.
         storage.sync_ranges(&[2 * PAGE..3 * PAGE]).unwrap();
-        let after = storage.stats();
+        let after_one = storage.stats();
         let expected_one = match Platform::CURRENT {
-            Platform::Linux => (1, 0, 0, 0),
-            Platform::Windows => (0, 0, 1, 1),
-            Platform::Apple | Platform::OtherUnix => (1, 0, 0, 1),
+            Platform::Linux => [1, 0, 0, 0, 0],
+            Platform::Windows => [0, 0, 0, 1, 1],
+            Platform::Apple | Platform::OtherUnix => [1, 0, 0, 0, 1],
         };
-        let (now, then) = (calls(&after), calls(&stats));
+        assert_eq!(since(calls(&after_one), calls(&stats)), expected_one);
+        // The serial plan (for the benchmark): no write started ahead, the rest alike.
+        storage.plan_serial_range_writes();
+        for page in [0, 3, 6] {
+            storage.bytes_mut()[(page * PAGE) as usize] += 10;
+        }
+        storage
+            .sync_ranges(&[0..PAGE, 3 * PAGE..4 * PAGE, 6 * PAGE..7 * PAGE])
+            .unwrap();
+        let after_serial = storage.stats();
+        let expected_serial = match Platform::CURRENT {
+            Platform::Linux if storage.one_flush_barriers() => [1, 0, 2, 0, 0],
+            _ => expected,
+        };
         assert_eq!(
-            (
-                now.0 - then.0,
-                now.1 - then.1,
-                now.2 - then.2,
-                now.3 - then.3
-            ),
-            expected_one
+            since(calls(&after_serial), calls(&after_one)),
+            expected_serial
         );
-        assert_eq!(after.full_fsync_fallbacks, 0);
+        assert_eq!(after_serial.full_fsync_fallbacks, 0);
         storage.sync_all().unwrap();
-        assert_eq!(storage.stats().bytes_synced, 5 * PAGE + 8 * PAGE);
+        assert_eq!(storage.stats().bytes_synced, 8 * PAGE + 8 * PAGE);
         // Closed first: Windows refuses other handles' reads of a locked file.
         drop(storage);
         let on_disk = std::fs::read(dir.path().join("storage.bin")).unwrap();
-        assert_eq!(on_disk[(6 * PAGE) as usize], 7);
-        assert_eq!(on_disk[(3 * PAGE) as usize], 4);
+        assert_eq!(on_disk[(6 * PAGE) as usize], 17);
+        assert_eq!(on_disk[(3 * PAGE) as usize], 14);
+        assert_eq!(on_disk[PAGE as usize], 2);
     }
 
     /// The system calls of a barrier over three ranges, per platform: the sequence each OS needs
     /// for a real flush (SPEC.md §5), checked on any build machine.
     #[test]
     fn every_platform_plans_its_own_flush() {
+        use BarrierMethod::*;
         use BarrierStep::*;
         let ranges = [0..PAGE, 3 * PAGE..4 * PAGE, 6 * PAGE..8 * PAGE];
         let [a, b, c] = ranges.clone();
-        // Linux on ext4/xfs/btrfs/tmpfs: written without a flush, the last msync flushes.
+        // Linux on ext4/xfs/btrfs/tmpfs: every write started (all in flight together), the
+        // first two waited for, the last msync waits for its own and flushes once.
         assert_eq!(
-            barrier_steps(Platform::Linux, true, &ranges),
+            barrier_steps(Platform::Linux, WriteThenFlush, &ranges),
+            vec![
+                StartRangeWrite(a.clone()),
+                StartRangeWrite(b.clone()),
+                StartRangeWrite(c.clone()),
+                WriteRange(a.clone()),
+                WriteRange(b.clone()),
+                Msync(c.clone())
+            ]
+        );
+        // The serial plan kept for the benchmark: each write waited for before the next.
+        assert_eq!(
+            barrier_steps(Platform::Linux, SerialWriteThenFlush, &ranges),
             vec![
                 WriteRange(a.clone()),
                 WriteRange(b.clone()),
@@ -1529,15 +1621,23 @@ mod tests {
             ]
         );
         // Linux elsewhere: each range its own msync (each its own flush).
-        assert_eq!(
-            barrier_steps(Platform::Linux, false, &ranges),
-            vec![Msync(a.clone()), Msync(b.clone()), Msync(c.clone())]
-        );
-        // macOS and iOS: msync writes the ranges, F_FULLFSYNC flushes the drive; the Linux
-        // file-system answer changes nothing.
-        for one_flush in [true, false] {
+        for method in [MsyncPerRange, FlushFile] {
             assert_eq!(
-                barrier_steps(Platform::Apple, one_flush, &ranges),
+                barrier_steps(Platform::Linux, method, &ranges),
+                vec![Msync(a.clone()), Msync(b.clone()), Msync(c.clone())]
+            );
+        }
+        // macOS and iOS: msync writes the ranges, F_FULLFSYNC flushes the drive; the Linux
+        // method changes nothing.
+        let every_method = [
+            MsyncPerRange,
+            WriteThenFlush,
+            SerialWriteThenFlush,
+            FlushFile,
+        ];
+        for method in every_method {
+            assert_eq!(
+                barrier_steps(Platform::Apple, method, &ranges),
                 vec![
                     Msync(a.clone()),
                     Msync(b.clone()),
@@ -1546,7 +1646,7 @@ mod tests {
                 ]
             );
             assert_eq!(
-                barrier_steps(Platform::Windows, one_flush, &ranges),
+                barrier_steps(Platform::Windows, method, &ranges),
                 vec![
                     FlushView(a.clone()),
                     FlushView(b.clone()),
@@ -1555,17 +1655,19 @@ mod tests {
                 ]
             );
             assert_eq!(
-                barrier_steps(Platform::OtherUnix, one_flush, &ranges),
+                barrier_steps(Platform::OtherUnix, method, &ranges),
                 vec![Msync(a.clone()), Msync(b.clone()), Msync(c.clone()), Fsync]
             );
         }
-        // One range, and none.
+        // One range: its msync alone on Linux, whatever the method; and no ranges, no calls.
+        for method in every_method {
+            assert_eq!(
+                barrier_steps(Platform::Linux, method, std::slice::from_ref(&a)),
+                vec![Msync(a.clone())]
+            );
+        }
         assert_eq!(
-            barrier_steps(Platform::Linux, true, std::slice::from_ref(&a)),
-            vec![Msync(a.clone())]
-        );
-        assert_eq!(
-            barrier_steps(Platform::Apple, false, std::slice::from_ref(&a)),
+            barrier_steps(Platform::Apple, MsyncPerRange, std::slice::from_ref(&a)),
             vec![Msync(a.clone()), FullFsync]
         );
         for platform in [
@@ -1574,7 +1676,9 @@ mod tests {
             Platform::Windows,
             Platform::OtherUnix,
         ] {
-            assert_eq!(barrier_steps(platform, true, &[]), vec![], "{platform:?}");
+            for method in every_method {
+                assert_eq!(barrier_steps(platform, method, &[]), vec![], "{platform:?}");
+            }
         }
     }
 

@@ -23,7 +23,6 @@ pub enum Kind {
     Ext2,
     /// A ramfs: no size limit (`size_bytes` is ignored), and not a file system `MmapStorage`
     /// knows to honour one-flush barriers.
-    #[allow(dead_code)]
     Ramfs,
 }
 

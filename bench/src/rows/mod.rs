@@ -5,6 +5,7 @@
 //! [`crate::measure::alternate`] interleave the contenders, and add one [`RowSpec`] line below.
 
 mod access;
+pub mod barrier;
 mod bulk;
 mod durable;
 mod open;
@@ -113,13 +114,14 @@ pub fn create_ours(path: &Path, mode: OursMode) -> BenchResult<Ours> {
 
 /// Fills in the barrier and byte counters of this crate's storage over a timed region, and
 /// checks the interposed syscall counters against the crate's own counts of `msync` and
-/// `sync_file_range` calls (they must agree; a mismatch means the counting is wrong and is
-/// reported on stderr).
+/// `sync_file_range` calls (range writes and range write starts; they must agree, a mismatch
+/// means the counting is wrong and is reported on stderr).
 pub fn add_ours_stats(sample: &mut Sample, before: SyncStats, after: SyncStats) {
     sample.barrier_count = Some(after.barriers - before.barriers);
     sample.bytes_synced = Some(after.bytes_synced - before.bytes_synced);
     let msync_calls = after.msync_calls - before.msync_calls;
-    let range_writes = after.range_writes - before.range_writes;
+    let range_writes = (after.range_writes + after.range_write_starts)
+        - (before.range_writes + before.range_write_starts);
     if sample.syscall_count != 0 && sample.syscall_count != msync_calls {
         eprintln!(
             "warning: counted {} sync syscalls where the crate reports {msync_calls} msync calls",
@@ -159,6 +161,10 @@ pub const REGISTRY: &[RowSpec] = &[
     RowSpec {
         key: "protected-commit",
         run: durable::protected_commit,
+    },
+    RowSpec {
+        key: "barrier",
+        run: barrier::protected_commit_vs_msync,
     },
     RowSpec {
         key: "shared-alloc",
