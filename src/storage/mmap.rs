@@ -315,6 +315,13 @@ mod linux {
         Some(blocks.saturating_mul(size))
     }
 
+    /// `sync_file_range` flags: write the range and wait for every page of it.
+    const WRITE_AND_WAIT: libc::c_uint = libc::SYNC_FILE_RANGE_WAIT_BEFORE
+        | libc::SYNC_FILE_RANGE_WRITE
+        | libc::SYNC_FILE_RANGE_WAIT_AFTER;
+    /// `sync_file_range` flags: start the write-back of the range's dirty pages, wait for nothing.
+    const START_WRITE: libc::c_uint = libc::SYNC_FILE_RANGE_WRITE;
+
     /// Writes the dirty pages of `range` and waits until the device has completed the writes;
     /// issues no cache flush and writes no metadata. With `wait` false, only starts the
     /// write-back of the pages that are dirty and not already being written
@@ -325,13 +332,7 @@ mod linux {
         let length = (range.end - range.start)
             .try_into()
             .map_err(|_| too_large())?;
-        let flags = if wait {
-            libc::SYNC_FILE_RANGE_WAIT_BEFORE
-                | libc::SYNC_FILE_RANGE_WRITE
-                | libc::SYNC_FILE_RANGE_WAIT_AFTER
-        } else {
-            libc::SYNC_FILE_RANGE_WRITE
-        };
+        let flags = if wait { WRITE_AND_WAIT } else { START_WRITE };
         // SAFETY: `sync_file_range` reads and writes no memory of this process: it takes a
         // descriptor that `file` keeps open for the duration of the call, and integers.
         let result = unsafe { libc::sync_file_range(file.as_raw_fd(), offset, length, flags) };
