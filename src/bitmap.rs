@@ -93,6 +93,12 @@ impl Bitmap {
             .collect()
     }
 
+    /// Word `index` (bits `64 · index..64 · index + 64`; bits past `len_bits` are zero).
+    #[inline]
+    pub(crate) fn word(&self, index: usize) -> u64 {
+        self.words[index]
+    }
+
     /// Number of words (`⌈len_bits / 64⌉`).
     pub(crate) fn word_count(&self) -> usize {
         self.words.len()

@@ -186,6 +186,7 @@ mod pager;
 mod protected;
 mod readonly;
 mod recovery;
+mod scan;
 mod shared;
 mod state;
 mod storage;

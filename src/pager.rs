@@ -1,5 +1,6 @@
 //! `Pager`: the public face of the crate.
 
+use std::marker::PhantomData;
 use std::ops::Range;
 use std::path::Path;
 
@@ -10,6 +11,7 @@ use crate::format::{Geometry, MAX_GENERATION, MAX_PAGE_SIZE, MIN_PAGE_SIZE};
 use crate::mutants::{Mutant, active};
 use crate::page::{MappedPage, PageId};
 use crate::recovery::{RecoveryDecision, recover, repair};
+use crate::scan::AllocatedScan;
 use crate::state::{AllocState, GroupDivider, PageRun};
 use crate::storage::{MmapStorage, Storage};
 
@@ -944,12 +946,8 @@ impl<const PAGE_SIZE: usize, S: Storage> Pager<PAGE_SIZE, S> {
     /// ```
     pub fn iter_allocated_pages(&self) -> AllocatedPageIter<'_, PAGE_SIZE, S> {
         AllocatedPageIter {
-            pager: self,
-            next_page: if self.poisoned.is_some() {
-                self.state.page_count
-            } else {
-                0
-            },
+            scan: AllocatedScan::new(&self.state, self.poisoned.is_some()),
+            _pager: PhantomData,
         }
     }
 }
@@ -994,22 +992,24 @@ impl<const PAGE_SIZE: usize> PageId<PAGE_SIZE> {
 }
 
 /// An iterator over the allocated data pages of a [`Pager`], in increasing order.
+///
+/// It scans the allocation bitmap a word at a time; creating it sorts the pages the
+/// protected-page directory owns (none without protected pages).
 pub struct AllocatedPageIter<'a, const PAGE_SIZE: usize, S: Storage = MmapStorage> {
-    pager: &'a Pager<PAGE_SIZE, S>,
-    next_page: u64,
+    scan: AllocatedScan<'a>,
+    _pager: PhantomData<&'a Pager<PAGE_SIZE, S>>,
 }
 
 impl<const PAGE_SIZE: usize, S: Storage> Iterator for AllocatedPageIter<'_, PAGE_SIZE, S> {
     type Item = PageId<PAGE_SIZE>;
 
+    #[inline]
     fn next(&mut self) -> Option<Self::Item> {
-        let state = &self.pager.state;
-        loop {
-            let page = state.bitmap.next_one(self.next_page)?;
-            self.next_page = page + 1;
-            if !state.geometry.is_internal(page) && !state.directory.owns(page) {
-                return Some(PageId::from_raw(page));
-            }
-        }
+        self.scan.next().map(PageId::from_raw)
     }
+}
+
+impl<const PAGE_SIZE: usize, S: Storage> std::iter::FusedIterator
+    for AllocatedPageIter<'_, PAGE_SIZE, S>
+{
 }

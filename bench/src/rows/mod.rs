@@ -7,6 +7,7 @@
 mod access;
 mod bulk;
 mod durable;
+mod iterate;
 mod open;
 mod reference;
 mod scale;
@@ -195,5 +196,10 @@ pub const REGISTRY: &[RowSpec] = &[
     RowSpec {
         key: "commit-scale",
         run: scale::commit_scale,
+    },
+    // Issue 15: costs that must not grow with the file.
+    RowSpec {
+        key: "iter-scan",
+        run: iterate::iter_scan,
     },
 ];
