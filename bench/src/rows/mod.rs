@@ -5,6 +5,7 @@
 //! [`crate::measure::alternate`] interleave the contenders, and add one [`RowSpec`] line below.
 
 mod access;
+mod alloc_scale;
 mod bulk;
 mod durable;
 mod iterate;
@@ -201,5 +202,9 @@ pub const REGISTRY: &[RowSpec] = &[
     RowSpec {
         key: "iter-scan",
         run: iterate::iter_scan,
+    },
+    RowSpec {
+        key: "alloc-scale",
+        run: alloc_scale::alloc_scale,
     },
 ];
