@@ -10,7 +10,7 @@ use crate::error::{IoOperation, MappedPageError};
 use crate::format::{Geometry, MAX_GENERATION, MAX_PAGE_SIZE, MIN_PAGE_SIZE};
 use crate::mutants::{Mutant, active};
 use crate::page::{MappedPage, PageId};
-use crate::recovery::{RecoveryDecision, recover, repair};
+use crate::recovery::{Recovered, RecoveryDecision, recover, repair};
 use crate::scan::AllocatedScan;
 use crate::state::{AllocState, GroupDivider, PageRun};
 use crate::storage::{MmapStorage, Storage};
@@ -144,6 +144,20 @@ impl<const PAGE_SIZE: usize> Pager<PAGE_SIZE, MmapStorage> {
     }
 }
 
+/// [`recover`] over `storage`, advised as a scattered read (SPEC.md §4.1 reads two slot pages per
+/// group): [`Storage::advise_scattered_reads`] for its duration, and every slot page it may
+/// read named to [`Storage::prefetch`] before the first is read, so that a cold open waits for
+/// the device about once instead of once per group, and reads no read-ahead window per page.
+fn recover_advised<S: Storage>(
+    storage: &mut S,
+    geometry: Geometry,
+) -> Result<Recovered, MappedPageError> {
+    storage.advise_scattered_reads(true);
+    let recovered = recover(storage.bytes(), geometry, |ranges| storage.prefetch(ranges));
+    storage.advise_scattered_reads(false);
+    recovered
+}
+
 /// Writes the first commit of a new file into empty `storage`.
 fn initialize<S: Storage>(
     storage: &mut S,
@@ -260,7 +274,8 @@ impl<const PAGE_SIZE: usize, S: Storage> Pager<PAGE_SIZE, S> {
         storage: S,
     ) -> Result<(Self, Vec<crate::Repair>), MappedPageError> {
         let () = Self::PAGE_SIZE_IS_VALID;
-        let recovered = recover(storage.bytes(), Self::geometry())?;
+        let mut storage = storage;
+        let recovered = recover_advised(&mut storage, Self::geometry())?;
         let repairs = repair::planned(&recovered);
         Ok((
             Pager {
@@ -280,7 +295,7 @@ impl<const PAGE_SIZE: usize, S: Storage> Pager<PAGE_SIZE, S> {
         storage: &mut S,
     ) -> Result<(AllocState, RecoveryDecision), MappedPageError> {
         let geometry = Self::geometry();
-        let recovered = recover(storage.bytes(), geometry)?;
+        let recovered = recover_advised(storage, geometry)?;
         repair::apply(storage, geometry, &recovered)?;
         Ok((recovered.state, recovered.decision))
     }

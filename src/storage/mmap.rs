@@ -1402,6 +1402,44 @@ impl Storage for MmapStorage {
         Some(&self.path)
     }
 
+    /// `madvise(MADV_RANDOM)` over the map while `scattered` (a fault reads its page, not a
+    /// read-ahead window: on a disk with a large read-ahead, and in the holes of a sparse file,
+    /// a window per slot page read was most of a cold open), `MADV_NORMAL` after. Unix only; an
+    /// error is ignored (a hint).
+    fn advise_scattered_reads(&mut self, scattered: bool) {
+        #[cfg(unix)]
+        if let Some(map) = &self.map {
+            let advice = if scattered {
+                memmap2::Advice::Random
+            } else {
+                memmap2::Advice::Normal
+            };
+            let _ = map.advise(advice);
+        }
+        #[cfg(not(unix))]
+        let _ = scattered;
+    }
+
+    /// `madvise(MADV_WILLNEED)` per range (inside the map): the kernel starts reading each one
+    /// and returns, so the device has them all in flight at once. Unix only; an error is ignored.
+    fn prefetch(&self, ranges: &[Range<u64>]) {
+        #[cfg(unix)]
+        if let Some(map) = &self.map {
+            for range in ranges {
+                let (Ok(start), Ok(end)) =
+                    (usize::try_from(range.start), usize::try_from(range.end))
+                else {
+                    continue;
+                };
+                if start < end && end <= map.len() {
+                    let _ = map.advise_range(memmap2::Advice::WillNeed, start, end - start);
+                }
+            }
+        }
+        #[cfg(not(unix))]
+        let _ = ranges;
+    }
+
     fn sync_all(&mut self) -> io::Result<()> {
         self.stats.barriers += 1;
         if let Some(log) = self.sync_log.as_mut() {

@@ -10,6 +10,7 @@ mod bulk;
 mod durable;
 mod iterate;
 mod open;
+mod open_scale;
 mod reference;
 mod scale;
 mod threads;
@@ -206,5 +207,9 @@ pub const REGISTRY: &[RowSpec] = &[
     RowSpec {
         key: "alloc-scale",
         run: alloc_scale::alloc_scale,
+    },
+    RowSpec {
+        key: "open-scale",
+        run: open_scale::open_scale,
     },
 ];
