@@ -61,7 +61,20 @@ impl Bitmap {
             ones: 0,
             levels: Vec::new(),
         };
-        bitmap.rebuild_summary();
+        // Every word is all zero, so every summary bit is set: no pass over the words.
+        bitmap.levels = level_bit_counts(bitmap.words.len())
+            .into_iter()
+            .map(|bits| {
+                let mut level = vec![u64::MAX; bits.div_ceil(64)];
+                if let Some(last) = level.last_mut()
+                    && bits % 64 != 0
+                {
+                    *last = u64::MAX >> (64 - bits % 64);
+                }
+                level
+            })
+            .collect();
+        debug_assert!(bitmap.summary_is_exact(), "a new bitmap's summary");
         bitmap
     }
 
@@ -80,8 +93,20 @@ impl Bitmap {
         if first >= end {
             return;
         }
-        for index in first..end {
-            put_bit(&mut self.levels[0], index, self.words[index] != u64::MAX);
+        // Level 0 a summary word at a time: the bits of up to 64 words, then one store.
+        let mut index = first;
+        while index < end {
+            let summary_index = index / 64;
+            let block_end = end.min((summary_index + 1) * 64);
+            let (mut mask, mut free) = (0u64, 0u64);
+            for (offset, &word) in self.words[index..block_end].iter().enumerate() {
+                let bit = 1u64 << ((index + offset) % 64);
+                mask |= bit;
+                free |= if word != u64::MAX { bit } else { 0 };
+            }
+            let summary = &mut self.levels[0][summary_index];
+            *summary = (*summary & !mask) | free;
+            index = block_end;
         }
         let (mut low, mut high) = (first, end);
         for level in 1..self.levels.len() {
@@ -110,8 +135,7 @@ impl Bitmap {
         Some(next * 64 + bits[next].trailing_zeros() as usize)
     }
 
-    /// True when the summary is the one `words` give (for tests).
-    #[cfg(test)]
+    /// True when the summary is the one `words` give (for tests and debug assertions).
     pub(crate) fn summary_is_exact(&self) -> bool {
         let mut rebuilt = self.clone();
         rebuilt.rebuild_summary();
