@@ -548,7 +548,7 @@ mod tests {
                     bitmap.clear_range(bit, bit + 1);
                 }
             }
-            for _ in 0..200 {
+            for _ in 0..if cfg!(miri) { 8 } else { 200 } {
                 let from = next(len + 1);
                 assert_eq!(bitmap.next_zero(from), next_zero_by_scan(&bitmap, from));
                 let end = (from + next(300)).min(len);

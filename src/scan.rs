@@ -171,9 +171,13 @@ mod tests {
 
     #[test]
     fn scan_agrees_with_the_definition() {
-        let cases = if cfg!(miri) { 4 } else { 120 };
+        let cases = if cfg!(miri) { 2 } else { 120 };
         for case in 0..cases {
-            let page_size = [1024, 2048, 4096][case as usize % 3];
+            let page_size = if cfg!(miri) {
+                1024
+            } else {
+                [1024, 2048, 4096][case as usize % 3]
+            };
             let groups = 1 + case % 4;
             let cut = (case * 37) % 700;
             let state = random_state(case, page_size, groups, cut);
