@@ -115,6 +115,12 @@ impl Directory {
         self.owned_pages.iter().copied()
     }
 
+    /// Marks `pages` owned (tests of code that only reads the owned set).
+    #[cfg(test)]
+    pub(crate) fn own_for_test(&mut self, pages: Vec<u64>) {
+        self.owned_pages.extend(pages);
+    }
+
     /// True if `page` is a directory block page or a backing copy.
     #[inline]
     pub(crate) fn owns(&self, page: u64) -> bool {

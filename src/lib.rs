@@ -197,6 +197,7 @@ mod protected;
 mod readonly;
 mod recovery;
 mod rollback;
+mod scan;
 mod shared;
 mod state;
 mod storage;

@@ -1,5 +1,6 @@
 //! `Pager`: the public face of the crate.
 
+use std::marker::PhantomData;
 use std::ops::Range;
 use std::path::Path;
 
@@ -9,7 +10,8 @@ use crate::error::{IoOperation, MappedPageError};
 use crate::format::{Geometry, MAX_GENERATION, MAX_PAGE_SIZE, MIN_PAGE_SIZE};
 use crate::mutants::{Mutant, active};
 use crate::page::{MappedPage, PageId};
-use crate::recovery::{RecoveryDecision, recover, repair};
+use crate::recovery::{Recovered, RecoveryDecision, recover, repair};
+use crate::scan::AllocatedScan;
 use crate::state::{AllocState, GroupDivider, PageRun};
 use crate::storage::{MmapStorage, Storage};
 
@@ -138,14 +140,23 @@ impl<const PAGE_SIZE: usize> Pager<PAGE_SIZE, MmapStorage> {
     /// [`MappedPageError::Locked`] if another `Pager` holds it.
     pub fn open(path: impl AsRef<Path>) -> Result<Self, MappedPageError> {
         let () = Self::PAGE_SIZE_IS_VALID;
-        let storage = MmapStorage::open(path)?;
-        // Recovery reads single pages far apart; with the kernel's read-around, each fault on a
-        // cold, sparse file read `read_ahead_kb` around it (SPEC.md §4.6).
-        storage.advise_random(true);
-        let pager = Self::open_in(storage)?;
-        pager.storage().advise_random(false);
-        Ok(pager)
+        // Recovery's scattered reads are advised as such by `open_in` (`recover_advised`).
+        Self::open_in(MmapStorage::open(path)?)
     }
+}
+
+/// [`recover`] over `storage`, advised as a scattered read (SPEC.md §4.1 reads two slot pages per
+/// group): [`Storage::advise_scattered_reads`] for its duration, and every slot page it may
+/// read named to [`Storage::prefetch`] before the first is read, so that a cold open waits for
+/// the device about once instead of once per group, and reads no read-ahead window per page.
+fn recover_advised<S: Storage>(
+    storage: &mut S,
+    geometry: Geometry,
+) -> Result<Recovered, MappedPageError> {
+    storage.advise_scattered_reads(true);
+    let recovered = recover(storage.bytes(), geometry, |ranges| storage.prefetch(ranges));
+    storage.advise_scattered_reads(false);
+    recovered
 }
 
 /// Writes the first commit of a new file into empty `storage`.
@@ -264,7 +275,8 @@ impl<const PAGE_SIZE: usize, S: Storage> Pager<PAGE_SIZE, S> {
         storage: S,
     ) -> Result<(Self, Vec<crate::Repair>), MappedPageError> {
         let () = Self::PAGE_SIZE_IS_VALID;
-        let recovered = recover(storage.bytes(), Self::geometry())?;
+        let mut storage = storage;
+        let recovered = recover_advised(&mut storage, Self::geometry())?;
         let repairs = repair::planned(&recovered);
         Ok((
             Pager {
@@ -284,7 +296,7 @@ impl<const PAGE_SIZE: usize, S: Storage> Pager<PAGE_SIZE, S> {
         storage: &mut S,
     ) -> Result<(AllocState, RecoveryDecision), MappedPageError> {
         let geometry = Self::geometry();
-        let recovered = recover(storage.bytes(), geometry)?;
+        let recovered = recover_advised(storage, geometry)?;
         repair::apply(storage, geometry, &recovered)?;
         Ok((recovered.state, recovered.decision))
     }
@@ -955,12 +967,8 @@ impl<const PAGE_SIZE: usize, S: Storage> Pager<PAGE_SIZE, S> {
     /// ```
     pub fn iter_allocated_pages(&self) -> AllocatedPageIter<'_, PAGE_SIZE, S> {
         AllocatedPageIter {
-            pager: self,
-            next_page: if self.poisoned.is_some() {
-                self.state.page_count
-            } else {
-                0
-            },
+            scan: AllocatedScan::new(&self.state, self.poisoned.is_some()),
+            _pager: PhantomData,
         }
     }
 }
@@ -1005,22 +1013,24 @@ impl<const PAGE_SIZE: usize> PageId<PAGE_SIZE> {
 }
 
 /// An iterator over the allocated data pages of a [`Pager`], in increasing order.
+///
+/// It scans the allocation bitmap a word at a time; creating it sorts the pages the
+/// protected-page directory owns (none without protected pages).
 pub struct AllocatedPageIter<'a, const PAGE_SIZE: usize, S: Storage = MmapStorage> {
-    pager: &'a Pager<PAGE_SIZE, S>,
-    next_page: u64,
+    scan: AllocatedScan<'a>,
+    _pager: PhantomData<&'a Pager<PAGE_SIZE, S>>,
 }
 
 impl<const PAGE_SIZE: usize, S: Storage> Iterator for AllocatedPageIter<'_, PAGE_SIZE, S> {
     type Item = PageId<PAGE_SIZE>;
 
+    #[inline]
     fn next(&mut self) -> Option<Self::Item> {
-        let state = &self.pager.state;
-        loop {
-            let page = state.bitmap.next_one(self.next_page)?;
-            self.next_page = page + 1;
-            if !state.geometry.is_internal(page) && !state.directory.owns(page) {
-                return Some(PageId::from_raw(page));
-            }
-        }
+        self.scan.next().map(PageId::from_raw)
     }
+}
+
+impl<const PAGE_SIZE: usize, S: Storage> std::iter::FusedIterator
+    for AllocatedPageIter<'_, PAGE_SIZE, S>
+{
 }

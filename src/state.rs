@@ -347,12 +347,10 @@ impl AllocState {
                 continue;
             };
             let limit = if wrapped { start } else { self.page_count };
-            let end = self
-                .bitmap
-                .next_one(first)
-                .unwrap_or(self.page_count)
-                .min(limit)
-                .min(first + remaining);
+            // The run ends at the first page in use, the limit or the count, whichever comes
+            // first; only the words up to there are read.
+            let bound = limit.min(first + remaining);
+            let end = self.bitmap.next_one_before(first, bound).unwrap_or(bound);
             runs.push(PageRun {
                 first_page: first,
                 end_page: end,

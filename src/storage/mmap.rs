@@ -932,24 +932,6 @@ fn sync_directory(directory: &Path) -> io::Result<()> {
 }
 
 impl MmapStorage {
-    /// Tells the kernel the map is read at random (`madvise(MADV_RANDOM)`: a fault reads its page
-    /// only, not `read_ahead_kb` around it), or in the default way: `Pager::open` sets it for
-    /// recovery and resets it after. A hint: its failure changes only speed and is ignored;
-    /// nothing is done off Unix. A growth's new map has the default advice.
-    pub(crate) fn advise_random(&self, random: bool) {
-        #[cfg(unix)]
-        if let Some(map) = &self.map {
-            let advice = if random {
-                memmap2::Advice::Random
-            } else {
-                memmap2::Advice::Normal
-            };
-            let _ = map.advise(advice);
-        }
-        #[cfg(not(unix))]
-        let _ = random;
-    }
-
     /// Reservations are made in aligned chunks of this size (clipped to the file): one `fallocate`
     /// serves the next allocations in its chunk, so a durable `alloc` of a new page rarely pays for
     /// a change of the file's block map (on ext4 that is a journal commit in the next barrier). Free
@@ -1480,6 +1462,57 @@ impl Storage for MmapStorage {
         Some(&self.path)
     }
 
+    /// `madvise(MADV_RANDOM)` over the map while `scattered` (a fault reads its page, not a
+    /// read-ahead window: on a disk with a large read-ahead, and in the holes of a sparse file,
+    /// a window per slot page read was most of a cold open), `MADV_NORMAL` after. On Linux, the
+    /// end of the scattered reads also unmaps the pages they faulted in (`MADV_DONTNEED`: one 4
+    /// KiB page per bitmap group, 132 MiB of resident memory after opening a file of 2^28 pages
+    /// of 1 KiB); they stay in the page cache, and a later access maps them again. Unix only;
+    /// an error is ignored (a hint).
+    fn advise_scattered_reads(&mut self, scattered: bool) {
+        #[cfg(unix)]
+        if let Some(map) = &self.map {
+            let advice = if scattered {
+                memmap2::Advice::Random
+            } else {
+                memmap2::Advice::Normal
+            };
+            let _ = map.advise(advice);
+            #[cfg(target_os = "linux")]
+            if !scattered {
+                // SAFETY: `&mut self` means no slice of the map is borrowed, so no reference
+                // observes the unmapping. The map is a shared mapping of the file (`map_mut`):
+                // on Linux, MADV_DONTNEED drops its page table entries only (a dirty entry marks
+                // its page cache page dirty first), and the next access maps the same page cache
+                // page again, holding the file's bytes. Nothing is zeroed or lost, unlike for a
+                // private or anonymous mapping.
+                let _ = unsafe { map.unchecked_advise(memmap2::UncheckedAdvice::DontNeed) };
+            }
+        }
+        #[cfg(not(unix))]
+        let _ = scattered;
+    }
+
+    /// `madvise(MADV_WILLNEED)` per range (inside the map): the kernel starts reading each one
+    /// and returns, so the device has them all in flight at once. Unix only; an error is ignored.
+    fn prefetch(&self, ranges: &[Range<u64>]) {
+        #[cfg(unix)]
+        if let Some(map) = &self.map {
+            for range in ranges {
+                let (Ok(start), Ok(end)) =
+                    (usize::try_from(range.start), usize::try_from(range.end))
+                else {
+                    continue;
+                };
+                if start < end && end <= map.len() {
+                    let _ = map.advise_range(memmap2::Advice::WillNeed, start, end - start);
+                }
+            }
+        }
+        #[cfg(not(unix))]
+        let _ = ranges;
+    }
+
     fn sync_all(&mut self) -> io::Result<()> {
         self.stats.barriers += 1;
         if let Some(log) = self.sync_log.as_mut() {
@@ -1510,6 +1543,34 @@ mod tests {
         file.set_len(pages * PAGE).unwrap();
         drop(file);
         MmapStorage::open(&path).unwrap()
+    }
+
+    /// The access hints change no byte: written, unsynced bytes read back after the end of the
+    /// scattered reads unmapped them (Linux), reach the file with the next barrier, and a
+    /// prefetch of any range (also past the end) is harmless.
+    #[test]
+    #[cfg_attr(miri, ignore = "mmap is not supported under Miri")]
+    fn access_hints_keep_every_byte() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut storage = storage_of_pages(&dir, 8);
+        storage.advise_scattered_reads(true);
+        #[allow(clippy::reversed_empty_ranges)] // an empty range is part of what is tested
+        let ranges = [0..PAGE, 3 * PAGE..5 * PAGE, 7 * PAGE..9 * PAGE, 5..3];
+        storage.prefetch(&ranges);
+        for page in 0..8u64 {
+            storage.bytes_mut()[(page * PAGE + 17) as usize] = page as u8 + 1;
+        }
+        storage.advise_scattered_reads(false);
+        for page in 0..8u64 {
+            assert_eq!(storage.bytes()[(page * PAGE + 17) as usize], page as u8 + 1);
+        }
+        storage.sync_ranges(&[0..8 * PAGE]).unwrap();
+        let path = dir.path().join("storage.bin");
+        drop(storage);
+        let bytes = std::fs::read(path).unwrap();
+        for page in 0..8u64 {
+            assert_eq!(bytes[(page * PAGE + 17) as usize], page as u8 + 1);
+        }
     }
 
     #[test]

@@ -92,6 +92,43 @@ pub trait Storage {
     /// that cannot shrink, poisons itself when this returns an error).
     fn shrink(&mut self, new_len_bytes: u64) -> io::Result<()>;
 
+    /// Advice on the reads that follow: `true` while recovery reads a few pages spread over the
+    /// whole region (two slot pages per bitmap group, SPEC.md §4.1), `false` after it. A storage
+    /// that reads ahead of a page it has to fetch (a memory-mapped file: each fault reads a
+    /// read-ahead window, up to megabytes) should fetch only the page while it is `true`. Only a
+    /// hint: it changes no contents and cannot fail. The default does nothing.
+    ///
+    /// ```
+    /// use mappedpages::{SimStorage, Storage};
+    ///
+    /// let mut storage = SimStorage::new();
+    /// storage.grow(8192).unwrap();
+    /// storage.advise_scattered_reads(true);
+    /// assert_eq!(storage.bytes()[4096], 0);
+    /// storage.advise_scattered_reads(false);
+    /// ```
+    fn advise_scattered_reads(&mut self, scattered: bool) {
+        let _ = scattered;
+    }
+
+    /// Starts fetching the bytes of `ranges` (each inside the region) in the background, because
+    /// the pager is about to read them: recovery names every slot page it will read before it
+    /// reads the first, so that a storage on a device can have them all in flight at once
+    /// instead of waiting for each in turn. Only a hint: it changes no contents and cannot fail.
+    /// The default does nothing.
+    ///
+    /// ```
+    /// use mappedpages::{SimStorage, Storage};
+    ///
+    /// let mut storage = SimStorage::new();
+    /// storage.grow(8192).unwrap();
+    /// storage.prefetch(&[4096..8192]);
+    /// assert_eq!(storage.bytes()[4096], 0);
+    /// ```
+    fn prefetch(&self, ranges: &[Range<u64>]) {
+        let _ = ranges;
+    }
+
     /// The file this storage keeps, if it is one: named by the
     /// [`MappedPageError::Io`](crate::MappedPageError::Io) errors of its operations. `None` (the
     /// default) for storage that is not a file.

@@ -5,10 +5,13 @@
 //! [`crate::measure::alternate`] interleave the contenders, and add one [`RowSpec`] line below.
 
 mod access;
+mod alloc_scale;
 pub mod barrier;
 mod bulk;
 mod durable;
+mod iterate;
 mod open;
+mod open_scale;
 mod reference;
 mod scale;
 mod threads;
@@ -201,5 +204,18 @@ pub const REGISTRY: &[RowSpec] = &[
     RowSpec {
         key: "commit-scale",
         run: scale::commit_scale,
+    },
+    // Issue 15: costs that must not grow with the file.
+    RowSpec {
+        key: "iter-scan",
+        run: iterate::iter_scan,
+    },
+    RowSpec {
+        key: "alloc-scale",
+        run: alloc_scale::alloc_scale,
+    },
+    RowSpec {
+        key: "open-scale",
+        run: open_scale::open_scale,
     },
 ];

@@ -28,7 +28,7 @@ fn data_pages_for(page_count: u64, page_size_bytes: u64) -> u64 {
 }
 
 /// Whether `dir` takes a sparse file of `len_bytes` (set_len succeeds, next to no blocks used).
-fn sparse_file_fits(dir: &Path, len_bytes: u64) -> bool {
+pub fn sparse_file_fits(dir: &Path, len_bytes: u64) -> bool {
     use std::os::unix::fs::MetadataExt;
     let path = dir.join("sparse-probe.bin");
     let fits = (|| -> std::io::Result<bool> {
