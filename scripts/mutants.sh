@@ -10,6 +10,12 @@
 # baseline is checked here first, by hand, and skipped there.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# Speed only: no debug info and mold (when installed) for the build of every mutant: 4.8 -> 2.2 s
+# per rebuild, 10 -> 6 s per test run of the targets below (2026-12-02, 2 cores).
+export CARGO_PROFILE_DEV_DEBUG=0
+if command -v mold >/dev/null 2>&1; then
+    export RUSTFLAGS="${RUSTFLAGS:-} -C link-arg=-fuse-ld=mold"
+fi
 if ! cargo mutants --version >/dev/null 2>&1; then
     cargo install --locked cargo-mutants
 fi

@@ -1504,8 +1504,11 @@ impl Storage for MmapStorage {
                 else {
                     continue;
                 };
-                if start < end && end <= map.len() {
-                    let _ = map.advise_range(memmap2::Advice::WillNeed, start, end - start);
+                // An inverted range is skipped; an empty one advises nothing.
+                if let Some(len) = end.checked_sub(start)
+                    && end <= map.len()
+                {
+                    let _ = map.advise_range(memmap2::Advice::WillNeed, start, len);
                 }
             }
         }
@@ -2112,5 +2115,306 @@ mod tests {
         assert_eq!(again.kind(), io::ErrorKind::AlreadyExists);
         let other = linux::link_anonymous(&file, &path).unwrap_err();
         assert_eq!(other.kind(), io::ErrorKind::AlreadyExists);
+    }
+
+    /// `same_file` tells the file open as `file` from another file and from a missing name: the
+    /// stale-temporary cleaner and the create race both rely on a `false` for a name that now
+    /// names another file.
+    #[test]
+    #[cfg_attr(miri, ignore = "file system calls are not supported under Miri")]
+    fn same_file_is_true_only_for_the_same_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let (one, other) = (dir.path().join("one"), dir.path().join("other"));
+        std::fs::write(&one, b"1").unwrap();
+        std::fs::write(&other, b"2").unwrap();
+        let file = File::open(&one).unwrap();
+        assert!(same_file(&file, &one));
+        assert!(!same_file(&file, &dir.path().join("missing")));
+        if cfg!(unix) {
+            assert!(!same_file(&file, &other), "another file is not this one");
+            std::fs::remove_file(&one).unwrap();
+            std::fs::rename(&other, &one).unwrap();
+            assert!(!same_file(&file, &one), "the name now names another file");
+        }
+    }
+
+    /// Off Windows an error is passed on as it is, whatever the path names; on Windows only a
+    /// refused open of a directory becomes `IsADirectory`.
+    #[test]
+    #[cfg_attr(miri, ignore = "file system calls are not supported under Miri")]
+    fn directory_error_changes_only_a_refusal_of_a_directory_on_windows() {
+        let dir = tempfile::tempdir().unwrap();
+        let kind_for = |path: &Path, kind: io::ErrorKind| directory_error(path, kind.into()).kind();
+        let file = dir.path().join("file");
+        std::fs::write(&file, b"").unwrap();
+        let refused = io::ErrorKind::PermissionDenied;
+        let expected = if cfg!(windows) {
+            io::ErrorKind::IsADirectory
+        } else {
+            refused
+        };
+        assert_eq!(kind_for(dir.path(), refused), expected);
+        assert_eq!(kind_for(&file, refused), refused);
+        assert_eq!(
+            kind_for(dir.path(), io::ErrorKind::NotFound),
+            io::ErrorKind::NotFound
+        );
+    }
+
+    /// The ranges of every barrier, coalesced, once recording is on; `sync_all` records the file.
+    #[test]
+    #[cfg_attr(miri, ignore = "mmap is not supported under Miri")]
+    fn the_sync_log_records_each_barrier_coalesced() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut storage = storage_of_pages(&dir, 8);
+        storage.sync_ranges(&[0..PAGE]).unwrap();
+        assert!(
+            storage.sync_log().is_empty(),
+            "nothing recorded before record_syncs"
+        );
+        storage.record_syncs();
+        storage
+            .sync_ranges(&[4 * PAGE..5 * PAGE, 0..PAGE, PAGE..2 * PAGE])
+            .unwrap();
+        storage.sync_all().unwrap();
+        assert_eq!(
+            storage.sync_log(),
+            [vec![0..2 * PAGE, 4 * PAGE..5 * PAGE], vec![0..8 * PAGE]]
+        );
+    }
+
+    /// Bytes of this process's mapping at `address` that are mapped in (`Rss` in
+    /// `/proc/self/smaps`), or `None` where there is no such file.
+    #[cfg(target_os = "linux")]
+    fn resident_bytes_of_mapping(address: usize) -> Option<u64> {
+        let smaps = std::fs::read_to_string("/proc/self/smaps").ok()?;
+        let mut inside = false;
+        for line in smaps.lines() {
+            let first = line.split_whitespace().next().unwrap_or("");
+            if let Some((start, end)) = first.split_once('-')
+                && let (Ok(start), Ok(end)) = (
+                    usize::from_str_radix(start, 16),
+                    usize::from_str_radix(end, 16),
+                )
+            {
+                inside = (start..end).contains(&address);
+            } else if inside && let Some(rest) = line.strip_prefix("Rss:") {
+                let kib: u64 = rest.trim().trim_end_matches("kB").trim().parse().ok()?;
+                return Some(kib * 1024);
+            }
+        }
+        None
+    }
+
+    /// Scattered reads keep what they faulted in mapped while they last (`MADV_RANDOM` only
+    /// changes read-ahead), and their end unmaps it (`MADV_DONTNEED`): the resident memory of
+    /// an open comes back to nothing.
+    #[test]
+    #[cfg(target_os = "linux")]
+    #[cfg_attr(miri, ignore = "mmap is not supported under Miri")]
+    fn the_end_of_scattered_reads_unmaps_what_they_faulted_in() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut storage = storage_of_pages(&dir, 64);
+        let address = storage.bytes().as_ptr() as usize;
+        let Some(before) = resident_bytes_of_mapping(address) else {
+            eprintln!("SKIPPED: no /proc/self/smaps");
+            return;
+        };
+        assert_eq!(before, 0, "nothing is mapped in before the first access");
+        storage.advise_scattered_reads(true);
+        for page in 0..64u64 {
+            storage.bytes_mut()[(page * PAGE) as usize] = 1;
+        }
+        assert_eq!(resident_bytes_of_mapping(address), Some(64 * PAGE));
+        storage.advise_scattered_reads(true);
+        assert_eq!(
+            resident_bytes_of_mapping(address),
+            Some(64 * PAGE),
+            "the start of scattered reads unmaps nothing"
+        );
+        storage.advise_scattered_reads(false);
+        assert_eq!(resident_bytes_of_mapping(address), Some(0));
+        assert!((0..64u64).all(|page| storage.bytes()[(page * PAGE) as usize] == 1));
+    }
+
+    /// Which pages of `storage`'s file are in the page cache (`mincore` over the map).
+    #[cfg(target_os = "linux")]
+    fn cached_pages(storage: &MmapStorage) -> Vec<bool> {
+        let bytes = storage.bytes();
+        // SAFETY: sysconf has no preconditions.
+        let os_page = usize::try_from(unsafe { libc::sysconf(libc::_SC_PAGESIZE) }).unwrap();
+        assert_eq!(os_page as u64, PAGE, "the test assumes 4 KiB pages");
+        let mut vector = vec![0u8; bytes.len().div_ceil(os_page)];
+        // SAFETY: the range is the whole map (page-aligned start, a length inside it) and
+        // `vector` has one byte per page of it, as mincore(2) requires.
+        let result = unsafe {
+            libc::mincore(
+                bytes.as_ptr() as *mut libc::c_void,
+                bytes.len(),
+                vector.as_mut_ptr(),
+            )
+        };
+        assert_eq!(result, 0, "mincore: {}", io::Error::last_os_error());
+        vector.iter().map(|flags| flags & 1 == 1).collect()
+    }
+
+    /// A prefetch reads exactly its ranges into the page cache (`MADV_WILLNEED`), a range that
+    /// ends at the end of the map included; it reads nothing else.
+    #[test]
+    #[cfg(target_os = "linux")]
+    #[cfg_attr(miri, ignore = "mmap is not supported under Miri")]
+    fn a_prefetch_reads_its_ranges_and_nothing_else() {
+        use std::os::fd::AsRawFd;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("storage.bin");
+        let file = File::create(&path).unwrap();
+        std::io::Write::write_all(&mut &file, &vec![7u8; 64 * PAGE as usize]).unwrap();
+        file.sync_all().unwrap();
+        // SAFETY: a valid descriptor; the advice only drops clean page cache pages.
+        let dropped =
+            unsafe { libc::posix_fadvise(file.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED) };
+        assert_eq!(dropped, 0);
+        drop(file);
+        let storage = MmapStorage::open(&path).unwrap();
+        if cached_pages(&storage).iter().any(|&cached| cached) {
+            eprintln!("SKIPPED: the page cache kept the file (tmpfs or a busy kernel)");
+            return;
+        }
+        storage.prefetch(&[16 * PAGE..24 * PAGE, 56 * PAGE..64 * PAGE]);
+        let wanted = |page: usize| (16..24).contains(&page) || (56..64).contains(&page);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        let mut cached = cached_pages(&storage);
+        while !(0..64)
+            .filter(|&page| wanted(page))
+            .all(|page| cached[page])
+            && std::time::Instant::now() < deadline
+        {
+            std::thread::sleep(std::time::Duration::from_millis(5));
+            cached = cached_pages(&storage);
+        }
+        for (page, cached) in cached.iter().enumerate() {
+            assert_eq!(*cached, wanted(page), "page {page} in the page cache");
+        }
+    }
+
+    /// A barrier over one range is one msync on every file system: it never asks which file
+    /// system holds the file (one `fstatfs` saved); the first barrier over several ranges does.
+    #[test]
+    #[cfg_attr(miri, ignore = "mmap is not supported under Miri")]
+    fn a_one_range_barrier_never_asks_for_the_file_system() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut storage = storage_of_pages(&dir, 4);
+        storage.sync_ranges(&[0..PAGE]).unwrap();
+        assert_eq!(storage.method, None);
+        storage.sync_ranges(&[0..PAGE, 2 * PAGE..3 * PAGE]).unwrap();
+        assert!(storage.method.is_some());
+    }
+
+    /// A reservation above `LARGE_RESERVATION_BYTES` asks for the free space first and, where
+    /// there is room, reserves every byte.
+    #[test]
+    #[cfg(unix)]
+    #[cfg_attr(miri, ignore = "file system calls are not supported under Miri")]
+    fn a_large_reservation_succeeds_where_there_is_room() {
+        let dir = tempfile::tempdir().unwrap();
+        let len_bytes = LARGE_RESERVATION_BYTES + 16 * PAGE;
+        let mut storage = storage_of_pages(&dir, len_bytes / PAGE);
+        let available = {
+            let path = std::ffi::CString::new(dir.path().to_str().unwrap()).unwrap();
+            // SAFETY: a NUL-terminated path and a zeroed statvfs for the call to fill.
+            let mut stat: libc::statvfs = unsafe { std::mem::zeroed() };
+            assert_eq!(unsafe { libc::statvfs(path.as_ptr(), &mut stat) }, 0);
+            stat.f_bavail as u64 * stat.f_frsize as u64
+        };
+        if available < 4 * len_bytes {
+            eprintln!("SKIPPED: {available} bytes free here, {len_bytes} wanted with room");
+            return;
+        }
+        storage.reserve(&[0..len_bytes]).unwrap();
+        assert_eq!(storage.stats().bytes_reserved, len_bytes);
+        use std::os::unix::fs::MetadataExt;
+        let allocated_bytes = storage.file.metadata().unwrap().blocks() * 512;
+        assert!(
+            allocated_bytes >= len_bytes,
+            "{allocated_bytes} bytes allocated"
+        );
+    }
+
+    /// Without `CAP_DAC_READ_SEARCH` (any caller but root) `linkat(AT_EMPTY_PATH)` is refused,
+    /// and naming an anonymous file falls back to its `/proc/self/fd` link. Capabilities are
+    /// per thread on Linux: this thread drops the capability, the others keep it.
+    #[test]
+    #[cfg(target_os = "linux")]
+    #[cfg_attr(miri, ignore = "file system calls are not supported under Miri")]
+    fn without_the_capability_an_anonymous_file_is_named_through_proc() {
+        use std::io::Write;
+        use std::os::fd::AsRawFd;
+        #[repr(C)]
+        struct Header {
+            version: u32,
+            pid: i32,
+        }
+        #[repr(C)]
+        #[derive(Clone, Copy)]
+        struct Data {
+            effective: u32,
+            permitted: u32,
+            inheritable: u32,
+        }
+        const VERSION_3: u32 = 0x2008_0522;
+        const CAP_DAC_READ_SEARCH: u32 = 2;
+        let dir = tempfile::tempdir().unwrap();
+        let Some(mut file) = linux::open_anonymous(dir.path()).unwrap() else {
+            eprintln!("SKIPPED: O_TMPFILE is not supported by the file system here");
+            return;
+        };
+        file.write_all(b"anonymous").unwrap();
+        let path = dir.path().join("named.bin");
+        let outcome = std::thread::scope(|scope| {
+            scope
+                .spawn(|| {
+                    let mut header = Header {
+                        version: VERSION_3,
+                        pid: 0,
+                    };
+                    let mut data = [Data {
+                        effective: 0,
+                        permitted: 0,
+                        inheritable: 0,
+                    }; 2];
+                    // SAFETY: capget/capset with a version-3 header (pid 0: this thread) and
+                    // the two data records version 3 takes; they only read and change this
+                    // thread's capability sets.
+                    unsafe {
+                        assert_eq!(libc::syscall(libc::SYS_capget, &mut header, &mut data), 0);
+                        data[0].effective &= !(1 << CAP_DAC_READ_SEARCH);
+                        assert_eq!(libc::syscall(libc::SYS_capset, &mut header, &data), 0);
+                    }
+                    let target = std::ffi::CString::new(path.to_str().unwrap()).unwrap();
+                    // SAFETY: as in `link_anonymous`.
+                    let direct = unsafe {
+                        libc::linkat(
+                            file.as_raw_fd(),
+                            c"".as_ptr(),
+                            libc::AT_FDCWD,
+                            target.as_ptr(),
+                            libc::AT_EMPTY_PATH,
+                        )
+                    };
+                    if direct == 0 {
+                        return None; // this kernel allows it: the fallback is not needed
+                    }
+                    Some(linux::link_anonymous(&file, &path))
+                })
+                .join()
+                .unwrap()
+        });
+        match outcome {
+            None => eprintln!("SKIPPED: linkat(AT_EMPTY_PATH) works without the capability here"),
+            Some(result) => {
+                result.unwrap();
+                assert_eq!(std::fs::read(&path).unwrap(), b"anonymous");
+            }
+        }
     }
 }

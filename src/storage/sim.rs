@@ -120,13 +120,9 @@ impl BlockImage {
 
     /// The first `len` bytes (zeros past the image).
     fn to_vec(&self, len: usize) -> Vec<u8> {
-        let mut out = Vec::with_capacity(len);
-        for block in &self.blocks {
-            if out.len() >= len {
-                break;
-            }
-            let n = (len - out.len()).min(BLOCK_BYTES);
-            out.extend_from_slice(&block[..n]);
+        let mut out = Vec::with_capacity(len.next_multiple_of(BLOCK_BYTES));
+        for block in self.blocks.iter().take(len.div_ceil(BLOCK_BYTES)) {
+            out.extend_from_slice(&block[..]);
         }
         out.resize(len, 0);
         out
@@ -904,6 +900,33 @@ mod tests {
         s.bytes_mut()[0] = 1;
         s.sync_ranges(&[0..4096]).unwrap();
         assert_eq!(s.durable_image()[0], 1);
+    }
+
+    /// The volatile image is every byte written; the durable image (of the storage and of a
+    /// crash point taken from it) only what a barrier made durable, at the durable length.
+    #[test]
+    fn the_images_are_what_was_written_and_what_was_synced() {
+        let mut s = SimStorage::new();
+        s.grow(8192).unwrap();
+        s.reserve(&[0..8192]).unwrap();
+        s.bytes_mut()[10] = 1;
+        s.sync_ranges(&[0..4096]).unwrap();
+        s.bytes_mut()[5000] = 2;
+        let volatile = s.volatile_image();
+        assert_eq!(volatile.len(), 8192);
+        assert_eq!((volatile[10], volatile[5000]), (1, 2));
+        assert_eq!(volatile, s.bytes());
+        let durable = s.durable_image();
+        assert_eq!(durable.len(), 8192);
+        assert_eq!((durable[10], durable[5000]), (1, 0));
+        assert_eq!(s.crash_point().durable_image(), durable);
+        s.grow(12288).unwrap();
+        assert_eq!(
+            s.crash_point().durable_image(),
+            durable,
+            "growth is not durable"
+        );
+        assert_eq!(s.volatile_image().len(), 12288);
     }
 
     /// A shrink to inside a block keeps the durable bytes before the new end and zeroes the
