@@ -170,8 +170,6 @@ impl<'a, S: Storage> InFlight<'a, S> {
             self.state.log.len() <= self.state.geometry.log_capacity(),
             "the log does not fit in the metadata copy after step 1"
         );
-        self.written.reserve(folds.len() + 1);
-        self.record.folded_slots.reserve(folds.len());
         folds
     }
 

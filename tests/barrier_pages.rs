@@ -124,7 +124,7 @@ fn pager_page_flags<const P: usize>(
     page_flags(pager.storage().bytes().as_ptr() as usize + page as usize * P)
 }
 
-/// The pager's barriers, seen by the kernel: `sync_page` cleans its page and leaves another
+/// The pager's barriers, seen by the kernel: a create leaves every page clean; `sync_page` cleans its page and leaves another
 /// written page dirty; a commit's pages (superblock, metadata copy) are clean when it returns;
 /// `sync_all` cleans everything.
 #[test]
@@ -136,6 +136,22 @@ fn the_pagers_barriers_clean_what_they_promise() {
         return;
     };
     let mut pager = Pager::<P, MmapStorage>::create(mount.path().join("db.bin")).unwrap();
+    // A create is durable when it returns: every page of the new file is written (its `fsync`).
+    let created_pages = pager.storage().len_bytes() / P as u64;
+    for p in 0..created_pages {
+        std::hint::black_box(pager.storage().bytes()[p as usize * P]); // map it in to see it
+        let Some(flags) = pager_page_flags(&pager, p) else {
+            return skipped(
+                TEST,
+                "/proc/self/pagemap hides page frame numbers (not root)",
+            );
+        };
+        assert_eq!(
+            flags,
+            (false, false),
+            "page {p} of a new file is not on disk"
+        );
+    }
     let ids = pager.alloc_bulk(3).unwrap();
     let (named, unnamed) = (ids[0], ids[2]);
     for id in [named, unnamed] {

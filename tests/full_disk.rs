@@ -12,7 +12,7 @@
 
 use std::path::Path;
 
-use mappedpages::{MappedPageError, MmapStorage, Pager};
+use mappedpages::{MappedPageError, MmapStorage, Pager, Storage};
 
 #[path = "common/mount.rs"]
 mod mount;
@@ -253,5 +253,21 @@ fn a_request_far_beyond_the_free_space_reserves_nothing() {
                 stats.bytes_reserved
             );
         }
+        // The check counts the bytes requested, not where they lie: a small range far into a
+        // sparse file larger than the file system is reserved.
+        let sparse = mount.path().join("sparse.bin");
+        std::fs::File::create(&sparse)
+            .unwrap()
+            .set_len(8 * FS_BYTES)
+            .unwrap();
+        let mut storage = MmapStorage::open(&sparse).unwrap();
+        let end = 8 * FS_BYTES;
+        storage.reserve(&[end - (64 << 10)..end]).unwrap();
+        // Rounded out to whole reservation chunks (1 MiB), never to the file's start.
+        let reserved = storage.stats().bytes_reserved;
+        assert!(
+            (64 << 10..=1 << 20).contains(&reserved),
+            "{kind:?}: {reserved}"
+        );
     }
 }

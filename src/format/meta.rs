@@ -244,11 +244,11 @@ impl MetaPage {
         for (index, &page) in self.directory.head_pages.iter().enumerate() {
             write_u64(out, HEAD_PAGES_AT + 8 * index, page);
         }
-        for (index, entry) in self.log.iter().enumerate() {
-            let at = META_HEADER_BYTES + index * LOG_ENTRY_BYTES;
-            write_u64(out, at + ENTRY_FIRST_PAGE_AT, entry.first_page);
-            write_u32(out, at + ENTRY_PAGE_COUNT_AT, entry.page_count);
-            write_u32(out, at + ENTRY_KIND_AT, entry.kind.to_u32());
+        let entries = out[META_HEADER_BYTES..].chunks_exact_mut(LOG_ENTRY_BYTES);
+        for (entry, bytes) in self.log.iter().zip(entries) {
+            write_u64(bytes, ENTRY_FIRST_PAGE_AT, entry.first_page);
+            write_u32(bytes, ENTRY_PAGE_COUNT_AT, entry.page_count);
+            write_u32(bytes, ENTRY_KIND_AT, entry.kind.to_u32());
         }
         seal(out)
     }
@@ -360,13 +360,12 @@ fn decode_log(
         return Err("bytes after the log not zero");
     }
     let mut log = Vec::with_capacity(log_len);
-    for index in 0..log_len {
-        let at = META_HEADER_BYTES + index * LOG_ENTRY_BYTES;
-        let kind = LogKind::from_u32(read_u32(page, at + ENTRY_KIND_AT))
-            .ok_or("unknown log entry kind")?;
+    for bytes in page[META_HEADER_BYTES..log_end].chunks_exact(LOG_ENTRY_BYTES) {
+        let kind =
+            LogKind::from_u32(read_u32(bytes, ENTRY_KIND_AT)).ok_or("unknown log entry kind")?;
         let entry = LogEntry {
-            first_page: read_u64(page, at + ENTRY_FIRST_PAGE_AT),
-            page_count: read_u32(page, at + ENTRY_PAGE_COUNT_AT),
+            first_page: read_u64(bytes, ENTRY_FIRST_PAGE_AT),
+            page_count: read_u32(bytes, ENTRY_PAGE_COUNT_AT),
             kind,
         };
         entry.check_geometry(geometry, page_count)?;

@@ -451,6 +451,27 @@ fn fsync(file: &File) -> io::Result<()> {
     }
 }
 
+/// Free space on Unix systems other than Linux (`fstatvfs`).
+#[cfg(all(unix, not(target_os = "linux")))]
+mod other_unix {
+    use std::fs::File;
+    use std::os::fd::AsRawFd;
+
+    /// Bytes this process may still allocate on the file system holding `file`, or `None` if
+    /// `fstatvfs` fails.
+    pub(super) fn available_bytes(file: &File) -> Option<u64> {
+        // SAFETY: `statvfs` is a plain C struct of integers, for which all zero bytes is a
+        // valid value.
+        let mut stat: libc::statvfs = unsafe { std::mem::zeroed() };
+        // SAFETY: `stat` is a valid, writable `statvfs` that outlives the call, and the
+        // descriptor stays open for as long as `file` is borrowed.
+        let result = unsafe { libc::fstatvfs(file.as_raw_fd(), &mut stat) };
+        // Both fields are unsigned words of the target's width.
+        #[allow(clippy::unnecessary_cast, clippy::useless_conversion)]
+        (result == 0).then(|| (stat.f_bavail as u64).saturating_mul(stat.f_frsize as u64))
+    }
+}
+
 /// The macOS and iOS flush: `fcntl(F_FULLFSYNC)`.
 #[cfg(target_vendor = "apple")]
 mod apple {
@@ -1154,16 +1175,7 @@ impl MmapStorage {
         }
         #[cfg(all(unix, not(target_os = "linux")))]
         {
-            use std::os::fd::AsRawFd;
-            // SAFETY: `statvfs` is a plain C struct of integers, for which all zero bytes is a
-            // valid value.
-            let mut stat: libc::statvfs = unsafe { std::mem::zeroed() };
-            // SAFETY: `stat` is a valid, writable `statvfs` that outlives the call, and the
-            // descriptor stays open for as long as `self.file` is borrowed.
-            let result = unsafe { libc::fstatvfs(self.file.as_raw_fd(), &mut stat) };
-            // Both fields are unsigned words of the target's width.
-            #[allow(clippy::unnecessary_cast, clippy::useless_conversion)]
-            (result == 0).then(|| (stat.f_bavail as u64).saturating_mul(stat.f_frsize as u64))
+            other_unix::available_bytes(&self.file)
         }
         #[cfg(windows)]
         {
@@ -2304,8 +2316,20 @@ mod tests {
     fn a_one_range_barrier_never_asks_for_the_file_system() {
         let dir = tempfile::tempdir().unwrap();
         let mut storage = storage_of_pages(&dir, 4);
+        storage.sync_ranges(&[]).unwrap();
         storage.sync_ranges(&[0..PAGE]).unwrap();
         assert_eq!(storage.method, None);
+        let stats = storage.stats();
+        assert_eq!(
+            (stats.barriers, stats.msync_calls),
+            (2, 1),
+            "an empty barrier calls nothing"
+        );
+        let debug = format!("{storage:?}");
+        assert!(
+            debug.starts_with("MmapStorage") && debug.contains("storage.bin"),
+            "{debug}"
+        );
         storage.sync_ranges(&[0..PAGE, 2 * PAGE..3 * PAGE]).unwrap();
         assert!(storage.method.is_some());
     }
@@ -2349,20 +2373,6 @@ mod tests {
     fn without_the_capability_an_anonymous_file_is_named_through_proc() {
         use std::io::Write;
         use std::os::fd::AsRawFd;
-        #[repr(C)]
-        struct Header {
-            version: u32,
-            pid: i32,
-        }
-        #[repr(C)]
-        #[derive(Clone, Copy)]
-        struct Data {
-            effective: u32,
-            permitted: u32,
-            inheritable: u32,
-        }
-        const VERSION_3: u32 = 0x2008_0522;
-        const CAP_DAC_READ_SEARCH: u32 = 2;
         let dir = tempfile::tempdir().unwrap();
         let Some(mut file) = linux::open_anonymous(dir.path()).unwrap() else {
             eprintln!("SKIPPED: O_TMPFILE is not supported by the file system here");
@@ -2373,23 +2383,7 @@ mod tests {
         let outcome = std::thread::scope(|scope| {
             scope
                 .spawn(|| {
-                    let mut header = Header {
-                        version: VERSION_3,
-                        pid: 0,
-                    };
-                    let mut data = [Data {
-                        effective: 0,
-                        permitted: 0,
-                        inheritable: 0,
-                    }; 2];
-                    // SAFETY: capget/capset with a version-3 header (pid 0: this thread) and
-                    // the two data records version 3 takes; they only read and change this
-                    // thread's capability sets.
-                    unsafe {
-                        assert_eq!(libc::syscall(libc::SYS_capget, &mut header, &mut data), 0);
-                        data[0].effective &= !(1 << CAP_DAC_READ_SEARCH);
-                        assert_eq!(libc::syscall(libc::SYS_capset, &mut header, &data), 0);
-                    }
+                    drop_dac_read_search();
                     let target = std::ffi::CString::new(path.to_str().unwrap()).unwrap();
                     // SAFETY: as in `link_anonymous`.
                     let direct = unsafe {
@@ -2415,6 +2409,179 @@ mod tests {
                 result.unwrap();
                 assert_eq!(std::fs::read(&path).unwrap(), b"anonymous");
             }
+        }
+    }
+
+    /// `fsync` passes the system's refusal on (here `EINVAL`: a pipe cannot be synced) instead
+    /// of reporting a flush that did not happen.
+    #[test]
+    #[cfg(unix)]
+    #[cfg_attr(miri, ignore = "file system calls are not supported under Miri")]
+    fn fsync_reports_a_refusal() {
+        use std::os::fd::FromRawFd;
+        let dir = tempfile::tempdir().unwrap();
+        let regular = File::create(dir.path().join("file")).unwrap();
+        fsync(&regular).unwrap();
+        let mut ends = [0; 2];
+        // SAFETY: `ends` has room for the two descriptors pipe(2) writes.
+        assert_eq!(unsafe { libc::pipe(ends.as_mut_ptr()) }, 0);
+        // SAFETY: both descriptors were just created and are owned by nothing else.
+        let (read_end, write_end) =
+            unsafe { (File::from_raw_fd(ends[0]), File::from_raw_fd(ends[1])) };
+        let error = fsync(&read_end).unwrap_err();
+        assert_eq!(error.raw_os_error(), Some(libc::EINVAL), "{error}");
+        drop((read_end, write_end));
+    }
+
+    /// Where neither `linkat(AT_EMPTY_PATH)` (refused) nor `/proc/self/fd` (no `/proc`, as in
+    /// some containers) can name an anonymous file, the anonymous create gives up (`Ok(None)`:
+    /// the caller builds under a name) instead of failing the create; the whole create then
+    /// succeeds through a named temporary. This thread gets its own mount namespace with an
+    /// empty `/proc` and a seccomp filter; other threads are untouched.
+    #[test]
+    #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
+    #[cfg_attr(miri, ignore = "file system calls are not supported under Miri")]
+    fn without_a_way_to_link_an_anonymous_file_create_falls_back_to_a_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db.bin");
+        let outcome = std::thread::scope(|scope| {
+            scope
+                .spawn(|| {
+                    // SAFETY: unshare(2) and mount(2) with valid NUL-terminated strings; they
+                    // change this thread's own mount namespace only (CLONE_NEWNS unshares the
+                    // file-system context of the calling thread).
+                    let isolated = unsafe {
+                        libc::unshare(libc::CLONE_NEWNS) == 0
+                            && libc::mount(
+                                c"none".as_ptr(),
+                                c"/".as_ptr(),
+                                std::ptr::null(),
+                                libc::MS_REC | libc::MS_PRIVATE,
+                                std::ptr::null(),
+                            ) == 0
+                            && libc::mount(
+                                c"none".as_ptr(),
+                                c"/proc".as_ptr(),
+                                c"tmpfs".as_ptr(),
+                                0,
+                                std::ptr::null(),
+                            ) == 0
+                    };
+                    if !isolated {
+                        return Err(format!(
+                            "no private mount namespace: {}",
+                            io::Error::last_os_error()
+                        ));
+                    }
+                    refuse_empty_path_links();
+                    let (directory, _) = temp_location(&path).unwrap();
+                    let anonymous =
+                        MmapStorage::create_anonymous(&path, &directory, &mut two_pages);
+                    let whole = MmapStorage::create_atomic(&path, two_pages).map(|s| s.len_bytes);
+                    Ok((anonymous.map(|s| s.is_none()), whole))
+                })
+                .join()
+                .unwrap()
+        });
+        match outcome {
+            Err(why) => eprintln!("SKIPPED: {why}"),
+            Ok((anonymous, whole)) => {
+                assert!(matches!(anonymous, Ok(true)), "{anonymous:?}");
+                assert_eq!(whole.unwrap(), 2 * PAGE);
+                assert_eq!(std::fs::read(&path).unwrap()[0], 0x5A);
+            }
+        }
+    }
+
+    /// Makes the kernel refuse `linkat(.., AT_EMPTY_PATH)` with `EPERM` for the calling thread
+    /// (a seccomp filter, as a container's profile or a kernel without the capability would):
+    /// recent kernels let the opener of an `O_TMPFILE` file link it without the capability.
+    #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
+    fn refuse_empty_path_links() {
+        use libc::{BPF_ABS, BPF_JEQ, BPF_JMP, BPF_JSET, BPF_K, BPF_LD, BPF_RET, BPF_W};
+        // EM_X86_64 | __AUDIT_ARCH_64BIT | __AUDIT_ARCH_LE (linux/audit.h).
+        const AUDIT_ARCH_X86_64: u32 = 62 | 0x8000_0000 | 0x4000_0000;
+        let statement = |code: u32, k: u32| libc::sock_filter {
+            code: code as u16,
+            jt: 0,
+            jf: 0,
+            k,
+        };
+        let jump = |code: u32, k: u32, jt: u8, jf: u8| libc::sock_filter {
+            code: code as u16,
+            jt,
+            jf,
+            k,
+        };
+        // struct seccomp_data: nr at 0, arch at 4, instruction pointer at 8, args from 16.
+        let mut filter = [
+            statement(BPF_LD | BPF_W | BPF_ABS, 4),
+            jump(BPF_JMP | BPF_JEQ | BPF_K, AUDIT_ARCH_X86_64, 1, 0),
+            statement(BPF_RET | BPF_K, libc::SECCOMP_RET_ALLOW),
+            statement(BPF_LD | BPF_W | BPF_ABS, 0),
+            jump(BPF_JMP | BPF_JEQ | BPF_K, libc::SYS_linkat as u32, 0, 3),
+            statement(BPF_LD | BPF_W | BPF_ABS, 16 + 8 * 4), // flags, low word
+            jump(BPF_JMP | BPF_JSET | BPF_K, libc::AT_EMPTY_PATH as u32, 0, 1),
+            statement(
+                BPF_RET | BPF_K,
+                libc::SECCOMP_RET_ERRNO | libc::EPERM as u32,
+            ),
+            statement(BPF_RET | BPF_K, libc::SECCOMP_RET_ALLOW),
+        ];
+        let program = libc::sock_fprog {
+            len: filter.len() as u16,
+            filter: filter.as_mut_ptr(),
+        };
+        // SAFETY: `program` points at `filter`, both alive for the call; without the TSYNC flag
+        // the filter applies to this thread only, and it refuses one kind of call.
+        unsafe {
+            assert_eq!(libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), 0);
+            assert_eq!(
+                libc::prctl(
+                    libc::PR_SET_SECCOMP,
+                    libc::SECCOMP_MODE_FILTER,
+                    &program as *const libc::sock_fprog
+                ),
+                0,
+                "seccomp: {}",
+                io::Error::last_os_error()
+            );
+        }
+    }
+
+    /// Drops `CAP_DAC_READ_SEARCH` from the calling thread's effective set (capabilities are per
+    /// thread on Linux).
+    #[cfg(target_os = "linux")]
+    fn drop_dac_read_search() {
+        #[repr(C)]
+        struct Header {
+            version: u32,
+            pid: i32,
+        }
+        #[repr(C)]
+        #[derive(Clone, Copy)]
+        struct Data {
+            effective: u32,
+            permitted: u32,
+            inheritable: u32,
+        }
+        const VERSION_3: u32 = 0x2008_0522;
+        const CAP_DAC_READ_SEARCH: u32 = 2;
+        let mut header = Header {
+            version: VERSION_3,
+            pid: 0,
+        };
+        let mut data = [Data {
+            effective: 0,
+            permitted: 0,
+            inheritable: 0,
+        }; 2];
+        // SAFETY: capget/capset with a version-3 header (pid 0: this thread) and the two data
+        // records version 3 takes; they only read and change this thread's capability sets.
+        unsafe {
+            assert_eq!(libc::syscall(libc::SYS_capget, &mut header, &mut data), 0);
+            data[0].effective &= !(1 << CAP_DAC_READ_SEARCH);
+            assert_eq!(libc::syscall(libc::SYS_capset, &mut header, &data), 0);
         }
     }
 }

@@ -220,9 +220,11 @@ impl CrashPoint {
         for &sector in kept_sectors {
             if let Some(bytes) = self.volatile_sector(sector_size, sector) {
                 let start = (sector * sector_size.bytes()) as usize;
-                if start < len {
-                    let end = (start + bytes.len()).min(len);
-                    image[start..end].copy_from_slice(&bytes[..end - start]);
+                let end = (start + bytes.len()).min(len);
+                // A sector past the end (`start > end`) has nothing to keep.
+                if let Some(kept) = image.get_mut(start..end) {
+                    let kept_len = kept.len();
+                    kept.copy_from_slice(&bytes[..kept_len]);
                 }
             }
         }
@@ -839,6 +841,27 @@ mod tests {
         s.bytes_mut()[1500] = 9;
         assert!(s.sync_ranges(&[1024..2048]).is_err());
         assert_eq!(s.durable_image()[1500], 9);
+    }
+
+    /// A seeded failed sync keeps some dirty sectors and loses the others, the same ones for
+    /// the same seed.
+    #[test]
+    fn failed_sync_can_keep_a_seeded_subset() {
+        let kept_for = |seed| {
+            let mut s = SimStorage::from_image(vec![0; 64 * 512]);
+            s.fail_sync_at(0, FailedSyncKeeps::Seeded(seed));
+            s.bytes_mut().fill(9);
+            assert!(s.sync_ranges(&[0..64 * 512]).is_err());
+            let durable = s.durable_image();
+            let kept: Vec<bool> = durable.chunks(512).map(|sector| sector[0] == 9).collect();
+            assert_eq!(s.lost_writes().len(), kept.iter().filter(|&&k| !k).count());
+            kept
+        };
+        let kept = kept_for(7);
+        let count = kept.iter().filter(|&&k| k).count();
+        assert!((16..=48).contains(&count), "{count} of 64 sectors kept");
+        assert_eq!(kept_for(7), kept, "the same seed keeps the same sectors");
+        assert_ne!(kept_for(8), kept);
     }
 
     #[test]
