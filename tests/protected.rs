@@ -1112,3 +1112,41 @@ fn a_crash_keeping_one_new_directory_mirror_leaves_the_directory_redundant() {
     }
     println!("{checked} damaged recovered images checked");
 }
+
+/// A new directory block's slot-1 pages are scrubbed (SPEC.md §3.2 step 2b): pages reused from
+/// freed data pages, whose old bytes are a valid slot of the new block with the very generation
+/// the block's first commit writes (forged here; any data could be), never pass for a slot of
+/// it, and the file reopens with the new page.
+#[test]
+fn a_new_directory_block_never_takes_old_bytes_for_a_slot() {
+    use mappedpages::format::{DirectorySlot, Geometry, encode_directory_slot};
+    let geometry = Geometry::new(P);
+    for mode in MODES {
+        let mut pager = SimPager::create_in(SimStorage::new()).unwrap();
+        pager.set_commit_mode(mode);
+        // Every free page of the file, so that the block's pages are some of them.
+        let free = pager.free_page_count() as usize;
+        let ids = pager.alloc_bulk(free).unwrap();
+        assert_eq!(pager.free_page_count(), 0, "no growth");
+        // One commit frees the pages, the next creates block 0 on four of them.
+        let block_generation = pager.generation() + 2;
+        let forged = DirectorySlot {
+            generation: block_generation,
+            block: 0,
+            next_pages: [0; 4],
+            entries: vec![None; geometry.directory_entries_per_block() as usize],
+        };
+        for &id in &ids {
+            let page = id.get_mut(&mut pager).unwrap();
+            encode_directory_slot(geometry, &forged, page.as_bytes_mut());
+        }
+        pager.sync_all().unwrap();
+        pager.free_bulk(ids).unwrap();
+        let protected = pager.alloc_protected().unwrap();
+        assert_eq!(pager.generation(), block_generation, "{mode:?}");
+        let reopened = SimPager::open_in(SimStorage::from_image(pager.storage().durable_image()))
+            .unwrap_or_else(|error| panic!("{mode:?}: {error}"));
+        let bytes = protected.get(&reopened).unwrap().as_bytes().to_vec();
+        assert!(bytes.iter().all(|&b| b == 0), "{mode:?}");
+    }
+}

@@ -245,10 +245,11 @@ fn future_group_slots(
         }
         for slot_index in 0..2u8 {
             let page_index = geometry.slot_page(group, slot_index);
+            // The generation field is read before the (costlier) decode, which then checks it
+            // is a valid slot's.
             if let Some(bytes) = page(image, geometry, page_index)
                 && raw_generation(bytes) > state.generation()
-                && let Ok((header, _)) = decode_group_slot(bytes, geometry, group)
-                && header.generation > state.generation()
+                && decode_group_slot(bytes, geometry, group).is_ok()
             {
                 pages.push(page_index);
             }
