@@ -269,5 +269,14 @@ fn a_request_far_beyond_the_free_space_reserves_nothing() {
             (64 << 10..=1 << 20).contains(&reserved),
             "{kind:?}: {reserved}"
         );
+        // Only requests above 64 MiB ask for the free space first: one of exactly 64 MiB is
+        // attempted, and the file system's own refusal is the answer.
+        let attempts = storage.stats().reservations;
+        let at_limit = storage.reserve(&[0..64 << 20]).unwrap_err();
+        assert_eq!(at_limit.kind(), std::io::ErrorKind::StorageFull, "{kind:?}");
+        assert!(
+            storage.stats().reservations > attempts,
+            "{kind:?}: not attempted"
+        );
     }
 }
