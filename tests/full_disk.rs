@@ -280,3 +280,32 @@ fn a_request_far_beyond_the_free_space_reserves_nothing() {
         );
     }
 }
+
+/// A request above 64 MiB that needs exactly the free space is made, not refused: the check
+/// refuses only requests larger than what is available (here all of an empty tmpfs's 72 MiB,
+/// reserved to the last byte).
+#[test]
+#[cfg(target_os = "linux")]
+fn a_request_of_exactly_the_free_space_is_made() {
+    const TEST: &str = "a_request_of_exactly_the_free_space_is_made";
+    let _serial = serial();
+    let Some(mount) = mount(TEST, Kind::Tmpfs, 72 << 20) else {
+        return;
+    };
+    let path = mount.path().join("sparse.bin");
+    std::fs::File::create(&path)
+        .unwrap()
+        .set_len(72 << 20)
+        .unwrap();
+    let mut storage = MmapStorage::open(&path).unwrap();
+    let available = {
+        let directory = std::ffi::CString::new(mount.path().to_str().unwrap()).unwrap();
+        // SAFETY: a NUL-terminated path and a zeroed statvfs for the call to fill.
+        let mut stat: libc::statvfs = unsafe { std::mem::zeroed() };
+        assert_eq!(unsafe { libc::statvfs(directory.as_ptr(), &mut stat) }, 0);
+        stat.f_bavail * stat.f_frsize
+    };
+    assert_eq!(available, 72 << 20, "an empty tmpfs has all of its size free");
+    storage.reserve(&[0..72 << 20]).unwrap();
+    assert_eq!(storage.stats().bytes_reserved, 72 << 20);
+}

@@ -264,6 +264,21 @@ mod tests {
     use super::*;
     use crate::{Pager, SimStorage};
 
+    /// The page size a file was written with, from its superblock or, when that is damaged,
+    /// from a metadata copy; a file of zeros is not one of ours.
+    #[test]
+    fn detect_page_size_reads_the_superblock_then_the_copies() {
+        let pager = Pager::<2048, SimStorage>::create_in(SimStorage::new()).unwrap();
+        let mut image = pager.into_storage().durable_image();
+        assert_eq!(detect_page_size(&image).unwrap(), 2048);
+        image[..64].fill(0xEE);
+        assert_eq!(detect_page_size(&image).unwrap(), 2048);
+        assert!(matches!(
+            detect_page_size(&vec![0; 6 * 2048]),
+            Err(MappedPageError::NotAMappedPagesFile)
+        ));
+    }
+
     /// The slot pages recovery names before reading: both slots of every materialized group,
     /// none of the groups a sparse tail past the committed pages would hold. (Under Miri one
     /// group and a short tail: a second group needs a file of 8 MiB.)

@@ -2584,4 +2584,50 @@ mod tests {
             assert_eq!(libc::syscall(libc::SYS_capset, &mut header, &data), 0);
         }
     }
+
+    /// The fallback reservation writes every file-system block the range touches, the first
+    /// one too when the range starts inside it; the bytes stay as they were.
+    #[test]
+    #[cfg(target_os = "linux")]
+    #[cfg_attr(miri, ignore = "file system calls are not supported under Miri")]
+    fn the_fallback_reservation_writes_the_block_a_range_starts_in() {
+        use std::os::fd::AsRawFd;
+        let dir = tempfile::tempdir().unwrap();
+        let mut storage = storage_of_pages(&dir, 16);
+        let block_bytes = storage.reservation_block_bytes();
+        let data_at = |storage: &MmapStorage, offset: u64| {
+            // SAFETY: lseek on a descriptor `storage` keeps open; it reads no memory.
+            unsafe { libc::lseek(storage.file.as_raw_fd(), offset as i64, libc::SEEK_DATA) }
+        };
+        if data_at(&storage, 0) != -1 {
+            eprintln!("SKIPPED: the file is not sparse here (no holes, or no SEEK_DATA)");
+            return;
+        }
+        let start = 3 * block_bytes / 4;
+        storage
+            .reserve_by_writing(&(start..block_bytes + 1))
+            .unwrap();
+        assert_eq!(data_at(&storage, 0), 0, "the first block was not written");
+        assert_eq!(storage.stats().reservation_writes, 2);
+        assert!(storage.bytes().iter().all(|&b| b == 0));
+    }
+
+    /// An anonymous create whose name appeared meanwhile (after the check in `create_atomic`)
+    /// fails with `AlreadyExists` and leaves the file at the name alone; it never falls back to
+    /// a named create.
+    #[test]
+    #[cfg(target_os = "linux")]
+    #[cfg_attr(miri, ignore = "file system calls are not supported under Miri")]
+    fn an_anonymous_create_over_an_existing_name_fails() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db.bin");
+        std::fs::write(&path, b"theirs").unwrap();
+        let (directory, _) = temp_location(&path).unwrap();
+        match MmapStorage::create_anonymous(&path, &directory, &mut two_pages) {
+            Err(MappedPageError::AlreadyExists { path: named }) => assert_eq!(named, path),
+            Ok(None) => eprintln!("SKIPPED: O_TMPFILE is not supported by the file system here"),
+            other => panic!("expected AlreadyExists, got {other:?}"),
+        }
+        assert_eq!(std::fs::read(&path).unwrap(), b"theirs");
+    }
 }

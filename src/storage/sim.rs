@@ -747,12 +747,9 @@ impl Storage for SimStorage {
         }
         let floor = self.reserved_floor_bytes;
         let mut all = std::mem::take(&mut self.reserved);
-        all.extend(
-            ranges
-                .iter()
-                .filter(|r| r.end > floor)
-                .map(|r| r.start.max(floor)..r.end),
-        );
+        // Bytes below the floor are reserved already; a range wholly below it becomes empty
+        // (or inverted), which `coalesce` drops.
+        all.extend(ranges.iter().map(|r| r.start.max(floor)..r.end));
         self.reserved = coalesce(&all);
         Ok(())
     }
@@ -841,6 +838,19 @@ mod tests {
         s.bytes_mut()[1500] = 9;
         assert!(s.sync_ranges(&[1024..2048]).is_err());
         assert_eq!(s.durable_image()[1500], 9);
+    }
+
+    /// Growth past the capacity is one fresh zeroed allocation of exactly the new length (the
+    /// allocator's zeroed pages cost nothing until written); within it, the vector only grows.
+    #[test]
+    fn grow_zeroed_allocates_exactly_past_the_capacity() {
+        let mut bytes = Vec::with_capacity(600);
+        bytes.extend_from_slice(&[7; 500]);
+        grow_zeroed(&mut bytes, 1000);
+        assert_eq!((bytes.len(), bytes.capacity()), (1000, 1000));
+        assert!(bytes[..500].iter().all(|&b| b == 7) && bytes[500..].iter().all(|&b| b == 0));
+        grow_zeroed(&mut bytes, 1000);
+        assert_eq!((bytes.len(), bytes.capacity()), (1000, 1000));
     }
 
     /// A seeded failed sync keeps some dirty sectors and loses the others, the same ones for
