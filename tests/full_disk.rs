@@ -305,7 +305,11 @@ fn a_request_of_exactly_the_free_space_is_made() {
         assert_eq!(unsafe { libc::statvfs(directory.as_ptr(), &mut stat) }, 0);
         stat.f_bavail * stat.f_frsize
     };
-    assert_eq!(available, 72 << 20, "an empty tmpfs has all of its size free");
+    assert_eq!(
+        available,
+        72 << 20,
+        "an empty tmpfs has all of its size free"
+    );
     storage.reserve(&[0..72 << 20]).unwrap();
     assert_eq!(storage.stats().bytes_reserved, 72 << 20);
 }

@@ -501,6 +501,15 @@ mod apple {
             return Err(error);
         }
     }
+
+    /// The `FullFsync` step of a barrier: [`full_fsync`], counted in `stats`.
+    pub(super) fn counted_full_fsync(file: &File, stats: &mut super::SyncStats) -> io::Result<()> {
+        stats.file_flushes += 1;
+        if full_fsync(file)? {
+            stats.full_fsync_fallbacks += 1;
+        }
+        Ok(())
+    }
 }
 
 /// The Windows calls of `MmapStorage` that std does not wrap.
@@ -509,6 +518,30 @@ mod windows {
     use std::io;
     use std::os::windows::ffi::OsStrExt;
     use std::path::Path;
+
+    /// The `FlushView` step of a barrier over `range`: `FlushViewOfFile` (memmap2's
+    /// `flush_async_range`; `msync(MS_ASYNC)` on Unix, where it is never planned), counted.
+    pub(super) fn flush_view(
+        map: Option<&memmap2::MmapMut>,
+        range: &std::ops::Range<u64>,
+        stats: &mut super::SyncStats,
+    ) -> io::Result<()> {
+        stats.view_flushes += 1;
+        if let Some(map) = map {
+            let (offset, len) = super::map_span(range)?;
+            map.flush_async_range(offset, len)?;
+        }
+        Ok(())
+    }
+
+    /// The `FlushFileBuffers` step (std's `sync_all` on Windows), counted.
+    pub(super) fn flush_file_buffers(
+        file: &std::fs::File,
+        stats: &mut super::SyncStats,
+    ) -> io::Result<()> {
+        stats.file_flushes += 1;
+        file.sync_all()
+    }
 
     /// `MoveFileExW` flag: return only once the rename is on the disk.
     const MOVEFILE_WRITE_THROUGH: u32 = 0x8;
@@ -1265,24 +1298,16 @@ impl MmapStorage {
                     #[cfg(not(unix))]
                     unreachable!("msync of {range:?} planned off Unix");
                 }
+                // The platform-only steps are counted and run in their platform's module.
                 BarrierStep::FlushView(range) => {
-                    self.stats.view_flushes += 1;
-                    // `flush_async_range` is `FlushViewOfFile` on Windows (`msync(MS_ASYNC)` on
-                    // Unix, where it is never planned).
                     #[cfg(windows)]
-                    if let Some(map) = self.map.as_ref() {
-                        let (offset, len) = map_span(range)?;
-                        map.flush_async_range(offset, len)?;
-                    }
+                    windows::flush_view(self.map.as_ref(), range, &mut self.stats)?;
                     #[cfg(not(windows))]
                     unreachable!("FlushViewOfFile of {range:?} planned off Windows");
                 }
                 BarrierStep::FullFsync => {
-                    self.stats.file_flushes += 1;
                     #[cfg(target_vendor = "apple")]
-                    if apple::full_fsync(&self.file)? {
-                        self.stats.full_fsync_fallbacks += 1;
-                    }
+                    apple::counted_full_fsync(&self.file, &mut self.stats)?;
                     #[cfg(not(target_vendor = "apple"))]
                     unreachable!("F_FULLFSYNC planned off macOS and iOS");
                 }
@@ -1294,10 +1319,8 @@ impl MmapStorage {
                     unreachable!("fsync planned off Unix");
                 }
                 BarrierStep::FlushFileBuffers => {
-                    self.stats.file_flushes += 1;
-                    // std's `sync_all` is `FlushFileBuffers` on Windows.
                     #[cfg(windows)]
-                    self.file.sync_all()?;
+                    windows::flush_file_buffers(&self.file, &mut self.stats)?;
                     #[cfg(not(windows))]
                     unreachable!("FlushFileBuffers planned off Windows");
                 }
