@@ -519,6 +519,26 @@ mod windows {
     use std::os::windows::ffi::OsStrExt;
     use std::path::Path;
 
+    /// `buf.len()` bytes of `file` at `offset` (one `ReadFile`; a short read is an error).
+    pub(super) fn read_at(file: &std::fs::File, buf: &mut [u8], offset: u64) -> io::Result<()> {
+        let read = std::os::windows::fs::FileExt::seek_read(file, buf, offset)?;
+        if read == buf.len() {
+            Ok(())
+        } else {
+            Err(io::ErrorKind::UnexpectedEof.into())
+        }
+    }
+
+    /// `buf` into `file` at `offset` (one `WriteFile`; a short write is an error).
+    pub(super) fn write_at(file: &std::fs::File, buf: &[u8], offset: u64) -> io::Result<()> {
+        let written = std::os::windows::fs::FileExt::seek_write(file, buf, offset)?;
+        if written == buf.len() {
+            Ok(())
+        } else {
+            Err(io::ErrorKind::WriteZero.into())
+        }
+    }
+
     /// The `FlushView` step of a barrier over `range`: `FlushViewOfFile` (memmap2's
     /// `flush_async_range`; `msync(MS_ASYNC)` on Unix, where it is never planned), counted.
     pub(super) fn flush_view(
@@ -747,12 +767,7 @@ fn read_at(file: &File, buf: &mut [u8], offset: u64) -> io::Result<()> {
     }
     #[cfg(windows)]
     {
-        let read = std::os::windows::fs::FileExt::seek_read(file, buf, offset)?;
-        if read == buf.len() {
-            Ok(())
-        } else {
-            Err(io::ErrorKind::UnexpectedEof.into())
-        }
+        windows::read_at(file, buf, offset)
     }
 }
 
@@ -763,12 +778,7 @@ fn write_at(file: &File, buf: &[u8], offset: u64) -> io::Result<()> {
     }
     #[cfg(windows)]
     {
-        let written = std::os::windows::fs::FileExt::seek_write(file, buf, offset)?;
-        if written == buf.len() {
-            Ok(())
-        } else {
-            Err(io::ErrorKind::WriteZero.into())
-        }
+        windows::write_at(file, buf, offset)
     }
 }
 
