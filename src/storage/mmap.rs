@@ -519,6 +519,16 @@ mod windows {
     use std::os::windows::ffi::OsStrExt;
     use std::path::Path;
 
+    /// [`super::directory_error`] on Windows: `ERROR_ACCESS_DENIED` for a directory becomes
+    /// `IsADirectory`.
+    pub(super) fn directory_error(path: &Path, error: io::Error) -> io::Error {
+        if error.kind() == io::ErrorKind::PermissionDenied && path.is_dir() {
+            io::Error::new(io::ErrorKind::IsADirectory, error)
+        } else {
+            error
+        }
+    }
+
     /// `buf.len()` bytes of `file` at `offset` (one `ReadFile`; a short read is an error).
     pub(super) fn read_at(file: &std::fs::File, buf: &mut [u8], offset: u64) -> io::Result<()> {
         let read = std::os::windows::fs::FileExt::seek_read(file, buf, offset)?;
@@ -825,9 +835,13 @@ fn map_file(file: &File, len_bytes: u64) -> io::Result<Option<MmapMut>> {
 /// `error`, from opening `path`, as `IsADirectory` where `path` is a directory: Windows answers
 /// `ERROR_ACCESS_DENIED` there, which would send the user after permissions.
 fn directory_error(path: &Path, error: io::Error) -> io::Error {
-    if cfg!(windows) && error.kind() == io::ErrorKind::PermissionDenied && path.is_dir() {
-        io::Error::new(io::ErrorKind::IsADirectory, error)
-    } else {
+    #[cfg(windows)]
+    {
+        windows::directory_error(path, error)
+    }
+    #[cfg(not(windows))]
+    {
+        let _ = path;
         error
     }
 }
