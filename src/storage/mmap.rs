@@ -1706,6 +1706,7 @@ mod tests {
         assert_eq!(after_serial.full_fsync_fallbacks, 0);
         storage.sync_all().unwrap();
         assert_eq!(storage.stats().bytes_synced, 8 * PAGE + 8 * PAGE);
+        assert_eq!(storage.stats().barriers, 4);
         // Closed first: Windows refuses other handles' reads of a locked file.
         drop(storage);
         let on_disk = std::fs::read(dir.path().join("storage.bin")).unwrap();

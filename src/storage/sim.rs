@@ -840,6 +840,21 @@ mod tests {
         assert_eq!(s.durable_image()[1500], 9);
     }
 
+    /// A write across block boundaries lands byte for byte, and the blocks it did not touch
+    /// stay shared with the image it was copied from.
+    #[test]
+    fn block_image_writes_across_blocks() {
+        let original = BlockImage::from_bytes(&[0; 4 * BLOCK_BYTES]);
+        let mut image = original.clone();
+        image.write(BLOCK_BYTES - 96, &[1; BLOCK_BYTES + 100]);
+        let bytes = image.to_vec(4 * BLOCK_BYTES);
+        let written = BLOCK_BYTES - 96..2 * BLOCK_BYTES + 4;
+        for (at, &byte) in bytes.iter().enumerate() {
+            assert_eq!(byte, u8::from(written.contains(&at)), "byte {at}");
+        }
+        assert!(Arc::ptr_eq(&image.blocks[3], &original.blocks[3]));
+    }
+
     /// Growth past the capacity is one fresh zeroed allocation of exactly the new length (the
     /// allocator's zeroed pages cost nothing until written); within it, the vector only grows.
     #[test]
