@@ -1150,3 +1150,31 @@ fn a_new_directory_block_never_takes_old_bytes_for_a_slot() {
         assert!(bytes.iter().all(|&b| b == 0), "{mode:?}");
     }
 }
+
+/// In `Flip` mode damage to the newest commit's protected copy is reported, never rolled back
+/// (SPEC.md §3.2.1): the file opens with the commit the superblock names, and reading the page
+/// returns `CorruptProtectedPage` (the content check of §4.1 step 8 is for single-sync copies).
+#[test]
+fn flip_mode_reports_damage_to_the_newest_commit() {
+    use mappedpages::RecoveryDecision;
+    let mut pager = SimPager::create_in(SimStorage::new()).unwrap();
+    let id = pager.alloc_protected().unwrap();
+    let mut writer = id.get_mut(&mut pager).unwrap();
+    writer.page_mut().as_bytes_mut()[..8].copy_from_slice(b"NEWEST01");
+    writer.commit().unwrap();
+    let generation = pager.generation();
+    let mut image = pager.storage().durable_image();
+    let pages = find_pages(&image, b"NEWEST01");
+    assert_eq!(pages.len(), 1);
+    image[pages[0] as usize * P + 500] ^= 0x40;
+    let damaged = SimPager::open_in(SimStorage::from_image(image)).expect("opens");
+    assert_eq!(damaged.generation(), generation, "nothing rolled back");
+    assert_eq!(
+        damaged.recovery_decision(),
+        Some(RecoveryDecision::Superblock)
+    );
+    assert!(matches!(
+        id.get(&damaged),
+        Err(MappedPageError::CorruptProtectedPage { .. })
+    ));
+}

@@ -186,8 +186,8 @@ pub fn checksum_field(page: &[u8]) -> Option<u32> {
     (page.len() >= CHECKED_FROM).then(|| read_u32(page, CHECKSUM_AT))
 }
 
-/// The generation field (bytes 16..24) of a metadata or slot page, unchecked (`None` for a
-/// shorter slice).
-pub(crate) fn generation_field(page: &[u8]) -> Option<u64> {
-    (page.len() >= GENERATION_AT + 8).then(|| read_u64(page, GENERATION_AT))
+/// The generation field (bytes 16..24) of a metadata or slot page, unchecked. `page` is a whole
+/// page (at least 1 KiB): a shorter slice is a caller's bug, and panics.
+pub(crate) fn generation_field(page: &[u8]) -> u64 {
+    read_u64(page, GENERATION_AT)
 }

@@ -829,6 +829,9 @@ mod tests {
                 failed: true
             }
         );
+        s.clear_events();
+        assert!(s.events().is_empty());
+        assert_eq!(s.sync_count(), 3, "counters keep running");
     }
 
     #[test]
