@@ -57,6 +57,12 @@ fn a_refused_file_is_rolled_back_to_the_older_copy() {
     assert_eq!(storage.bytes(), &image[..], "planning writes nothing");
 
     plan.apply_in(&mut storage).unwrap();
+    let reopened = open(storage.durable_image()).unwrap();
+    assert_eq!(
+        reopened.storage().sync_count(),
+        0,
+        "the rollback made recovery's repairs (the damaged copy scrubbed): an open has none left"
+    );
     let pager = Pager::<P, SimStorage>::open_in(storage).unwrap();
     assert_eq!(pager.generation(), 3);
     assert!(kept.iter().all(|&id| pager.is_allocated(id)));
