@@ -2678,4 +2678,15 @@ mod tests {
         }
         assert_eq!(std::fs::read(&path).unwrap(), b"theirs");
     }
+
+    /// Only "no `O_TMPFILE` here" answers make the anonymous create give up for a named one;
+    /// any other error (here a missing directory) is the create's error.
+    #[test]
+    #[cfg(target_os = "linux")]
+    #[cfg_attr(miri, ignore = "file system calls are not supported under Miri")]
+    fn an_anonymous_open_fails_for_a_missing_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        let error = linux::open_anonymous(&dir.path().join("missing")).unwrap_err();
+        assert_eq!(error.kind(), io::ErrorKind::NotFound);
+    }
 }
