@@ -2373,6 +2373,15 @@ mod tests {
             (2, 1),
             "an empty barrier calls nothing"
         );
+        assert_eq!(
+            storage.path(),
+            Some(dir.path().join("storage.bin").as_path())
+        );
+        let (directory, prefix) = temp_location(Path::new("db.bin")).unwrap();
+        assert_eq!(
+            (directory, prefix.as_str()),
+            (PathBuf::from("."), ".db.bin.mappedpages-create-")
+        );
         let debug = format!("{storage:?}");
         assert!(
             debug.starts_with("MmapStorage") && debug.contains("storage.bin"),
