@@ -2551,10 +2551,19 @@ mod tests {
     }
 
     /// Makes the kernel refuse `linkat(.., AT_EMPTY_PATH)` with `EPERM` for the calling thread
-    /// (a seccomp filter, as a container's profile or a kernel without the capability would):
-    /// recent kernels let the opener of an `O_TMPFILE` file link it without the capability.
+    /// (as a container's profile or a kernel without the capability would): recent kernels let
+    /// the opener of an `O_TMPFILE` file link it without the capability.
     #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
     fn refuse_empty_path_links() {
+        // linkat(olddirfd, oldpath, newdirfd, newpath, flags): flags is argument 4.
+        refuse_calls_with_flag(libc::SYS_linkat, 4, libc::AT_EMPTY_PATH as u32, libc::EPERM);
+    }
+
+    /// A seccomp filter for the calling thread only (no TSYNC): the system call `number` fails
+    /// with `errno` when its argument `argument` has any bit of `flag` set; everything else is
+    /// allowed.
+    #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
+    fn refuse_calls_with_flag(number: libc::c_long, argument: u32, flag: u32, errno: i32) {
         use libc::{BPF_ABS, BPF_JEQ, BPF_JMP, BPF_JSET, BPF_K, BPF_LD, BPF_RET, BPF_W};
         // EM_X86_64 | __AUDIT_ARCH_64BIT | __AUDIT_ARCH_LE (linux/audit.h).
         const AUDIT_ARCH_X86_64: u32 = 62 | 0x8000_0000 | 0x4000_0000;
@@ -2576,13 +2585,10 @@ mod tests {
             jump(BPF_JMP | BPF_JEQ | BPF_K, AUDIT_ARCH_X86_64, 1, 0),
             statement(BPF_RET | BPF_K, libc::SECCOMP_RET_ALLOW),
             statement(BPF_LD | BPF_W | BPF_ABS, 0),
-            jump(BPF_JMP | BPF_JEQ | BPF_K, libc::SYS_linkat as u32, 0, 3),
-            statement(BPF_LD | BPF_W | BPF_ABS, 16 + 8 * 4), // flags, low word
-            jump(BPF_JMP | BPF_JSET | BPF_K, libc::AT_EMPTY_PATH as u32, 0, 1),
-            statement(
-                BPF_RET | BPF_K,
-                libc::SECCOMP_RET_ERRNO | libc::EPERM as u32,
-            ),
+            jump(BPF_JMP | BPF_JEQ | BPF_K, number as u32, 0, 3),
+            statement(BPF_LD | BPF_W | BPF_ABS, 16 + 8 * argument), // its low word
+            jump(BPF_JMP | BPF_JSET | BPF_K, flag, 0, 1),
+            statement(BPF_RET | BPF_K, libc::SECCOMP_RET_ERRNO | errno as u32),
             statement(BPF_RET | BPF_K, libc::SECCOMP_RET_ALLOW),
         ];
         let program = libc::sock_fprog {
@@ -2604,6 +2610,38 @@ mod tests {
                 io::Error::last_os_error()
             );
         }
+    }
+
+    /// On a file system without `O_TMPFILE` (its `open` answers `EOPNOTSUPP`; simulated for
+    /// this thread by a seccomp filter, no file system here lacks it) the anonymous create gives
+    /// up and the create goes through a named temporary.
+    #[test]
+    #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
+    #[cfg_attr(miri, ignore = "file system calls are not supported under Miri")]
+    fn without_o_tmpfile_create_uses_a_named_temporary() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db.bin");
+        let (anonymous, whole) = std::thread::scope(|scope| {
+            scope
+                .spawn(|| {
+                    // openat(dirfd, path, flags, mode): flags is argument 2.
+                    let tmpfile_bit = (libc::O_TMPFILE & !libc::O_DIRECTORY) as u32;
+                    refuse_calls_with_flag(libc::SYS_openat, 2, tmpfile_bit, libc::EOPNOTSUPP);
+                    let anonymous = linux::open_anonymous(dir.path()).map(|file| file.is_none());
+                    let whole = MmapStorage::create_atomic(&path, two_pages).map(|s| s.len_bytes);
+                    (anonymous, whole)
+                })
+                .join()
+                .unwrap()
+        });
+        assert!(matches!(anonymous, Ok(true)), "{anonymous:?}");
+        assert_eq!(whole.unwrap(), 2 * PAGE);
+        assert_eq!(std::fs::read(&path).unwrap()[0], 0x5A);
+        assert!(
+            leftovers(dir.path()).is_empty(),
+            "{:?}",
+            leftovers(dir.path())
+        );
     }
 
     /// Drops `CAP_DAC_READ_SEARCH` from the calling thread's effective set (capabilities are per
