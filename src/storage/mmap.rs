@@ -2003,6 +2003,9 @@ mod tests {
             Some(storage) => {
                 assert_eq!(storage.len_bytes(), 2 * PAGE);
                 assert_eq!(std::fs::read(&path).unwrap()[0], 0x5A);
+                // The create's own flush (its plan: one `fsync` on Linux), counted.
+                let stats = storage.stats();
+                assert_eq!((stats.file_flushes, stats.barriers), (1, 0), "{stats:?}");
             }
             // ext2-4, xfs, btrfs and tmpfs (the one-flush list) all have O_TMPFILE: there, an
             // anonymous create that gives up is a regression, not a skip.
