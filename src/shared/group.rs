@@ -189,18 +189,14 @@ impl<const PAGE_SIZE: usize, S: Storage> Shared<PAGE_SIZE, S> {
     /// Only throughput depends on it; correctness does not (whatever arrives later joins the
     /// next group).
     fn gather_latecomers(&self) {
-        let (mut seen, mut released) = {
+        let mut gather = {
             let queue = self.lock_queue();
-            (queue.pending.len(), !queue.replies.is_empty())
+            Gather::start(queue.pending.len(), !queue.replies.is_empty())
         };
-        let mut yields = 0;
-        while released && yields < MAX_GATHER_YIELDS {
+        while let Some(yielded) = gather.next_yield() {
             yield_now();
-            yields += 1;
             let queue = self.lock_queue();
-            let grew = queue.pending.len() > seen;
-            seen = queue.pending.len();
-            released = grew || !queue.replies.is_empty();
+            gather = yielded.observe(queue.pending.len(), !queue.replies.is_empty());
         }
     }
 
@@ -303,6 +299,48 @@ fn stage<const PAGE_SIZE: usize, S: Storage>(
     }
 }
 
+/// The decision of [`Shared::gather_latecomers`], apart from the yielding and the locking: what
+/// the leader saw of the queue, and whether to yield once more.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Gather {
+    /// Queued operations at the last look.
+    seen: usize,
+    /// Whether another yield may still gather someone: callers of the previous group had
+    /// results to collect, or the queue grew since the look before.
+    worth_yielding: bool,
+    /// Yields so far.
+    yields: u32,
+}
+
+impl Gather {
+    /// Before any yield: `pending` operations queued, `uncollected` results waiting.
+    fn start(pending: usize, uncollected: bool) -> Gather {
+        Gather {
+            seen: pending,
+            worth_yielding: uncollected,
+            yields: 0,
+        }
+    }
+
+    /// `Some` (the state after one more yield) while yielding is worth it and the bound allows;
+    /// `None` when the leader takes the queue now.
+    fn next_yield(self) -> Option<Gather> {
+        (self.worth_yielding && self.yields < MAX_GATHER_YIELDS).then_some(Gather {
+            yields: self.yields + 1,
+            ..self
+        })
+    }
+
+    /// The look after a yield: `pending` operations queued, `uncollected` results waiting.
+    fn observe(self, pending: usize, uncollected: bool) -> Gather {
+        Gather {
+            seen: pending,
+            worth_yielding: pending > self.seen || uncollected,
+            yields: self.yields,
+        }
+    }
+}
+
 /// Publishes a leader's results when dropped (also during a panic): records them, gives up
 /// leadership and wakes every waiter, all under the queue lock, so no waiter can miss it.
 struct Publisher<'a, const PAGE_SIZE: usize, S: Storage> {
@@ -373,4 +411,54 @@ fn mutant_ack_before_sync<const PAGE_SIZE: usize, S: Storage>(
         queue.replies.insert(ticket, Ok(done));
     }
     shared.changed.notify_all();
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::{Gather, MAX_GATHER_YIELDS};
+
+    /// The yields a leader takes, given the queue at the start and at each look after a yield
+    /// (operations queued, results uncollected).
+    fn yields_for(start: (usize, bool), looks: &[(usize, bool)]) -> u32 {
+        let mut gather = Gather::start(start.0, start.1);
+        let mut looks = looks.iter();
+        while let Some(yielded) = gather.next_yield() {
+            let &(pending, uncollected) = looks.next().expect("a look after every yield");
+            gather = yielded.observe(pending, uncollected);
+        }
+        gather.yields
+    }
+
+    #[test]
+    fn a_leader_yields_while_someone_may_still_come() {
+        // A lone caller: nobody has a result to collect, no yield.
+        assert_eq!(yields_for((1, false), &[]), 0);
+        // Results uncollected: yields until they are collected and the queue stops growing.
+        assert_eq!(yields_for((1, true), &[(1, true), (1, false)]), 2);
+        // Collected, but the queue grew meanwhile: one more look.
+        assert_eq!(yields_for((1, true), &[(3, false), (3, false)]), 2);
+        // Bounded, whatever keeps coming.
+        let busy = vec![(1, true); 2 * MAX_GATHER_YIELDS as usize];
+        assert_eq!(yields_for((1, true), &busy), MAX_GATHER_YIELDS);
+        let growing: Vec<_> = (2..40).map(|pending| (pending, false)).collect();
+        assert_eq!(yields_for((1, true), &growing), MAX_GATHER_YIELDS);
+    }
+
+    #[test]
+    fn a_look_records_the_queue_and_keeps_the_count() {
+        let yielded = Gather::start(2, true).next_yield().unwrap();
+        let grown = Gather {
+            seen: 5,
+            worth_yielding: true,
+            yields: 1,
+        };
+        assert_eq!(yielded.observe(5, false), grown);
+        let quiet = Gather {
+            seen: 2,
+            worth_yielding: false,
+            yields: 1,
+        };
+        assert_eq!(yielded.observe(2, false), quiet);
+        assert_eq!(quiet.next_yield(), None);
+    }
 }
