@@ -871,6 +871,18 @@ mod tests {
         assert_eq!((bytes.len(), bytes.capacity()), (1000, 1000));
     }
 
+    /// An untracked storage makes no durable copy: a crash image is the bytes as written, and
+    /// syncs are only recorded.
+    #[test]
+    fn an_untracked_storage_keeps_no_durable_copy() {
+        let mut s = SimStorage::from_image_untracked(vec![0; 4096]);
+        s.bytes_mut()[10] = 5;
+        assert_eq!(s.durable_image()[10], 5, "the bytes as written");
+        s.sync_ranges(&[0..4096]).unwrap();
+        assert_eq!(s.events().len(), 1);
+        assert_eq!(s.into_image()[10], 5);
+    }
+
     /// A seeded failed sync keeps some dirty sectors and loses the others, the same ones for
     /// the same seed.
     #[test]
