@@ -191,12 +191,12 @@ impl<const PAGE_SIZE: usize, S: Storage> Shared<PAGE_SIZE, S> {
     fn gather_latecomers(&self) {
         let mut gather = {
             let queue = self.lock_queue();
-            Gather::start(queue.pending.len(), !queue.replies.is_empty())
+            Gather::start(queue.pending.len(), queue.replies.len())
         };
         while let Some(yielded) = gather.next_yield() {
             yield_now();
             let queue = self.lock_queue();
-            gather = yielded.observe(queue.pending.len(), !queue.replies.is_empty());
+            gather = yielded.observe(queue.pending.len(), queue.replies.len());
         }
     }
 
@@ -314,10 +314,10 @@ struct Gather {
 
 impl Gather {
     /// Before any yield: `pending` operations queued, `uncollected` results waiting.
-    fn start(pending: usize, uncollected: bool) -> Gather {
+    fn start(pending: usize, uncollected: usize) -> Gather {
         Gather {
             seen: pending,
-            worth_yielding: uncollected,
+            worth_yielding: uncollected > 0,
             yields: 0,
         }
     }
@@ -332,10 +332,10 @@ impl Gather {
     }
 
     /// The look after a yield: `pending` operations queued, `uncollected` results waiting.
-    fn observe(self, pending: usize, uncollected: bool) -> Gather {
+    fn observe(self, pending: usize, uncollected: usize) -> Gather {
         Gather {
             seen: pending,
-            worth_yielding: pending > self.seen || uncollected,
+            worth_yielding: pending > self.seen || uncollected > 0,
             yields: self.yields,
         }
     }
@@ -418,8 +418,8 @@ mod tests {
     use super::{Gather, MAX_GATHER_YIELDS};
 
     /// The yields a leader takes, given the queue at the start and at each look after a yield
-    /// (operations queued, results uncollected).
-    fn yields_for(start: (usize, bool), looks: &[(usize, bool)]) -> u32 {
+    /// (operations queued, results not yet collected).
+    fn yields_for(start: (usize, usize), looks: &[(usize, usize)]) -> u32 {
         let mut gather = Gather::start(start.0, start.1);
         let mut looks = looks.iter();
         while let Some(yielded) = gather.next_yield() {
@@ -432,33 +432,33 @@ mod tests {
     #[test]
     fn a_leader_yields_while_someone_may_still_come() {
         // A lone caller: nobody has a result to collect, no yield.
-        assert_eq!(yields_for((1, false), &[]), 0);
+        assert_eq!(yields_for((1, 0), &[]), 0);
         // Results uncollected: yields until they are collected and the queue stops growing.
-        assert_eq!(yields_for((1, true), &[(1, true), (1, false)]), 2);
+        assert_eq!(yields_for((1, 3), &[(1, 1), (1, 0)]), 2);
         // Collected, but the queue grew meanwhile: one more look.
-        assert_eq!(yields_for((1, true), &[(3, false), (3, false)]), 2);
+        assert_eq!(yields_for((1, 2), &[(3, 0), (3, 0)]), 2);
         // Bounded, whatever keeps coming.
-        let busy = vec![(1, true); 2 * MAX_GATHER_YIELDS as usize];
-        assert_eq!(yields_for((1, true), &busy), MAX_GATHER_YIELDS);
-        let growing: Vec<_> = (2..40).map(|pending| (pending, false)).collect();
-        assert_eq!(yields_for((1, true), &growing), MAX_GATHER_YIELDS);
+        let busy = vec![(1, 1); 2 * MAX_GATHER_YIELDS as usize];
+        assert_eq!(yields_for((1, 1), &busy), MAX_GATHER_YIELDS);
+        let growing: Vec<_> = (2..40).map(|pending| (pending, 0)).collect();
+        assert_eq!(yields_for((1, 1), &growing), MAX_GATHER_YIELDS);
     }
 
     #[test]
     fn a_look_records_the_queue_and_keeps_the_count() {
-        let yielded = Gather::start(2, true).next_yield().unwrap();
+        let yielded = Gather::start(2, 1).next_yield().unwrap();
         let grown = Gather {
             seen: 5,
             worth_yielding: true,
             yields: 1,
         };
-        assert_eq!(yielded.observe(5, false), grown);
+        assert_eq!(yielded.observe(5, 0), grown);
         let quiet = Gather {
             seen: 2,
             worth_yielding: false,
             yields: 1,
         };
-        assert_eq!(yielded.observe(2, false), quiet);
+        assert_eq!(yielded.observe(2, 0), quiet);
         assert_eq!(quiet.next_yield(), None);
     }
 }
