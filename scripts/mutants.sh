@@ -2,8 +2,9 @@
 # Mutation score of src/format/, src/commit.rs, src/recovery/, src/storage/ and the group-commit
 # engine src/shared/group.rs (configuration and the tests each mutant runs: .cargo/mutants.toml).
 # Results land in mutants.out/; the figures and the time it took are in README.md.
-#   scripts/mutants.sh                      # everything
-#   scripts/mutants.sh --file src/commit.rs # one file
+#   scripts/mutants.sh                                    # everything
+#   scripts/mutants.sh --shard 2/8 --sharding round-robin # one eighth of it
+#   scripts/mutants.sh --file src/commit.rs               # one file
 #
 # The tests include crashsim's (another package), so the run tests the workspace; cargo-mutants'
 # baseline would test only the mutated package and fail on the crashsim test names, so the
@@ -19,10 +20,13 @@ fi
 if ! cargo mutants --version >/dev/null 2>&1; then
     cargo install --locked cargo-mutants
 fi
-if [ "$#" -eq 0 ]; then
-    set -- --file 'src/format/*.rs' --file src/commit.rs --file 'src/recovery/*.rs' \
-        --file 'src/storage/*.rs' --file src/shared/group.rs
-fi
+# Without a --file of the caller's, the whole set (other arguments, e.g. `--shard 2/8 --sharding
+# round-robin`, are passed on).
+case " $* " in
+*" --file "*) ;;
+*) set -- --file 'src/format/*.rs' --file src/commit.rs --file 'src/recovery/*.rs' \
+    --file 'src/storage/*.rs' --file src/shared/group.rs "$@" ;;
+esac
 # The baseline: the same targets, unmutated, must pass.
 targets=$(sed -n '/^additional_cargo_args = \[/,/^\]/p' .cargo/mutants.toml | grep -o '"[^"]*"' | tr -d '"' | tr '\n' ' ')
 # shellcheck disable=SC2086
