@@ -2151,6 +2151,19 @@ mod tests {
         }
     }
 
+    /// An `O_TMPFILE` file in `directory` holding `bytes`; `None` (with a SKIPPED line) where
+    /// the file system has no `O_TMPFILE`.
+    #[cfg(target_os = "linux")]
+    fn anonymous_file_holding(directory: &Path, bytes: &[u8]) -> Option<File> {
+        use std::io::Write;
+        let Some(mut file) = linux::open_anonymous(directory).unwrap() else {
+            eprintln!("SKIPPED: O_TMPFILE is not supported by the file system here");
+            return None;
+        };
+        file.write_all(bytes).unwrap();
+        Some(file)
+    }
+
     /// The `/proc/self/fd` link, which `create` uses where `AT_EMPTY_PATH` needs a capability
     /// (kernels before 6.10 without CAP_DAC_READ_SEARCH); tested directly because this kernel may
     /// not need it.
@@ -2158,14 +2171,11 @@ mod tests {
     #[test]
     #[cfg_attr(miri, ignore = "file system calls are not supported under Miri")]
     fn an_anonymous_file_links_through_proc_and_never_replaces() {
-        use std::io::Write;
         use std::os::unix::ffi::OsStrExt;
         let dir = tempfile::tempdir().unwrap();
-        let Some(mut file) = linux::open_anonymous(dir.path()).unwrap() else {
-            eprintln!("SKIPPED: O_TMPFILE is not supported by the file system here");
+        let Some(file) = anonymous_file_holding(dir.path(), b"anonymous") else {
             return;
         };
-        file.write_all(b"anonymous").unwrap();
         let path = dir.path().join("named.bin");
         let target = std::ffi::CString::new(path.as_os_str().as_bytes()).unwrap();
         if !Path::new("/proc/self/fd").exists() {
@@ -2431,14 +2441,11 @@ mod tests {
     #[cfg(target_os = "linux")]
     #[cfg_attr(miri, ignore = "file system calls are not supported under Miri")]
     fn without_the_capability_an_anonymous_file_is_named_through_proc() {
-        use std::io::Write;
         use std::os::fd::AsRawFd;
         let dir = tempfile::tempdir().unwrap();
-        let Some(mut file) = linux::open_anonymous(dir.path()).unwrap() else {
-            eprintln!("SKIPPED: O_TMPFILE is not supported by the file system here");
+        let Some(file) = anonymous_file_holding(dir.path(), b"anonymous") else {
             return;
         };
-        file.write_all(b"anonymous").unwrap();
         let path = dir.path().join("named.bin");
         let outcome = std::thread::scope(|scope| {
             scope
