@@ -2151,6 +2151,13 @@ mod tests {
         }
     }
 
+    /// Runs `work` on a new thread and returns its result: for the tests that change their own
+    /// thread's capabilities, mount namespace or seccomp filter, which no other test may share.
+    #[cfg(target_os = "linux")]
+    fn on_a_thread_of_its_own<T: Send>(work: impl FnOnce() -> T + Send) -> T {
+        std::thread::scope(|scope| scope.spawn(work).join().unwrap())
+    }
+
     /// An `O_TMPFILE` file in `directory` holding `bytes`; `None` (with a SKIPPED line) where
     /// the file system has no `O_TMPFILE`.
     #[cfg(target_os = "linux")]
@@ -2447,28 +2454,23 @@ mod tests {
             return;
         };
         let path = dir.path().join("named.bin");
-        let outcome = std::thread::scope(|scope| {
-            scope
-                .spawn(|| {
-                    drop_dac_read_search();
-                    let target = std::ffi::CString::new(path.to_str().unwrap()).unwrap();
-                    // SAFETY: as in `link_anonymous`.
-                    let direct = unsafe {
-                        libc::linkat(
-                            file.as_raw_fd(),
-                            c"".as_ptr(),
-                            libc::AT_FDCWD,
-                            target.as_ptr(),
-                            libc::AT_EMPTY_PATH,
-                        )
-                    };
-                    if direct == 0 {
-                        return None; // this kernel allows it: the fallback is not needed
-                    }
-                    Some(linux::link_anonymous(&file, &path))
-                })
-                .join()
-                .unwrap()
+        let outcome = on_a_thread_of_its_own(|| {
+            drop_dac_read_search();
+            let target = std::ffi::CString::new(path.to_str().unwrap()).unwrap();
+            // SAFETY: as in `link_anonymous`.
+            let direct = unsafe {
+                libc::linkat(
+                    file.as_raw_fd(),
+                    c"".as_ptr(),
+                    libc::AT_FDCWD,
+                    target.as_ptr(),
+                    libc::AT_EMPTY_PATH,
+                )
+            };
+            if direct == 0 {
+                return None; // this kernel allows it: the fallback is not needed
+            }
+            Some(linux::link_anonymous(&file, &path))
         });
         match outcome {
             None => eprintln!("SKIPPED: linkat(AT_EMPTY_PATH) works without the capability here"),
@@ -2511,44 +2513,38 @@ mod tests {
     fn without_a_way_to_link_an_anonymous_file_create_falls_back_to_a_name() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("db.bin");
-        let outcome = std::thread::scope(|scope| {
-            scope
-                .spawn(|| {
-                    // SAFETY: unshare(2) and mount(2) with valid NUL-terminated strings; they
-                    // change this thread's own mount namespace only (CLONE_NEWNS unshares the
-                    // file-system context of the calling thread).
-                    let isolated = unsafe {
-                        libc::unshare(libc::CLONE_NEWNS) == 0
-                            && libc::mount(
-                                c"none".as_ptr(),
-                                c"/".as_ptr(),
-                                std::ptr::null(),
-                                libc::MS_REC | libc::MS_PRIVATE,
-                                std::ptr::null(),
-                            ) == 0
-                            && libc::mount(
-                                c"none".as_ptr(),
-                                c"/proc".as_ptr(),
-                                c"tmpfs".as_ptr(),
-                                0,
-                                std::ptr::null(),
-                            ) == 0
-                    };
-                    if !isolated {
-                        return Err(format!(
-                            "no private mount namespace: {}",
-                            io::Error::last_os_error()
-                        ));
-                    }
-                    refuse_empty_path_links();
-                    let (directory, _) = temp_location(&path).unwrap();
-                    let anonymous =
-                        MmapStorage::create_anonymous(&path, &directory, &mut two_pages);
-                    let whole = MmapStorage::create_atomic(&path, two_pages).map(|s| s.len_bytes);
-                    Ok((anonymous.map(|s| s.is_none()), whole))
-                })
-                .join()
-                .unwrap()
+        let outcome = on_a_thread_of_its_own(|| {
+            // SAFETY: unshare(2) and mount(2) with valid NUL-terminated strings; they
+            // change this thread's own mount namespace only (CLONE_NEWNS unshares the
+            // file-system context of the calling thread).
+            let isolated = unsafe {
+                libc::unshare(libc::CLONE_NEWNS) == 0
+                    && libc::mount(
+                        c"none".as_ptr(),
+                        c"/".as_ptr(),
+                        std::ptr::null(),
+                        libc::MS_REC | libc::MS_PRIVATE,
+                        std::ptr::null(),
+                    ) == 0
+                    && libc::mount(
+                        c"none".as_ptr(),
+                        c"/proc".as_ptr(),
+                        c"tmpfs".as_ptr(),
+                        0,
+                        std::ptr::null(),
+                    ) == 0
+            };
+            if !isolated {
+                return Err(format!(
+                    "no private mount namespace: {}",
+                    io::Error::last_os_error()
+                ));
+            }
+            refuse_empty_path_links();
+            let (directory, _) = temp_location(&path).unwrap();
+            let anonymous = MmapStorage::create_anonymous(&path, &directory, &mut two_pages);
+            let whole = MmapStorage::create_atomic(&path, two_pages).map(|s| s.len_bytes);
+            Ok((anonymous.map(|s| s.is_none()), whole))
         });
         match outcome {
             Err(why) => eprintln!("SKIPPED: {why}"),
@@ -2631,14 +2627,9 @@ mod tests {
     fn a_taken_temporary_name_is_retried() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("db.bin");
-        let result = std::thread::scope(|scope| {
-            scope
-                .spawn(|| {
-                    refuse_calls_with_flag(libc::SYS_openat, 2, libc::O_EXCL as u32, libc::EEXIST);
-                    MmapStorage::create_atomic_with(&path, two_pages, false).map(|_| ())
-                })
-                .join()
-                .unwrap()
+        let result = on_a_thread_of_its_own(|| {
+            refuse_calls_with_flag(libc::SYS_openat, 2, libc::O_EXCL as u32, libc::EEXIST);
+            MmapStorage::create_atomic_with(&path, two_pages, false).map(|_| ())
         });
         match result {
             Err(MappedPageError::Io { source, .. }) => {
@@ -2659,18 +2650,13 @@ mod tests {
     fn without_o_tmpfile_create_uses_a_named_temporary() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("db.bin");
-        let (anonymous, whole) = std::thread::scope(|scope| {
-            scope
-                .spawn(|| {
-                    // openat(dirfd, path, flags, mode): flags is argument 2.
-                    let tmpfile_bit = (libc::O_TMPFILE & !libc::O_DIRECTORY) as u32;
-                    refuse_calls_with_flag(libc::SYS_openat, 2, tmpfile_bit, libc::EOPNOTSUPP);
-                    let anonymous = linux::open_anonymous(dir.path()).map(|file| file.is_none());
-                    let whole = MmapStorage::create_atomic(&path, two_pages).map(|s| s.len_bytes);
-                    (anonymous, whole)
-                })
-                .join()
-                .unwrap()
+        let (anonymous, whole) = on_a_thread_of_its_own(|| {
+            // openat(dirfd, path, flags, mode): flags is argument 2.
+            let tmpfile_bit = (libc::O_TMPFILE & !libc::O_DIRECTORY) as u32;
+            refuse_calls_with_flag(libc::SYS_openat, 2, tmpfile_bit, libc::EOPNOTSUPP);
+            let anonymous = linux::open_anonymous(dir.path()).map(|file| file.is_none());
+            let whole = MmapStorage::create_atomic(&path, two_pages).map(|s| s.len_bytes);
+            (anonymous, whole)
         });
         assert!(matches!(anonymous, Ok(true)), "{anonymous:?}");
         assert_eq!(whole.unwrap(), 2 * PAGE);
