@@ -23,8 +23,8 @@ use std::io;
 use std::ops::Range;
 
 use crate::format::{
-    DirectorySlot, FIRST_DATA_PAGE, GroupSlotHeader, MAX_GENERATION, MetaPage, SCRUB_BYTES,
-    Superblock, decode_directory_slot, decode_group_slot, directory_digest_term,
+    DataCheck, DirectorySlot, FIRST_DATA_PAGE, GroupSlotHeader, MAX_GENERATION, MetaPage,
+    SCRUB_BYTES, Superblock, decode_directory_slot, decode_group_slot, directory_digest_term,
     encode_directory_slot, encode_group_slot, slot_bitmap_word, slot_digest_term,
 };
 use crate::mutants::Mutant;
@@ -83,6 +83,12 @@ pub(crate) struct CommitPlan {
     pub(crate) mode: CommitMode,
     /// Step 1 materializes every group: the first commit of a new file (SPEC.md §3.1 step 4).
     pub(crate) materialize_all: bool,
+    /// Pages the caller filled for this commit (`alloc_with`, SPEC.md §3.6.1): new contents that
+    /// step 4's barrier makes durable with the allocation.
+    pub(crate) filled_ranges: Vec<Range<u64>>,
+    /// Single-sync mode only: the data checks step 3 writes into `Y` (SPEC.md §2.3, format 2),
+    /// over pages of `filled_ranges`. Step 1 leaves room for them in the log area.
+    pub(crate) data_checks: Vec<DataCheck>,
 }
 
 /// Commits `state` (whose bitmap, log and directory already hold the change) as generation
@@ -107,6 +113,34 @@ pub(crate) fn commit<S: Storage>(
     }
     hooks::after_step_6_sync_data_late(commit.storage, plan)?;
     commit.step_7_record();
+    Ok(())
+}
+
+/// Settles the last commit (SPEC.md §3.6.1): writes the superblock naming the active copy, its
+/// generation and checksum field, and makes it durable (one barrier over page 0). Afterwards
+/// recovery takes that copy by row 4 of §4.2, without its data checks, so the pages they cover
+/// may change. Nothing to do (no write, no barrier) when no data check is unsettled.
+///
+/// On `Err` the barrier failed: the caller must poison itself (SPEC.md §3.4).
+pub(crate) fn settle<S: Storage>(storage: &mut S, state: &mut AllocState) -> io::Result<()> {
+    if state.unsettled().is_empty() {
+        return Ok(());
+    }
+    let page = page_range(state, state.active_meta().page());
+    let checksum =
+        MetaPage::checksum_field(&storage.bytes()[page.start as usize..page.end as usize])
+            .expect("the active metadata copy lies inside the map");
+    let superblock = Superblock {
+        version: state.format_version(),
+        page_size: state.geometry.page_size(),
+        active_meta: state.active_meta(),
+        active_generation: state.generation(),
+        active_meta_checksum: checksum,
+    };
+    let record = superblock.encode();
+    storage.bytes_mut()[..record.len()].copy_from_slice(&record);
+    storage.sync_ranges(&[page_range(state, 0)])?;
+    state.settled();
     Ok(())
 }
 
@@ -140,7 +174,28 @@ impl<'a, S: Storage> InFlight<'a, S> {
             "storage of {len_bytes} bytes is shorter than {} pages",
             state.page_count
         );
-        for range in &plan.data_ranges {
+        assert!(
+            plan.data_checks.is_empty()
+                || (plan.mode == CommitMode::SingleSync && state.format_version() >= 2),
+            "data checks in a {:?} commit of a format-{} file",
+            plan.mode,
+            state.format_version()
+        );
+        assert!(
+            plan.data_checks.len() <= state.geometry.log_capacity() / 2,
+            "{} data checks leave too little of the log area",
+            plan.data_checks.len()
+        );
+        for check in &plan.data_checks {
+            let bytes = check.first_page * page_size..check.end_page() * page_size;
+            assert!(
+                plan.filled_ranges
+                    .iter()
+                    .any(|r| r.start <= bytes.start && bytes.end <= r.end),
+                "data check {check:?} over pages the barrier does not cover"
+            );
+        }
+        for range in plan.data_ranges.iter().chain(&plan.filled_ranges) {
             assert!(
                 range.start < range.end
                     && range.end <= len_bytes
@@ -161,14 +216,15 @@ impl<'a, S: Storage> InFlight<'a, S> {
     /// Step 1: which groups this commit writes as slot pages ([`AllocState::plan_folds`]); their
     /// log entries leave the log, and what stays fits in the metadata copy.
     fn step_1_plan_folds(&mut self) -> Vec<u64> {
-        let folds = self.state.plan_folds(self.plan.materialize_all);
+        let reserved = self.plan.data_checks.len();
+        let folds = self.state.plan_folds(self.plan.materialize_all, reserved);
         assert!(
             folds.windows(2).all(|w| w[0] < w[1]),
             "folds must be sorted and distinct"
         );
         assert!(
-            self.state.log.len() <= self.state.geometry.log_capacity(),
-            "the log does not fit in the metadata copy after step 1"
+            self.state.log.len() + reserved <= self.state.geometry.log_capacity(),
+            "the log and the data checks do not fit in the metadata copy after step 1"
         );
         folds
     }
@@ -288,13 +344,15 @@ impl<'a, S: Storage> InFlight<'a, S> {
             "step 3 writes the active metadata copy {target:?}"
         );
         let record = &mut self.record;
-        let meta = state.meta_page(
+        let mut meta = state.meta_page(
             self.generation,
             record.slot_digest,
             record.materialized_groups,
             state.directory.root(record.directory_digest),
             self.plan.mode == CommitMode::SingleSync,
         );
+        meta.data_checks = self.plan.data_checks.clone();
+        record.data_checks = self.plan.data_checks.clone();
         let range = page_range(state, target.page());
         let page = page_mut(self.storage, &range);
         let checksum = meta.encode(state.geometry, page);
@@ -303,6 +361,7 @@ impl<'a, S: Storage> InFlight<'a, S> {
         }
         record.active_meta = target;
         let superblock = Superblock {
+            version: state.format_version(),
             page_size: state.geometry.page_size(),
             active_meta: target,
             active_generation: self.generation,
@@ -318,6 +377,7 @@ impl<'a, S: Storage> InFlight<'a, S> {
     fn step_4_barrier(&mut self, copy: &WrittenCopy) -> io::Result<()> {
         let mut ranges = std::mem::take(&mut self.written);
         ranges.extend_from_slice(hooks::step_4_data_ranges(&self.plan.data_ranges));
+        ranges.extend_from_slice(hooks::step_4_filled_ranges(&self.plan.filled_ranges));
         ranges.push(copy.range.clone());
         if hooks::step_4_flips_early(self.plan.mode) {
             self.write_superblock(&copy.superblock);
@@ -474,6 +534,15 @@ mod hooks {
             return &[];
         }
         data_ranges
+    }
+
+    /// Step 4: the filled pages its barrier covers: all of them (`DataLeftOutOfBarrier`: none,
+    /// and no barrier of the commit covers them).
+    pub(super) fn step_4_filled_ranges(filled_ranges: &[Range<u64>]) -> &[Range<u64>] {
+        if active(Mutant::DataLeftOutOfBarrier) {
+            return &[];
+        }
+        filled_ranges
     }
 
     /// Step 4: false: the superblock is written at step 5, after the barrier

@@ -326,7 +326,8 @@ impl fmt::Display for MappedPageError {
             ),
             MappedPageError::UnsupportedVersion { found } => write!(
                 f,
-                "file uses format version {found}, this build reads version {}; open it with a matching version of mappedpages",
+                "file uses format version {found}, this build reads versions {} to {}; open it with a matching version of mappedpages",
+                crate::format::MIN_FORMAT_VERSION,
                 crate::format::FORMAT_VERSION
             ),
             MappedPageError::CorruptSuperblock { detail } => write!(

@@ -58,13 +58,22 @@ pub enum Mutant {
     /// Recovery: do not restore a directory block's current slot that is intact on one mirror
     /// page only (SPEC.md §4.3 step 3).
     SkipMirrorRepair,
+    /// `alloc_with` commit: leave the filled pages out of the barrier (acknowledge the
+    /// allocation before its contents are durable).
+    DataLeftOutOfBarrier,
+    /// Recovery: take a newer single-sync copy without checking its data checks (SPEC.md §4.1
+    /// step 9).
+    SkipDataCheck,
+    /// Pager: hand out a page of the last commit's data checks for writing without settling
+    /// first (SPEC.md §3.6.1).
+    WriteUnsettledPage,
 }
 
 #[cfg_attr(not(feature = "mutants"), allow(dead_code))]
 impl Mutant {
     /// Every mutant, in declaration order. crashsim catches each one (`crashsim/tests/mutants.rs`);
     /// those of [`SHARED`](Self::SHARED) only its concurrent workloads (`threads-8`, …) can.
-    pub const ALL: [Mutant; 18] = [
+    pub const ALL: [Mutant; 21] = [
         Mutant::SkipMetadataBarrier,
         Mutant::FlipBeforeMetadataDurable,
         Mutant::WriteActiveCopyInPlace,
@@ -83,6 +92,9 @@ impl Mutant {
         Mutant::SingleSyncSkipContentCheck,
         Mutant::AckBeforeGroupSync,
         Mutant::SkipMirrorRepair,
+        Mutant::DataLeftOutOfBarrier,
+        Mutant::SkipDataCheck,
+        Mutant::WriteUnsettledPage,
     ];
 
     /// The mutants of `SharedPager`'s group commit (src/shared.rs), in declaration order; also
@@ -112,6 +124,9 @@ impl Mutant {
             Mutant::SingleSyncSkipContentCheck => "single-sync-skip-content-check",
             Mutant::AckBeforeGroupSync => "ack-before-group-sync",
             Mutant::SkipMirrorRepair => "skip-mirror-repair",
+            Mutant::DataLeftOutOfBarrier => "data-left-out-of-barrier",
+            Mutant::SkipDataCheck => "skip-data-check",
+            Mutant::WriteUnsettledPage => "write-unsettled-page",
         }
     }
 

@@ -2,12 +2,13 @@
 
 use std::marker::PhantomData;
 use std::ops::Range;
+use std::panic::{self, AssertUnwindSafe};
 use std::path::Path;
 
 use crate::commit::{CommitMode, CommitPlan, commit};
 use crate::directory::Directory;
 use crate::error::{IoOperation, MappedPageError};
-use crate::format::{Geometry, MAX_GENERATION, MAX_PAGE_SIZE, MIN_PAGE_SIZE};
+use crate::format::{DataCheck, Geometry, MAX_GENERATION, MAX_PAGE_SIZE, MIN_PAGE_SIZE};
 use crate::mutants::{Mutant, active};
 use crate::page::{MappedPage, PageId};
 use crate::recovery::{Recovered, RecoveryDecision, recover, repair};
@@ -90,6 +91,16 @@ pub struct Pager<const PAGE_SIZE: usize, S: Storage = MmapStorage> {
     commit_mode: CommitMode,
     /// Reserve disk blocks for every page before it is written or handed out (SPEC.md §3.3).
     reserve_space: bool,
+}
+
+/// Free pages chosen for an allocation, not yet marked allocated
+/// ([`Pager::choose_free_pages`]).
+#[derive(Debug, Default)]
+struct Chosen<const PAGE_SIZE: usize> {
+    ids: Vec<PageId<PAGE_SIZE>>,
+    runs: Vec<PageRun>,
+    /// The growth that made room for them, if any.
+    growth: Option<Growth>,
 }
 
 /// What a growth changed, so that an operation failing before it wrote anything can undo it.
@@ -175,9 +186,9 @@ fn initialize<S: Storage>(
         .map_err(|e| MappedPageError::space(IoOperation::Reserve, storage.path(), len_bytes, e))?;
     let mut state = AllocState::new_file(geometry, INITIAL_PAGE_COUNT);
     let plan = CommitPlan {
-        data_ranges: Vec::new(),
         mode: CommitMode::Flip,
         materialize_all: true,
+        ..CommitPlan::default()
     };
     commit(storage, &mut state, &plan)
         .map_err(|e| MappedPageError::io(IoOperation::Sync, storage.path(), e))?;
@@ -459,6 +470,19 @@ impl<const PAGE_SIZE: usize, S: Storage> Pager<PAGE_SIZE, S> {
         self.state.generation()
     }
 
+    /// The file's on-disk format version (SPEC.md §2.2): 2 for a file this build created, 1 for
+    /// an older one, which keeps it (single-sync `alloc_with` then takes one more barrier).
+    ///
+    /// ```
+    /// use mappedpages::{Pager, SimStorage};
+    ///
+    /// let pager = Pager::<1024, SimStorage>::create_in(SimStorage::new()).unwrap();
+    /// assert_eq!(pager.format_version(), mappedpages::format::FORMAT_VERSION);
+    /// ```
+    pub fn format_version(&self) -> u32 {
+        self.state.format_version()
+    }
+
     /// True if `id` names an allocated data page.
     pub fn is_allocated(&self, id: PageId<PAGE_SIZE>) -> bool {
         self.state.is_allocated_data_page(id.raw())
@@ -509,12 +533,26 @@ impl<const PAGE_SIZE: usize, S: Storage> Pager<PAGE_SIZE, S> {
         Ok(self.raw_page(id.raw()))
     }
 
+    /// A data page, writable. A page the last (single-sync) commit filled and checked is
+    /// settled first (SPEC.md §3.6.1): once it changes, that commit's data check no longer
+    /// matches, so a superblock must name the commit before.
     pub(crate) fn page_mut(
         &mut self,
         id: PageId<PAGE_SIZE>,
     ) -> Result<&mut MappedPage, MappedPageError> {
         self.check_allocated_data_page(id.raw())?;
+        if self.state.is_unsettled(id.raw()) && !active(Mutant::WriteUnsettledPage) {
+            self.settle()?;
+        }
         Ok(self.raw_page_mut(id.raw()))
+    }
+
+    /// Names the last commit in the superblock (SPEC.md §3.6.1): one barrier over page 0. A
+    /// failed barrier poisons.
+    fn settle(&mut self) -> Result<(), MappedPageError> {
+        self.check_file_len("settle")?;
+        crate::commit::settle(&mut self.storage, &mut self.state)
+            .map_err(|e| self.poison("settle", e))
     }
 
     // ----- for the crate's other pager modules (protected.rs, shared/) --------------------------
@@ -755,9 +793,19 @@ impl<const PAGE_SIZE: usize, S: Storage> Pager<PAGE_SIZE, S> {
         &mut self,
         count: usize,
     ) -> Result<Vec<PageId<PAGE_SIZE>>, MappedPageError> {
+        let chosen = self.choose_free_pages(count)?;
+        // Nothing can fail past this point: the growth stays.
+        self.state.apply(&chosen.runs);
+        Ok(chosen.ids)
+    }
+
+    /// The first half of [`stage_alloc`](Self::stage_alloc): grows the file if needed, finds
+    /// `count` free pages and reserves their space, but marks nothing allocated. On error nothing
+    /// changed.
+    fn choose_free_pages(&mut self, count: usize) -> Result<Chosen<PAGE_SIZE>, MappedPageError> {
         self.check_poison()?;
         if count == 0 {
-            return Ok(Vec::new());
+            return Ok(Chosen::default());
         }
         self.check_commit_possible()?;
         // The result's memory first: a request that cannot be held fails before the file grows.
@@ -768,13 +816,11 @@ impl<const PAGE_SIZE: usize, S: Storage> Pager<PAGE_SIZE, S> {
             })?;
         let growth = self.ensure_free_pages(count as u64)?;
         let runs = self.free_runs(count as u64);
-        // Nothing can fail past this point: the growth stays.
-        let _growth = self.reserve_runs(&runs, growth)?;
-        self.state.apply(&runs);
+        let growth = self.reserve_runs(&runs, growth)?;
         for run in &runs {
             ids.extend((run.first_page..run.end_page).map(PageId::from_raw));
         }
-        Ok(ids)
+        Ok(Chosen { ids, runs, growth })
     }
 
     /// The staged part of `free` and `free_bulk` (and of a `SharedPager` group commit): checks
@@ -829,18 +875,30 @@ impl<const PAGE_SIZE: usize, S: Storage> Pager<PAGE_SIZE, S> {
     /// caller wrote) made durable in the commit's first barrier. A failed sync poisons.
     pub(crate) fn commit_prepared(
         &mut self,
-        mut data_ranges: Vec<Range<u64>>,
+        data_ranges: Vec<Range<u64>>,
+        operation: &str,
+    ) -> Result<(), MappedPageError> {
+        self.commit_planned(
+            CommitPlan {
+                data_ranges,
+                ..CommitPlan::default()
+            },
+            operation,
+        )
+    }
+
+    /// [`commit_prepared`](Self::commit_prepared) of a plan that may also carry filled pages
+    /// and their data checks; the mode and the pending length sync are added here.
+    fn commit_planned(
+        &mut self,
+        mut plan: CommitPlan,
         operation: &str,
     ) -> Result<(), MappedPageError> {
         self.check_file_len(operation)?;
         if let Some(range) = self.pending_length_sync.take() {
-            data_ranges.push(range);
+            plan.data_ranges.push(range);
         }
-        let plan = CommitPlan {
-            data_ranges,
-            mode: self.commit_mode,
-            materialize_all: false,
-        };
+        plan.mode = self.commit_mode;
         match commit(&mut self.storage, &mut self.state, &plan) {
             Ok(_) => Ok(()),
             Err(error) if active(Mutant::KeepStateAfterFailedSync) => Err(MappedPageError::io(
@@ -914,6 +972,136 @@ impl<const PAGE_SIZE: usize, S: Storage> Pager<PAGE_SIZE, S> {
             self.commit_prepared(Vec::new(), "alloc_bulk")?;
         }
         Ok(ids)
+    }
+
+    /// Allocates one page, lets `fill` write its contents, and commits: the contents become
+    /// durable **in the same barrier** as the allocation (SPEC.md §3.6.1), so after a crash the
+    /// page is either free or allocated with exactly the bytes `fill` left, never allocated with
+    /// torn or old contents. In single-sync mode that is one device flush for a durable new
+    /// record; in `Flip` mode two (the allocation's own), where `alloc` + `sync_page` takes three.
+    ///
+    /// `fill` sees the page's previous contents (zeros for a page never used, the old bytes for
+    /// a reused one) and runs before the page is marked allocated: if it panics, nothing is
+    /// allocated and the panic goes on. Writing the page again before the next commit costs one
+    /// barrier in single-sync mode ([`PageId::get_mut`] settles the commit first, §3.6.1).
+    ///
+    /// ```
+    /// use mappedpages::{CommitMode, Pager, SimStorage};
+    ///
+    /// let mut pager = Pager::<1024, SimStorage>::create_in(SimStorage::new()).unwrap();
+    /// pager.set_commit_mode(CommitMode::SingleSync);
+    /// let before = pager.storage().sync_count();
+    /// let id = pager.alloc_with(|page| page.as_bytes_mut()[..5].copy_from_slice(b"hello")).unwrap();
+    /// assert_eq!(pager.storage().sync_count() - before, 1); // one barrier for page and allocation
+    /// let offset = id.raw() as usize * 1024;
+    /// assert_eq!(&pager.storage().durable_image()[offset..offset + 5], b"hello");
+    /// ```
+    pub fn alloc_with(
+        &mut self,
+        fill: impl FnOnce(&mut MappedPage),
+    ) -> Result<PageId<PAGE_SIZE>, MappedPageError> {
+        let mut fill = Some(fill);
+        let ids = self.alloc_filled(1, "alloc_with", &mut |_, page| {
+            if let Some(fill) = fill.take() {
+                fill(page);
+            }
+        })?;
+        Ok(ids[0])
+    }
+
+    /// Allocates `count` pages in one commit, with `fill(index, page)` writing the contents of
+    /// the `index`-th of them ([`alloc_with`](Self::alloc_with) for many pages): all of them
+    /// become durable in the commit's barrier. A crash leaves all `count` allocated with their
+    /// contents, or none. In single-sync mode a call whose pages lie in more than
+    /// `log capacity / 2` separate runs (28 at 1 KiB, 124 at 4 KiB; free space fragmented by
+    /// earlier frees) makes them durable in a barrier of their own before the commit's, as does
+    /// any call on a format-1 file.
+    ///
+    /// ```
+    /// use mappedpages::{Pager, SimStorage};
+    ///
+    /// let mut pager = Pager::<1024, SimStorage>::create_in(SimStorage::new()).unwrap();
+    /// let ids = pager.alloc_bulk_with(3, |i, page| page.as_bytes_mut().fill(i as u8 + 1)).unwrap();
+    /// assert_eq!(ids.len(), 3);
+    /// assert_eq!(ids[2].get(&pager).unwrap().as_bytes()[0], 3);
+    /// ```
+    pub fn alloc_bulk_with(
+        &mut self,
+        count: usize,
+        mut fill: impl FnMut(usize, &mut MappedPage),
+    ) -> Result<Vec<PageId<PAGE_SIZE>>, MappedPageError> {
+        self.alloc_filled(count, "alloc_bulk_with", &mut fill)
+    }
+
+    /// [`alloc_bulk_with`](Self::alloc_bulk_with): choose the pages, fill them while they are
+    /// still free, mark them allocated, and commit them with their contents.
+    fn alloc_filled(
+        &mut self,
+        count: usize,
+        operation: &str,
+        fill: &mut dyn FnMut(usize, &mut MappedPage),
+    ) -> Result<Vec<PageId<PAGE_SIZE>>, MappedPageError> {
+        let chosen = self.choose_free_pages(count)?;
+        if chosen.ids.is_empty() {
+            return Ok(chosen.ids);
+        }
+        let filled = panic::catch_unwind(AssertUnwindSafe(|| {
+            for (index, id) in chosen.ids.iter().enumerate() {
+                fill(index, self.raw_page_mut(id.raw()));
+            }
+        }));
+        if let Err(payload) = filled {
+            // The pages are still free; only a growth is left to undo. A failure to undo it
+            // poisons the pager, and the panic goes on either way.
+            let _ = self.undo_growth(chosen.growth);
+            panic::resume_unwind(payload);
+        }
+        self.state.apply(&chosen.runs);
+        let plan = self.filled_plan(&chosen.runs, operation)?;
+        self.commit_planned(plan, operation)?;
+        Ok(chosen.ids)
+    }
+
+    /// The commit plan of pages filled in `runs` (SPEC.md §3.6.1): their bytes in the barrier,
+    /// and in single-sync mode on a format-2 file one data check per run. When the checks
+    /// would take more than half the log area, or the file is format 1, the pages are made
+    /// durable by a barrier of their own first (a failed one poisons).
+    fn filled_plan(
+        &mut self,
+        runs: &[PageRun],
+        operation: &str,
+    ) -> Result<CommitPlan, MappedPageError> {
+        let geometry = self.state.geometry;
+        let page_size = geometry.page_size();
+        let filled_ranges: Vec<Range<u64>> = runs
+            .iter()
+            .map(|run| run.first_page * page_size..run.end_page * page_size)
+            .collect();
+        let mut plan = CommitPlan {
+            filled_ranges,
+            ..CommitPlan::default()
+        };
+        if self.commit_mode == CommitMode::Flip {
+            return Ok(plan);
+        }
+        if self.state.format_version() >= 2 && runs.len() <= geometry.log_capacity() / 2 {
+            let bytes = self.storage.bytes();
+            plan.data_checks = runs
+                .iter()
+                .zip(&plan.filled_ranges)
+                .map(|(run, range)| {
+                    let run_pages = (run.end_page - run.first_page) as u32;
+                    let run_bytes = &bytes[range.start as usize..range.end as usize];
+                    DataCheck::of(run.first_page, run_pages, run_bytes)
+                })
+                .collect();
+            return Ok(plan);
+        }
+        self.check_file_len(operation)?;
+        self.storage
+            .sync_ranges(&plan.filled_ranges)
+            .map_err(|e| self.poison(operation, e))?;
+        Ok(plan)
     }
 
     /// Frees every page in `ids` in one commit. Every id is checked first (in bounds, not

@@ -314,6 +314,19 @@ impl<const PAGE_SIZE: usize> ReadOnlyPager<PAGE_SIZE> {
         self.pager.generation()
     }
 
+    /// The file's on-disk format version ([`Pager::format_version`](crate::Pager::format_version)).
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # let path = dir.path().join("db.bin");
+    /// # drop(mappedpages::Pager::<1024>::create(&path).unwrap());
+    /// let reader = mappedpages::ReadOnlyPager::<1024>::open(&path).unwrap();
+    /// assert_eq!(reader.format_version(), 2);
+    /// ```
+    pub fn format_version(&self) -> u32 {
+        self.pager.format_version()
+    }
+
     /// The page of the metadata copy holding the recovered commit: 1 (copy A) or 2 (copy B).
     ///
     /// ```

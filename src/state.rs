@@ -4,7 +4,8 @@
 use crate::bitmap::Bitmap;
 use crate::directory::Directory;
 use crate::format::{
-    DirectoryRoot, FIRST_DATA_PAGE, Geometry, LogEntry, LogKind, MetaPage, MetaSlot,
+    DataCheck, DirectoryRoot, FIRST_DATA_PAGE, FORMAT_VERSION, Geometry, LogEntry, LogKind,
+    MIN_FORMAT_VERSION, MetaPage, MetaSlot,
 };
 
 /// One step of a change: pages `first_page..end_page` become allocated or free.
@@ -143,6 +144,9 @@ pub(crate) struct CommitRecord {
     pub(crate) directory_digest: u64,
     /// (block, slot, digest term) of every written directory block.
     pub(crate) directory_blocks: Vec<(u64, u8, u64)>,
+    /// The data checks `Y` holds (single-sync, format 2): until the superblock names this
+    /// commit, its pages must not change (SPEC.md §3.6.1).
+    pub(crate) data_checks: Vec<DataCheck>,
 }
 
 /// What the pager believes is committed (after a successful commit, exactly what is durable).
@@ -168,6 +172,12 @@ pub(crate) struct AllocState {
     pub(crate) next_fit_page: u64,
     /// The protected-page directory; the pages it owns are set in `bitmap`.
     pub(crate) directory: Directory,
+    /// The data checks of the last commit while no superblock names it (SPEC.md §3.6.1): its
+    /// pages are settled (the superblock written) before any of them may change.
+    unsettled: Vec<DataCheck>,
+    /// The file's format version (SPEC.md §2.2), which every superblock the pager writes keeps:
+    /// [`FORMAT_VERSION`] for a file this build created. Data checks are written only at 2.
+    format_version: u32,
 }
 
 impl AllocState {
@@ -191,6 +201,8 @@ impl AllocState {
             bitmap: Bitmap::new(0),
             next_fit_page: FIRST_DATA_PAGE,
             directory: Directory::new(geometry),
+            unsettled: Vec::new(),
+            format_version: FORMAT_VERSION,
         };
         state.extend(page_count);
         state
@@ -232,7 +244,41 @@ impl AllocState {
             bitmap,
             next_fit_page: FIRST_DATA_PAGE,
             directory: Directory::new(geometry),
+            unsettled: Vec::new(),
+            format_version: FORMAT_VERSION,
         }
+    }
+
+    /// The last commit's data checks, while no superblock names it (SPEC.md §3.6.1).
+    pub(crate) fn unsettled(&self) -> &[DataCheck] {
+        &self.unsettled
+    }
+
+    /// Whether `page` lies in a run of [`unsettled`](Self::unsettled).
+    pub(crate) fn is_unsettled(&self, page: u64) -> bool {
+        self.unsettled
+            .iter()
+            .any(|check| check.first_page <= page && page < check.end_page())
+    }
+
+    /// The superblock now names the last commit: its data checks no longer bind its pages.
+    pub(crate) fn settled(&mut self) {
+        self.unsettled.clear();
+    }
+
+    /// The file's format version (SPEC.md §2.2).
+    pub(crate) fn format_version(&self) -> u32 {
+        self.format_version
+    }
+
+    /// Records the format version recovery found in the superblock (SPEC.md §4.3 step 2 keeps
+    /// it; a file whose superblock is damaged gets [`FORMAT_VERSION`]).
+    pub(crate) fn set_format_version(&mut self, version: u32) {
+        assert!(
+            (MIN_FORMAT_VERSION..=FORMAT_VERSION).contains(&version),
+            "format version {version}"
+        );
+        self.format_version = version;
     }
 
     /// Generation of the last commit (0 before the first commit of a new file).
@@ -443,9 +489,13 @@ impl AllocState {
     ///   the most entries are folded until it fits.
     ///
     /// `materialize_all` materializes every group (the first commit of a new file).
-    pub(crate) fn plan_folds(&mut self, materialize_all: bool) -> Vec<u64> {
+    pub(crate) fn plan_folds(&mut self, materialize_all: bool, reserved: usize) -> Vec<u64> {
         let geometry = self.geometry;
-        let capacity = geometry.log_capacity();
+        assert!(
+            reserved <= geometry.log_capacity() / 2,
+            "{reserved} log entries reserved for data checks"
+        );
+        let capacity = geometry.log_capacity() - reserved;
         let materialized = self.materialized_groups;
         // Pages at or past `fresh_start` lie in fresh groups: comparing first pages with it
         // classifies an entry without dividing by the group size.
@@ -473,7 +523,7 @@ impl AllocState {
             None => Vec::new(),
         };
         if materialized_entries > capacity {
-            folds.extend(self.overflow_folds(fresh_start, materialized_entries));
+            folds.extend(self.overflow_folds(fresh_start, materialized_entries, capacity));
         }
         folds.sort_unstable();
         self.remove_folded_entries(&folds);
@@ -487,9 +537,13 @@ impl AllocState {
     /// The materialized groups to fold so that the log entries of materialized groups
     /// (`materialized_entries` of them, more than the log capacity) fit: most entries first, the
     /// lowest group on ties, until the rest fits.
-    fn overflow_folds(&self, fresh_start: u64, materialized_entries: usize) -> Vec<u64> {
+    fn overflow_folds(
+        &self,
+        fresh_start: u64,
+        materialized_entries: usize,
+        capacity: usize,
+    ) -> Vec<u64> {
         let geometry = self.geometry;
-        let capacity = geometry.log_capacity();
         let divider = GroupDivider::new(geometry);
         let groups = self
             .log
@@ -557,6 +611,7 @@ impl AllocState {
             folded_slots: Vec::new(),
             directory_digest: self.directory.digest,
             directory_blocks: Vec::new(),
+            data_checks: Vec::new(),
         }
     }
 
@@ -581,6 +636,7 @@ impl AllocState {
             .committed(&record.directory_blocks, record.directory_digest);
         self.generation = record.generation;
         self.active_meta = record.active_meta;
+        self.unsettled = record.data_checks;
         self.slot_digest = record.slot_digest;
         for (group, slot, term) in record.folded_slots {
             let index = group as usize;
@@ -624,6 +680,7 @@ impl AllocState {
             log: self.log.clone(),
             directory,
             single_sync,
+            data_checks: Vec::new(),
         }
     }
 
@@ -708,7 +765,7 @@ mod tests {
             .collect();
         s.apply(&runs);
         s.apply(&[alloc(5, 6)]);
-        let folds = s.plan_folds(false);
+        let folds = s.plan_folds(false, 0);
         // Nothing is materialized yet: groups 0 and 1 (touched) are, group 2 (untouched) waits.
         assert_eq!(folds, vec![0, 1]);
         assert!(s.log.is_empty());
@@ -720,12 +777,12 @@ mod tests {
         s.apply(&runs);
         s.apply(&[free(5, 6)]);
         // Over capacity: group 1 (100 entries) is folded, group 0's single entry stays.
-        assert_eq!(s.plan_folds(false), vec![1]);
+        assert_eq!(s.plan_folds(false, 0), vec![1]);
         assert_eq!(s.log.len(), 1);
         // A change in the fresh group 2 materializes it at once.
         let fresh = 2 * g.pages_per_group() + 2;
         s.apply(&[alloc(fresh, fresh + 1)]);
-        assert_eq!(s.plan_folds(false), vec![2]);
+        assert_eq!(s.plan_folds(false, 0), vec![2]);
         assert_eq!(s.log.len(), 1);
     }
 
@@ -744,7 +801,7 @@ mod tests {
     fn committed_takes_the_record() {
         let g = Geometry::new(1024);
         let mut s = AllocState::new_file(g, g.pages_per_group() * 3);
-        let folds = s.plan_folds(true);
+        let folds = s.plan_folds(true, 0);
         assert_eq!(folds, vec![0, 1, 2]);
         let record = first_commit_record(&mut s, &folds);
         s.committed(record);
@@ -888,7 +945,7 @@ mod tests {
             let materialize_all = case % 17 == 0;
             let mut reference = s.clone();
             let expected = reference_plan_folds(&mut reference, materialize_all);
-            assert_eq!(s.plan_folds(materialize_all), expected, "case {case}");
+            assert_eq!(s.plan_folds(materialize_all, 0), expected, "case {case}");
             assert_eq!(s.log, reference.log, "case {case}");
         }
     }

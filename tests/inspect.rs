@@ -70,14 +70,14 @@ fn another_format_version_is_reported_as_such() {
     let path = dir.path().join("db.bin");
     drop(Pager::<1024>::create(&path).unwrap());
     let mut image = std::fs::read(&path).unwrap();
-    image[12..16].copy_from_slice(&2u32.to_le_bytes()); // format version 2
+    image[12..16].copy_from_slice(&3u32.to_le_bytes()); // format version 3
     let crc = crc32(&image[12..64]);
     image[8..12].copy_from_slice(&crc.to_le_bytes());
     std::fs::write(&path, &image).unwrap();
     assert!(
         matches!(
             detect_page_size(&path),
-            Err(MappedPageError::UnsupportedVersion { found: 2 })
+            Err(MappedPageError::UnsupportedVersion { found: 3 })
         ),
         "{:?}",
         detect_page_size(&path)

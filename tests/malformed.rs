@@ -96,6 +96,7 @@ fn point_superblock_at(image: &mut [u8], slot: MetaSlot) {
     let generation = meta(image, slot).generation;
     let checksum = MetaPage::checksum_field(page(image, slot.page())).unwrap();
     let record = Superblock {
+        version: FORMAT_VERSION,
         page_size: P as u64,
         active_meta: slot,
         active_generation: generation,
@@ -309,6 +310,7 @@ fn inv9_random_bytes_with_magics_are_rejected() {
         );
         // The same with a valid superblock that names a copy that is garbage.
         let record = Superblock {
+            version: FORMAT_VERSION,
             page_size: P as u64,
             active_meta: if seed % 2 == 0 {
                 MetaSlot::A

@@ -87,7 +87,7 @@ fn superblock(bytes: &[u8]) -> Result<String, String> {
     Ok(format!(
         "  format version {}, page size {}, active copy {} (page {}), generation {}, \
          copy checksum {:#010x}\n",
-        mappedpages::format::FORMAT_VERSION,
+        sb.version,
         sb.page_size,
         sb.active_meta,
         sb.active_meta.page(),

@@ -242,7 +242,7 @@ fn info<const P: usize>(file: &Path, json: bool) -> Result<u8, Failure> {
              \"recovery_decision\":{},\"planned_repairs\":{},\"file_len\":{file_len},\
              \"committed_len\":{committed_len}}}",
             json_string(&file.display().to_string()),
-            mappedpages::format::FORMAT_VERSION,
+            reader.format_version(),
             reader.protected_page_count(),
             reader.generation(),
             reader.active_metadata_page(),
@@ -257,10 +257,7 @@ fn info<const P: usize>(file: &Path, json: bool) -> Result<u8, Failure> {
     } else {
         println!("file:                 {}", file.display());
         println!("page size:            {P} bytes");
-        println!(
-            "format version:       {}",
-            mappedpages::format::FORMAT_VERSION
-        );
+        println!("format version:       {}", reader.format_version());
         println!("page count:           {page_count}");
         println!("allocated pages:      {allocated}");
         println!("free pages:           {free}");

@@ -58,7 +58,7 @@ fn info_on_a_clean_file() {
     println!("{text}");
     assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
     assert!(text.contains("page size:            4096 bytes"), "{text}");
-    assert!(text.contains("format version:       1"), "{text}");
+    assert!(text.contains("format version:       2"), "{text}");
     assert!(
         text.contains(&format!("page count:           {}\n", reader.page_count())),
         "{text}"
@@ -99,7 +99,7 @@ fn info_on_a_clean_file() {
     assert_eq!(output.status.code(), Some(0));
     for field in [
         "\"page_size\":4096",
-        "\"format_version\":1",
+        "\"format_version\":2",
         "\"allocated_pages\":2",
         "\"protected_pages\":1",
         "\"recovery_decision\":\"Superblock\"",

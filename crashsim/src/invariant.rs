@@ -45,6 +45,9 @@ pub enum Invariant {
     RedundantDirectory,
     /// INV-14: with reservation on, nothing is written through the map into an unreserved page.
     Space,
+    /// INV-15: a page filled by `alloc_with` is free or allocated with exactly its filled bytes
+    /// after any crash; writing it again never loses the commit that filled it.
+    FilledPages,
     /// An invariant of the engine a downstream [`Scenario`](crate::Scenario) checks, by the
     /// name the engine gives it (`"KV-1 acknowledged puts survive"`); see [`Invariant::user`].
     User(String),
@@ -60,7 +63,7 @@ enum Repr {
 
 impl Invariant {
     /// Every invariant, in SPEC's order (`ALL[n - 1]` is INV-n).
-    pub const ALL: [Invariant; 14] = [
+    pub const ALL: [Invariant; 15] = [
         Invariant::Opens,
         Invariant::Atomic,
         Invariant::Durable,
@@ -75,6 +78,7 @@ impl Invariant {
         Invariant::BoundedCommitCost,
         Invariant::RedundantDirectory,
         Invariant::Space,
+        Invariant::FilledPages,
     ];
 
     /// An invariant of your engine, named `name` in reports (pick names that cannot be taken
@@ -109,6 +113,7 @@ impl Invariant {
             Invariant::BoundedCommitCost => 12,
             Invariant::RedundantDirectory => 13,
             Invariant::Space => 14,
+            Invariant::FilledPages => 15,
         }
     }
 
@@ -171,7 +176,7 @@ mod tests {
             );
         }
         assert_eq!(Invariant::from_number(0), None);
-        assert_eq!(Invariant::from_number(15), None);
+        assert_eq!(Invariant::from_number(16), None);
     }
 
     #[test]
@@ -180,7 +185,7 @@ mod tests {
         assert_eq!(json, "7");
         let back: Invariant = serde_json::from_str(&json).expect("decode");
         assert_eq!(back, Invariant::Failures);
-        assert!(serde_json::from_str::<Invariant>("15").is_err());
+        assert!(serde_json::from_str::<Invariant>("16").is_err());
     }
 
     #[test]

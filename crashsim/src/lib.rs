@@ -196,6 +196,7 @@ pub mod alloc_model;
 pub mod cli;
 pub mod concurrent_model;
 mod explore;
+pub mod filled_model;
 mod front;
 mod identity;
 mod invariant;
@@ -265,6 +266,9 @@ pub enum Matched {
 #[derive(Debug)]
 pub struct Recorder<M> {
     acks: Vec<(u64, M)>,
+    /// The pager's generation at each acknowledgement (`None` from
+    /// [`ack_at_sync`](Recorder::ack_at_sync)): which acknowledgements were commits.
+    generations: Vec<Option<u64>>,
     finding: Option<Finding>,
 }
 
@@ -275,6 +279,7 @@ impl<M: Clone> Recorder<M> {
     pub fn new() -> Recorder<M> {
         Recorder {
             acks: Vec::new(),
+            generations: Vec::new(),
             finding: None,
         }
     }
@@ -282,6 +287,7 @@ impl<M: Clone> Recorder<M> {
     /// Call after an operation returned `Ok`, with the model that now holds.
     pub fn ack<const P: usize>(&mut self, pager: &Pager<P, SimStorage>, model: M) {
         self.acks.push((pager.storage().sync_count(), model));
+        self.generations.push(Some(pager.generation()));
     }
 
     /// Records that `model` holds once the storage has completed `sync_count` syncs, for a
@@ -295,6 +301,7 @@ impl<M: Clone> Recorder<M> {
             "acknowledgements out of sync order"
         );
         self.acks.push((sync_count, model));
+        self.generations.push(None);
     }
 
     /// Call after an operation returned an error. Checks INV-7: a pager that is not poisoned

@@ -5,6 +5,7 @@ use crate::alloc_model::{
     AllocScenario, bulk_ops, churn_ops, groups_ops, growth_ops, random_ops, single_ops,
 };
 use crate::concurrent_model::ConcurrentScenario;
+use crate::filled_model::{FilledScenario, filled_ops};
 use crate::protected_model::{ProtectedScenario, protected_ops, random_protected_ops};
 use mappedpages::CommitMode;
 
@@ -121,6 +122,9 @@ fn describe(base: &str) -> String {
         "growth" | "growth-4k" => "growth from 16 to 512 pages in steps, with frees in between",
         "churn" => "alloc and free of the same pages over and over (log entries shrink back)",
         "groups" => "allocations across three bitmap groups",
+        "filled" | "filled-4k" => {
+            "pages allocated with their contents (alloc_with), written again, freed and reused"
+        }
         "protected" | "protected-4k" => {
             "protected pages: commits, partial commits, discarded writers, reuse, a second directory block"
         }
@@ -150,9 +154,18 @@ pub fn builtin(
     seed: u64,
     commit_modes: &[CommitMode],
 ) -> Vec<Box<dyn Workload>> {
-    let mut names: Vec<String> = ["single", "bulk", "growth", "growth-4k", "churn", "groups"]
-        .map(String::from)
-        .to_vec();
+    let mut names: Vec<String> = [
+        "single",
+        "bulk",
+        "growth",
+        "growth-4k",
+        "churn",
+        "groups",
+        "filled",
+        "filled-4k",
+    ]
+    .map(String::from)
+    .to_vec();
     for index in 0..mixes {
         let mix_seed = seed.wrapping_add(index);
         names.push(if index % 4 == 3 {
@@ -182,7 +195,7 @@ pub fn builtin(
 }
 
 /// The built-in workload called `name`: a base name (`single`, `bulk`, `growth`, `growth-4k`,
-/// `churn`, `groups`, `protected`, `protected-4k`, `threads-8`, `threads-8-4k`, or the generated
+/// `churn`, `groups`, `filled`, `filled-4k`, `protected`, `protected-4k`, `threads-8`, `threads-8-4k`, or the generated
 /// `mix-<seed>`, `mix-4k-<seed>`, `pmix-<seed>`, `pmix-4k-<seed>`), optionally followed by
 /// `+single-sync`.
 pub fn by_name(name: &str) -> Option<Box<dyn Workload>> {
@@ -246,6 +259,14 @@ fn in_mode(base: &str, mode: CommitMode) -> Option<Box<dyn Workload>> {
         ),
         "churn" => alloc1k(churn_ops()),
         "groups" => alloc1k(groups_ops()),
+        "filled" => builtin_workload::<1024, _>(
+            base,
+            FilledScenario::<1024>::new(base, 0, filled_ops()).with_commit_mode(mode),
+        ),
+        "filled-4k" => builtin_workload::<4096, _>(
+            base,
+            FilledScenario::<4096>::new(base, 0, filled_ops()).with_commit_mode(mode),
+        ),
         "protected" => builtin_workload::<1024, _>(
             base,
             ProtectedScenario::<1024>::new(base, 0, protected_ops(1024)).with_commit_mode(mode),

@@ -11,8 +11,9 @@ use mappedpages::mutants::{self, Mutant};
 /// A small but complete set of workloads: folds, growth, bulk, 4 KiB pages, random mixes, and
 /// protected pages (repeated and partial commits, discarded writers, reuse, a second directory
 /// block, at both page sizes, and a random protected mix); some of them in single-sync mode,
-/// where the single-sync mutants act; and the concurrent workload in both modes (real threads on
-/// one `SharedPager`, where the group-commit mutant acts).
+/// where the single-sync mutants act; pages filled by `alloc_with` in both modes (where the
+/// filled-page mutants act); and the concurrent workload in both modes (real threads on one
+/// `SharedPager`, where the group-commit mutant acts).
 fn workloads() -> Vec<Box<dyn Workload>> {
     [
         "single",
@@ -29,6 +30,8 @@ fn workloads() -> Vec<Box<dyn Workload>> {
         "growth+single-sync",
         "protected+single-sync",
         "pmix-0+single-sync",
+        "filled",
+        "filled+single-sync",
         "threads-8",
         "threads-8+single-sync",
     ]

@@ -27,12 +27,15 @@ const FLAGS_AT: usize = 52;
 const BLOCK_COUNT_AT: usize = 56;
 const DIRECTORY_DIGEST_AT: usize = 64;
 const HEAD_PAGES_AT: usize = 72;
-const RESERVED_FROM: usize = 104;
+const DATA_CHECK_COUNT_AT: usize = 104;
+const RESERVED_FROM: usize = 108;
 
 /// Fields of a log entry, from the entry's start.
 const ENTRY_FIRST_PAGE_AT: usize = 0;
 const ENTRY_PAGE_COUNT_AT: usize = 8;
 const ENTRY_KIND_AT: usize = 12;
+/// The CRC field of a data check, which takes the place of a log entry's kind.
+const ENTRY_CRC_AT: usize = 12;
 
 /// One of the two metadata copies.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -133,28 +136,72 @@ impl LogEntry {
     /// Checks the entry against the geometry of a file of `page_count` pages: inside the file,
     /// inside one group, touching no internal page.
     pub fn check_geometry(&self, geometry: Geometry, page_count: u64) -> Result<(), &'static str> {
-        if self.page_count == 0 {
-            return Err("log entry with zero pages");
+        check_run(self.first_page, self.page_count, geometry, page_count)
+    }
+}
+
+/// Checks a run of pages (a log entry's or a data check's) against the geometry of a file of
+/// `page_count` pages: at least one page, inside the file, inside one group, no internal page.
+fn check_run(
+    first_page: u64,
+    run_pages: u32,
+    geometry: Geometry,
+    page_count: u64,
+) -> Result<(), &'static str> {
+    if run_pages == 0 {
+        return Err("log entry with zero pages");
+    }
+    let Some(end) = first_page.checked_add(u64::from(run_pages)) else {
+        return Err("log entry overflows");
+    };
+    if end > page_count {
+        return Err("log entry past the end of the file");
+    }
+    if geometry.group_of(first_page) != geometry.group_of(end - 1) {
+        return Err("log entry spans two groups");
+    }
+    let group = geometry.group_of(first_page);
+    let first_data = if group == 0 {
+        FIRST_DATA_PAGE
+    } else {
+        geometry.group_start(group) + 2
+    };
+    if first_page < first_data {
+        return Err("log entry touches an internal page");
+    }
+    Ok(())
+}
+
+/// A data check (format 2, SPEC.md §2.3): the CRC-32 of the bytes of a run of data pages that the
+/// single-sync commit writing this copy made durable in its one barrier (pages filled by
+/// `Pager::alloc_with`). Recovery takes a single-sync copy newer than the superblock only if
+/// every one of its data checks matches (SPEC.md §4.1 step 9).
+///
+/// 16 bytes, in the log area after the log entries: first page (u64), page count (u32), CRC-32
+/// of the `page count · P` bytes (u32).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct DataCheck {
+    /// First page of the run.
+    pub first_page: u64,
+    /// Number of pages in the run (at least 1).
+    pub page_count: u32,
+    /// CRC-32 (IEEE) of the run's bytes.
+    pub crc: u32,
+}
+
+impl DataCheck {
+    /// The check of `bytes`, the contents of the `page_count` pages from `first_page`.
+    pub fn of(first_page: u64, page_count: u32, bytes: &[u8]) -> DataCheck {
+        DataCheck {
+            first_page,
+            page_count,
+            crc: crc32fast::hash(bytes),
         }
-        let Some(end) = self.first_page.checked_add(u64::from(self.page_count)) else {
-            return Err("log entry overflows");
-        };
-        if end > page_count {
-            return Err("log entry past the end of the file");
-        }
-        if geometry.group_of(self.first_page) != geometry.group_of(end - 1) {
-            return Err("log entry spans two groups");
-        }
-        let group = geometry.group_of(self.first_page);
-        let first_data = if group == 0 {
-            FIRST_DATA_PAGE
-        } else {
-            geometry.group_start(group) + 2
-        };
-        if self.first_page < first_data {
-            return Err("log entry touches an internal page");
-        }
-        Ok(())
+    }
+
+    /// One past the last page of the run.
+    pub fn end_page(&self) -> u64 {
+        self.first_page + u64::from(self.page_count)
     }
 }
 
@@ -174,8 +221,10 @@ impl LogEntry {
 /// | 56 | 8 | directory block count |
 /// | 64 | 8 | directory digest: XOR of [`directory_digest_term`] over every block's current slot |
 /// | 72 | 32 | pages X0, X1, Y0, Y1 of directory block 0 (zero when there is no block) |
-/// | 104 | 24 | zero |
+/// | 104 | 4 | data check count `K` (format 2; 0 unless the single-sync flag is set) |
+/// | 108 | 20 | zero |
 /// | 128 | 16 * n | log entries |
+/// | 128 + 16 * n | 16 * K | data checks ([`DataCheck`]) |
 /// | .. | .. | zero to the end of the page |
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct MetaPage {
@@ -197,6 +246,10 @@ pub struct MetaPage {
     /// recovery may take it when it is newer than the superblock's generation and loads,
     /// including the protected contents it committed.
     pub single_sync: bool,
+    /// Data pages this (single-sync) commit made durable in its barrier, with their CRC-32: what
+    /// recovery checks before it takes the copy as the newest commit. Empty unless
+    /// `single_sync`; never carried to the next commit.
+    pub data_checks: Vec<DataCheck>,
 }
 
 /// Metadata flag bit 0: the copy was written by a single-sync commit.
@@ -217,7 +270,8 @@ pub struct DirectoryRoot {
 impl MetaPage {
     /// Encodes into `out` (exactly one page) and returns the checksum field written.
     ///
-    /// Panics if the log does not fit: the commit path folds groups before that can happen.
+    /// Panics if the log and the data checks do not fit (the commit path folds groups before
+    /// that can happen), or if a copy without the single-sync flag has data checks.
     pub fn encode(&self, geometry: Geometry, out: &mut [u8]) -> u32 {
         assert_eq!(
             out.len() as u64,
@@ -225,10 +279,15 @@ impl MetaPage {
             "metadata page buffer size"
         );
         assert!(
-            self.log.len() <= geometry.log_capacity(),
-            "log of {} entries exceeds capacity {}",
+            self.log.len() + self.data_checks.len() <= geometry.log_capacity(),
+            "log of {} entries and {} data checks exceed capacity {}",
             self.log.len(),
+            self.data_checks.len(),
             geometry.log_capacity()
+        );
+        assert!(
+            self.single_sync || self.data_checks.is_empty(),
+            "data checks in a copy without the single-sync flag"
         );
         out.fill(0);
         encode_header(out, &META_MAGIC, geometry, self.generation);
@@ -244,11 +303,17 @@ impl MetaPage {
         for (index, &page) in self.directory.head_pages.iter().enumerate() {
             write_u64(out, HEAD_PAGES_AT + 8 * index, page);
         }
-        let entries = out[META_HEADER_BYTES..].chunks_exact_mut(LOG_ENTRY_BYTES);
-        for (entry, bytes) in self.log.iter().zip(entries) {
+        write_u32(out, DATA_CHECK_COUNT_AT, self.data_checks.len() as u32);
+        let mut entries = out[META_HEADER_BYTES..].chunks_exact_mut(LOG_ENTRY_BYTES);
+        for (entry, bytes) in self.log.iter().zip(entries.by_ref()) {
             write_u64(bytes, ENTRY_FIRST_PAGE_AT, entry.first_page);
             write_u32(bytes, ENTRY_PAGE_COUNT_AT, entry.page_count);
             write_u32(bytes, ENTRY_KIND_AT, entry.kind.to_u32());
+        }
+        for (check, bytes) in self.data_checks.iter().zip(entries) {
+            write_u64(bytes, ENTRY_FIRST_PAGE_AT, check.first_page);
+            write_u32(bytes, ENTRY_PAGE_COUNT_AT, check.page_count);
+            write_u32(bytes, ENTRY_CRC_AT, check.crc);
         }
         seal(out)
     }
@@ -280,7 +345,7 @@ impl MetaPage {
         let (page, generation) =
             decode_header(page, PageKind::Meta, &META_MAGIC, geometry, verify_checksum)?;
         let fields = decode_fields(page, geometry).map_err(insane)?;
-        let log = decode_log(page, geometry, fields.page_count, fields.log_len).map_err(insane)?;
+        let (log, data_checks) = decode_log(page, geometry, &fields).map_err(insane)?;
         Ok(MetaPage {
             generation,
             page_count: fields.page_count,
@@ -289,6 +354,7 @@ impl MetaPage {
             log,
             directory: fields.directory,
             single_sync: fields.flags & META_FLAG_SINGLE_SYNC != 0,
+            data_checks,
         })
     }
 }
@@ -303,6 +369,7 @@ struct Fields {
     materialized_groups: u64,
     slot_digest: u64,
     log_len: usize,
+    data_check_count: usize,
     flags: u32,
     directory: DirectoryRoot,
 }
@@ -321,9 +388,16 @@ fn decode_fields(page: &[u8], geometry: Geometry) -> Result<Fields, &'static str
     if log_len > geometry.log_capacity() {
         return Err("log longer than a page holds");
     }
+    let data_check_count = read_u32(page, DATA_CHECK_COUNT_AT) as usize;
+    if data_check_count > geometry.log_capacity() - log_len {
+        return Err("log and data checks longer than a page holds");
+    }
     let flags = read_u32(page, FLAGS_AT);
     if flags & !META_FLAG_SINGLE_SYNC != 0 {
         return Err("unknown metadata flags");
+    }
+    if data_check_count > 0 && flags & META_FLAG_SINGLE_SYNC == 0 {
+        return Err("data checks in a copy without the single-sync flag");
     }
     if !all_zero(&page[RESERVED_FROM..META_HEADER_BYTES]) {
         return Err("reserved header bytes not zero");
@@ -343,21 +417,33 @@ fn decode_fields(page: &[u8], geometry: Geometry) -> Result<Fields, &'static str
         materialized_groups,
         slot_digest: read_u64(page, SLOT_DIGEST_AT),
         log_len,
+        data_check_count,
         flags,
         directory,
     })
 }
 
-/// Decodes and checks the `log_len` log entries and the zero bytes after them.
+/// Decodes and checks the log entries, the data checks after them and the zero bytes after both.
 fn decode_log(
     page: &[u8],
     geometry: Geometry,
-    page_count: u64,
-    log_len: usize,
-) -> Result<Vec<LogEntry>, &'static str> {
+    fields: &Fields,
+) -> Result<(Vec<LogEntry>, Vec<DataCheck>), &'static str> {
+    let (page_count, log_len) = (fields.page_count, fields.log_len);
     let log_end = META_HEADER_BYTES + log_len * LOG_ENTRY_BYTES;
-    if !all_zero(&page[log_end..]) {
+    let checks_end = log_end + fields.data_check_count * LOG_ENTRY_BYTES;
+    if !all_zero(&page[checks_end..]) {
         return Err("bytes after the log not zero");
+    }
+    let mut data_checks = Vec::with_capacity(fields.data_check_count);
+    for bytes in page[log_end..checks_end].chunks_exact(LOG_ENTRY_BYTES) {
+        let check = DataCheck {
+            first_page: read_u64(bytes, ENTRY_FIRST_PAGE_AT),
+            page_count: read_u32(bytes, ENTRY_PAGE_COUNT_AT),
+            crc: read_u32(bytes, ENTRY_CRC_AT),
+        };
+        check_run(check.first_page, check.page_count, geometry, page_count)?;
+        data_checks.push(check);
     }
     let mut log = Vec::with_capacity(log_len);
     for bytes in page[META_HEADER_BYTES..log_end].chunks_exact(LOG_ENTRY_BYTES) {
@@ -371,5 +457,5 @@ fn decode_log(
         entry.check_geometry(geometry, page_count)?;
         log.push(entry);
     }
-    Ok(log)
+    Ok((log, data_checks))
 }

@@ -35,10 +35,12 @@ pub use group::{
 pub(crate) use header::generation_field;
 pub use header::{DecodeError, PageKind, Reason, SCRUB_BYTES};
 pub use meta::{
-    DirectoryRoot, LOG_ENTRY_BYTES, LogEntry, LogKind, META_FLAG_SINGLE_SYNC, META_HEADER_BYTES,
-    META_MAGIC, MetaPage, MetaSlot,
+    DataCheck, DirectoryRoot, LOG_ENTRY_BYTES, LogEntry, LogKind, META_FLAG_SINGLE_SYNC,
+    META_HEADER_BYTES, META_MAGIC, MetaPage, MetaSlot,
 };
-pub use superblock::{FORMAT_VERSION, SUPERBLOCK_MAGIC, SUPERBLOCK_RECORD_BYTES, Superblock};
+pub use superblock::{
+    FORMAT_VERSION, MIN_FORMAT_VERSION, SUPERBLOCK_MAGIC, SUPERBLOCK_RECORD_BYTES, Superblock,
+};
 
 /// The largest generation a commit may write (SPEC.md §3.2). Generations never wrap: once the
 /// committed generation is this, every further commit is refused before anything is staged or

@@ -7,8 +7,12 @@ use super::header::{
     read_u64, seal, write_u32, write_u64,
 };
 
-/// Version of the on-disk format written by this build.
-pub const FORMAT_VERSION: u32 = 1;
+/// Version of the on-disk format of a file this build creates. Format 2 adds data checks to
+/// single-sync metadata copies (SPEC.md §2.3); a format-1 file is opened and keeps format 1
+/// (this build writes no data checks into it).
+pub const FORMAT_VERSION: u32 = 2;
+/// The oldest format version this build opens.
+pub const MIN_FORMAT_VERSION: u32 = 1;
 /// Magic at the start of page 0.
 pub const SUPERBLOCK_MAGIC: [u8; 8] = *b"MAPPGSB\x01";
 /// Bytes of page 0 that carry the superblock record (the rest of page 0 is zero and unused).
@@ -27,7 +31,7 @@ const RESERVED_FROM: usize = 36;
 /// |---|---|---|
 /// | 0 | 8 | magic `MAPPGSB\x01` |
 /// | 8 | 4 | CRC-32 of bytes 12..64 |
-/// | 12 | 4 | format version (1) |
+/// | 12 | 4 | format version (1 or 2) |
 /// | 16 | 4 | page size in bytes |
 /// | 20 | 4 | active metadata copy (0 = A, 1 = B) |
 /// | 24 | 8 | generation of the active copy |
@@ -35,6 +39,8 @@ const RESERVED_FROM: usize = 36;
 /// | 36 | 28 | zero |
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Superblock {
+    /// Format version of the file ([`MIN_FORMAT_VERSION`]..=[`FORMAT_VERSION`]).
+    pub version: u32,
     /// Page size in bytes.
     pub page_size: u64,
     /// The committed metadata copy.
@@ -47,10 +53,17 @@ pub struct Superblock {
 
 impl Superblock {
     /// Encodes the 64-byte record.
+    ///
+    /// Panics if the version is not one this build can write back.
     pub fn encode(&self) -> [u8; SUPERBLOCK_RECORD_BYTES] {
+        assert!(
+            (MIN_FORMAT_VERSION..=FORMAT_VERSION).contains(&self.version),
+            "superblock of format version {}",
+            self.version
+        );
         let mut out = [0u8; SUPERBLOCK_RECORD_BYTES];
         out[MAGIC_AT..MAGIC_AT + 8].copy_from_slice(&SUPERBLOCK_MAGIC);
-        write_u32(&mut out, VERSION_AT, FORMAT_VERSION);
+        write_u32(&mut out, VERSION_AT, self.version);
         write_u32(&mut out, PAGE_SIZE_AT, self.page_size as u32);
         write_u32(&mut out, SELECTOR_AT, self.active_meta.to_u32());
         write_u64(&mut out, GENERATION_AT, self.active_generation);
@@ -67,7 +80,7 @@ impl Superblock {
             .ok_or(reject(Reason::Truncated))?;
         check_sealed(record, PageKind::Superblock, &SUPERBLOCK_MAGIC, true)?;
         let version = read_u32(record, VERSION_AT);
-        if version != FORMAT_VERSION {
+        if !(MIN_FORMAT_VERSION..=FORMAT_VERSION).contains(&version) {
             return Err(reject(Reason::UnsupportedVersion(version)));
         }
         let page_size = u64::from(read_u32(record, PAGE_SIZE_AT));
@@ -87,6 +100,7 @@ impl Superblock {
             return Err(reject(Reason::Insane("reserved bytes")));
         }
         Ok(Superblock {
+            version,
             page_size,
             active_meta,
             active_generation,

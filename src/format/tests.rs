@@ -113,6 +113,7 @@ fn geometry_holds_2_pow_32_pages() {
 #[test]
 fn superblock_round_trip() {
     let sb = Superblock {
+        version: FORMAT_VERSION,
         page_size: 4096,
         active_meta: MetaSlot::B,
         active_generation: 42,
@@ -130,6 +131,7 @@ fn superblock_round_trip() {
 #[test]
 fn superblock_rejections() {
     let sb = Superblock {
+        version: FORMAT_VERSION,
         page_size: 1024,
         active_meta: MetaSlot::A,
         active_generation: 1,
@@ -159,10 +161,10 @@ fn superblock_rejections() {
         bytes
     };
     let mut bad = good;
-    write_u32(&mut bad, 12, 2);
+    write_u32(&mut bad, 12, 3);
     assert_eq!(
         Superblock::decode(&resign(bad)),
-        Err(superblock_error(Reason::UnsupportedVersion(2)))
+        Err(superblock_error(Reason::UnsupportedVersion(3)))
     );
     for page_size in [0u32, 1000, 512, 1 << 25] {
         let mut bad = good;
@@ -217,6 +219,130 @@ fn sample_meta() -> MetaPage {
             head_pages: [9, 10, 11, 12],
         },
         single_sync: false,
+        data_checks: Vec::new(),
+    }
+}
+
+/// A single-sync copy with two data checks after its two log entries.
+fn sample_checked_meta() -> MetaPage {
+    let g = geometry();
+    MetaPage {
+        single_sync: true,
+        data_checks: vec![
+            DataCheck {
+                first_page: 20,
+                page_count: 4,
+                crc: 0x1234_5678,
+            },
+            DataCheck {
+                first_page: g.pages_per_group() + 2,
+                page_count: 1,
+                crc: 0,
+            },
+        ],
+        ..sample_meta()
+    }
+}
+
+#[test]
+fn meta_data_checks_round_trip_after_the_log() {
+    let g = geometry();
+    let meta = sample_checked_meta();
+    let mut page = vec![0u8; G1K];
+    meta.encode(g, &mut page);
+    assert_eq!(read_u32(&page, 104), 2, "data check count");
+    // Log entries at 128 and 144, data checks at 160 and 176, zero after.
+    assert_eq!(read_u32(&page, 160), 20);
+    assert_eq!(read_u32(&page, 168), 4);
+    assert_eq!(read_u32(&page, 172), 0x1234_5678);
+    assert!(all_zero(&page[192..]));
+    assert_eq!(MetaPage::decode(&page, g), Ok(meta));
+}
+
+#[test]
+fn meta_data_check_rejections() {
+    let g = geometry();
+    let reject = |what| Err(DecodeError::new(PageKind::Meta, Reason::Insane(what)));
+    let mut page = vec![0u8; G1K];
+    sample_checked_meta().encode(g, &mut page);
+    let good = page.clone();
+    // Without the single-sync flag.
+    write_u32(&mut page, 52, 0);
+    resign_meta(&mut page);
+    assert_eq!(
+        MetaPage::decode(&page, g),
+        reject("data checks in a copy without the single-sync flag")
+    );
+    // Log and data checks over capacity.
+    let mut page = good.clone();
+    write_u32(&mut page, 104, (g.log_capacity() - 1) as u32);
+    resign_meta(&mut page);
+    assert_eq!(
+        MetaPage::decode(&page, g),
+        reject("log and data checks longer than a page holds")
+    );
+    // A count one short leaves the last check's bytes after the end.
+    let mut page = good.clone();
+    write_u32(&mut page, 104, 1);
+    resign_meta(&mut page);
+    assert_eq!(
+        MetaPage::decode(&page, g),
+        reject("bytes after the log not zero")
+    );
+    // A check of zero pages, and one on an internal page.
+    for (count, first, what) in [
+        (0, 20, "log entry with zero pages"),
+        (1, g.pages_per_group(), "log entry touches an internal page"),
+    ] {
+        let mut page = good.clone();
+        write_u64(&mut page, 160, first);
+        write_u32(&mut page, 168, count);
+        resign_meta(&mut page);
+        assert_eq!(MetaPage::decode(&page, g), reject(what), "{what}");
+    }
+}
+
+#[test]
+#[should_panic(expected = "data checks in a copy without the single-sync flag")]
+fn meta_encode_refuses_data_checks_without_the_flag() {
+    let meta = MetaPage {
+        single_sync: false,
+        ..sample_checked_meta()
+    };
+    meta.encode(geometry(), &mut vec![0u8; G1K]);
+}
+
+#[test]
+fn superblock_versions_one_and_two_decode_others_do_not() {
+    for version in [MIN_FORMAT_VERSION, FORMAT_VERSION] {
+        let sb = Superblock {
+            version,
+            page_size: 1024,
+            active_meta: MetaSlot::A,
+            active_generation: 3,
+            active_meta_checksum: 1,
+        };
+        assert_eq!(Superblock::decode(&sb.encode()), Ok(sb));
+    }
+    let mut bytes = Superblock {
+        version: FORMAT_VERSION,
+        page_size: 1024,
+        active_meta: MetaSlot::A,
+        active_generation: 3,
+        active_meta_checksum: 1,
+    }
+    .encode();
+    for version in [0, FORMAT_VERSION + 1] {
+        write_u32(&mut bytes, 12, version);
+        let c = crc(&bytes[12..]);
+        write_u32(&mut bytes, 8, c);
+        assert_eq!(
+            Superblock::decode(&bytes),
+            Err(DecodeError::new(
+                PageKind::Superblock,
+                Reason::UnsupportedVersion(version)
+            ))
+        );
     }
 }
 

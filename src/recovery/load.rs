@@ -58,6 +58,7 @@ pub(super) fn load_copy(
     geometry: Geometry,
     meta: &MetaPage,
     slot: MetaSlot,
+    check_data: bool,
 ) -> Result<AllocState, LoadRejection> {
     step1_fits_in_file(image, geometry, meta)?;
     let groups = steps2_to_4_load_groups(image, geometry, meta)?;
@@ -73,6 +74,9 @@ pub(super) fn load_copy(
     state.directory = steps6_7_load_directory(image, geometry, meta, &state.bitmap)?;
     if meta.single_sync && !active(Mutant::SingleSyncSkipContentCheck) {
         step8_committed_contents_arrived(image, geometry, meta.generation, &state.directory)?;
+    }
+    if check_data && !active(Mutant::SkipDataCheck) {
+        step9_filled_data_arrived(image, geometry, meta, &state)?;
     }
     Ok(state)
 }
@@ -343,6 +347,39 @@ fn step8_committed_contents_arrived(
             return Err(LoadRejection::ContentsMissing {
                 id,
                 page: entry.current_page(),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Step 9 (only for a copy the decision table considers newer than a valid superblock, row 3):
+/// a single-sync commit made the pages it filled (`alloc_with`) durable in the same barrier as
+/// the copy (SPEC.md §3.6.1), so every data check must name allocated regular pages whose bytes
+/// have the recorded CRC-32.
+fn step9_filled_data_arrived(
+    image: &[u8],
+    geometry: Geometry,
+    meta: &MetaPage,
+    state: &AllocState,
+) -> Result<(), LoadRejection> {
+    for check in &meta.data_checks {
+        for page in check.first_page..check.end_page() {
+            if !state.is_allocated_data_page(page) {
+                return Err(LoadRejection::DataCheckNotAllocated { page });
+            }
+        }
+        let start = geometry.offset(check.first_page);
+        let end = geometry.offset(check.end_page());
+        let arrived = usize::try_from(start)
+            .ok()
+            .zip(usize::try_from(end).ok())
+            .and_then(|(start, end)| image.get(start..end))
+            .is_some_and(|bytes| crc32fast::hash(bytes) == check.crc);
+        if !arrived {
+            return Err(LoadRejection::DataMissing {
+                first_page: check.first_page,
+                page_count: check.page_count,
             });
         }
     }

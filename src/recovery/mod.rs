@@ -16,8 +16,8 @@ use std::ops::Range;
 
 use crate::error::MappedPageError;
 use crate::format::{
-    DecodeError, Geometry, MAX_PAGE_SIZE, MIN_PAGE_COUNT, MIN_PAGE_SIZE, MetaPage, MetaSlot,
-    PageKind, Reason, Superblock,
+    DecodeError, FORMAT_VERSION, Geometry, MAX_PAGE_SIZE, MIN_PAGE_COUNT, MIN_PAGE_SIZE, MetaPage,
+    MetaSlot, PageKind, Reason, Superblock,
 };
 use crate::mutants::{Mutant, active};
 use crate::state::AllocState;
@@ -98,7 +98,14 @@ pub(crate) fn recover_decoded(
     geometry: Geometry,
 ) -> Result<Recovered, MappedPageError> {
     let chosen = table::decide(candidates, &mut ImageLoader { image, geometry })?;
-    let state = chosen.state;
+    let mut state = chosen.state;
+    // A damaged superblock is rewritten at this build's version (§4.3 step 2).
+    state.set_format_version(
+        candidates
+            .superblock
+            .as_ref()
+            .map_or(FORMAT_VERSION, |sb| sb.version),
+    );
     assert_eq!(
         state.active_meta(),
         chosen.slot,
@@ -140,7 +147,7 @@ pub(crate) fn load_copy(
     meta: &MetaPage,
     slot: MetaSlot,
 ) -> Result<AllocState, String> {
-    load::load_copy(image, geometry, meta, slot).map_err(|why| why.to_string())
+    load::load_copy(image, geometry, meta, slot, false).map_err(|why| why.to_string())
 }
 
 /// The byte ranges of the slot pages recovery may read (SPEC.md §4.1 step 2, §4.3 step 1): both
@@ -211,8 +218,13 @@ struct ImageLoader<'a> {
 impl Loader for ImageLoader<'_> {
     type State = AllocState;
 
-    fn load(&mut self, slot: MetaSlot, meta: &MetaPage) -> Result<AllocState, LoadRejection> {
-        load::load_copy(self.image, self.geometry, meta, slot)
+    fn load(
+        &mut self,
+        slot: MetaSlot,
+        meta: &MetaPage,
+        check_data: bool,
+    ) -> Result<AllocState, LoadRejection> {
+        load::load_copy(self.image, self.geometry, meta, slot, check_data)
     }
 
     /// Looks for a metadata copy written with another page size, to report a mismatch instead

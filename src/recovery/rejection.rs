@@ -45,6 +45,10 @@ pub(crate) enum LoadRejection {
     ProtectedPageFree { page: u64 },
     /// Step 8: a protected page this single-sync commit wrote did not arrive.
     ContentsMissing { id: u64, page: u64 },
+    /// Step 9: a data check names a page the copy does not allocate to a regular page.
+    DataCheckNotAllocated { page: u64 },
+    /// Step 9: the pages of a data check do not hold the bytes this commit wrote.
+    DataMissing { first_page: u64, page_count: u32 },
 }
 
 impl fmt::Display for LoadRejection {
@@ -104,6 +108,17 @@ impl fmt::Display for LoadRejection {
             ContentsMissing { id, page } => write!(
                 f,
                 "protected page {id} committed by this single-sync commit did not arrive (page {page})"
+            ),
+            DataCheckNotAllocated { page } => write!(
+                f,
+                "a data check names page {page}, which is not an allocated regular page"
+            ),
+            DataMissing {
+                first_page,
+                page_count,
+            } => write!(
+                f,
+                "the {page_count} page(s) from page {first_page} filled by this single-sync commit did not arrive"
             ),
         }
     }

@@ -132,6 +132,7 @@ pub(super) fn superblock_rewrite(
     state: &AllocState,
 ) -> Option<Superblock> {
     let wanted = Superblock {
+        version: state.format_version(),
         page_size: geometry.page_size(),
         active_meta: state.active_meta(),
         active_generation: state.generation(),

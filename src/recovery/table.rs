@@ -51,8 +51,14 @@ impl Candidates {
 /// What loading a well-formed copy gives (SPEC.md §4.1): the recovered state, or why not.
 pub(crate) trait Loader {
     type State;
-    /// Loads `meta`, found in copy `slot`.
-    fn load(&mut self, slot: MetaSlot, meta: &MetaPage) -> Result<Self::State, LoadRejection>;
+    /// Loads `meta`, found in copy `slot`; with `check_data`, also its data checks (§4.1 step 9,
+    /// for row 3 only).
+    fn load(
+        &mut self,
+        slot: MetaSlot,
+        meta: &MetaPage,
+        check_data: bool,
+    ) -> Result<Self::State, LoadRejection>;
     /// A page size, other than the expected one, at which a metadata copy is well-formed.
     fn other_page_size(&self) -> Option<u64>;
 }
@@ -185,10 +191,13 @@ struct Table<'a, L> {
 }
 
 impl<L: Loader> Table<'_, L> {
-    /// Loads copy `slot`, recording why not.
-    fn try_load(&mut self, slot: MetaSlot) -> Option<L::State> {
+    /// Loads copy `slot` for the row deciding `decision`, recording why not. Only the
+    /// single-sync row checks data (§4.1 step 9): every other row takes a copy whose filled
+    /// pages the caller may have changed since (a superblock names it, §3.6.1).
+    fn try_load(&mut self, slot: MetaSlot, decision: RecoveryDecision) -> Option<L::State> {
+        let check_data = decision == RecoveryDecision::NewerSingleSyncCommit;
         let rejection = match self.candidates.meta(slot) {
-            Ok(meta) => match self.loader.load(slot, meta) {
+            Ok(meta) => match self.loader.load(slot, meta, check_data) {
                 Ok(state) => return Some(state),
                 Err(why) => Rejection::DoesNotLoad {
                     slot,
@@ -212,7 +221,7 @@ impl<L: Loader> Table<'_, L> {
         decision: RecoveryDecision,
     ) -> Option<Chosen<L::State>> {
         slots.into_iter().find_map(|slot| {
-            self.try_load(slot).map(|state| Chosen {
+            self.try_load(slot, decision).map(|state| Chosen {
                 slot,
                 state,
                 decision,
@@ -388,6 +397,7 @@ mod tests {
             log: Vec::new(),
             directory: DirectoryRoot::default(),
             single_sync,
+            data_checks: Vec::new(),
         })
     }
 
@@ -403,6 +413,7 @@ mod tests {
     /// [`candidates`] gives each copy that checksum field.
     fn names(slot: MetaSlot, generation: u64) -> Result<Superblock, DecodeError> {
         Ok(Superblock {
+            version: crate::format::FORMAT_VERSION,
             page_size: P,
             active_meta: slot,
             active_generation: generation,
@@ -431,13 +442,26 @@ mod tests {
 
     struct FakeLoader {
         loads: [bool; 2],
+        /// The copy loads only when its data checks are not asked for (§4.1 step 9).
+        data_missing: [bool; 2],
         other_page_size: Option<u64>,
     }
 
     impl Loader for FakeLoader {
         type State = ();
 
-        fn load(&mut self, slot: MetaSlot, _: &MetaPage) -> Result<(), LoadRejection> {
+        fn load(
+            &mut self,
+            slot: MetaSlot,
+            _: &MetaPage,
+            check_data: bool,
+        ) -> Result<(), LoadRejection> {
+            if check_data && self.data_missing[index(slot)] {
+                return Err(LoadRejection::DataMissing {
+                    first_page: 9,
+                    page_count: 1,
+                });
+            }
             if self.loads[index(slot)] {
                 Ok(())
             } else {
@@ -459,6 +483,7 @@ mod tests {
         name: &'static str,
         candidates: Candidates,
         loads: [bool; 2],
+        data_missing: [bool; 2],
         other_page_size: Option<u64>,
         expect: Expect,
     }
@@ -468,6 +493,7 @@ mod tests {
             name,
             candidates,
             loads,
+            data_missing: [false, false],
             other_page_size: None,
             expect,
         }
@@ -500,6 +526,9 @@ mod tests {
             row("3 two newer of one generation: none (row 5)", candidates(names(A, 4), single(5), single(5)), both, Takes(B, Next)),
             row("3 an unflagged newer copy: not this row", candidates(names(A, 4), flip(4), flip(6)), both, Takes(A, Named)),
             row("3 a newer one that does not load: row 4", candidates(names(A, 4), flip(4), single(5)), [true, false], Takes(A, Named)),
+            Row { data_missing: [false, true], ..row("3 the newer copy's filled pages did not arrive: row 4", candidates(names(A, 4), flip(4), single(5)), both, Takes(A, Named)) },
+            Row { data_missing: [false, true], ..row("4 a named copy's data checks are not checked", candidates(names(B, 5), flip(4), single(5)), both, Takes(B, Named)) },
+            Row { data_missing: [false, true], ..row("7 data checks are not checked without a superblock", candidates(bad_sb(), flip(8), single(9)), both, Takes(B, Newest)) },
             row("4 the named copy", candidates(names(B, 7), flip(6), flip(7)), both, Takes(B, Named)),
             row("4 an older single-sync copy is ignored", candidates(names(B, 7), single(6), flip(7)), both, Takes(B, Named)),
             row("5 named copy torn, the other is g+1", candidates(names(A, 4), torn(), flip(5)), both, Takes(B, Next)),
@@ -528,6 +557,7 @@ mod tests {
         for case in rows() {
             let mut loader = FakeLoader {
                 loads: case.loads,
+                data_missing: case.data_missing,
                 other_page_size: case.other_page_size,
             };
             let outcome = decide(&case.candidates, &mut loader);
@@ -551,10 +581,10 @@ mod tests {
     #[test]
     fn rows_1_2_and_copies_of_another_page_size() {
         let sb = |reason| Err(DecodeError::new(PageKind::Superblock, reason));
-        let unsupported = sb(Reason::UnsupportedVersion(2));
+        let unsupported = sb(Reason::UnsupportedVersion(3));
         assert!(matches!(
             rows_1_2_superblock_format(&unsupported, P),
-            Err(MappedPageError::UnsupportedVersion { found: 2 })
+            Err(MappedPageError::UnsupportedVersion { found: 3 })
         ));
         let other = Ok(Superblock {
             page_size: 2 * P,

@@ -119,12 +119,14 @@ pub(super) fn judge_damaged<const P: usize, W: Scenario<P>>(
                 },
             );
             match (verdict, rolled_back) {
+                // The commit rolled back, but not what was written since outside commits (regular
+                // page contents, `sync_page`): the latest model stands in for those.
                 (Err(_), Some(previous)) => scenario
                     .check(
                         &recovered,
                         &Allowed {
                             acknowledged: previous,
-                            in_flight: None,
+                            in_flight: Some(acknowledged),
                         },
                     )
                     .map(|_| ()),
@@ -161,14 +163,30 @@ pub(super) fn damage_finding(damage: &MediaDamage, finding: Finding, when: &str)
     }
 }
 
-/// The model of the commit before the last one acknowledged at `sync` (the last acknowledged
-/// model recorded with fewer syncs), if there is one.
-pub(super) fn previous_commit_at<M>(acks: &[(u64, M)], sync: u64) -> Option<&M> {
-    let (last_count, _) = acks.iter().rev().find(|(count, _)| *count <= sync)?;
-    acks.iter()
-        .rev()
-        .find(|(count, _)| count < last_count)
-        .map(|(_, model)| model)
+/// The model of the commit before the last one acknowledged at `sync`: the last acknowledged
+/// model of a lower generation, when the generations are known (an acknowledgement that did not
+/// commit, such as a `sync_page`, keeps the generation); otherwise the last one recorded with
+/// fewer syncs.
+pub(super) fn previous_commit_at<'m, M>(
+    acks: &'m [(u64, M)],
+    generations: &[Option<u64>],
+    sync: u64,
+) -> Option<&'m M> {
+    let last = acks.iter().rposition(|(count, _)| *count <= sync)?;
+    let earlier = acks.iter().zip(generations).take(last).rev();
+    match generations.get(last).copied().flatten() {
+        Some(generation) => earlier
+            .into_iter()
+            .find(|(_, g)| g.is_some_and(|g| g < generation))
+            .map(|((_, model), _)| model),
+        None => {
+            let last_count = acks[last].0;
+            earlier
+                .into_iter()
+                .find(|((count, _), _)| *count < last_count)
+                .map(|((_, model), _)| model)
+        }
+    }
 }
 
 impl<const P: usize, W: Scenario<P>> Explorer<'_, P, W> {
@@ -180,7 +198,7 @@ impl<const P: usize, W: Scenario<P>> Explorer<'_, P, W> {
         // Single-sync mode (SPEC.md §3.2.1): damage to a page the last commit wrote looks like a
         // crash that interrupted it, so recovering the commit before it is allowed too.
         let rolled_back = if self.scenario.commit_mode() == CommitMode::SingleSync {
-            previous_commit_at(&run.acks, sync)
+            previous_commit_at(&run.acks, &run.generations, sync)
         } else {
             None
         };

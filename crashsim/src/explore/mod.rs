@@ -54,6 +54,8 @@ struct CleanRun<M> {
     snapshots: Vec<CrashPoint>,
     final_storage: CrashPoint,
     acks: Vec<(u64, M)>,
+    /// The generation at each acknowledgement, when known ([`Recorder::ack`]).
+    generations: Vec<Option<u64>>,
     grow_count: u64,
 }
 
@@ -267,6 +269,7 @@ fn run_units<const P: usize, W: Scenario<P>>(explorer: &Explorer<'_, P, W>) -> (
         grow_count: pager.storage().grow_count(),
         final_storage: pager.storage().crash_point(),
         acks: rec.acks,
+        generations: rec.generations,
     };
     let phases = explorer.config.phases;
     let mut units = Vec::new();
