@@ -107,22 +107,22 @@ fn encode_recovery(input: &RecoveryInput) -> Vec<u8> {
     for op in &input.ops {
         out.push(1);
         match *op {
-            FuzzOp::Alloc => variant(&mut out, 0, 10),
+            FuzzOp::Alloc => variant(&mut out, 0, 12),
             FuzzOp::Free(rank) => {
-                variant(&mut out, 1, 10);
+                variant(&mut out, 1, 12);
                 out.extend_from_slice(&rank.to_le_bytes());
             }
             FuzzOp::AllocBulk(n) => {
-                variant(&mut out, 2, 10);
+                variant(&mut out, 2, 12);
                 out.push(n);
             }
             FuzzOp::FreeBulk { start, step, count } => {
-                variant(&mut out, 3, 10);
+                variant(&mut out, 3, 12);
                 out.extend_from_slice(&[start, step, count]);
             }
-            FuzzOp::AllocProtected => variant(&mut out, 4, 10),
+            FuzzOp::AllocProtected => variant(&mut out, 4, 12),
             FuzzOp::AllocProtectedBulk(n) => {
-                variant(&mut out, 5, 10);
+                variant(&mut out, 5, 12);
                 out.push(n);
             }
             FuzzOp::Write {
@@ -131,7 +131,7 @@ fn encode_recovery(input: &RecoveryInput) -> Vec<u8> {
                 len,
                 value,
             } => {
-                variant(&mut out, 6, 10);
+                variant(&mut out, 6, 12);
                 out.extend_from_slice(&rank.to_le_bytes());
                 out.extend_from_slice(&offset.to_le_bytes());
                 out.extend_from_slice(&len.to_le_bytes());
@@ -142,18 +142,26 @@ fn encode_recovery(input: &RecoveryInput) -> Vec<u8> {
                 offset,
                 value,
             } => {
-                variant(&mut out, 7, 10);
+                variant(&mut out, 7, 12);
                 out.extend_from_slice(&rank.to_le_bytes());
                 out.extend_from_slice(&offset.to_le_bytes());
                 out.push(value);
             }
             FuzzOp::FreeProtected(rank) => {
-                variant(&mut out, 8, 10);
+                variant(&mut out, 8, 12);
                 out.extend_from_slice(&rank.to_le_bytes());
             }
             FuzzOp::FreeProtectedBulk { start, step, count } => {
-                variant(&mut out, 9, 10);
+                variant(&mut out, 9, 12);
                 out.extend_from_slice(&[start, step, count]);
+            }
+            FuzzOp::AllocWith(n) => {
+                variant(&mut out, 10, 12);
+                out.push(n);
+            }
+            FuzzOp::Rewrite(rank) => {
+                variant(&mut out, 11, 12);
+                out.extend_from_slice(&rank.to_le_bytes());
             }
         }
     }
@@ -229,7 +237,48 @@ fn designed_recovery_seeds() -> Vec<(&'static str, RecoveryInput)> {
         FreeProtected(4),
         Alloc,
     ]);
+    // Pages filled in their commit, written again right away (settling) and later, freed and
+    // reused, and a bulk fill into fragmented free space (more runs than a 1 KiB copy's data
+    // checks hold: the fallback).
+    let filled = vec![
+        AllocWith(0),
+        Rewrite(0),
+        AllocWith(6),
+        AllocWith(0),
+        Rewrite(2),
+        Free(1),
+        AllocWith(40),
+        FreeBulk {
+            start: 4,
+            step: 2,
+            count: 30,
+        },
+        AllocWith(30),
+        Rewrite(9),
+    ];
     let mut seeds = vec![
+        (
+            "designed-1k-filled",
+            RecoveryInput {
+                page_size: PageSize::K1,
+                crash: crash(3, vec![0x5A; 4]),
+                extra: None,
+                ops: filled.clone(),
+            },
+        ),
+        (
+            "designed-4k-filled-media",
+            RecoveryInput {
+                page_size: PageSize::K4,
+                crash: crash(0, vec![]),
+                extra: Some(Extra::Media {
+                    target: 7,
+                    field: 3,
+                    zero_sector: false,
+                }),
+                ops: filled.clone(),
+            },
+        ),
         (
             "designed-1k-regular-growth",
             RecoveryInput {

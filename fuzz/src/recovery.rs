@@ -34,11 +34,12 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use arbitrary::Arbitrary;
 use crashsim::alloc_model::{AllocScenario, Op};
+use crashsim::filled_model::{FilledOp, FilledScenario};
 use crashsim::protected_model::{ProtectedOp, ProtectedScenario};
 use crashsim::subsets::subsets;
 use crashsim::{
-    Allowed, Case, Config, Finding, Keeps, Length, Matched, MediaDamage, Phases, Recorder, Recovered,
-    Scenario, Violation, allowed_at, check_image, explore, media_damages, replay,
+    Allowed, Case, Config, Finding, Keeps, Length, Matched, MediaDamage, Phases, Recorder,
+    Recovered, Scenario, Violation, allowed_at, check_image, explore, media_damages, replay,
 };
 use mappedpages::{CommitMode, CrashPoint, Pager, SectorSize, SimStorage};
 
@@ -132,6 +133,12 @@ pub enum FuzzOp {
         /// How many.
         count: u8,
     },
+    /// `alloc_with` (0) or `alloc_bulk_with(n % (MAX_BULK + 1))`: pages filled in their commit
+    /// (SPEC.md §3.6.1; in single-sync mode, data checks). In a protected workload: `alloc`.
+    AllocWith(u8),
+    /// `get_mut` + a new pattern + `sync_page` of the regular page of this rank (settles a
+    /// just-filled page first). Dropped from a protected workload.
+    Rewrite(u16),
 }
 
 impl FuzzOp {
@@ -140,6 +147,10 @@ impl FuzzOp {
             self,
             FuzzOp::Alloc | FuzzOp::Free(_) | FuzzOp::AllocBulk(_) | FuzzOp::FreeBulk { .. }
         )
+    }
+
+    fn is_filled(self) -> bool {
+        matches!(self, FuzzOp::AllocWith(_) | FuzzOp::Rewrite(_))
     }
 }
 
@@ -357,6 +368,9 @@ impl<S: Scenario<P>, const P: usize> Scenario<P> for Capture<S, P> {
 pub enum Workload {
     /// Only regular operations: crashsim's allocation scenario.
     Regular(Vec<Op>),
+    /// Regular operations and filled pages: crashsim's filled-page scenario (every allocation
+    /// fills its pages, so every page's bytes are judged).
+    Filled(Vec<FilledOp>),
     /// Protected operations too: crashsim's protected scenario.
     Protected(Vec<ProtectedOp>),
 }
@@ -372,6 +386,30 @@ pub fn workload(ops: &[FuzzOp], page_size: usize) -> Workload {
         budget -= granted;
         granted
     };
+    if ops.iter().all(|op| op.is_regular() || op.is_filled()) && ops.iter().any(|op| op.is_filled())
+    {
+        return Workload::Filled(
+            ops.iter()
+                .map(|&op| match op {
+                    FuzzOp::Alloc => FilledOp::AllocWith,
+                    FuzzOp::AllocWith(n) | FuzzOp::AllocBulk(n) => {
+                        match take(usize::from(n) % (MAX_BULK + 1)) {
+                            0 => FilledOp::AllocWith,
+                            n => FilledOp::AllocBulkWith(n),
+                        }
+                    }
+                    FuzzOp::Free(rank) => FilledOp::Free(rank.into()),
+                    FuzzOp::Rewrite(rank) => FilledOp::Rewrite(rank.into()),
+                    FuzzOp::FreeBulk { start, step, count } => FilledOp::FreeEvery {
+                        start: start.into(),
+                        step: step.into(),
+                        count: count.into(),
+                    },
+                    _ => unreachable!("regular or filled"),
+                })
+                .collect(),
+        );
+    }
     if ops.iter().all(|op| op.is_regular()) {
         return Workload::Regular(
             ops.iter()
@@ -429,6 +467,8 @@ pub fn workload(ops: &[FuzzOp], page_size: usize) -> Workload {
                 value,
             }),
             FuzzOp::FreeProtected(rank) => out.push(ProtectedOp::FreeProtected(rank.into())),
+            FuzzOp::AllocWith(_) => out.push(ProtectedOp::Alloc),
+            FuzzOp::Rewrite(_) => {}
             FuzzOp::FreeProtectedBulk { start, step, count } => {
                 out.push(ProtectedOp::FreeProtectedBulk {
                     start: start.into(),
@@ -475,6 +515,10 @@ fn run_sized<const P: usize>(input: &RecoveryInput) -> Summary {
         let judged = match workload(&input.ops, P) {
             Workload::Regular(ops) => check_scenario::<P, _>(
                 AllocScenario::<P>::new("fuzz-regular", 0, ops).with_commit_mode(mode),
+                input,
+            ),
+            Workload::Filled(ops) => check_scenario::<P, _>(
+                FilledScenario::<P>::new("fuzz-filled", 0, ops).with_commit_mode(mode),
                 input,
             ),
             Workload::Protected(ops) => check_scenario::<P, _>(
