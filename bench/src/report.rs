@@ -210,6 +210,7 @@ pub fn targets(rows: &[Row]) -> String {
         out.push('\n');
     }
     out.push_str(&crate::rows::barrier::targets(rows));
+    out.push_str(&crate::rows::record::targets(rows));
     out
 }
 

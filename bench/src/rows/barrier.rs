@@ -175,7 +175,7 @@ pub fn protected_commit_vs_msync(ctx: &mut Ctx) -> BenchResult<Vec<Row>> {
 
 /// Median and IQR (% of the median) of `commits`' time over `msync`'s, repetition by repetition
 /// (the samples of both series come from the same repetitions, in order).
-fn ratio_to_msync(commits: &Series, msync: &Series) -> Option<(f64, f64)> {
+pub fn ratio_to_msync(commits: &Series, msync: &Series) -> Option<(f64, f64)> {
     if commits.samples.len() != msync.samples.len() || commits.samples.is_empty() {
         return None;
     }

@@ -12,6 +12,7 @@ mod durable;
 mod iterate;
 mod open;
 mod open_scale;
+pub mod record;
 mod reference;
 mod scale;
 mod threads;
@@ -168,6 +169,14 @@ pub const REGISTRY: &[RowSpec] = &[
     RowSpec {
         key: "barrier",
         run: barrier::protected_commit_vs_msync,
+    },
+    RowSpec {
+        key: "record",
+        run: record::durable_record_vs_msync,
+    },
+    RowSpec {
+        key: "record-reuse",
+        run: record::durable_record_reused_vs_msync,
     },
     RowSpec {
         key: "shared-alloc",
