@@ -1,5 +1,6 @@
 //! `Pager`: the public face of the crate.
 
+use std::any::Any;
 use std::marker::PhantomData;
 use std::ops::Range;
 use std::panic::{self, AssertUnwindSafe};
@@ -1041,10 +1042,30 @@ impl<const PAGE_SIZE: usize, S: Storage> Pager<PAGE_SIZE, S> {
         operation: &str,
         fill: &mut dyn FnMut(usize, &mut MappedPage),
     ) -> Result<Vec<PageId<PAGE_SIZE>>, MappedPageError> {
-        let chosen = self.choose_free_pages(count)?;
-        if chosen.ids.is_empty() {
-            return Ok(chosen.ids);
+        let (ids, runs) = match self.stage_filled(count, fill)? {
+            Ok(staged) => staged,
+            Err(payload) => panic::resume_unwind(payload),
+        };
+        if !ids.is_empty() {
+            self.commit_filled(Vec::new(), &runs, operation)?;
         }
+        Ok(ids)
+    }
+
+    /// The staged part of `alloc_with` / `alloc_bulk_with` (and of a `SharedPager` group
+    /// commit): chooses `count` free pages, runs `fill` on them while they are still free, then
+    /// marks them allocated in memory, without committing; the caller commits with
+    /// [`commit_filled`](Self::commit_filled) and the runs returned. On error nothing changed;
+    /// a panic in `fill` is returned (inner `Err`) after the growth was undone, with nothing
+    /// allocated. `count == 0` changes nothing.
+    #[allow(clippy::type_complexity)]
+    pub(crate) fn stage_filled(
+        &mut self,
+        count: usize,
+        fill: &mut dyn FnMut(usize, &mut MappedPage),
+    ) -> Result<Result<(Vec<PageId<PAGE_SIZE>>, Vec<PageRun>), Box<dyn Any + Send>>, MappedPageError>
+    {
+        let chosen = self.choose_free_pages(count)?;
         let filled = panic::catch_unwind(AssertUnwindSafe(|| {
             for (index, id) in chosen.ids.iter().enumerate() {
                 fill(index, self.raw_page_mut(id.raw()));
@@ -1054,12 +1075,24 @@ impl<const PAGE_SIZE: usize, S: Storage> Pager<PAGE_SIZE, S> {
             // The pages are still free; only a growth is left to undo. A failure to undo it
             // poisons the pager, and the panic goes on either way.
             let _ = self.undo_growth(chosen.growth);
-            panic::resume_unwind(payload);
+            return Ok(Err(payload));
         }
         self.state.apply(&chosen.runs);
-        let plan = self.filled_plan(&chosen.runs, operation)?;
-        self.commit_planned(plan, operation)?;
-        Ok(chosen.ids)
+        Ok(Ok((chosen.ids, chosen.runs)))
+    }
+
+    /// Commits the change staged in memory with `data_ranges` and the pages filled in `runs`
+    /// ([`stage_filled`](Self::stage_filled)) in its barrier (SPEC.md §3.6.1). A failed sync
+    /// poisons.
+    pub(crate) fn commit_filled(
+        &mut self,
+        data_ranges: Vec<Range<u64>>,
+        runs: &[PageRun],
+        operation: &str,
+    ) -> Result<(), MappedPageError> {
+        let mut plan = self.filled_plan(runs, operation)?;
+        plan.data_ranges = data_ranges;
+        self.commit_planned(plan, operation)
     }
 
     /// The commit plan of pages filled in `runs` (SPEC.md §3.6.1): their bytes in the barrier,

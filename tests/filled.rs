@@ -234,3 +234,86 @@ fn a_filled_page_on_a_real_file_survives_reopen() {
     let pager = Pager::<4096>::open(&path).unwrap();
     assert_eq!(&id.get(&pager).unwrap().as_bytes()[..5], b"hello");
 }
+
+#[test]
+fn shared_fills_from_many_threads_are_all_durable_with_their_bytes() {
+    let mut pager = Pager::<P, SimStorage>::create_in(SimStorage::new()).unwrap();
+    pager.set_commit_mode(CommitMode::SingleSync);
+    let shared = mappedpages::SharedPager::new(pager);
+    let threads: Vec<_> = (0..8u8)
+        .map(|thread| {
+            let shared = shared.clone();
+            std::thread::spawn(move || {
+                (0..20u8)
+                    .map(|n| {
+                        let value = thread * 20 + n;
+                        let id = if n % 5 == 0 {
+                            shared
+                                .alloc_bulk_with(2, move |_, page| page.as_bytes_mut().fill(value))
+                                .unwrap()
+                        } else {
+                            vec![
+                                shared
+                                    .alloc_with(move |page| page.as_bytes_mut().fill(value))
+                                    .unwrap(),
+                            ]
+                        };
+                        (id, value)
+                    })
+                    .collect::<Vec<_>>()
+            })
+        })
+        .collect();
+    let written: Vec<(Vec<PageId<P>>, u8)> = threads
+        .into_iter()
+        .flat_map(|thread| thread.join().unwrap())
+        .collect();
+    let stats = shared.stats();
+    assert_eq!(stats.operations, 160);
+    let pager = shared.into_inner().unwrap();
+    let reopened =
+        Pager::<P, SimStorage>::open_in(SimStorage::from_image(pager.storage().durable_image()))
+            .unwrap();
+    assert_eq!(reopened.allocated_page_count(), 8 * (16 + 4 * 2));
+    for (ids, value) in written {
+        for id in ids {
+            assert_eq!(id.get(&reopened).unwrap().as_bytes(), &[value; P][..]);
+        }
+    }
+}
+
+#[test]
+fn a_panicking_shared_fill_fails_only_its_own_call() {
+    let shared = mappedpages::SharedPager::new(single_sync());
+    let result = panic::catch_unwind(AssertUnwindSafe(|| {
+        shared.alloc_with(|_| panic!("the caller's fill fails"))
+    }));
+    assert!(result.is_err());
+    let id = shared
+        .alloc_with(|page| page.as_bytes_mut().fill(3))
+        .unwrap();
+    assert_eq!(shared.page(id).unwrap().as_bytes()[0], 3);
+    let pager = shared.into_inner().unwrap();
+    assert!(!pager.is_poisoned());
+    assert_eq!(pager.allocated_page_count(), 1);
+}
+
+#[test]
+fn a_shared_write_to_a_just_filled_page_settles_first() {
+    let shared = mappedpages::SharedPager::new(single_sync());
+    let id = shared
+        .alloc_with(|page| page.as_bytes_mut().fill(1))
+        .unwrap();
+    shared
+        .write_page(id, |page| page.as_bytes_mut().fill(2))
+        .unwrap();
+    shared.sync_page(id).unwrap();
+    let pager = shared.into_inner().unwrap();
+    let image = pager.storage().durable_image();
+    assert_eq!(
+        Superblock::decode(&image).unwrap().active_generation,
+        pager.generation()
+    );
+    let reopened = Pager::<P, SimStorage>::open_in(SimStorage::from_image(image)).unwrap();
+    assert_eq!(id.get(&reopened).unwrap().as_bytes(), &[2; P][..]);
+}

@@ -461,6 +461,14 @@ pub fn thread_ops(seed: u64, count: usize) -> Vec<Op> {
     )
 }
 
+/// Writes a pattern of `tag` over `bytes` (one word of it per 8 bytes).
+fn fill_pattern(bytes: &mut [u8], tag: u64) {
+    let mut state = tag;
+    for word in bytes.chunks_exact_mut(8) {
+        word.copy_from_slice(&splitmix64(&mut state).to_le_bytes());
+    }
+}
+
 fn lock(log: &Mutex<History>) -> std::sync::MutexGuard<'_, History> {
     log.lock().unwrap_or_else(PoisonError::into_inner)
 }
@@ -530,9 +538,17 @@ fn worker<const P: usize>(
         match op {
             Op::Alloc | Op::AllocBulk(_) => {
                 let before = shared.stats().commits;
+                // A single allocation fills its page in the group's barrier (`alloc_with`, SPEC.md
+                // §3.6.1; data checks in single-sync mode, which recovery must find intact or
+                // the group's acknowledged operations are lost); a bulk one does not.
                 let result = match op {
                     Op::AllocBulk(count) => shared.alloc_bulk(count),
-                    _ => shared.alloc().map(|id| vec![id]),
+                    _ => {
+                        let tag = (thread * 1_000 + index) as u64;
+                        shared
+                            .alloc_with(move |page| fill_pattern(page.as_bytes_mut(), tag))
+                            .map(|id| vec![id])
+                    }
                 };
                 match result {
                     Ok(ids) => {

@@ -58,6 +58,9 @@ pub(super) struct Request<const PAGE_SIZE: usize> {
 
 pub(super) type ProtectedWrite = Box<dyn FnOnce(&mut MappedPage) + Send>;
 
+/// The fill of an `alloc_with` / `alloc_bulk_with`: `(index, page)` for each new page.
+pub(super) type Fill = Box<dyn FnMut(usize, &mut MappedPage) + Send>;
+
 /// An operation that changes allocation state, as a caller submits it.
 pub(super) enum Op<const PAGE_SIZE: usize> {
     Alloc(usize),
@@ -65,6 +68,8 @@ pub(super) enum Op<const PAGE_SIZE: usize> {
     AllocProtected(u64),
     FreeProtected(Vec<ProtectedPageId<PAGE_SIZE>>),
     WriteProtected(ProtectedPageId<PAGE_SIZE>, ProtectedWrite),
+    /// `count` pages filled by the closure before the commit (SPEC.md §3.6.1).
+    AllocFilled(usize, Fill),
 }
 
 impl<const PAGE_SIZE: usize> Op<PAGE_SIZE> {
@@ -213,6 +218,7 @@ impl<const PAGE_SIZE: usize, S: Storage> Shared<PAGE_SIZE, S> {
         let mut deferred = Vec::new();
         let mut staged = Vec::new();
         let mut data_ranges = Vec::new();
+        let mut filled_runs = Vec::new();
         for request in others.into_iter().chain(frees) {
             if let Op::WriteProtected(id, _) = &request.op
                 && !written.insert(id.raw())
@@ -222,7 +228,7 @@ impl<const PAGE_SIZE: usize, S: Storage> Shared<PAGE_SIZE, S> {
                 deferred.push(request);
                 continue;
             }
-            match stage(pager, request.op, &mut data_ranges) {
+            match stage(pager, request.op, &mut data_ranges, &mut filled_runs) {
                 Ok((done, true)) => staged.push((request.ticket, done)),
                 Ok((done, false)) => publisher.replies.push((request.ticket, Ok(done))),
                 Err(failure) => publisher.replies.push((request.ticket, Err(failure))),
@@ -241,7 +247,7 @@ impl<const PAGE_SIZE: usize, S: Storage> Shared<PAGE_SIZE, S> {
         if active(Mutant::AckBeforeGroupSync) {
             mutant_ack_before_sync(self, &mut staged);
         }
-        match pager.commit_prepared(data_ranges, GROUP_COMMIT) {
+        match pager.commit_filled(data_ranges, &filled_runs, GROUP_COMMIT) {
             Ok(()) => {
                 publisher.commits += 1;
                 publisher.operations += operations;
@@ -267,6 +273,7 @@ fn stage<const PAGE_SIZE: usize, S: Storage>(
     pager: &mut Pager<PAGE_SIZE, S>,
     op: Op<PAGE_SIZE>,
     data_ranges: &mut Vec<std::ops::Range<u64>>,
+    filled_runs: &mut Vec<crate::state::PageRun>,
 ) -> Result<(Done<PAGE_SIZE>, bool), Failure> {
     match op {
         Op::Alloc(count) => {
@@ -295,6 +302,15 @@ fn stage<const PAGE_SIZE: usize, S: Storage>(
             panic::catch_unwind(AssertUnwindSafe(|| write(page))).map_err(Failure::Panic)?;
             data_ranges.push(pager.stage_protected_commit(id.raw(), staged_page));
             Ok((Done::Unit, true))
+        }
+        Op::AllocFilled(count, mut fill) => {
+            // A panic in the fill allocated nothing: the caller resumes it.
+            let (ids, runs) = pager
+                .stage_filled(count, &mut *fill)?
+                .map_err(Failure::Panic)?;
+            filled_runs.extend(runs);
+            let changed = !ids.is_empty();
+            Ok((Done::Pages(ids), changed))
         }
     }
 }

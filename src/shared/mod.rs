@@ -34,7 +34,7 @@ use crate::protected::ProtectedPageId;
 use crate::storage::{MmapStorage, Storage};
 use crate::sync::{Arc, Condvar, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
-use group::{Done, Op, Queue, poison_after_panic};
+use group::{Done, Fill, Op, Queue, poison_after_panic};
 
 /// A handle on one [`Pager`] that many threads use at once: `Send + Sync` (for a `Send + Sync`
 /// storage, as both backends are), and cheap to clone (one reference count).
@@ -553,6 +553,81 @@ impl<const PAGE_SIZE: usize, S: Storage> SharedPager<PAGE_SIZE, S> {
         count: usize,
     ) -> Result<Vec<PageId<PAGE_SIZE>>, MappedPageError> {
         match self.submit(operation, Op::Alloc(count))? {
+            Done::Pages(ids) => Ok(ids),
+            _ => unreachable!("an allocation is answered with pages"),
+        }
+    }
+
+    /// Allocates one page filled by `fill` ([`Pager::alloc_with`]), in a group commit: the page's
+    /// contents become durable in the barrier of the group's commit, with the allocations of
+    /// every other caller of the group, so many threads writing durable records share one
+    /// device flush. `fill` runs on the group leader's thread, under the pager lock (a call on
+    /// this `SharedPager` from inside it is refused with [`MappedPageError::Reentrant`]); if it
+    /// panics, nothing is allocated for this call and the panic resumes on the caller's thread.
+    ///
+    /// ```
+    /// use mappedpages::{CommitMode, Pager, SharedPager, SimStorage};
+    ///
+    /// let mut pager = Pager::<1024, SimStorage>::create_in(SimStorage::new()).unwrap();
+    /// pager.set_commit_mode(CommitMode::SingleSync);
+    /// let shared = SharedPager::new(pager);
+    /// let threads: Vec<_> = (0..4u8)
+    ///     .map(|n| {
+    ///         let shared = shared.clone();
+    ///         std::thread::spawn(move || shared.alloc_with(move |page| page.as_bytes_mut().fill(n)).unwrap())
+    ///     })
+    ///     .collect();
+    /// for (n, thread) in threads.into_iter().enumerate() {
+    ///     let id = thread.join().unwrap();
+    ///     assert_eq!(shared.page(id).unwrap().as_bytes()[0], n as u8);
+    /// }
+    /// ```
+    pub fn alloc_with<F>(&self, fill: F) -> Result<PageId<PAGE_SIZE>, MappedPageError>
+    where
+        F: FnOnce(&mut MappedPage) + Send + 'static,
+    {
+        let mut fill = Some(fill);
+        let mut ids = self.alloc_filled(
+            "alloc_with",
+            1,
+            Box::new(move |_, page| {
+                if let Some(fill) = fill.take() {
+                    fill(page);
+                }
+            }),
+        )?;
+        Ok(ids.pop().expect("one page was allocated"))
+    }
+
+    /// Allocates `count` pages, the `index`-th filled by `fill(index, page)`
+    /// ([`Pager::alloc_bulk_with`]), all in the same group commit (see
+    /// [`alloc_with`](Self::alloc_with)).
+    ///
+    /// ```
+    /// use mappedpages::{Pager, SharedPager, SimStorage};
+    ///
+    /// let shared = SharedPager::new(Pager::<1024, SimStorage>::create_in(SimStorage::new()).unwrap());
+    /// let ids = shared.alloc_bulk_with(3, |i, page| page.as_bytes_mut()[0] = i as u8).unwrap();
+    /// assert_eq!(shared.page(ids[2]).unwrap().as_bytes()[0], 2);
+    /// ```
+    pub fn alloc_bulk_with<F>(
+        &self,
+        count: usize,
+        fill: F,
+    ) -> Result<Vec<PageId<PAGE_SIZE>>, MappedPageError>
+    where
+        F: FnMut(usize, &mut MappedPage) + Send + 'static,
+    {
+        self.alloc_filled("alloc_bulk_with", count, Box::new(fill))
+    }
+
+    fn alloc_filled(
+        &self,
+        operation: &'static str,
+        count: usize,
+        fill: Fill,
+    ) -> Result<Vec<PageId<PAGE_SIZE>>, MappedPageError> {
+        match self.submit(operation, Op::AllocFilled(count, fill))? {
             Done::Pages(ids) => Ok(ids),
             _ => unreachable!("an allocation is answered with pages"),
         }
