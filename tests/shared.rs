@@ -804,3 +804,52 @@ fn a_panic_inside_a_group_commit_poisons_and_fails_the_whole_group() {
         Err(MappedPageError::Poisoned { .. })
     ));
 }
+
+/// A caller of the panicking group whose operation had already failed its own checks keeps its
+/// own error (it changed nothing and was answered before the commit): only the callers without
+/// an answer get `Poisoned`.
+#[test]
+fn a_panic_inside_a_group_commit_keeps_the_answers_already_given() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let armed = Arc::new(AtomicBool::new(false));
+    let storage = PanicsOnSync {
+        inner: SimStorage::new(),
+        armed: armed.clone(),
+    };
+    let shared = SharedPager::new(Pager::<P, PanicsOnSync>::create_in(storage).unwrap());
+    let never_allocated = PageId::<P>::from_raw(10);
+    let guard = shared.read();
+    let previous_hook = panic::take_hook();
+    panic::set_hook(Box::new(|_| {}));
+    let (allocs, free) = thread::scope(|scope| {
+        let allocs: Vec<_> = (0..2).map(|_| scope.spawn(|| shared.alloc())).collect();
+        let free = scope.spawn(|| shared.free(never_allocated));
+        let started = std::time::Instant::now();
+        while shared.pending_operations() < 3 {
+            // A safety net against a hang, not a timing assertion.
+            assert!(started.elapsed().as_secs() < 120, "the group never formed");
+            thread::yield_now();
+        }
+        armed.store(true, Ordering::SeqCst);
+        drop(guard);
+        let allocs: Vec<_> = allocs.into_iter().map(|h| h.join()).collect();
+        (allocs, free.join())
+    });
+    panic::set_hook(previous_hook);
+    assert!(
+        matches!(free, Ok(Err(MappedPageError::DoubleFree { page: 10 }))),
+        "the failed free keeps its own error: {free:?}"
+    );
+    assert_eq!(
+        allocs.iter().filter(|r| r.is_err()).count(),
+        1,
+        "the leader's panic"
+    );
+    for result in allocs.iter().flatten() {
+        assert!(
+            matches!(result, Err(MappedPageError::Poisoned { .. })),
+            "{result:?}"
+        );
+    }
+}

@@ -183,6 +183,10 @@ pub const REGISTRY: &[RowSpec] = &[
         run: threads::shared_alloc_threads,
     },
     RowSpec {
+        key: "shared-record",
+        run: threads::shared_record_threads,
+    },
+    RowSpec {
         key: "alloc-tmpfs",
         run: durable::alloc_single_tmpfs,
     },

@@ -1,7 +1,9 @@
 //! (This crate alone.) Durable single `alloc` from 1, 2, 4, 8 and 16 threads through one
 //! `SharedPager`, whose group commit acknowledges every operation queued while a commit runs with
 //! the next commit. The value is wall time per operation (its inverse is the throughput); compare
-//! the 1-thread row with `alloc ×1, durable`, which has no locking.
+//! the 1-thread row with `alloc ×1, durable`, which has no locking. The `shared-record` rows do the
+//! same with a durable new 4 KiB record per operation (`SharedPager::alloc_with`: the record in
+//! the group's barrier, issue 16).
 
 use std::hint::black_box;
 use std::path::Path;
@@ -14,12 +16,12 @@ use crate::rows::{Ctx, OursMode, add_ours_stats, create_ours, remove};
 
 const THREAD_COUNTS: [usize; 5] = [1, 2, 4, 8, 16];
 
-/// One run: `op_count` allocations split evenly over `thread_count` threads.
+/// One run: `op_count` allocations (with `records`, `alloc_with` of a 4 KiB record) split evenly
+/// over `thread_count` threads.
 fn run(
     ctx: &mut Ctx,
     dir: &Path,
-    mode: OursMode,
-    thread_count: usize,
+    (mode, thread_count, records): (OursMode, usize, bool),
     op_count: usize,
     group_totals: &mut GroupCommitStats,
 ) -> BenchResult<Sample> {
@@ -34,8 +36,14 @@ fn run(
             .map(|_| {
                 let shared = shared.clone();
                 scope.spawn(move || -> Result<(), mappedpages::MappedPageError> {
-                    for _ in 0..per_thread {
-                        black_box(shared.alloc()?);
+                    for index in 0..per_thread {
+                        if records {
+                            black_box(shared.alloc_with(move |page| {
+                                page.as_bytes_mut().fill(index as u8);
+                            })?);
+                        } else {
+                            black_box(shared.alloc()?);
+                        }
                     }
                     Ok(())
                 })
@@ -58,6 +66,21 @@ fn run(
 
 /// Rows: durable alloc through `SharedPager` with 1–16 threads, in both commit modes.
 pub fn shared_alloc_threads(ctx: &mut Ctx) -> BenchResult<Vec<Row>> {
+    shared_threads(ctx, false)
+}
+
+/// Rows: a durable new 4 KiB record (`alloc_with`) through `SharedPager` with 1–16 threads, in
+/// both commit modes.
+pub fn shared_record_threads(ctx: &mut Ctx) -> BenchResult<Vec<Row>> {
+    shared_threads(ctx, true)
+}
+
+fn shared_threads(ctx: &mut Ctx, records: bool) -> BenchResult<Vec<Row>> {
+    let (group, what) = if records {
+        ("shared-record", "new 4 KiB record (alloc_with) ×1")
+    } else {
+        ("shared-alloc", "alloc ×1")
+    };
     // Divisible by every thread count.
     let op_count = ctx.size(2_000, 320);
     let dir = ctx.disk_dir.clone();
@@ -71,14 +94,15 @@ pub fn shared_alloc_threads(ctx: &mut Ctx) -> BenchResult<Vec<Row>> {
         .zip(group_totals.iter_mut())
         .map(|(&(mode, thread_count), totals)| {
             let dir = dir.clone();
-            Box::new(move |ctx: &mut Ctx| run(ctx, &dir, mode, thread_count, op_count, totals))
-                as Box<SingleRun<'_, Ctx>>
+            Box::new(move |ctx: &mut Ctx| {
+                run(ctx, &dir, (mode, thread_count, records), op_count, totals)
+            }) as Box<SingleRun<'_, Ctx>>
         })
         .collect();
     let mut borrowed: Vec<&mut SingleRun<'_, Ctx>> =
         runs.iter_mut().map(|run| &mut **run).collect();
     let repetitions = ctx.repetitions;
-    let series = alternate(ctx, repetitions, "shared-alloc", &mut borrowed)?;
+    let series = alternate(ctx, repetitions, group, &mut borrowed)?;
     drop(borrowed);
     drop(runs);
     let rows = contenders
@@ -89,16 +113,16 @@ pub fn shared_alloc_threads(ctx: &mut Ctx) -> BenchResult<Vec<Row>> {
             let group_size = totals.operations as f64 / totals.commits.max(1) as f64;
             let ops_per_second = 1e9 / series.median(Unit::TimePerOp);
             Row::new(
-                &format!("shared-alloc-{thread_count}t-{}", mode.name()),
+                &format!("{group}-{thread_count}t-{}", mode.name()),
                 &format!(
-                    "alloc ×1, durable, SharedPager, {thread_count} thread{} [{}] (ours alone)",
+                    "{what}, durable, SharedPager, {thread_count} thread{} [{}] (ours alone)",
                     if thread_count == 1 { "" } else { "s" },
                     mode.name()
                 ),
                 Unit::TimePerOp,
             )
             .with_note(format!(
-                "wall time per op over {op_count} allocs split across the threads = \
+                "wall time per op over {op_count} operations split across the threads = \
                  {ops_per_second:.0} ops/s; mean group size {group_size:.1} ops per commit; {}",
                 describe_dir(&dir)
             ))
