@@ -180,6 +180,8 @@ enum Step {
     Free(usize),
     /// `write_protected` on protected page 0, setting byte `n` to 1.
     SetByte(usize),
+    /// `alloc_with`, filling the new page with this byte (SPEC.md §3.6.1).
+    Fill(u8),
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -238,6 +240,17 @@ fn run_step(setup: &Setup, shared: &Shared, step: Step) -> Change {
                 "LOOM-1: free of {id:?} returned before its commit was durable"
             );
             Change::Freed(id)
+        }
+        Step::Fill(value) => {
+            let id = shared
+                .alloc_with(move |page| page.as_bytes_mut().fill(value))
+                .unwrap();
+            let durable = durable_pager(&setup.observer);
+            assert!(
+                durable.is_allocated(id) && id.get(&durable).unwrap().as_bytes() == [value; P],
+                "LOOM-1: alloc_with returned {id:?} before its page and its bytes were durable"
+            );
+            Change::Allocated(id)
         }
         Step::SetByte(n) => {
             let id = setup.protected[0];
@@ -402,6 +415,15 @@ fn model(name: &str, bound: Bound, f: impl Fn() + Sync + Send + 'static) {
 fn loom1_two_allocs_are_durable_at_return() {
     model("LOOM-1", Bound::Exhaustive, || {
         run_model(setup(0, 0, false), &[&[Step::Alloc], &[Step::Alloc]])
+    });
+}
+
+/// LOOM-1, LOOM-2, LOOM-4: two callers allocate filled pages concurrently (`alloc_with`): the
+/// fills run on the leader's thread, and each caller returns with its page and its bytes durable.
+#[test]
+fn loom1_two_filled_allocs_are_durable_with_their_bytes_at_return() {
+    model("LOOM-1", Bound::Exhaustive, || {
+        run_model(setup(0, 0, false), &[&[Step::Fill(7)], &[Step::Fill(9)]])
     });
 }
 
