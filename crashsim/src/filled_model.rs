@@ -202,22 +202,7 @@ fn run_ops<const P: usize>(
     start: &FilledModel,
     ops: &[FilledOp],
 ) -> Result<(), Finding> {
-    let mut model = start.clone();
-    for &op in ops {
-        match apply(pager, &model, op)? {
-            Ok(next) => {
-                model = next;
-                rec.ack(pager, model.clone());
-            }
-            Err(error) => {
-                rec.failed(pager, &error);
-                if pager.is_poisoned() {
-                    return Ok(());
-                }
-            }
-        }
-    }
-    Ok(())
+    crate::run_ops_with(pager, rec, start, ops, apply::<P>)
 }
 
 impl<const P: usize> Scenario<P> for FilledScenario<P> {

@@ -509,6 +509,35 @@ impl<const P: usize> std::ops::Deref for Recovered<'_, P> {
 
 /// An INV-9 finding for a caught panic (`panic`, as `catch_unwind` or a thread's `join` gives
 /// it): `{what}: {the panic's message}`.
+/// Runs `ops` on `pager` from the model `start`, the way the sequential scenarios do: each
+/// operation `apply` returns `Ok` is acknowledged with the model after it; one that fails is
+/// recorded ([`Recorder::failed`], INV-7), and once the pager is poisoned nothing more can be
+/// acknowledged, so the run ends.
+pub(crate) fn run_ops_with<const P: usize, M: Clone, O: Copy>(
+    pager: &mut Pager<P, SimStorage>,
+    rec: &mut Recorder<M>,
+    start: &M,
+    ops: &[O],
+    apply: impl Fn(&mut Pager<P, SimStorage>, &M, O) -> Result<Result<M, MappedPageError>, Finding>,
+) -> Result<(), Finding> {
+    let mut model = start.clone();
+    for &op in ops {
+        match apply(pager, &model, op)? {
+            Ok(next) => {
+                model = next;
+                rec.ack(pager, model.clone());
+            }
+            Err(error) => {
+                rec.failed(pager, &error);
+                if pager.is_poisoned() {
+                    return Ok(());
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
 pub(crate) fn panic_finding(panic: Box<dyn std::any::Any + Send>, what: &str) -> Finding {
     let message = panic
         .downcast_ref::<String>()
