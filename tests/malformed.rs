@@ -756,6 +756,41 @@ fn inv8_group0_slot_with_reserved_bits_cleared_is_corrupt_metadata() {
     assert!(open_image(image).is_ok());
 }
 
+/// INV-8 (§4.1 step 3): a checksum-valid current slot that marks a page at or past the end of the
+/// file, in the last word holding pages of the file or in a word wholly past it, is rejected for
+/// that reason (before its slot digest is even looked at).
+#[test]
+fn inv8_slot_marking_pages_past_the_end_is_corrupt_metadata() {
+    let g = geometry();
+    let (pager, _) = populated();
+    let page_count = pager.page_count();
+    let image = image_of(&pager);
+    let slot_page = current_slot_page(&image, 0);
+    let (header, bits) = decode_group_slot(page(&image, slot_page), g, 0).unwrap();
+    let words: Vec<u64> = (0..(G / 64) as usize)
+        .map(|i| slot_bitmap_word(bits, i))
+        .collect();
+    assert!(
+        page_count % 64 != 0 && page_count < G - 64,
+        "{page_count} pages"
+    );
+    for past_end in [page_count, page_count + 64, G - 1] {
+        let mut edited_words = words.clone();
+        edited_words[(past_end / 64) as usize] |= 1 << (past_end % 64);
+        let mut edited = image.clone();
+        encode_group_slot(g, header, &edited_words, page_mut(&mut edited, slot_page));
+        expect_err!(
+            open_image(edited),
+            MappedPageError::CorruptMetadata { detail } => {
+                assert!(
+                    detail.contains("marks pages past the end of the file"),
+                    "page {past_end}: {detail}"
+                );
+            }
+        );
+    }
+}
+
 /// INV-8: a checksum-valid active copy claiming more pages than the file holds is
 /// `CorruptMetadata`: either because it no longer matches the checksum the superblock recorded,
 /// or (with the superblock re-signed to match it) because the file is too short for it.
