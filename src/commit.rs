@@ -137,8 +137,7 @@ pub(crate) fn settle<S: Storage>(storage: &mut S, state: &mut AllocState) -> io:
         active_generation: state.generation(),
         active_meta_checksum: checksum,
     };
-    let record = superblock.encode();
-    storage.bytes_mut()[..record.len()].copy_from_slice(&record);
+    write_superblock(storage, &superblock);
     storage.sync_ranges(&[page_range(state, 0)])?;
     state.settled();
     Ok(())
@@ -415,20 +414,26 @@ impl<'a, S: Storage> InFlight<'a, S> {
     }
 
     fn write_superblock(&mut self, superblock: &Superblock) {
-        let record = superblock.encode();
-        let bytes = &mut self.storage.bytes_mut()[..record.len()];
-        bytes.copy_from_slice(&record);
-        if cfg!(debug_assertions) {
-            let decoded = Superblock::decode(bytes);
-            assert!(
-                decoded.as_ref().is_ok_and(|decoded| decoded == superblock),
-                "the superblock decodes to {decoded:?}, not to the encoded {superblock:?}"
-            );
-        }
+        write_superblock(self.storage, superblock);
     }
 
     fn superblock_range(&self) -> Range<u64> {
         page_range(self.state, 0)
+    }
+}
+
+/// Writes `superblock`'s record at the start of page 0 and checks (debug builds) that it decodes
+/// back to it. Not durable until a barrier covers page 0.
+fn write_superblock<S: Storage>(storage: &mut S, superblock: &Superblock) {
+    let record = superblock.encode();
+    let bytes = &mut storage.bytes_mut()[..record.len()];
+    bytes.copy_from_slice(&record);
+    if cfg!(debug_assertions) {
+        let decoded = Superblock::decode(bytes);
+        assert!(
+            decoded.as_ref().is_ok_and(|decoded| decoded == superblock),
+            "the superblock decodes to {decoded:?}, not to the encoded {superblock:?}"
+        );
     }
 }
 

@@ -1114,7 +1114,8 @@ impl<const PAGE_SIZE: usize, S: Storage> Pager<PAGE_SIZE, S> {
             filled_ranges,
             ..CommitPlan::default()
         };
-        if self.commit_mode == CommitMode::Flip {
+        // Nothing filled (a group commit without `alloc_with`): no checks and no barrier.
+        if self.commit_mode == CommitMode::Flip || runs.is_empty() {
             return Ok(plan);
         }
         if self.state.format_version() >= 2 && runs.len() <= geometry.log_capacity() / 2 {

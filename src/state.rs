@@ -256,9 +256,12 @@ impl AllocState {
 
     /// Whether `page` lies in a run of [`unsettled`](Self::unsettled).
     pub(crate) fn is_unsettled(&self, page: u64) -> bool {
-        self.unsettled
-            .iter()
-            .any(|check| check.first_page <= page && page < check.end_page())
+        // Sorted by first page and disjoint (`committed`): the only run that can hold `page` is
+        // the last one starting at or before it. Every `get_mut` asks, so no scan.
+        let after = self
+            .unsettled
+            .partition_point(|check| check.first_page <= page);
+        after > 0 && page < self.unsettled[after - 1].end_page()
     }
 
     /// The superblock now names the last commit: its data checks no longer bind its pages.
@@ -637,6 +640,8 @@ impl AllocState {
         self.generation = record.generation;
         self.active_meta = record.active_meta;
         self.unsettled = record.data_checks;
+        self.unsettled
+            .sort_unstable_by_key(|check| check.first_page);
         self.slot_digest = record.slot_digest;
         for (group, slot, term) in record.folded_slots {
             let index = group as usize;
@@ -714,6 +719,31 @@ mod tests {
             end_page: end,
             kind: LogKind::Free,
         }
+    }
+
+    #[test]
+    fn a_commit_s_data_checks_are_unsettled_until_settled_whatever_their_order() {
+        let mut s = state();
+        let check = |first_page, page_count| DataCheck {
+            first_page,
+            page_count,
+            crc: 0,
+        };
+        let mut record = s.begin_commit(1);
+        // Next fit wraps: runs need not come in page order.
+        record.data_checks = vec![check(40, 3), check(9, 1), check(20, 5)];
+        s.committed(record);
+        let unsettled: Vec<u64> = (0..64).filter(|&page| s.is_unsettled(page)).collect();
+        assert_eq!(unsettled, [9, 20, 21, 22, 23, 24, 40, 41, 42]);
+        s.settled();
+        assert!((0..64).all(|page| !s.is_unsettled(page)));
+        // The next commit replaces them (none here).
+        let mut record = s.begin_commit(2);
+        record.data_checks = vec![check(30, 1)];
+        s.committed(record);
+        assert!(s.is_unsettled(30));
+        s.committed(s.begin_commit(3));
+        assert!(!s.is_unsettled(30));
     }
 
     #[test]

@@ -317,3 +317,23 @@ fn a_shared_write_to_a_just_filled_page_settles_first() {
     let reopened = Pager::<P, SimStorage>::open_in(SimStorage::from_image(image)).unwrap();
     assert_eq!(id.get(&reopened).unwrap().as_bytes(), &[2; P][..]);
 }
+
+#[test]
+fn group_commits_without_fills_take_one_barrier_on_a_format_1_file() {
+    let mut pager =
+        Pager::<P, SimStorage>::open_in(SimStorage::from_image(format_1_image())).unwrap();
+    pager.set_commit_mode(CommitMode::SingleSync);
+    let shared = mappedpages::SharedPager::new(pager);
+    let before = shared.read().storage().sync_count();
+    shared.alloc().unwrap();
+    assert_eq!(shared.read().storage().sync_count() - before, 1);
+    let before = shared.read().storage().sync_count();
+    shared
+        .alloc_with(|page| page.as_bytes_mut().fill(5))
+        .unwrap();
+    assert_eq!(
+        shared.read().storage().sync_count() - before,
+        2,
+        "the format-1 fallback: data first, then the commit"
+    );
+}
