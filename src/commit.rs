@@ -7,12 +7,14 @@
 //! | 2. write folded slots | [`InFlight::step_2_write_folded_slots`] |
 //! | 2b. write changed directory blocks | [`InFlight::step_2b_write_directory_blocks`] |
 //! | 3. write `Y` | [`InFlight::step_3_write_metadata_copy`] |
-//! | 4. barrier | [`InFlight::step_4_barrier`] |
-//! | 5. flip | [`InFlight::step_5_flip`] |
-//! | 6. barrier over page 0 | [`InFlight::step_6_barrier`] |
-//! | 7. memory takes the new state | [`AllocState::committed`] |
+//! | 4. barrier | [`Staged::step_4_barrier`] |
+//! | 5. flip | [`Staged::step_5_flip`] |
+//! | 6. barrier over page 0 | its result |
+//! | 7. memory takes the new state | [`Staged::step_7_record`] ([`AllocState::committed`]) |
 //!
-//! Single-sync mode (§3.2.1) skips steps 5 and 6. The active metadata copy, the current slot of
+//! Steps 1 to 3 are [`stage`]'s; the barriers of steps 4 and 6 run in place in [`commit`], or
+//! with the pager's lock released in `SharedPager`'s group commit (SPEC.md §3.10), which calls
+//! the same functions. Single-sync mode (§3.2.1) skips steps 5 and 6. The active metadata copy, the current slot of
 //! every group and directory block, and the committed copy of every protected page are never
 //! written; each step asserts the boundary it must not cross, and in debug builds every page is
 //! decoded back and compared with what was encoded before its barrier. The deliberately broken
@@ -101,19 +103,104 @@ pub(crate) fn commit<S: Storage>(
     state: &mut AllocState,
     plan: &CommitPlan,
 ) -> io::Result<()> {
+    let staged = stage(storage, state, plan);
+    sync(storage, &staged.step_4_barrier())?;
+    if let Some(step_6) = staged.step_5_flip(storage) {
+        sync(storage, &step_6)?;
+    }
+    staged.step_7_record(storage, state)
+}
+
+/// Steps 1 to 3 of a commit: every page of the new state written, nothing durable. The rest is
+/// [`Staged`]'s, whose barriers a caller may run with its lock released (`SharedPager`, SPEC.md
+/// §3.10); [`commit`] runs them in place.
+pub(crate) fn stage<S: Storage>(
+    storage: &mut S,
+    state: &mut AllocState,
+    plan: &CommitPlan,
+) -> Staged {
     let mut commit = InFlight::begin(storage, state, plan);
     let folds = commit.step_1_plan_folds();
     commit.step_2_write_folded_slots(&folds);
     commit.step_2b_write_directory_blocks();
     let copy = commit.step_3_write_metadata_copy();
-    commit.step_4_barrier(&copy)?;
-    if plan.mode == CommitMode::Flip {
-        commit.step_5_flip(&copy.superblock);
-        commit.step_6_barrier()?;
+    commit.into_staged(copy)
+}
+
+/// One barrier of a commit, in place. An empty set of ranges is a barrier a mutant skipped.
+fn sync<S: Storage>(storage: &mut S, ranges: &[Range<u64>]) -> io::Result<()> {
+    if ranges.is_empty() {
+        return Ok(());
     }
-    hooks::after_step_6_sync_data_late(commit.storage, plan)?;
-    commit.step_7_record();
-    Ok(())
+    storage.sync_ranges(ranges)
+}
+
+/// A commit after step 3: what its barriers cover and what step 7 records. It borrows nothing,
+/// so its owner may release the storage between the steps, as long as nobody else writes the
+/// pages the commit wrote or stages another commit before step 7 (the group-commit leader holds
+/// leadership throughout).
+#[derive(Debug)]
+pub(crate) struct Staged {
+    /// Step 4's ranges: the pages of steps 2 to 3, the data ranges, the filled pages, `Y`
+    /// (and page 0 when a mutant flips early). Empty when a mutant skips the barrier.
+    step_4: Vec<Range<u64>>,
+    /// The superblock naming `Y`, which step 5 writes.
+    superblock: Superblock,
+    superblock_range: Range<u64>,
+    mode: CommitMode,
+    /// The plan's data ranges (for the `SyncDataLate` mutant, after step 6).
+    data_ranges: Vec<Range<u64>>,
+    /// What memory takes at step 7.
+    record: CommitRecord,
+    /// `g + 1`.
+    generation: u64,
+}
+
+impl Staged {
+    /// Step 4: one barrier over the pages of steps 2 to 3 and the plan's data ranges. Until it
+    /// returns, the superblock still names the old copy. In single-sync mode this is the only
+    /// barrier: once it returns, `Y` loads completely and recovery takes it (§3.2.1); until
+    /// then, any part of it may be missing and recovery falls back to `X`. The ranges for the
+    /// caller's barrier (empty: none).
+    pub(crate) fn step_4_barrier(&self) -> Vec<Range<u64>> {
+        if hooks::step_4_skips_barrier() {
+            return Vec::new();
+        }
+        self.step_4.clone()
+    }
+
+    /// Step 5, after step 4's barrier returned: the superblock (one 512-byte sector) names
+    /// `Y`, generation `g + 1` and `Y`'s checksum field. Returns step 6's barrier, one over page
+    /// 0 (empty: a mutant skips it); `None` in single-sync mode, which has neither step.
+    pub(crate) fn step_5_flip<S: Storage>(&self, storage: &mut S) -> Option<Vec<Range<u64>>> {
+        if self.mode != CommitMode::Flip {
+            return None;
+        }
+        write_superblock(storage, &self.superblock);
+        if hooks::step_6_skips_barrier() {
+            return Some(Vec::new());
+        }
+        Some(vec![self.superblock_range.clone()])
+    }
+
+    /// Step 7, after the last barrier returned: only now does memory say the new state is
+    /// committed.
+    pub(crate) fn step_7_record<S: Storage>(
+        self,
+        storage: &mut S,
+        state: &mut AllocState,
+    ) -> io::Result<()> {
+        hooks::after_step_6_sync_data_late(storage, &self.data_ranges)?;
+        assert_eq!(
+            self.generation,
+            state.generation() + 1,
+            "step 7 records generation {} over generation {}: another commit ran in between",
+            self.generation,
+            state.generation()
+        );
+        state.committed(self.record);
+        Ok(())
+    }
 }
 
 /// Settles the last commit (SPEC.md §3.6.1): writes the superblock naming the active copy, its
@@ -369,56 +456,27 @@ impl<'a, S: Storage> InFlight<'a, S> {
         WrittenCopy { range, superblock }
     }
 
-    /// Step 4: one barrier over the pages of steps 2 to 3 and the plan's data ranges. Until it
-    /// returns, the superblock still names the old copy. In single-sync mode this is the only
-    /// barrier: once it returns, `Y` loads completely and recovery takes it (§3.2.1); until
-    /// then, any part of it may be missing and recovery falls back to `X`.
-    fn step_4_barrier(&mut self, copy: &WrittenCopy) -> io::Result<()> {
+    /// The commit after step 3, owning what the remaining steps need: step 4's ranges are the
+    /// pages of steps 2 to 3, the plan's data ranges and filled pages, and `Y`.
+    fn into_staged(mut self, copy: WrittenCopy) -> Staged {
         let mut ranges = std::mem::take(&mut self.written);
         ranges.extend_from_slice(hooks::step_4_data_ranges(&self.plan.data_ranges));
         ranges.extend_from_slice(hooks::step_4_filled_ranges(&self.plan.filled_ranges));
         ranges.push(copy.range.clone());
+        let superblock_range = page_range(self.state, 0);
         if hooks::step_4_flips_early(self.plan.mode) {
-            self.write_superblock(&copy.superblock);
-            ranges.push(self.superblock_range());
+            write_superblock(self.storage, &copy.superblock);
+            ranges.push(superblock_range.clone());
         }
-        if hooks::step_4_skips_barrier() {
-            return Ok(());
+        Staged {
+            step_4: ranges,
+            superblock: copy.superblock,
+            superblock_range,
+            mode: self.plan.mode,
+            data_ranges: self.plan.data_ranges.clone(),
+            record: self.record,
+            generation: self.generation,
         }
-        self.storage.sync_ranges(&ranges)
-    }
-
-    /// Step 5: the superblock (one 512-byte sector) names `Y`, generation `g + 1` and `Y`'s
-    /// checksum field.
-    fn step_5_flip(&mut self, superblock: &Superblock) {
-        assert_eq!(
-            self.plan.mode,
-            CommitMode::Flip,
-            "single-sync commits never flip"
-        );
-        self.write_superblock(superblock);
-    }
-
-    /// Step 6: one barrier over page 0.
-    fn step_6_barrier(&mut self) -> io::Result<()> {
-        if hooks::step_6_skips_barrier() {
-            return Ok(());
-        }
-        let range = self.superblock_range();
-        self.storage.sync_ranges(&[range])
-    }
-
-    /// Step 7: only now does memory say the new state is committed.
-    fn step_7_record(self) {
-        self.state.committed(self.record);
-    }
-
-    fn write_superblock(&mut self, superblock: &Superblock) {
-        write_superblock(self.storage, superblock);
-    }
-
-    fn superblock_range(&self) -> Range<u64> {
-        page_range(self.state, 0)
     }
 }
 
@@ -494,7 +552,7 @@ mod hooks {
     use std::io;
     use std::ops::Range;
 
-    use super::{CommitMode, CommitPlan};
+    use super::CommitMode;
     use crate::format::MetaSlot;
     use crate::mutants::{Mutant, active};
     use crate::storage::Storage;
@@ -572,10 +630,10 @@ mod hooks {
     /// become durable only now, after the flip).
     pub(super) fn after_step_6_sync_data_late<S: Storage>(
         storage: &mut S,
-        plan: &CommitPlan,
+        data_ranges: &[Range<u64>],
     ) -> io::Result<()> {
-        if active(Mutant::PromoteBeforeStagedDurable) && !plan.data_ranges.is_empty() {
-            return storage.sync_ranges(&plan.data_ranges);
+        if active(Mutant::PromoteBeforeStagedDurable) && !data_ranges.is_empty() {
+            return storage.sync_ranges(data_ranges);
         }
         Ok(())
     }

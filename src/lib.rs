@@ -217,8 +217,8 @@ pub use recovery::RecoveryDecision;
 pub use rollback::{RollbackLoss, RollbackPlan};
 pub use shared::{GroupCommitStats, PageGuard, PagerGuard, SharedPager};
 pub use storage::{
-    CrashLength, CrashPoint, FailedSyncKeeps, MmapStorage, SectorSize, SimEvent, SimStorage,
-    Storage, SyncStats,
+    CrashLength, CrashPoint, FailedSyncKeeps, MmapStorage, PendingBarrier, SectorSize, SimEvent,
+    SimStorage, Storage, SyncStats,
 };
 pub use subpage::{SubPageAllocator, SubPageId};
 pub use traits::{BulkPageAllocator, PageAllocator, PageHandle};

@@ -67,6 +67,10 @@ pub enum Mutant {
     /// Pager: hand out a page of the last commit's data checks for writing without settling
     /// first (SPEC.md §3.6.1).
     WriteUnsettledPage,
+    /// `SharedPager` group commit: publish the group to readers (land it) before its barrier,
+    /// so a reader sees allocations that are not durable yet (SPEC.md §3.10). Changes what
+    /// readers see, never what is durable: caught by the loom models, not by crashsim.
+    PublishBeforeBarrier,
 }
 
 #[cfg_attr(not(feature = "mutants"), allow(dead_code))]
@@ -103,6 +107,11 @@ impl Mutant {
     /// `--features mutants`); single-threaded workloads never reach them.
     pub const SHARED: [Mutant; 1] = [Mutant::AckBeforeGroupSync];
 
+    /// The mutants only the loom models can catch (`tests/loom.rs`, `--features mutants`): they
+    /// change what a reader sees while a barrier runs, not what is durable, so no crash state
+    /// shows them. Not in [`ALL`](Self::ALL), crashsim's list.
+    pub const LOOM: [Mutant; 1] = [Mutant::PublishBeforeBarrier];
+
     /// A stable kebab-case name, for command lines and reports.
     pub fn name(self) -> &'static str {
         match self {
@@ -127,12 +136,16 @@ impl Mutant {
             Mutant::DataLeftOutOfBarrier => "data-left-out-of-barrier",
             Mutant::SkipDataCheck => "skip-data-check",
             Mutant::WriteUnsettledPage => "write-unsettled-page",
+            Mutant::PublishBeforeBarrier => "publish-before-barrier",
         }
     }
 
     /// The mutant called `name` (see [`name`](Self::name)).
     pub fn from_name(name: &str) -> Option<Mutant> {
-        Mutant::ALL.into_iter().find(|m| m.name() == name)
+        Mutant::ALL
+            .into_iter()
+            .chain(Mutant::LOOM)
+            .find(|m| m.name() == name)
     }
 }
 
@@ -150,9 +163,12 @@ pub fn set_active(mutant: Option<Mutant>) {
 #[cfg(feature = "mutants")]
 pub fn active_mutant() -> Option<Mutant> {
     let value = ACTIVE.load(std::sync::atomic::Ordering::SeqCst);
-    value
-        .checked_sub(1)
-        .and_then(|index| Mutant::ALL.into_iter().find(|&m| m as usize == index))
+    value.checked_sub(1).and_then(|index| {
+        Mutant::ALL
+            .into_iter()
+            .chain(Mutant::LOOM)
+            .find(|&m| m as usize == index)
+    })
 }
 
 /// True when `mutant` is the active one. Always false without the `mutants` feature.

@@ -6,7 +6,7 @@ use std::ops::Range;
 use std::panic::{self, AssertUnwindSafe};
 use std::path::Path;
 
-use crate::commit::{CommitMode, CommitPlan, commit};
+use crate::commit::{self, CommitMode, CommitPlan, Staged, commit};
 use crate::directory::Directory;
 use crate::error::{IoOperation, MappedPageError};
 use crate::format::{DataCheck, Geometry, MAX_GENERATION, MAX_PAGE_SIZE, MIN_PAGE_SIZE};
@@ -15,7 +15,7 @@ use crate::page::{MappedPage, PageId};
 use crate::recovery::{Recovered, RecoveryDecision, recover, repair};
 use crate::scan::AllocatedScan;
 use crate::state::{AllocState, GroupDivider, PageRun};
-use crate::storage::{MmapStorage, Storage};
+use crate::storage::{MmapStorage, PendingBarrier, Storage};
 
 /// Pages in a new file: the five internal pages plus eleven data pages.
 const INITIAL_PAGE_COUNT: u64 = 16;
@@ -636,6 +636,28 @@ impl<const PAGE_SIZE: usize, S: Storage> Pager<PAGE_SIZE, S> {
             .map_err(|e| self.poison("sync_all", e))
     }
 
+    /// The checks of [`sync_page`](Self::sync_page) (`Some(id)`) or [`sync_all`](Self::sync_all)
+    /// (`None`), without the barrier: the byte range it must cover, which a group commit puts in
+    /// its barrier (SPEC.md §3.10).
+    pub(crate) fn stage_sync(
+        &mut self,
+        id: Option<PageId<PAGE_SIZE>>,
+    ) -> Result<Range<u64>, MappedPageError> {
+        match id {
+            Some(id) => {
+                self.check_allocated_data_page(id.raw())?;
+                self.check_file_len("sync_page")?;
+                let range = Self::page_byte_range(id.raw());
+                Ok(range.start as u64..range.end as u64)
+            }
+            None => {
+                self.check_poison()?;
+                self.check_file_len("sync_all")?;
+                Ok(0..self.storage.len_bytes())
+            }
+        }
+    }
+
     // ----- allocation --------------------------------------------------------------------------
 
     /// Grows the file until `needed` pages are free, and returns what it changed for
@@ -895,20 +917,86 @@ impl<const PAGE_SIZE: usize, S: Storage> Pager<PAGE_SIZE, S> {
         mut plan: CommitPlan,
         operation: &str,
     ) -> Result<(), MappedPageError> {
+        self.complete_plan(&mut plan, operation)?;
+        commit(&mut self.storage, &mut self.state, &plan)
+            .map_err(|error| self.fail_commit(operation, error))
+    }
+
+    /// What every commit's plan gets from the pager: the file-length check, the pending length
+    /// sync (a growth's last page) and the commit mode.
+    fn complete_plan(
+        &mut self,
+        plan: &mut CommitPlan,
+        operation: &str,
+    ) -> Result<(), MappedPageError> {
         self.check_file_len(operation)?;
         if let Some(range) = self.pending_length_sync.take() {
             plan.data_ranges.push(range);
         }
         plan.mode = self.commit_mode;
-        match commit(&mut self.storage, &mut self.state, &plan) {
-            Ok(_) => Ok(()),
-            Err(error) if active(Mutant::KeepStateAfterFailedSync) => Err(MappedPageError::io(
-                IoOperation::Sync,
-                self.storage.path(),
-                error,
-            )),
-            Err(error) => Err(self.poison(operation, error)),
+        Ok(())
+    }
+
+    /// A barrier of a commit failed (SPEC.md §3.4): what is durable is unknown, so the pager
+    /// poisons itself. Returns the caller's error.
+    pub(crate) fn fail_commit(
+        &mut self,
+        operation: &str,
+        error: std::io::Error,
+    ) -> MappedPageError {
+        if active(Mutant::KeepStateAfterFailedSync) {
+            return MappedPageError::io(IoOperation::Sync, self.storage.path(), error);
         }
+        self.poison(operation, error)
+    }
+
+    /// [`commit_filled`](Self::commit_filled) up to its first barrier, which it leaves to the
+    /// caller (the group-commit leader, SPEC.md §3.10): steps 1 to 3 written, nothing durable.
+    /// The caller runs the rest with [`start_commit_barrier`](Self::start_commit_barrier), the
+    /// returned [`Staged`]'s steps and [`record_commit`](Self::record_commit), and stages
+    /// nothing else in between.
+    pub(crate) fn stage_commit_filled(
+        &mut self,
+        data_ranges: Vec<Range<u64>>,
+        runs: &[PageRun],
+        operation: &str,
+    ) -> Result<Staged, MappedPageError> {
+        let mut plan = self.filled_plan(runs, operation)?;
+        plan.data_ranges = data_ranges;
+        self.complete_plan(&mut plan, operation)?;
+        Ok(commit::stage(&mut self.storage, &mut self.state, &plan))
+    }
+
+    /// Starts one barrier of a staged commit (or of a group's page syncs) over `ranges`
+    /// (empty: none, a mutant skipped it). A barrier that cannot start poisons as a failed one.
+    pub(crate) fn start_commit_barrier(
+        &mut self,
+        ranges: &[Range<u64>],
+        operation: &str,
+    ) -> Result<PendingBarrier, MappedPageError> {
+        if ranges.is_empty() {
+            return Ok(PendingBarrier::complete());
+        }
+        self.storage
+            .start_barrier(ranges)
+            .map_err(|error| self.fail_commit(operation, error))
+    }
+
+    /// Step 5 of a staged commit ([`Staged::step_5_flip`]): returns step 6's ranges, `None` in
+    /// single-sync mode.
+    pub(crate) fn flip_commit(&mut self, staged: &Staged) -> Option<Vec<Range<u64>>> {
+        staged.step_5_flip(&mut self.storage)
+    }
+
+    /// Step 7 of a staged commit, after its last barrier returned.
+    pub(crate) fn record_commit(
+        &mut self,
+        staged: Staged,
+        operation: &str,
+    ) -> Result<(), MappedPageError> {
+        staged
+            .step_7_record(&mut self.storage, &mut self.state)
+            .map_err(|error| self.fail_commit(operation, error))
     }
 
     /// Allocates one page and commits. Grows the file if no page is free.

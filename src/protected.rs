@@ -209,8 +209,18 @@ impl<const PAGE_SIZE: usize, S: Storage> Pager<PAGE_SIZE, S> {
             .directory()
             .entry(id)
             .ok_or(MappedPageError::ProtectedNotAllocated { id })?;
-        let page = entry.current_page();
-        if crc32fast::hash(self.raw_page(page).as_bytes()) != entry.content_checksum {
+        self.verified_copy(id, entry.current_page(), entry.content_checksum)
+    }
+
+    /// Checks that copy `page` of protected page `id` has the checksum `content_checksum`;
+    /// returns `page`.
+    pub(crate) fn verified_copy(
+        &self,
+        id: u64,
+        page: u64,
+        content_checksum: u32,
+    ) -> Result<u64, MappedPageError> {
+        if crc32fast::hash(self.raw_page(page).as_bytes()) != content_checksum {
             return Err(MappedPageError::CorruptProtectedPage { id, page });
         }
         Ok(page)

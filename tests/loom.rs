@@ -26,9 +26,15 @@
 //!   `Io`, or `Poisoned` for a later group), none gets `Ok`, and the pager is poisoned.
 //! * LOOM-6 protected writes: concurrent `write_protected` calls on one page each start from the
 //!   committed content; no update is lost, each is durable at return.
+//! * LOOM-7 readers see only durable state: a group's barrier runs with the pager lock released
+//!   (its durable image is recorded when the barrier is waited for, not when it starts), and a
+//!   reader meanwhile (`page`, `protected_page`, `read`) sees a change only once it is durable;
+//!   when the barrier fails, never.
 //!
 //! With `--features mutants`, `mutant_ack_before_group_sync_is_caught` checks that LOOM-1 fails
-//! when the leader acknowledges its group before the commit (`Mutant::AckBeforeGroupSync`).
+//! when the leader acknowledges its group before the commit (`Mutant::AckBeforeGroupSync`), and
+//! `mutant_publish_before_barrier_is_caught` that LOOM-7 fails when the leader publishes its group
+//! to readers before its barrier (`Mutant::PublishBeforeBarrier`).
 #![cfg(loom)]
 
 use std::collections::BTreeMap;
@@ -39,8 +45,8 @@ use loom::sync::Mutex;
 use loom::sync::atomic::{AtomicUsize, Ordering};
 use loom::thread;
 use mappedpages::{
-    FailedSyncKeeps, IoOperation, MappedPageError, PageId, Pager, ProtectedPageId, SharedPager,
-    SimStorage, Storage,
+    FailedSyncKeeps, IoOperation, MappedPageError, PageId, Pager, PendingBarrier, ProtectedPageId,
+    SharedPager, SimStorage, Storage,
 };
 
 const P: usize = 1024;
@@ -103,6 +109,20 @@ impl Storage for Observed {
             self.publish();
         }
         result
+    }
+
+    /// The sync now, its durable image (or its failure) recorded only when the barrier is
+    /// waited for: the group-commit leader waits with the pager lock released, and LOOM-7 looks
+    /// at the recorded images meanwhile.
+    fn start_barrier(&mut self, ranges: &[Range<u64>]) -> io::Result<PendingBarrier> {
+        let synced = self.sim.sync_ranges(ranges);
+        let image = self.sim.durable_image();
+        let observer = self.observer.clone();
+        Ok(PendingBarrier::new(move || {
+            synced?;
+            observer.durable.lock().unwrap().push(image);
+            Ok(())
+        }))
     }
 
     fn reserve(&mut self, ranges: &[Range<u64>]) -> io::Result<()> {
@@ -431,7 +451,9 @@ fn loom1_two_filled_allocs_are_durable_with_their_bytes_at_return() {
 /// thread (the free is staged after the allocation in a shared group).
 #[test]
 fn loom1_alloc_and_free_are_durable_at_return() {
-    model("LOOM-1", Bound::Exhaustive, || {
+    // Bounded: with the barriers run outside the pager lock (SPEC.md §3.10) every interleaving of
+    // its three groups is 4.5 million executions (509 s on 2 cores, 2026-12-02).
+    model("LOOM-1", Bound::Preemptions, || {
         run_model(
             setup(1, 0, false),
             &[&[Step::Alloc, Step::Alloc], &[Step::Free(0)]],
@@ -562,6 +584,100 @@ fn loom2_deferred_writes_are_not_lost() {
             &[1, 1, 1]
         );
     });
+}
+
+/// LOOM-7: one thread frees a page (its group's barrier runs without the pager lock) while the
+/// main thread reads it through a page guard, then through a whole-pager guard. Whenever a reader
+/// sees the page free, the free is durable; with `fail`, the group's sync fails and no reader
+/// ever sees the page free (only allocated, or the pager poisoned).
+fn reader_model(fail: bool) {
+    let setup = std::sync::Arc::new(setup(1, 1, fail));
+    let (id, protected) = (setup.regular[0], setup.protected[0]);
+    let writer = {
+        let shared = setup.shared.clone();
+        thread::spawn(move || {
+            shared.free(id)?;
+            shared.write_protected(protected, |page| page.as_bytes_mut()[0] = 1)
+        })
+    };
+    let saw_free = match setup.shared.page(id) {
+        Ok(guard) => {
+            assert!(guard.as_bytes().iter().all(|&b| b == 1));
+            false
+        }
+        Err(MappedPageError::NotAllocated { .. }) => true,
+        Err(MappedPageError::Poisoned { .. }) if fail => false,
+        Err(other) => panic!("LOOM-7: a reader got {other:?}"),
+    };
+    let saw_write = match setup.shared.protected_page(protected) {
+        Ok(guard) => guard.as_bytes()[0] == 1,
+        Err(MappedPageError::Poisoned { .. }) if fail => false,
+        Err(other) => panic!("LOOM-7: a reader of the protected page got {other:?}"),
+    };
+    let (whole_saw_free, poisoned) = {
+        let pager = setup.shared.read();
+        (!pager.is_allocated(id), pager.is_poisoned())
+    };
+    let durable = durable_pager(&setup.observer);
+    if saw_free || (whole_saw_free && !poisoned) {
+        assert!(
+            !durable.is_allocated(id),
+            "LOOM-7: a reader saw {id:?} free before the free was durable"
+        );
+    }
+    if saw_write {
+        assert_eq!(
+            protected.get(&durable).unwrap().as_bytes()[0],
+            1,
+            "LOOM-7: a reader saw a protected write before it was durable"
+        );
+    }
+    let result = writer.join().unwrap();
+    if fail {
+        assert!(
+            result.is_err(),
+            "LOOM-7: a free whose sync failed returned Ok"
+        );
+        assert!(
+            !saw_free && !saw_write,
+            "LOOM-7: a reader saw a change whose barrier failed"
+        );
+    } else {
+        result.unwrap();
+    }
+}
+
+/// LOOM-7: a reader during a group's barrier sees only durable state.
+#[test]
+fn loom7_a_reader_during_a_flush_sees_only_durable_state() {
+    model("LOOM-7", Bound::Exhaustive, || reader_model(false));
+}
+
+/// LOOM-7, LOOM-5: the group's barrier fails while the reader runs: the reader never sees its
+/// change, and then sees the pager poisoned.
+#[test]
+fn loom7_a_failed_flush_while_readers_run_shows_them_nothing() {
+    model("LOOM-7", Bound::Exhaustive, || reader_model(true));
+}
+
+/// The harness can fail: with `Mutant::PublishBeforeBarrier` the leader lands its group (readers
+/// see its changes) before the barrier, and LOOM-7 catches a reader seeing a free that is not
+/// durable yet.
+#[cfg(feature = "mutants")]
+#[test]
+#[should_panic(expected = "LOOM-7")]
+fn mutant_publish_before_barrier_is_caught() {
+    use mappedpages::mutants::{self, Mutant};
+    let _serial = serial();
+    struct Reset;
+    impl Drop for Reset {
+        fn drop(&mut self) {
+            mutants::set_active(None);
+        }
+    }
+    let _reset = Reset;
+    mutants::set_active(Some(Mutant::PublishBeforeBarrier));
+    loom::model(|| reader_model(false));
 }
 
 /// The harness can fail: with `Mutant::AckBeforeGroupSync` a follower is woken before its

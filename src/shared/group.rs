@@ -10,14 +10,16 @@ use std::io;
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::PoisonError;
 
-use super::{GroupCommitStats, Shared, SharedPager};
+use super::flight::{FlightBuilder, committed_copies};
+use super::{GroupCommitStats, Locked, Shared, SharedPager};
 use crate::error::{IoOperation, MappedPageError};
 use crate::mutants::{Mutant, active};
 use crate::page::{MappedPage, PageId};
 use crate::pager::Pager;
 use crate::protected::ProtectedPageId;
+use crate::state::PageRun;
 use crate::storage::Storage;
-use crate::sync::yield_now;
+use crate::sync::{RwLockWriteGuard, yield_now};
 
 /// The `operation` a failed group commit poisons the pager with.
 const GROUP_COMMIT: &str = "a SharedPager group commit";
@@ -32,6 +34,10 @@ pub(super) struct Queue<const PAGE_SIZE: usize> {
     pub(super) pending: VecDeque<Request<PAGE_SIZE>>,
     /// A leader is active (between taking its batch and publishing its results).
     leading: bool,
+    /// A group's changes are in the pager's memory but not published: its barrier runs with
+    /// the pager lock released (`Locked::flight` is `Some`). Cleared, with every waiter woken,
+    /// when the group is published or fails.
+    in_flight: bool,
     next_ticket: u64,
     /// Published results, by ticket, until their callers take them.
     replies: HashMap<u64, Reply<PAGE_SIZE>>,
@@ -44,6 +50,7 @@ impl<const PAGE_SIZE: usize> Queue<PAGE_SIZE> {
         Queue {
             pending: VecDeque::new(),
             leading: false,
+            in_flight: false,
             next_ticket: 0,
             replies: HashMap::new(),
             stats: GroupCommitStats::default(),
@@ -70,6 +77,8 @@ pub(super) enum Op<const PAGE_SIZE: usize> {
     WriteProtected(ProtectedPageId<PAGE_SIZE>, ProtectedWrite),
     /// `count` pages filled by the closure before the commit (SPEC.md §3.6.1).
     AllocFilled(usize, Fill),
+    /// `sync_page` (`Some`) or `sync_all` (`None`): no change, a range in the group's barrier.
+    Sync(Option<PageId<PAGE_SIZE>>),
 }
 
 impl<const PAGE_SIZE: usize> Op<PAGE_SIZE> {
@@ -155,17 +164,20 @@ impl<const PAGE_SIZE: usize, S: Storage> Shared<PAGE_SIZE, S> {
             commits: 0,
             operations: 0,
         };
-        let mut pager = self.write_pager();
+        let pager = self.write_pager();
         self.gather_latecomers();
         let batch = std::mem::take(&mut self.lock_queue().pending);
         let tickets: Vec<u64> = batch.iter().map(|request| request.ticket).collect();
         let outcome = panic::catch_unwind(AssertUnwindSafe(|| {
-            self.run_group(&mut pager, batch, &mut publisher)
+            self.run_group(pager, batch, &mut publisher)
         }));
         if let Err(payload) = outcome {
             // A bug in the pager: nobody knows what memory holds. Poison the pager and fail every
-            // operation of the group that has no result yet.
-            let cause = poison_after_panic(&mut pager, GROUP_COMMIT);
+            // operation of the group that has no result yet. (The lock guard was dropped by the
+            // unwinding, or during a barrier.)
+            let mut pager = self.write_pager();
+            let cause = poison_after_panic(&mut pager.pager, GROUP_COMMIT);
+            self.land(&mut pager);
             drop(pager);
             let requeued: HashSet<u64> =
                 self.lock_queue().pending.iter().map(|r| r.ticket).collect();
@@ -182,8 +194,40 @@ impl<const PAGE_SIZE: usize, S: Storage> Shared<PAGE_SIZE, S> {
             drop(publisher);
             panic::resume_unwind(payload);
         }
-        drop(pager); // readers may go on before the callers are woken: the group is durable
         drop(publisher);
+    }
+
+    /// Marks a group staged in `pager` as in flight: its changes are in memory, not durable, and
+    /// readers answer for them from `flight` (SPEC.md §3.10). Under the pager lock (then the
+    /// queue lock, the lock order).
+    fn take_off(&self, pager: &mut Locked<PAGE_SIZE, S>, flight: FlightBuilder) {
+        assert!(
+            pager.flight.is_none(),
+            "a group took off with another in flight"
+        );
+        pager.flight = Some(flight.build());
+        self.lock_queue().in_flight = true;
+    }
+
+    /// Publishes the group in flight, if any: from now on readers see the pager's memory, which
+    /// is durable (or the pager is poisoned). Under the pager lock; wakes every waiter.
+    fn land(&self, pager: &mut Locked<PAGE_SIZE, S>) {
+        if pager.flight.take().is_some() {
+            self.lock_queue().in_flight = false;
+            self.changed.notify_all();
+        }
+    }
+
+    /// Waits until no group is in flight (for `read` and for writes to a page the group
+    /// changes). Called without the pager lock.
+    pub(super) fn wait_for_flight(&self) {
+        let mut queue = self.lock_queue();
+        while queue.in_flight {
+            queue = self
+                .changed
+                .wait(queue)
+                .unwrap_or_else(PoisonError::into_inner);
+        }
     }
 
     /// Lets the callers the previous group just released submit again before this group is
@@ -205,20 +249,20 @@ impl<const PAGE_SIZE: usize, S: Storage> Shared<PAGE_SIZE, S> {
         }
     }
 
-    /// Stages every operation of `batch` (frees last), commits once if anything changed, and
-    /// records every result in `publisher`.
+    /// Stages every operation of `batch` (frees last), commits once if anything changed (with
+    /// the group's page syncs in its barrier; a group of syncs alone takes one barrier), and
+    /// records every result in `publisher`. Releases the pager lock.
     fn run_group(
         &self,
-        pager: &mut Pager<PAGE_SIZE, S>,
+        mut pager: RwLockWriteGuard<'_, Locked<PAGE_SIZE, S>>,
         batch: VecDeque<Request<PAGE_SIZE>>,
         publisher: &mut Publisher<'_, PAGE_SIZE, S>,
     ) {
         let (frees, others): (Vec<_>, Vec<_>) = batch.into_iter().partition(|r| r.op.is_free());
         let mut written = HashSet::new();
         let mut deferred = Vec::new();
+        let mut group = GroupStage::default();
         let mut staged = Vec::new();
-        let mut data_ranges = Vec::new();
-        let mut filled_runs = Vec::new();
         for request in others.into_iter().chain(frees) {
             if let Op::WriteProtected(id, _) = &request.op
                 && !written.insert(id.raw())
@@ -228,7 +272,7 @@ impl<const PAGE_SIZE: usize, S: Storage> Shared<PAGE_SIZE, S> {
                 deferred.push(request);
                 continue;
             }
-            match stage(pager, request.op, &mut data_ranges, &mut filled_runs) {
+            match stage(&mut pager.pager, request.op, &mut group) {
                 Ok((done, true)) => staged.push((request.ticket, done)),
                 Ok((done, false)) => publisher.replies.push((request.ticket, Ok(done))),
                 Err(failure) => publisher.replies.push((request.ticket, Err(failure))),
@@ -241,13 +285,19 @@ impl<const PAGE_SIZE: usize, S: Storage> Shared<PAGE_SIZE, S> {
             }
         }
         if staged.is_empty() {
-            return; // nothing changed: no commit
+            return; // nothing changed and nothing to sync: no barrier
         }
         let operations = staged.len() as u64;
         if active(Mutant::AckBeforeGroupSync) {
             mutant_ack_before_sync(self, &mut staged);
         }
-        match pager.commit_filled(data_ranges, &filled_runs, GROUP_COMMIT) {
+        let result = if group.changed {
+            self.commit_group(pager, group)
+        } else {
+            // Syncs alone: nothing in memory changes, so nothing is in flight for readers.
+            self.barrier(pager, &group.sync_ranges).map(drop)
+        };
+        match result {
             Ok(()) => {
                 publisher.commits += 1;
                 publisher.operations += operations;
@@ -265,54 +315,152 @@ impl<const PAGE_SIZE: usize, S: Storage> Shared<PAGE_SIZE, S> {
             }
         }
     }
+
+    /// SPEC.md §3.2 for a staged group, with the pager lock released during each barrier
+    /// (§3.10): steps 1 to 3 under the lock, the group taking off (readers answer from the
+    /// durable state), step 4's barrier without the lock, steps 5 and 6 likewise in flip mode,
+    /// step 7 and the landing under the lock. Any failure lands the group (the pager is then
+    /// poisoned). Releases the lock.
+    fn commit_group(
+        &self,
+        mut pager: RwLockWriteGuard<'_, Locked<PAGE_SIZE, S>>,
+        mut group: GroupStage,
+    ) -> Result<(), MappedPageError> {
+        group.data_ranges.append(&mut group.sync_ranges);
+        let staged =
+            pager
+                .pager
+                .stage_commit_filled(group.data_ranges, &group.filled_runs, GROUP_COMMIT)?;
+        self.take_off(&mut pager, group.flight);
+        if active(Mutant::PublishBeforeBarrier) {
+            self.land(&mut pager);
+        }
+        let mut pager = self.barrier(pager, &staged.step_4_barrier())?;
+        if let Some(step_6) = pager.pager.flip_commit(&staged) {
+            pager = self.barrier(pager, &step_6)?;
+        }
+        let recorded = pager.pager.record_commit(staged, GROUP_COMMIT);
+        self.land(&mut pager);
+        recorded
+    }
+
+    /// One barrier over `ranges`: started under the pager lock, waited for without it, so
+    /// readers go on meanwhile (SPEC.md §3.10); returns the lock taken again. A failed barrier
+    /// poisons the pager (SPEC.md §3.4) and lands the group in flight.
+    fn barrier<'a>(
+        &'a self,
+        mut pager: RwLockWriteGuard<'a, Locked<PAGE_SIZE, S>>,
+        ranges: &[std::ops::Range<u64>],
+    ) -> Result<RwLockWriteGuard<'a, Locked<PAGE_SIZE, S>>, MappedPageError> {
+        let map = map_identity(&pager.pager);
+        let pending = match pager.pager.start_commit_barrier(ranges, GROUP_COMMIT) {
+            Ok(pending) => pending,
+            Err(error) => {
+                self.land(&mut pager);
+                return Err(error);
+            }
+        };
+        drop(pager);
+        let waited = pending.wait();
+        let mut pager = self.write_pager();
+        assert_eq!(
+            map_identity(&pager.pager),
+            map,
+            "the storage was remapped while a group commit's barrier ran without the lock"
+        );
+        if let Err(error) = waited {
+            let error = pager.pager.fail_commit(GROUP_COMMIT, error);
+            self.land(&mut pager);
+            return Err(error);
+        }
+        Ok(pager)
+    }
 }
 
-/// Stages one operation into `pager`'s memory. Returns its result and whether it changed
-/// anything (only then does it need the commit); on error nothing changed.
+/// Where the pager's bytes are and how many (a barrier started on them must end on them).
+fn map_identity<const PAGE_SIZE: usize, S: Storage>(pager: &Pager<PAGE_SIZE, S>) -> (usize, usize) {
+    let bytes = pager.storage().bytes();
+    (bytes.as_ptr() as usize, bytes.len())
+}
+
+/// What a leader collects while it stages a group, besides the results.
+#[derive(Default)]
+struct GroupStage {
+    /// An operation changed allocation state: the group commits.
+    changed: bool,
+    /// Byte ranges the commit's step-4 barrier must cover (zeroed and staged protected copies).
+    data_ranges: Vec<std::ops::Range<u64>>,
+    /// Pages filled by `alloc_with` (SPEC.md §3.6.1).
+    filled_runs: Vec<PageRun>,
+    /// The pages of `sync_page` and `sync_all` calls.
+    sync_ranges: Vec<std::ops::Range<u64>>,
+    /// What the group changes, for readers while it is in flight.
+    flight: FlightBuilder,
+}
+
+/// Stages one operation into `pager`'s memory and `group`. Returns its result and whether it
+/// needs the group's barrier (it changed something, or it is a sync); on error nothing changed.
 fn stage<const PAGE_SIZE: usize, S: Storage>(
     pager: &mut Pager<PAGE_SIZE, S>,
     op: Op<PAGE_SIZE>,
-    data_ranges: &mut Vec<std::ops::Range<u64>>,
-    filled_runs: &mut Vec<crate::state::PageRun>,
+    group: &mut GroupStage,
 ) -> Result<(Done<PAGE_SIZE>, bool), Failure> {
-    match op {
+    let (done, changed) = match op {
         Op::Alloc(count) => {
             let ids = pager.stage_alloc(count)?;
+            group.flight.regular(ids.iter().map(|id| id.raw()));
             let changed = !ids.is_empty();
-            Ok((Done::Pages(ids), changed))
+            (Done::Pages(ids), changed)
         }
         Op::Free(ids) => {
             pager.stage_free(&ids)?;
-            Ok((Done::Unit, !ids.is_empty()))
+            group.flight.regular(ids.iter().map(|id| id.raw()));
+            (Done::Unit, !ids.is_empty())
         }
         Op::AllocProtected(count) => {
             let (ids, zeroed) = pager.stage_alloc_protected(count)?;
-            data_ranges.extend(zeroed);
+            group.data_ranges.extend(zeroed);
+            for id in &ids {
+                group.flight.protected_allocated(id.raw());
+            }
             let changed = !ids.is_empty();
-            Ok((Done::Protected(ids), changed))
+            (Done::Protected(ids), changed)
         }
         Op::FreeProtected(ids) => {
+            let copies = committed_copies(pager, ids.iter().map(|id| id.raw()));
             pager.stage_free_protected(&ids)?;
-            Ok((Done::Unit, !ids.is_empty()))
+            group.flight.protected_changed(copies);
+            (Done::Unit, !ids.is_empty())
         }
         Op::WriteProtected(id, write) => {
+            let copies = committed_copies(pager, [id.raw()]);
             let staged_page = pager.stage_protected_write(id.raw())?;
             let page = pager.raw_page_mut(staged_page);
             // A panic leaves the staged copy as scratch (it is not promoted): nothing changed.
             panic::catch_unwind(AssertUnwindSafe(|| write(page))).map_err(Failure::Panic)?;
-            data_ranges.push(pager.stage_protected_commit(id.raw(), staged_page));
-            Ok((Done::Unit, true))
+            group
+                .data_ranges
+                .push(pager.stage_protected_commit(id.raw(), staged_page));
+            group.flight.protected_changed(copies);
+            (Done::Unit, true)
         }
         Op::AllocFilled(count, mut fill) => {
             // A panic in the fill allocated nothing: the caller resumes it.
             let (ids, runs) = pager
                 .stage_filled(count, &mut *fill)?
                 .map_err(Failure::Panic)?;
-            filled_runs.extend(runs);
+            group.filled_runs.extend(runs);
+            group.flight.regular(ids.iter().map(|id| id.raw()));
             let changed = !ids.is_empty();
-            Ok((Done::Pages(ids), changed))
+            (Done::Pages(ids), changed)
         }
-    }
+        Op::Sync(id) => {
+            group.sync_ranges.push(pager.stage_sync(id)?);
+            return Ok((Done::Unit, true));
+        }
+    };
+    group.changed |= changed;
+    Ok((done, changed))
 }
 
 /// The decision of [`Shared::gather_latecomers`], apart from the yielding and the locking: what
@@ -378,7 +526,7 @@ impl<const PAGE_SIZE: usize, S: Storage> Drop for Publisher<'_, PAGE_SIZE, S> {
 }
 
 /// Marks the pager poisoned after a panic inside `operation`; returns the cause.
-pub(super) fn poison_after_panic<const PAGE_SIZE: usize, S: Storage>(
+fn poison_after_panic<const PAGE_SIZE: usize, S: Storage>(
     pager: &mut Pager<PAGE_SIZE, S>,
     operation: &str,
 ) -> String {

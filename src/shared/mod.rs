@@ -18,6 +18,7 @@
 //! This file is the public face (the handle, its guards, its calls, the re-entry check); the
 //! group-commit engine (the queue, the leader, staging, publishing) is in `group.rs`.
 
+mod flight;
 mod group;
 
 use std::cell::RefCell;
@@ -34,7 +35,8 @@ use crate::protected::ProtectedPageId;
 use crate::storage::{MmapStorage, Storage};
 use crate::sync::{Arc, Condvar, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
-use group::{Done, Fill, Op, Queue, poison_after_panic};
+use flight::{Flight, ProtectedView, RegularView, not_yet_allocated};
+use group::{Done, Fill, Op, Queue};
 
 /// A handle on one [`Pager`] that many threads use at once: `Send + Sync` (for a `Send + Sync`
 /// storage, as both backends are), and cheap to clone (one reference count).
@@ -139,10 +141,20 @@ struct Shared<const PAGE_SIZE: usize, S: Storage> {
     /// This `SharedPager`'s entry in the per-thread record of held locks (`HELD`), unique in
     /// the process (from `NEXT_ID`, never reused).
     id: u64,
-    pager: RwLock<Pager<PAGE_SIZE, S>>,
+    pager: RwLock<Locked<PAGE_SIZE, S>>,
     queue: Mutex<Queue<PAGE_SIZE>>,
     /// Notified (all waiters) whenever results are published or leadership is given up.
     changed: Condvar,
+}
+
+/// What the pager lock protects: the pager, and what the group in flight (if any) changed in
+/// its memory that is not durable yet (`flight.rs`). Both change only under the lock held for
+/// writing, so a reader sees a pair that belongs together.
+struct Locked<const PAGE_SIZE: usize, S: Storage> {
+    pager: Pager<PAGE_SIZE, S>,
+    /// `Some` from the moment a leader releases the lock for its group's barrier until it
+    /// publishes the group (or poisons the pager).
+    flight: Option<Flight>,
 }
 
 /// Ids for `Shared::id`. Not part of any loom model: only uniqueness matters.
@@ -190,14 +202,18 @@ impl Drop for Held {
 /// ```
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct GroupCommitStats {
-    /// Group commits that completed (each one protocol round).
+    /// Group commits that completed: each one protocol round (a commit), or one barrier for a
+    /// group of [`sync_page`](SharedPager::sync_page) and [`sync_all`](SharedPager::sync_all)
+    /// calls alone.
     pub commits: u64,
-    /// Operations acknowledged by those commits. `operations / commits` is the mean group size.
+    /// Calls acknowledged by those groups (allocation changes and syncs). `operations / commits`
+    /// is the mean group size.
     pub operations: u64,
 }
 
 /// Read access to the whole [`Pager`] behind a [`SharedPager`], from [`SharedPager::read`]. While
-/// it is alive no commit runs and the file is not remapped.
+/// it is alive no group is staged or published and the file is not remapped; it is never taken
+/// while a group's barrier runs (SPEC.md §3.10), so what it shows is durable.
 ///
 /// ```
 /// use mappedpages::{Pager, SharedPager, SimStorage};
@@ -210,7 +226,7 @@ pub struct GroupCommitStats {
 /// assert_eq!(pager.iter_allocated_pages().count(), 2);
 /// ```
 pub struct PagerGuard<'a, const PAGE_SIZE: usize, S: Storage = MmapStorage> {
-    pager: RwLockReadGuard<'a, Pager<PAGE_SIZE, S>>,
+    pager: RwLockReadGuard<'a, Locked<PAGE_SIZE, S>>,
     _held: Held,
 }
 
@@ -218,13 +234,15 @@ impl<const PAGE_SIZE: usize, S: Storage> Deref for PagerGuard<'_, PAGE_SIZE, S> 
     type Target = Pager<PAGE_SIZE, S>;
 
     fn deref(&self) -> &Pager<PAGE_SIZE, S> {
-        &self.pager
+        &self.pager.pager
     }
 }
 
 impl<const PAGE_SIZE: usize, S: Storage> std::fmt::Debug for PagerGuard<'_, PAGE_SIZE, S> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_tuple("PagerGuard").field(&*self.pager).finish()
+        f.debug_tuple("PagerGuard")
+            .field(&self.pager.pager)
+            .finish()
     }
 }
 
@@ -241,7 +259,7 @@ impl<const PAGE_SIZE: usize, S: Storage> std::fmt::Debug for PagerGuard<'_, PAGE
 /// assert_eq!(page.as_bytes().len(), 1024);
 /// ```
 pub struct PageGuard<'a, const PAGE_SIZE: usize, S: Storage = MmapStorage> {
-    pager: RwLockReadGuard<'a, Pager<PAGE_SIZE, S>>,
+    pager: RwLockReadGuard<'a, Locked<PAGE_SIZE, S>>,
     /// The page number (for a protected page: its current copy, checked when the guard was made).
     page: u64,
     _held: Held,
@@ -251,7 +269,7 @@ impl<const PAGE_SIZE: usize, S: Storage> Deref for PageGuard<'_, PAGE_SIZE, S> {
     type Target = MappedPage;
 
     fn deref(&self) -> &MappedPage {
-        self.pager.raw_page(self.page)
+        self.pager.pager.raw_page(self.page)
     }
 }
 
@@ -296,7 +314,10 @@ impl<const PAGE_SIZE: usize, S: Storage> SharedPager<PAGE_SIZE, S> {
         SharedPager {
             shared: Arc::new(Shared {
                 id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
-                pager: RwLock::new(pager),
+                pager: RwLock::new(Locked {
+                    pager,
+                    flight: None,
+                }),
                 queue: Mutex::new(Queue::new()),
                 changed: Condvar::new(),
             }),
@@ -320,7 +341,8 @@ impl<const PAGE_SIZE: usize, S: Storage> SharedPager<PAGE_SIZE, S> {
             Ok(shared) => Ok(shared
                 .pager
                 .into_inner()
-                .unwrap_or_else(PoisonError::into_inner)),
+                .unwrap_or_else(PoisonError::into_inner)
+                .pager),
             Err(shared) => Err(SharedPager { shared }),
         }
     }
@@ -328,8 +350,10 @@ impl<const PAGE_SIZE: usize, S: Storage> SharedPager<PAGE_SIZE, S> {
     // ----- readers -----------------------------------------------------------------------------
 
     /// Read access to the whole pager (counts, iterators, any number of pages), until the guard
-    /// drops. Waits while a commit, `write_page` or a sync runs. Panics on a re-entrant call
-    /// (below).
+    /// drops. Waits while a group is staged or published, while `write_page` runs, and, unlike
+    /// [`page`](Self::page) and [`protected_page`](Self::protected_page), while a group commit's
+    /// barrier runs (the pager's memory then holds the group's changes, which are not durable
+    /// yet; SPEC.md §3.10). Panics on a re-entrant call (below).
     ///
     /// ```
     /// use mappedpages::{Pager, SharedPager, SimStorage};
@@ -377,15 +401,23 @@ impl<const PAGE_SIZE: usize, S: Storage> SharedPager<PAGE_SIZE, S> {
         operation: &'static str,
     ) -> Result<PagerGuard<'_, PAGE_SIZE, S>, MappedPageError> {
         let held = self.shared.enter(operation)?;
-        Ok(PagerGuard {
-            pager: self.shared.read_pager(),
-            _held: held,
-        })
+        loop {
+            let pager = self.shared.read_pager();
+            if pager.flight.is_none() {
+                return Ok(PagerGuard { pager, _held: held });
+            }
+            drop(pager);
+            self.shared.wait_for_flight();
+        }
     }
 
     /// A guard on one allocated regular page. Fails as [`PageId::get`] does, and with
     /// [`MappedPageError::Reentrant`] on a thread that already holds this `SharedPager`'s lock
     /// (a guard, or inside a `write_page` or `write_protected` closure; see the type docs).
+    ///
+    /// Never waits for a device flush: while a group commit's barrier runs, it answers from the
+    /// durable state (SPEC.md §3.10): a page the group allocates is not allocated yet
+    /// ([`MappedPageError::NotAllocated`]), a page it frees still is.
     ///
     /// ```
     /// use mappedpages::{Pager, SharedPager, SimStorage};
@@ -403,7 +435,19 @@ impl<const PAGE_SIZE: usize, S: Storage> SharedPager<PAGE_SIZE, S> {
     ) -> Result<PageGuard<'_, PAGE_SIZE, S>, MappedPageError> {
         let held = self.shared.enter("page")?;
         let pager = self.shared.read_pager();
-        id.get(&pager)?;
+        let allocated = pager.pager.is_allocated(id);
+        match pager
+            .flight
+            .as_ref()
+            .map(|f| f.regular(id.raw(), allocated))
+        {
+            None | Some(RegularView::Unchanged) => {
+                id.get(&pager.pager)?;
+            }
+            Some(RegularView::NotYetAllocated) => return Err(not_yet_allocated(id.raw())),
+            // Allocated when the group staged its free, and nothing else changed it since.
+            Some(RegularView::StillAllocated) => {}
+        }
         Ok(PageGuard {
             pager,
             page: id.raw(),
@@ -415,6 +459,10 @@ impl<const PAGE_SIZE: usize, S: Storage> SharedPager<PAGE_SIZE, S> {
     /// does (the checksum is verified once, when the guard is made; no commit can change the page
     /// while the guard lives), and with [`MappedPageError::Reentrant`] on a thread that already
     /// holds this `SharedPager`'s lock (see the type docs).
+    ///
+    /// Never waits for a device flush: while a group commit that writes, frees or allocates the
+    /// page runs its barrier, the guard shows the copy committed before the group (SPEC.md
+    /// §3.10).
     ///
     /// ```
     /// use mappedpages::{Pager, SharedPager, SimStorage};
@@ -430,7 +478,21 @@ impl<const PAGE_SIZE: usize, S: Storage> SharedPager<PAGE_SIZE, S> {
     ) -> Result<PageGuard<'_, PAGE_SIZE, S>, MappedPageError> {
         let held = self.shared.enter("protected_page")?;
         let pager = self.shared.read_pager();
-        let page = pager.verified_protected_page(id.raw())?;
+        let view = match pager.flight.as_ref() {
+            Some(flight) => flight.protected(id.raw()),
+            None => ProtectedView::Unchanged,
+        };
+        let page = match view {
+            ProtectedView::Unchanged => pager.pager.verified_protected_page(id.raw())?,
+            ProtectedView::NotYetAllocated => {
+                return Err(MappedPageError::ProtectedNotAllocated { id: id.raw() });
+            }
+            ProtectedView::Committed(copy) => {
+                pager
+                    .pager
+                    .verified_copy(id.raw(), copy.page, copy.checksum)?
+            }
+        };
         Ok(PageGuard {
             pager,
             page,
@@ -467,7 +529,18 @@ impl<const PAGE_SIZE: usize, S: Storage> SharedPager<PAGE_SIZE, S> {
     ) -> Result<R, MappedPageError> {
         let _held = self.shared.enter("write_page")?;
         let mut pager = self.shared.write_pager();
-        let page = id.get_mut(&mut pager)?;
+        // A page the group in flight allocates or frees changes state when the group is
+        // published: the write comes after that.
+        while pager
+            .flight
+            .as_ref()
+            .is_some_and(|f| f.changes_regular(id.raw()))
+        {
+            drop(pager);
+            self.shared.wait_for_flight();
+            pager = self.shared.write_pager();
+        }
+        let page = id.get_mut(&mut pager.pager)?;
         let result = panic::catch_unwind(AssertUnwindSafe(|| f(page)));
         drop(pager); // unlock before resuming a panic: the lock is never poisoned
         match result {
@@ -476,9 +549,11 @@ impl<const PAGE_SIZE: usize, S: Storage> SharedPager<PAGE_SIZE, S> {
         }
     }
 
-    /// Makes the contents of one regular page durable ([`Pager::sync_page`]). Holds the pager
-    /// lock for writing during the sync. [`MappedPageError::Reentrant`] on a thread that already
-    /// holds this `SharedPager`'s lock (see the type docs).
+    /// Makes the contents of one regular page durable ([`Pager::sync_page`]), in a group commit:
+    /// the syncs of every caller of a group, and the group's commit, share its barrier (one
+    /// device flush), which runs with the pager lock released, so readers go on meanwhile.
+    /// [`MappedPageError::Reentrant`] on a thread that already holds this `SharedPager`'s lock
+    /// (see the type docs).
     ///
     /// ```
     /// use mappedpages::{Pager, SharedPager, SimStorage};
@@ -491,13 +566,13 @@ impl<const PAGE_SIZE: usize, S: Storage> SharedPager<PAGE_SIZE, S> {
     /// assert_eq!(shared.read().storage().durable_image()[offset], 3);
     /// ```
     pub fn sync_page(&self, id: PageId<PAGE_SIZE>) -> Result<(), MappedPageError> {
-        self.shared
-            .with_pager_mut("sync_page", |pager| pager.sync_page(id))
+        self.submit("sync_page", Op::Sync(Some(id))).map(|_| ())
     }
 
-    /// Makes the contents of every page durable ([`Pager::sync_all`]). Holds the pager lock for
-    /// writing during the sync. [`MappedPageError::Reentrant`] on a thread that already holds
-    /// this `SharedPager`'s lock (see the type docs).
+    /// Makes the contents of every page durable ([`Pager::sync_all`]), in a group commit as
+    /// [`sync_page`](Self::sync_page) does (one barrier over the whole file).
+    /// [`MappedPageError::Reentrant`] on a thread that already holds this `SharedPager`'s lock
+    /// (see the type docs).
     ///
     /// ```
     /// use mappedpages::{Pager, SharedPager, SimStorage};
@@ -508,8 +583,7 @@ impl<const PAGE_SIZE: usize, S: Storage> SharedPager<PAGE_SIZE, S> {
     /// shared.sync_all().unwrap();
     /// ```
     pub fn sync_all(&self) -> Result<(), MappedPageError> {
-        self.shared
-            .with_pager_mut("sync_all", |pager| pager.sync_all())
+        self.submit("sync_all", Op::Sync(None)).map(|_| ())
     }
 
     // ----- group-committed operations ----------------------------------------------------------
@@ -849,30 +923,11 @@ impl<const PAGE_SIZE: usize, S: Storage> Shared<PAGE_SIZE, S> {
 
     /// Every write section catches panics and releases the lock before resuming them, so the
     /// lock is never poisoned; a panic inside the pager poisons the `Pager` instead.
-    fn read_pager(&self) -> RwLockReadGuard<'_, Pager<PAGE_SIZE, S>> {
+    fn read_pager(&self) -> RwLockReadGuard<'_, Locked<PAGE_SIZE, S>> {
         self.pager.read().unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn write_pager(&self) -> RwLockWriteGuard<'_, Pager<PAGE_SIZE, S>> {
+    fn write_pager(&self) -> RwLockWriteGuard<'_, Locked<PAGE_SIZE, S>> {
         self.pager.write().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    /// Runs `f` with the pager locked for writing. A panic in `f` (a bug in the pager) poisons
-    /// the pager and resumes after the lock is released.
-    fn with_pager_mut<R>(
-        &self,
-        operation: &'static str,
-        f: impl FnOnce(&mut Pager<PAGE_SIZE, S>) -> Result<R, MappedPageError>,
-    ) -> Result<R, MappedPageError> {
-        let _held = self.enter(operation)?;
-        let mut pager = self.write_pager();
-        match panic::catch_unwind(AssertUnwindSafe(|| f(&mut pager))) {
-            Ok(result) => result,
-            Err(payload) => {
-                poison_after_panic(&mut pager, &format!("SharedPager::{operation}"));
-                drop(pager);
-                panic::resume_unwind(payload)
-            }
-        }
     }
 }

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use memmap2::MmapMut;
 
-use super::{Storage, coalesce};
+use super::{PendingBarrier, Storage, coalesce};
 use crate::error::{IoOperation, MappedPageError};
 
 /// Counters of the durability work done through a [`MmapStorage`].
@@ -326,6 +326,69 @@ mod linux {
     /// issues no cache flush and writes no metadata. With `wait` false, only starts the
     /// write-back of the pages that are dirty and not already being written
     /// (`SYNC_FILE_RANGE_WRITE`) and returns without waiting for it.
+    /// Where a map of the file lies in this process (for [`run_detached`]): plain numbers,
+    /// never dereferenced.
+    #[derive(Clone, Copy, Debug)]
+    pub(super) struct Mapping {
+        pub(super) base: usize,
+        pub(super) len: usize,
+    }
+
+    /// The system calls of a barrier started by `MmapStorage::start_barrier`, run on a
+    /// duplicate of its descriptor and on its mapping's address, without the storage.
+    pub(super) fn run_detached(
+        file: &File,
+        mapping: Mapping,
+        steps: &[super::BarrierStep],
+    ) -> io::Result<()> {
+        use super::BarrierStep;
+        for step in steps {
+            match step {
+                BarrierStep::StartRangeWrite(range) => write_range(file, range, false)?,
+                BarrierStep::WriteRange(range) => write_range(file, range, true)?,
+                BarrierStep::Msync(range) => msync(mapping, range)?,
+                BarrierStep::Fsync => super::fsync(file)?,
+                other => unreachable!("{other:?} planned on Linux"),
+            }
+        }
+        Ok(())
+    }
+
+    /// `msync(MS_SYNC)` of the bytes `range` of `mapping`, from the start of the system page
+    /// holding `range.start` (what `memmap2`'s `flush_range` does).
+    fn msync(mapping: Mapping, range: &Range<u64>) -> io::Result<()> {
+        let (offset, len) = super::map_span(range)?;
+        assert!(
+            offset
+                .checked_add(len)
+                .is_some_and(|end| end <= mapping.len),
+            "msync of {range:?} past a map of {} bytes",
+            mapping.len
+        );
+        // SAFETY: sysconf has no preconditions.
+        let system_page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+        let system_page = usize::try_from(system_page).unwrap_or(4096).max(1);
+        let start = mapping.base + offset;
+        let aligned = start - start % system_page;
+        // SAFETY: `msync` reads and writes no memory of this process: it asks the kernel to
+        // write back the pages of a shared file mapping in an address range. The range lies
+        // inside the map `mapping` describes, which `Storage::start_barrier`'s caller keeps
+        // (no growth, shrink or drop) until this barrier returns; were it gone, the call would
+        // fail with `ENOMEM` or write back another mapping's pages, never touch memory.
+        let result = unsafe {
+            libc::msync(
+                aligned as *mut libc::c_void,
+                len + (start - aligned),
+                libc::MS_SYNC,
+            )
+        };
+        if result == 0 {
+            Ok(())
+        } else {
+            Err(io::Error::last_os_error())
+        }
+    }
+
     pub(super) fn write_range(file: &File, range: &Range<u64>, wait: bool) -> io::Result<()> {
         let too_large = || io::Error::new(io::ErrorKind::InvalidInput, "range beyond off64_t");
         let offset = range.start.try_into().map_err(|_| too_large())?;
@@ -1293,6 +1356,39 @@ impl MmapStorage {
 
     /// Runs the system calls of a barrier ([`barrier_steps`], [`create_steps`]) in order,
     /// counting them; stops at the first failure. Every step is one this platform plans.
+    /// What [`Storage::sync_ranges`] and [`Storage::start_barrier`] share: checks the ranges,
+    /// counts the barrier, logs it, and plans its system calls (none for an empty barrier or an
+    /// empty file, which has no map).
+    fn plan_barrier(&mut self, ranges: &[Range<u64>]) -> io::Result<Vec<BarrierStep>> {
+        for range in ranges {
+            self.check_range(range)?;
+        }
+        let merged = coalesce(ranges);
+        self.stats.barriers += 1;
+        if let Some(log) = self.sync_log.as_mut() {
+            log.push(merged.clone());
+        }
+        if self.map.is_none() || merged.is_empty() {
+            return Ok(Vec::new());
+        }
+        // On Linux, every range: all written together and waited for, without a flush where the
+        // last msync's flush covers them (SPEC.md §5), else each its own msync. One range never
+        // needs the file system's type.
+        let method = match self.method {
+            Some(method) => method,
+            None if merged.len() == 1 => BarrierMethod::MsyncPerRange,
+            None => *self.method.insert(BarrierMethod::for_file(&self.file)),
+        };
+        let method = match method {
+            BarrierMethod::WriteThenFlush if self.serial_range_writes => {
+                BarrierMethod::SerialWriteThenFlush
+            }
+            method => method,
+        };
+        self.stats.bytes_synced += merged.iter().map(|r| r.end - r.start).sum::<u64>();
+        Ok(barrier_steps(Platform::CURRENT, method, &merged))
+    }
+
     fn run_steps(&mut self, steps: &[BarrierStep]) -> io::Result<()> {
         for step in steps {
             match step {
@@ -1444,34 +1540,36 @@ impl Storage for MmapStorage {
     }
 
     fn sync_ranges(&mut self, ranges: &[Range<u64>]) -> io::Result<()> {
-        for range in ranges {
-            self.check_range(range)?;
-        }
-        let merged = coalesce(ranges);
-        self.stats.barriers += 1;
-        if let Some(log) = self.sync_log.as_mut() {
-            log.push(merged.clone());
-        }
-        if self.map.is_none() || merged.is_empty() {
-            return Ok(());
-        }
-        // On Linux, every range: all written together and waited for, without a flush where the
-        // last msync's flush covers them (SPEC.md §5), else each its own msync. One range never
-        // needs the file system's type.
-        let method = match self.method {
-            Some(method) => method,
-            None if merged.len() == 1 => BarrierMethod::MsyncPerRange,
-            None => *self.method.insert(BarrierMethod::for_file(&self.file)),
-        };
-        let method = match method {
-            BarrierMethod::WriteThenFlush if self.serial_range_writes => {
-                BarrierMethod::SerialWriteThenFlush
-            }
-            method => method,
-        };
-        self.stats.bytes_synced += merged.iter().map(|r| r.end - r.start).sum::<u64>();
-        let steps = barrier_steps(Platform::CURRENT, method, &merged);
+        let steps = self.plan_barrier(ranges)?;
         self.run_steps(&steps)
+    }
+
+    /// On Linux every system call of the barrier runs in `wait`, on a duplicate of the file's
+    /// descriptor and the mapping's address (both outlive the borrow of `self`); the counters
+    /// count them here. Elsewhere the default: the whole barrier now.
+    #[cfg(target_os = "linux")]
+    fn start_barrier(&mut self, ranges: &[Range<u64>]) -> io::Result<PendingBarrier> {
+        let steps = self.plan_barrier(ranges)?;
+        let Some(map) = self.map.as_ref().filter(|_| !steps.is_empty()) else {
+            return Ok(PendingBarrier::complete());
+        };
+        let mapping = linux::Mapping {
+            base: map.as_ptr() as usize,
+            len: map.len(),
+        };
+        let file = self.file.try_clone()?;
+        for step in &steps {
+            match step {
+                BarrierStep::StartRangeWrite(_) => self.stats.range_write_starts += 1,
+                BarrierStep::WriteRange(_) => self.stats.range_writes += 1,
+                BarrierStep::Msync(_) => self.stats.msync_calls += 1,
+                BarrierStep::Fsync => self.stats.file_flushes += 1,
+                other => unreachable!("{other:?} planned on Linux"),
+            }
+        }
+        Ok(PendingBarrier::new(move || {
+            linux::run_detached(&file, mapping, &steps)
+        }))
     }
 
     fn reserve(&mut self, ranges: &[Range<u64>]) -> io::Result<()> {

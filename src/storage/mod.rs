@@ -69,6 +69,39 @@ pub trait Storage {
     /// Makes the whole region durable.
     fn sync_all(&mut self) -> io::Result<()>;
 
+    /// The barrier of [`sync_ranges`](Storage::sync_ranges), split in two: what needs the
+    /// storage (checks, bookkeeping, the choice of system calls) runs now, and the waiting for
+    /// the device runs in [`PendingBarrier::wait`], which needs no access to the storage. A
+    /// caller that shares the storage behind a lock ([`SharedPager`](crate::SharedPager)) starts
+    /// the barrier under the lock and waits for it with the lock released, so other threads read
+    /// meanwhile (SPEC.md §3.10).
+    ///
+    /// The durability promise is that of `sync_ranges`, given when `wait` returns `Ok`; until
+    /// then nothing is known durable, and a failed `wait` is a failed sync. The caller must not
+    /// grow, shrink or drop the storage before `wait` returns (writes through
+    /// [`bytes_mut`](Storage::bytes_mut) meanwhile are allowed: they are dirty bytes like any
+    /// other, durable or not). An error returned here means the barrier did not start.
+    ///
+    /// The default runs the whole barrier now and returns a barrier already complete: correct
+    /// for any storage, and what a storage in memory needs (it has no device to wait for).
+    /// `MmapStorage` on Linux leaves its system calls (`sync_file_range`, `msync`) to `wait`.
+    ///
+    /// ```
+    /// use mappedpages::{SimStorage, Storage};
+    ///
+    /// let mut storage = SimStorage::new();
+    /// storage.grow(8192).unwrap();
+    /// storage.reserve(&[0..4096]).unwrap();
+    /// storage.bytes_mut()[0] = 7;
+    /// let barrier = storage.start_barrier(&[0..4096]).unwrap();
+    /// barrier.wait().unwrap(); // for a shared storage: with its lock released
+    /// assert_eq!(storage.durable_image()[0], 7);
+    /// ```
+    fn start_barrier(&mut self, ranges: &[Range<u64>]) -> io::Result<PendingBarrier> {
+        self.sync_ranges(ranges)?;
+        Ok(PendingBarrier::complete())
+    }
+
     /// Reserves backing space for every byte of `ranges` (each inside the region), so that a
     /// later write through [`bytes_mut`](Storage::bytes_mut) into them can never fail for lack
     /// of space. Contents are unchanged. A full medium is an error of kind
@@ -134,6 +167,53 @@ pub trait Storage {
     /// default) for storage that is not a file.
     fn path(&self) -> Option<&Path> {
         None
+    }
+}
+
+/// A barrier started by [`Storage::start_barrier`]: the part of it that waits for the device,
+/// run by [`wait`](PendingBarrier::wait) without access to the storage.
+///
+/// ```
+/// use mappedpages::PendingBarrier;
+///
+/// assert!(PendingBarrier::complete().wait().is_ok());
+/// let failing = PendingBarrier::new(|| Err(std::io::Error::other("the device said no")));
+/// assert!(failing.wait().is_err());
+/// ```
+#[must_use = "nothing is durable until `wait` returns `Ok`"]
+pub struct PendingBarrier {
+    wait: Option<Box<dyn FnOnce() -> io::Result<()>>>,
+}
+
+impl PendingBarrier {
+    /// A barrier that is already complete: `wait` returns `Ok` at once.
+    pub fn complete() -> PendingBarrier {
+        PendingBarrier { wait: None }
+    }
+
+    /// A barrier whose remaining work is `wait` (system calls on descriptors or addresses the
+    /// closure owns or copied, never a borrow of the storage).
+    pub fn new(wait: impl FnOnce() -> io::Result<()> + 'static) -> PendingBarrier {
+        PendingBarrier {
+            wait: Some(Box::new(wait)),
+        }
+    }
+
+    /// Waits until the barrier's ranges are durable (`Ok`), or fails as
+    /// [`Storage::sync_ranges`] does.
+    pub fn wait(self) -> io::Result<()> {
+        match self.wait {
+            Some(wait) => wait(),
+            None => Ok(()),
+        }
+    }
+}
+
+impl std::fmt::Debug for PendingBarrier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PendingBarrier")
+            .field("complete", &self.wait.is_none())
+            .finish()
     }
 }
 
