@@ -1,4 +1,4 @@
-//! loom models of `SharedPager`'s synchronization (SPEC.md §3.10, properties LOOM-1..LOOM-6).
+//! loom models of `SharedPager`'s synchronization (SPEC.md §3.10, properties LOOM-1..LOOM-7).
 //!
 //! They run the real `SharedPager` code (its locks, queue and condition variable come from
 //! `src/sync.rs`, which is loom's under `--cfg loom`) over `SimStorage`, with 2 or 3 threads of 1

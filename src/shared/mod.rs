@@ -1,8 +1,10 @@
 //! `SharedPager`: one `Pager` used by many threads at once, with group commit (SPEC.md §3.10).
 //!
-//! * A reader/writer lock around the pager: page guards hold it for reading; the group-commit
-//!   leader, `write_page`, `sync_page` and `sync_all` hold it for writing. A remap (growth) can
-//!   therefore only happen while no guard is alive.
+//! * A reader/writer lock around the pager (and the group in flight, `flight.rs`): page guards
+//!   hold it for reading; the group-commit leader (while it stages, between barriers and while
+//!   it publishes) and `write_page` hold it for writing. A remap (growth) can therefore only
+//!   happen while no guard is alive. No one holds it during a device flush: the leader waits for
+//!   its barriers with the lock released, and readers answer from the durable state meanwhile.
 //! * A queue (mutex + condition variable) of operations that change allocation state. A caller
 //!   enqueues its operation; if no leader is active it becomes the leader: it takes the pager
 //!   lock for writing, drains the queue, stages every operation in memory, commits once, and
@@ -43,9 +45,11 @@ use group::{Done, Fill, Op, Queue};
 ///
 /// * **Reads** go through guards: [`read`](Self::read) (the whole pager, read-only),
 ///   [`page`](Self::page) and [`protected_page`](Self::protected_page) (one page). Any number of
-///   threads hold guards at once. A guard holds the pager's lock for reading, so no commit and no
-///   growth (remap) happens while it is alive: a guard never sees a commit half done, and its
-///   bytes are never unmapped under it.
+///   threads hold guards at once. A guard holds the pager's lock for reading, so no group is
+///   staged and no growth (remap) happens while it is alive: a guard never sees a commit half
+///   done, and its bytes are never unmapped under it. Readers never wait for a device flush: a
+///   group's barriers run with the lock released, and a guard taken meanwhile shows the durable
+///   state, never a change that is not durable yet (SPEC.md §3.10).
 /// * **Allocation changes** ([`alloc`](Self::alloc), [`free`](Self::free), their bulk forms, the
 ///   protected forms and [`write_protected`](Self::write_protected)) are *group-committed*:
 ///   operations that arrive while a commit is running are staged together by one leader thread

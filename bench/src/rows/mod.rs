@@ -12,6 +12,7 @@ mod durable;
 mod iterate;
 mod open;
 mod open_scale;
+mod readers;
 pub mod record;
 mod reference;
 mod scale;
@@ -185,6 +186,10 @@ pub const REGISTRY: &[RowSpec] = &[
     RowSpec {
         key: "shared-record",
         run: threads::shared_record_threads,
+    },
+    RowSpec {
+        key: "reader-latency",
+        run: readers::reader_latency,
     },
     RowSpec {
         key: "alloc-tmpfs",
