@@ -853,3 +853,41 @@ fn a_panic_inside_a_group_commit_keeps_the_answers_already_given() {
         );
     }
 }
+
+/// Frees go last (SPEC.md §3.10): a free queued before an allocation in the same group is staged
+/// after it, so the allocation never gets the page the group frees, which the durable state
+/// still owns until the group's commit. Staged in arrival order, the allocation would take the
+/// freed page (the only free one) and its holder would write into a page a crash could leave
+/// allocated to the freer.
+#[test]
+fn an_allocation_never_gets_the_page_its_group_frees() {
+    let shared = new_shared();
+    let victim = shared.alloc().unwrap();
+    let rest = shared.read().free_page_count() as usize;
+    shared.alloc_bulk(rest).unwrap();
+    assert_eq!(shared.read().free_page_count(), 0);
+    let guard = shared.read();
+    let wait_for = |count: usize| {
+        let started = std::time::Instant::now();
+        while shared.pending_operations() < count {
+            assert!(started.elapsed().as_secs() < 120, "the group never formed");
+            thread::yield_now();
+        }
+    };
+    let (freed, allocated) = thread::scope(|scope| {
+        let free = scope.spawn(|| shared.free(victim));
+        wait_for(1);
+        let alloc = scope.spawn(|| shared.alloc());
+        wait_for(2);
+        drop(guard);
+        (free.join().unwrap(), alloc.join().unwrap())
+    });
+    freed.unwrap();
+    let id = allocated.unwrap();
+    assert_ne!(id, victim, "the group handed out the page it frees");
+    assert_eq!(
+        shared.stats().commits,
+        3,
+        "one group for the free and the allocation"
+    );
+}
