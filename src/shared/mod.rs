@@ -449,8 +449,9 @@ impl<const PAGE_SIZE: usize, S: Storage> SharedPager<PAGE_SIZE, S> {
                 id.get(&pager.pager)?;
             }
             Some(RegularView::NotYetAllocated) => return Err(not_yet_allocated(id.raw())),
-            // Allocated when the group staged its free, and nothing else changed it since.
-            Some(RegularView::StillAllocated) => {}
+            // Allocated when the group staged its free, and nothing else changed it since. (A
+            // `write_page` whose settling barrier failed may have poisoned the pager meanwhile.)
+            Some(RegularView::StillAllocated) => pager.pager.check_poison()?,
         }
         Ok(PageGuard {
             pager,
@@ -492,6 +493,7 @@ impl<const PAGE_SIZE: usize, S: Storage> SharedPager<PAGE_SIZE, S> {
                 return Err(MappedPageError::ProtectedNotAllocated { id: id.raw() });
             }
             ProtectedView::Committed(copy) => {
+                pager.pager.check_poison()?;
                 pager
                     .pager
                     .verified_copy(id.raw(), copy.page, copy.checksum)?
