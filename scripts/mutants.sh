@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Mutation score of src/format/, src/commit.rs, src/recovery/, src/storage/ and the group-commit
-# engine src/shared/group.rs (configuration and the tests each mutant runs: .cargo/mutants.toml).
+# engine src/shared/group.rs with src/shared/flight.rs (configuration and the tests each mutant runs: .cargo/mutants.toml).
 # Results land in mutants.out/; the figures and the time it took are in README.md.
 #   scripts/mutants.sh                                    # everything
 #   scripts/mutants.sh --shard 2/8 --sharding round-robin # one eighth of it
@@ -25,7 +25,7 @@ fi
 case " $* " in
 *" --file "*) ;;
 *) set -- --file 'src/format/*.rs' --file src/commit.rs --file 'src/recovery/*.rs' \
-    --file 'src/storage/*.rs' --file src/shared/group.rs "$@" ;;
+    --file 'src/storage/*.rs' --file src/shared/group.rs --file src/shared/flight.rs "$@" ;;
 esac
 # The baseline: the same targets, unmutated, must pass.
 targets=$(sed -n '/^additional_cargo_args = \[/,/^\]/p' .cargo/mutants.toml | grep -o '"[^"]*"' | tr -d '"' | tr '\n' ' ')
