@@ -158,18 +158,35 @@ fn started<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> mpsc::R
     receive
 }
 
+/// Closes the gate, starts `f` on a clone of `shared` on another thread, and returns once its
+/// group's barrier is held at the gate: the group is in flight.
+fn in_flight<T: Send + 'static>(
+    shared: &Shared,
+    gate: &Gate,
+    f: impl FnOnce(Shared) -> T + Send + 'static,
+) -> mpsc::Receiver<T> {
+    gate.close();
+    let shared = shared.clone();
+    let receive = started(move || f(shared));
+    gate.wait_for_barrier();
+    receive
+}
+
+/// [`promptly`] on a clone of `shared`.
+fn read_promptly<T: Send + 'static>(
+    shared: &Shared,
+    f: impl FnOnce(Shared) -> T + Send + 'static,
+) -> T {
+    let shared = shared.clone();
+    promptly(move || f(shared))
+}
+
 #[test]
 fn during_a_free_s_barrier_the_page_is_still_allocated_and_read_waits() {
     let (shared, gate, id, _) = setup();
-    gate.close();
-    let free = started({
-        let shared = shared.clone();
-        move || shared.free(id)
-    });
-    gate.wait_for_barrier();
-    let bytes = promptly({
-        let shared = shared.clone();
-        move || shared.page(id).map(|page| page.as_bytes().to_vec())
+    let free = in_flight(&shared, &gate, move |shared| shared.free(id));
+    let bytes = read_promptly(&shared, move |shared| {
+        shared.page(id).map(|page| page.as_bytes().to_vec())
     });
     assert_eq!(bytes.unwrap(), vec![7; P], "the free is not durable yet");
     let whole = started({
@@ -197,12 +214,9 @@ fn during_an_allocation_s_barrier_no_new_page_is_visible() {
         let allocated = pager.iter_allocated_pages().map(|id| id.raw()).collect();
         (pager.page_count(), allocated)
     };
-    gate.close();
-    let alloc = started({
-        let shared = shared.clone();
-        move || shared.alloc_with(|page| page.as_bytes_mut().fill(9))
+    let alloc = in_flight(&shared, &gate, move |shared| {
+        shared.alloc_with(|page| page.as_bytes_mut().fill(9))
     });
-    gate.wait_for_barrier();
     let visible: Vec<u64> = promptly({
         let shared = shared.clone();
         move || {
@@ -254,12 +268,7 @@ fn during_a_protected_write_s_barrier_readers_see_the_committed_copy() {
 #[test]
 fn a_write_to_a_page_the_group_frees_waits_for_the_group() {
     let (shared, gate, id, _) = setup();
-    gate.close();
-    let free = started({
-        let shared = shared.clone();
-        move || shared.free(id)
-    });
-    gate.wait_for_barrier();
+    let free = in_flight(&shared, &gate, move |shared| shared.free(id));
     let write = started({
         let shared = shared.clone();
         move || shared.write_page(id, |page| page.as_bytes_mut()[0] = 1)
@@ -280,15 +289,9 @@ fn a_write_to_a_page_the_group_frees_waits_for_the_group() {
 fn a_write_to_another_page_goes_on_during_the_barrier() {
     let (shared, gate, id, _) = setup();
     let other = shared.alloc().unwrap();
-    gate.close();
-    let free = started({
-        let shared = shared.clone();
-        move || shared.free(id)
-    });
-    gate.wait_for_barrier();
-    promptly({
-        let shared = shared.clone();
-        move || shared.write_page(other, |page| page.as_bytes_mut()[0] = 5)
+    let free = in_flight(&shared, &gate, move |shared| shared.free(id));
+    read_promptly(&shared, move |shared| {
+        shared.write_page(other, |page| page.as_bytes_mut()[0] = 5)
     })
     .unwrap();
     gate.open();
@@ -299,16 +302,10 @@ fn a_write_to_another_page_goes_on_during_the_barrier() {
 #[test]
 fn a_failed_barrier_shows_readers_nothing_of_its_group_then_poisons() {
     let (shared, gate, id, _) = setup();
-    gate.close();
     gate.fail.store(true, Ordering::SeqCst);
-    let free = started({
-        let shared = shared.clone();
-        move || shared.free(id)
-    });
-    gate.wait_for_barrier();
-    let during = promptly({
-        let shared = shared.clone();
-        move || shared.page(id).map(|page| page.as_bytes()[0])
+    let free = in_flight(&shared, &gate, move |shared| shared.free(id));
+    let during = read_promptly(&shared, move |shared| {
+        shared.page(id).map(|page| page.as_bytes()[0])
     });
     assert_eq!(during.unwrap(), 7);
     gate.open();

@@ -667,7 +667,16 @@ fn loom7_a_failed_flush_while_readers_run_shows_them_nothing() {
 #[test]
 #[should_panic(expected = "LOOM-7")]
 fn mutant_publish_before_barrier_is_caught() {
-    use mappedpages::mutants::{self, Mutant};
+    with_mutant(mappedpages::mutants::Mutant::PublishBeforeBarrier, || {
+        reader_model(false)
+    });
+}
+
+/// Runs the loom model `f` once with `mutant` active (and none after, also when `f` panics, as
+/// the mutant tests expect it to).
+#[cfg(feature = "mutants")]
+fn with_mutant(mutant: mappedpages::mutants::Mutant, f: impl Fn() + Sync + Send + 'static) {
+    use mappedpages::mutants;
     let _serial = serial();
     struct Reset;
     impl Drop for Reset {
@@ -676,8 +685,8 @@ fn mutant_publish_before_barrier_is_caught() {
         }
     }
     let _reset = Reset;
-    mutants::set_active(Some(Mutant::PublishBeforeBarrier));
-    loom::model(|| reader_model(false));
+    mutants::set_active(Some(mutant));
+    loom::model(f);
 }
 
 /// The harness can fail: with `Mutant::AckBeforeGroupSync` a follower is woken before its
@@ -686,15 +695,7 @@ fn mutant_publish_before_barrier_is_caught() {
 #[test]
 #[should_panic(expected = "LOOM-1")]
 fn mutant_ack_before_group_sync_is_caught() {
-    use mappedpages::mutants::{self, Mutant};
-    let _serial = serial();
-    struct Reset;
-    impl Drop for Reset {
-        fn drop(&mut self) {
-            mutants::set_active(None);
-        }
-    }
-    let _reset = Reset;
-    mutants::set_active(Some(Mutant::AckBeforeGroupSync));
-    loom::model(|| run_model(setup(1, 0, false), &[&[Step::Alloc], &[Step::Free(0)]]));
+    with_mutant(mappedpages::mutants::Mutant::AckBeforeGroupSync, || {
+        run_model(setup(1, 0, false), &[&[Step::Alloc], &[Step::Free(0)]])
+    });
 }
