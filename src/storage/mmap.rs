@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use memmap2::MmapMut;
 
-use super::{PendingBarrier, Storage, coalesce};
+use super::{Storage, coalesce};
 use crate::error::{IoOperation, MappedPageError};
 
 /// Counters of the durability work done through a [`MmapStorage`].
@@ -1548,10 +1548,10 @@ impl Storage for MmapStorage {
     /// descriptor and the mapping's address (both outlive the borrow of `self`); the counters
     /// count them here. Elsewhere the default: the whole barrier now.
     #[cfg(target_os = "linux")]
-    fn start_barrier(&mut self, ranges: &[Range<u64>]) -> io::Result<PendingBarrier> {
+    fn start_barrier(&mut self, ranges: &[Range<u64>]) -> io::Result<super::PendingBarrier> {
         let steps = self.plan_barrier(ranges)?;
         let Some(map) = self.map.as_ref().filter(|_| !steps.is_empty()) else {
-            return Ok(PendingBarrier::complete());
+            return Ok(super::PendingBarrier::complete());
         };
         let mapping = linux::Mapping {
             base: map.as_ptr() as usize,
@@ -1567,7 +1567,7 @@ impl Storage for MmapStorage {
                 other => unreachable!("{other:?} planned on Linux"),
             }
         }
-        Ok(PendingBarrier::new(move || {
+        Ok(super::PendingBarrier::new(move || {
             linux::run_detached(&file, mapping, &steps)
         }))
     }
