@@ -104,7 +104,7 @@ pub(crate) fn commit<S: Storage>(
     plan: &CommitPlan,
 ) -> io::Result<()> {
     let staged = stage(storage, state, plan);
-    sync(storage, &staged.step_4_barrier())?;
+    sync(storage, staged.step_4_barrier())?;
     if let Some(step_6) = staged.step_5_flip(storage) {
         sync(storage, &step_6)?;
     }
@@ -148,7 +148,7 @@ pub(crate) struct Staged {
     superblock: Superblock,
     superblock_range: Range<u64>,
     mode: CommitMode,
-    /// The plan's data ranges (for the `SyncDataLate` mutant, after step 6).
+    /// The plan's data ranges (for the `PromoteBeforeStagedDurable` mutant, after step 6).
     data_ranges: Vec<Range<u64>>,
     /// What memory takes at step 7.
     record: CommitRecord,
@@ -162,11 +162,11 @@ impl Staged {
     /// barrier: once it returns, `Y` loads completely and recovery takes it (§3.2.1); until
     /// then, any part of it may be missing and recovery falls back to `X`. The ranges for the
     /// caller's barrier (empty: none).
-    pub(crate) fn step_4_barrier(&self) -> Vec<Range<u64>> {
+    pub(crate) fn step_4_barrier(&self) -> &[Range<u64>] {
         if hooks::step_4_skips_barrier() {
-            return Vec::new();
+            return &[];
         }
-        self.step_4.clone()
+        &self.step_4
     }
 
     /// Step 5, after step 4's barrier returned: the superblock (one 512-byte sector) names

@@ -618,10 +618,7 @@ impl<const PAGE_SIZE: usize, S: Storage> Pager<PAGE_SIZE, S> {
     /// assert_eq!(pager.storage().durable_image()[offset], 7);
     /// ```
     pub fn sync_page(&mut self, id: PageId<PAGE_SIZE>) -> Result<(), MappedPageError> {
-        self.check_allocated_data_page(id.raw())?;
-        self.check_file_len("sync_page")?;
-        let range = Self::page_byte_range(id.raw());
-        let range = range.start as u64..range.end as u64;
+        let range = self.stage_sync(Some(id))?;
         self.storage
             .sync_ranges(&[range])
             .map_err(|e| self.poison("sync_page", e))
@@ -629,16 +626,15 @@ impl<const PAGE_SIZE: usize, S: Storage> Pager<PAGE_SIZE, S> {
 
     /// Makes the contents of every page durable.
     pub fn sync_all(&mut self) -> Result<(), MappedPageError> {
-        self.check_poison()?;
-        self.check_file_len("sync_all")?;
+        self.stage_sync(None)?;
         self.storage
             .sync_all()
             .map_err(|e| self.poison("sync_all", e))
     }
 
     /// The checks of [`sync_page`](Self::sync_page) (`Some(id)`) or [`sync_all`](Self::sync_all)
-    /// (`None`), without the barrier: the byte range it must cover, which a group commit puts in
-    /// its barrier (SPEC.md §3.10).
+    /// (`None`), without the barrier: the byte range it must cover. Both methods and the group
+    /// commit, which puts the range in its barrier (SPEC.md §3.10), check through here.
     pub(crate) fn stage_sync(
         &mut self,
         id: Option<PageId<PAGE_SIZE>>,

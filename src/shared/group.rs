@@ -335,7 +335,7 @@ impl<const PAGE_SIZE: usize, S: Storage> Shared<PAGE_SIZE, S> {
         if active(Mutant::PublishBeforeBarrier) {
             self.land(&mut pager);
         }
-        let mut pager = self.barrier(pager, &staged.step_4_barrier())?;
+        let mut pager = self.barrier(pager, staged.step_4_barrier())?;
         if let Some(step_6) = pager.pager.flip_commit(&staged) {
             pager = self.barrier(pager, &step_6)?;
         }

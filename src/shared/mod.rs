@@ -439,11 +439,11 @@ impl<const PAGE_SIZE: usize, S: Storage> SharedPager<PAGE_SIZE, S> {
     ) -> Result<PageGuard<'_, PAGE_SIZE, S>, MappedPageError> {
         let held = self.shared.enter("page")?;
         let pager = self.shared.read_pager();
-        let allocated = pager.pager.is_allocated(id);
+        // The bitmap is looked up here only while a group is in flight (`id.get` does otherwise).
         match pager
             .flight
             .as_ref()
-            .map(|f| f.regular(id.raw(), allocated))
+            .map(|f| f.regular(id.raw(), pager.pager.is_allocated(id)))
         {
             None | Some(RegularView::Unchanged) => {
                 id.get(&pager.pager)?;
