@@ -21,6 +21,10 @@ use crate::rows::{Ctx, Ours, OursMode, PAGE_SIZE_BYTES, add_ours_stats, create_o
 /// Key of the bare-msync row of this group, the denominator of every ratio.
 const MSYNC_KEY: &str = "record-msync";
 
+/// Key of the bare msync of a page never written before (new file space): what a durable write
+/// of new file space costs the file system at least (block allocation and its metadata).
+const NEW_PAGE_MSYNC_KEY: &str = "record-msync-new-page";
+
 /// The issue's target: a durable new record with `alloc_with` in single-sync mode.
 const TARGET: f64 = 1.1;
 
@@ -143,6 +147,8 @@ fn record_rows(ctx: &mut Ctx, reuse: bool) -> BenchResult<Vec<Row>> {
     let group = if reuse { "record-reuse" } else { "record" };
     let mut round = |ctx: &mut Ctx| -> BenchResult<Vec<Sample>> {
         let mut limit = PhysicalLimit::create(&ctx.fresh_path(&dir, "record-msync"))?;
+        let mut new_page_limit =
+            PhysicalLimit::create_new_pages(&ctx.fresh_path(&dir, "record-msync-new"), op_count)?;
         let mut redb = RedbRecord::create(&ctx.fresh_path(&dir, "record-redb"))?;
         let mut pagers = Vec::new();
         let mut paths = Vec::new();
@@ -166,6 +172,7 @@ fn record_rows(ctx: &mut Ctx, reuse: bool) -> BenchResult<Vec<Row>> {
                 ops.push(Box::new(move |index| contender.op(pager, index)));
             }
             ops.push(Box::new(|index| redb.op(index)));
+            ops.push(Box::new(|index| new_page_limit.op(index)));
             let mut refs: Vec<&mut dyn FnMut(usize) -> BenchResult<()>> =
                 ops.iter_mut().map(|op| op.as_mut() as _).collect();
             interleave_ops(op_count, 1, &mut refs)?
@@ -179,6 +186,7 @@ fn record_rows(ctx: &mut Ctx, reuse: bool) -> BenchResult<Vec<Row>> {
         }
         drop(pagers);
         limit.finish()?;
+        new_page_limit.finish()?;
         redb.finish()?;
         for path in &paths {
             remove(path)?;
@@ -189,9 +197,10 @@ fn record_rows(ctx: &mut Ctx, reuse: bool) -> BenchResult<Vec<Row>> {
     let mut series = alternate_runs(ctx, repetitions, group, &mut [&mut round])?
         .pop()
         .unwrap_or_default();
-    if series.len() != 2 + Contender::ALL.len() {
-        return Err("record: expected six contenders".into());
+    if series.len() != 3 + Contender::ALL.len() {
+        return Err("record: expected seven contenders".into());
     }
+    let new_page_series = series.pop().unwrap_or_default();
     let redb_series = series.pop().unwrap_or_default();
     let msync_series = series.remove(0);
     let space = if reuse {
@@ -241,6 +250,12 @@ fn record_rows(ctx: &mut Ctx, reuse: bool) -> BenchResult<Vec<Row>> {
         ),
         redb_series,
     );
+    push(
+        NEW_PAGE_MSYNC_KEY,
+        "reference: physical limit in new file space (write + msync one 4 KiB page never \
+         written before, of a sparse file), × bare msync",
+        new_page_series,
+    );
     Ok(rows)
 }
 
@@ -270,10 +285,13 @@ fn targets_of(rows: &[Row], reuse: &str) -> String {
     } else {
         ("pages written before", "record-reuse")
     };
+    let new_page = ratio(NEW_PAGE_MSYNC_KEY).map_or(String::new(), |(limit, _)| {
+        format!("; the bare msync of a never-written page: {limit:.3}×")
+    });
     match (ratio(&filled.key()), ratio("record-redb")) {
         (Some((ours, _)), redb) => format!(
             "- Durable new 4 KiB record, alloc_with, single-sync, {space}: {ours:.3}× the bare \
-             msync (target ≤ {TARGET}×): {}; redb in the same run: {}\n",
+             msync (target ≤ {TARGET}×): {}; redb in the same run: {}{new_page}\n",
             if ours <= TARGET {
                 "**met**"
             } else {

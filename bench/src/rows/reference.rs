@@ -16,16 +16,30 @@ const LIMIT_PAGE_COUNT: usize = 16;
 pub struct PhysicalLimit {
     path: PathBuf,
     map: memmap2::MmapMut,
+    /// Operation `i` changes page `i mod page_count`.
+    page_count: usize,
 }
 
 impl PhysicalLimit {
     pub fn create(path: &Path) -> BenchResult<PhysicalLimit> {
+        Self::with_pages(path, LIMIT_PAGE_COUNT)
+    }
+
+    /// The physical limit of a durable write to **new file space**: a sparse file of
+    /// `page_count` pages, operation `i` writes page `i` (never written before) and `msync`s
+    /// it, so the file system allocates a block and writes its metadata in the same flush (on
+    /// ext4 without a journal: the inode, one more device write).
+    pub fn create_new_pages(path: &Path, page_count: usize) -> BenchResult<PhysicalLimit> {
+        Self::with_pages(path, page_count.max(1))
+    }
+
+    fn with_pages(path: &Path, page_count: usize) -> BenchResult<PhysicalLimit> {
         let file = std::fs::OpenOptions::new()
             .read(true)
             .write(true)
             .create_new(true)
             .open(path)?;
-        file.set_len((LIMIT_PAGE_COUNT * PAGE_SIZE_BYTES) as u64)?;
+        file.set_len((page_count * PAGE_SIZE_BYTES) as u64)?;
         // SAFETY: the file was just created in the harness's private directory; nothing else maps
         // or truncates it while this map is alive.
         let map = unsafe { memmap2::MmapMut::map_mut(&file)? };
@@ -33,11 +47,12 @@ impl PhysicalLimit {
         Ok(PhysicalLimit {
             path: path.to_path_buf(),
             map,
+            page_count,
         })
     }
 
     pub fn op(&mut self, index: usize) -> BenchResult<()> {
-        let offset = (index % LIMIT_PAGE_COUNT) * PAGE_SIZE_BYTES;
+        let offset = (index % self.page_count) * PAGE_SIZE_BYTES;
         self.map[offset] = self.map[offset].wrapping_add(1);
         self.map.flush_range(offset, PAGE_SIZE_BYTES)?;
         Ok(())
