@@ -28,21 +28,31 @@ fn main() -> Result<(), MappedPageError> {
     let barriers = pager.storage().stats().barriers - barriers_before;
     assert_eq!(barriers, 11, "one barrier per call");
     println!("15 records durable in {barriers} barriers (one per call)");
+
+    // A record changed in place rides along with the next commit (SPEC.md §3.6.2): the change
+    // and a new record, one barrier.
+    ids[0].get_mut(&mut pager)?.as_bytes_mut()[8..14].copy_from_slice(b"RECORD");
+    pager.attach_to_next_commit(ids[0])?;
+    let barriers_before = pager.storage().stats().barriers;
+    ids.push(
+        pager.alloc_with(|page| page.as_bytes_mut()[..8].copy_from_slice(&7u64.to_le_bytes()))?,
+    );
+    assert_eq!(pager.storage().stats().barriers - barriers_before, 1);
+    println!("a changed record and a new one durable in one barrier");
     drop(pager);
 
     let pager = Pager::<4096>::open(&path)?;
     for (n, id) in ids.iter().enumerate() {
         let bytes = id.get(&pager)?.as_bytes();
         let value = u64::from_le_bytes(bytes[..8].try_into().expect("8 bytes"));
-        assert_eq!(
-            value,
-            if n < 10 {
-                n as u64
-            } else {
-                100 + n as u64 - 10
-            }
-        );
+        let expected = match n {
+            0..10 => n as u64,
+            10..15 => 100 + n as u64 - 10,
+            _ => 7,
+        };
+        assert_eq!(value, expected);
     }
+    assert_eq!(&ids[0].get(&pager)?.as_bytes()[8..14], b"RECORD");
     println!("reopened: every record reads back");
     drop(pager);
     std::fs::remove_file(&path).ok();

@@ -91,6 +91,9 @@ pub(crate) struct CommitPlan {
     /// Single-sync mode only: the data checks step 3 writes into `Y` (SPEC.md §2.3, format 2),
     /// over pages of `filled_ranges`. Step 1 leaves room for them in the log area.
     pub(crate) data_checks: Vec<DataCheck>,
+    /// Data pages changed in place that the caller attached to this commit
+    /// (`Pager::attach_to_next_commit`, SPEC.md §3.6.2): step 4's barrier makes them durable.
+    pub(crate) attached_ranges: Vec<Range<u64>>,
 }
 
 /// Commits `state` (whose bitmap, log and directory already hold the change) as generation
@@ -281,7 +284,12 @@ impl<'a, S: Storage> InFlight<'a, S> {
                 "data check {check:?} over pages the barrier does not cover"
             );
         }
-        for range in plan.data_ranges.iter().chain(&plan.filled_ranges) {
+        for range in plan
+            .data_ranges
+            .iter()
+            .chain(&plan.filled_ranges)
+            .chain(&plan.attached_ranges)
+        {
             assert!(
                 range.start < range.end
                     && range.end <= len_bytes
@@ -462,6 +470,7 @@ impl<'a, S: Storage> InFlight<'a, S> {
         let mut ranges = std::mem::take(&mut self.written);
         ranges.extend_from_slice(hooks::step_4_data_ranges(&self.plan.data_ranges));
         ranges.extend_from_slice(hooks::step_4_filled_ranges(&self.plan.filled_ranges));
+        ranges.extend_from_slice(hooks::step_4_attached_ranges(&self.plan.attached_ranges));
         ranges.push(copy.range.clone());
         let superblock_range = page_range(self.state, 0);
         if hooks::step_4_flips_early(self.plan.mode) {
@@ -606,6 +615,15 @@ mod hooks {
             return &[];
         }
         filled_ranges
+    }
+
+    /// Step 4: the attached pages its barrier covers: all of them
+    /// (`AttachedLeftOutOfBarrier`: none, and no barrier of the commit covers them).
+    pub(super) fn step_4_attached_ranges(attached_ranges: &[Range<u64>]) -> &[Range<u64>] {
+        if active(Mutant::AttachedLeftOutOfBarrier) {
+            return &[];
+        }
+        attached_ranges
     }
 
     /// Step 4: false: the superblock is written at step 5, after the barrier

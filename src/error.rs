@@ -249,6 +249,13 @@ pub enum MappedPageError {
         /// Bytes the call tried to allocate.
         requested_bytes: u64,
     },
+    /// [`Pager::attach_to_next_commit`](crate::Pager::attach_to_next_commit): as many pages
+    /// as a commit's barrier takes are already attached; nothing changed. Commit (any `alloc`,
+    /// `free` or protected commit takes them) or call `sync_all`, then attach again.
+    TooManyAttached {
+        /// The bound, [`ATTACHED_PAGES_MAX`](crate::ATTACHED_PAGES_MAX).
+        max_pages: usize,
+    },
 }
 
 impl MappedPageError {
@@ -437,6 +444,10 @@ impl fmt::Display for MappedPageError {
             MappedPageError::OutOfMemory { requested_bytes } => write!(
                 f,
                 "the call would allocate {requested_bytes} bytes of memory, more than is available; nothing changed: request fewer pages at a time"
+            ),
+            MappedPageError::TooManyAttached { max_pages } => write!(
+                f,
+                "{max_pages} pages are already attached to the next commit, the most one commit takes; nothing changed: commit (any alloc, free or protected commit makes them durable) or call sync_all, then attach again"
             ),
         }
     }

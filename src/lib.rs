@@ -210,7 +210,7 @@ pub use commit::CommitMode;
 pub use error::{IoOperation, MappedPageError};
 pub use inspect::PageUse;
 pub use page::{MappedPage, PageId};
-pub use pager::{AllocatedPageIter, Pager};
+pub use pager::{ATTACHED_PAGES_MAX, AllocatedPageIter, Pager};
 pub use protected::{AllocatedProtectedPageIter, ProtectedPageId, ProtectedPageWriter};
 pub use readonly::{ReadOnlyPager, Repair, detect_page_size};
 pub use recovery::RecoveryDecision;

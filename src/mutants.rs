@@ -67,6 +67,9 @@ pub enum Mutant {
     /// Pager: hand out a page of the last commit's data checks for writing without settling
     /// first (SPEC.md §3.6.1).
     WriteUnsettledPage,
+    /// Commit: leave the pages attached with `Pager::attach_to_next_commit` out of the barrier
+    /// (acknowledge the commit before their contents are durable; SPEC.md §3.6.2).
+    AttachedLeftOutOfBarrier,
     /// `SharedPager` group commit: publish the group to readers (land it) before its barrier,
     /// so a reader sees allocations that are not durable yet (SPEC.md §3.10). Changes what
     /// readers see, never what is durable: caught by the loom models, not by crashsim.
@@ -77,7 +80,7 @@ pub enum Mutant {
 impl Mutant {
     /// Every mutant, in declaration order. crashsim catches each one (`crashsim/tests/mutants.rs`);
     /// those of [`SHARED`](Self::SHARED) only its concurrent workloads (`threads-8`, …) can.
-    pub const ALL: [Mutant; 21] = [
+    pub const ALL: [Mutant; 22] = [
         Mutant::SkipMetadataBarrier,
         Mutant::FlipBeforeMetadataDurable,
         Mutant::WriteActiveCopyInPlace,
@@ -99,6 +102,7 @@ impl Mutant {
         Mutant::DataLeftOutOfBarrier,
         Mutant::SkipDataCheck,
         Mutant::WriteUnsettledPage,
+        Mutant::AttachedLeftOutOfBarrier,
     ];
 
     /// The mutants of `SharedPager`'s group commit (src/shared.rs), in declaration order; also
@@ -136,6 +140,7 @@ impl Mutant {
             Mutant::DataLeftOutOfBarrier => "data-left-out-of-barrier",
             Mutant::SkipDataCheck => "skip-data-check",
             Mutant::WriteUnsettledPage => "write-unsettled-page",
+            Mutant::AttachedLeftOutOfBarrier => "attached-left-out-of-barrier",
             Mutant::PublishBeforeBarrier => "publish-before-barrier",
         }
     }

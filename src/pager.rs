@@ -1,6 +1,7 @@
 //! `Pager`: the public face of the crate.
 
 use std::any::Any;
+use std::collections::BTreeSet;
 use std::marker::PhantomData;
 use std::ops::Range;
 use std::panic::{self, AssertUnwindSafe};
@@ -21,6 +22,11 @@ use crate::storage::{MmapStorage, PendingBarrier, Storage};
 const INITIAL_PAGE_COUNT: u64 = 16;
 /// Growth doubles the file until one step would add this many bytes, then adds this many.
 const GROWTH_CAP_BYTES: u64 = 1 << 30;
+
+/// The most pages [`Pager::attach_to_next_commit`] holds at once (256 MiB of 4 KiB pages): the
+/// barrier they join, and the memory that names them (8 bytes a page), stay bounded. One more
+/// fails with [`MappedPageError::TooManyAttached`].
+pub const ATTACHED_PAGES_MAX: usize = 65_536;
 
 /// Manages a file of fixed-size pages through a memory map, crash-consistently.
 ///
@@ -92,6 +98,10 @@ pub struct Pager<const PAGE_SIZE: usize, S: Storage = MmapStorage> {
     commit_mode: CommitMode,
     /// Reserve disk blocks for every page before it is written or handed out (SPEC.md §3.3).
     reserve_space: bool,
+    /// Data pages whose contents the next commit's first barrier makes durable
+    /// ([`attach_to_next_commit`](Pager::attach_to_next_commit), SPEC.md §3.6.2); at most
+    /// [`ATTACHED_PAGES_MAX`].
+    attached: BTreeSet<u64>,
 }
 
 /// Free pages chosen for an allocation, not yet marked allocated
@@ -145,6 +155,7 @@ impl<const PAGE_SIZE: usize> Pager<PAGE_SIZE, MmapStorage> {
             pending_length_sync: None,
             commit_mode: CommitMode::Flip,
             reserve_space: true,
+            attached: BTreeSet::new(),
         })
     }
 
@@ -233,6 +244,7 @@ impl<const PAGE_SIZE: usize, S: Storage> Pager<PAGE_SIZE, S> {
             pending_length_sync: None,
             commit_mode: CommitMode::Flip,
             reserve_space: true,
+            attached: BTreeSet::new(),
         })
     }
 
@@ -276,6 +288,7 @@ impl<const PAGE_SIZE: usize, S: Storage> Pager<PAGE_SIZE, S> {
                 pending_length_sync: None,
                 commit_mode: CommitMode::Flip,
                 reserve_space: true,
+                attached: BTreeSet::new(),
             }),
             Err(error) => Err((error, storage)),
         }
@@ -299,6 +312,7 @@ impl<const PAGE_SIZE: usize, S: Storage> Pager<PAGE_SIZE, S> {
                 pending_length_sync: None,
                 commit_mode: CommitMode::Flip,
                 reserve_space: true,
+                attached: BTreeSet::new(),
             },
             repairs,
         ))
@@ -621,15 +635,90 @@ impl<const PAGE_SIZE: usize, S: Storage> Pager<PAGE_SIZE, S> {
         let range = self.stage_sync(Some(id))?;
         self.storage
             .sync_ranges(&[range])
-            .map_err(|e| self.poison("sync_page", e))
+            .map_err(|e| self.poison("sync_page", e))?;
+        self.attached.remove(&id.raw());
+        Ok(())
     }
 
-    /// Makes the contents of every page durable.
+    /// Makes the contents of every page durable, the [attached](Self::attach_to_next_commit)
+    /// ones too (they are no longer attached afterwards).
     pub fn sync_all(&mut self) -> Result<(), MappedPageError> {
         self.stage_sync(None)?;
         self.storage
             .sync_all()
-            .map_err(|e| self.poison("sync_all", e))
+            .map_err(|e| self.poison("sync_all", e))?;
+        self.attached.clear();
+        Ok(())
+    }
+
+    /// Makes the contents of data page `id` durable in the first barrier of the next commit
+    /// (of any `alloc`, `free`, bulk or protected commit), instead of in a barrier of its own:
+    /// a page changed in place and a commit, durable together in one device flush when that
+    /// commit returns (SPEC.md §3.6.2).
+    ///
+    /// What a crash keeps: once the commit returns, the page holds what it held when the commit
+    /// started. Before that, a crash may leave it with its old bytes, its new bytes or a mix of
+    /// their sectors, as any in-place write. In [`CommitMode::Flip`] a crash that keeps the
+    /// commit also keeps the page's new bytes (its barrier returned before the superblock named
+    /// the commit); in [`CommitMode::SingleSync`] the commit and the page share one barrier and
+    /// either may reach the disk without the other.
+    ///
+    /// Attaching a page twice attaches it once. A page that is freed, or made durable by
+    /// [`sync_page`](Self::sync_page) or [`sync_all`](Self::sync_all), is no longer attached.
+    /// Errors: `OutOfBounds`, `ReservedPage` (an internal or protected page: a protected page
+    /// has commits of its own), `NotAllocated`, `Poisoned`, and `TooManyAttached` when
+    /// [`ATTACHED_PAGES_MAX`] pages are attached already. On error nothing changed.
+    ///
+    /// ```
+    /// use mappedpages::{CommitMode, Pager, SimStorage};
+    ///
+    /// let mut pager = Pager::<1024, SimStorage>::create_in(SimStorage::new()).unwrap();
+    /// pager.set_commit_mode(CommitMode::SingleSync);
+    /// let leaf = pager.alloc_with(|page| page.as_bytes_mut().fill(1)).unwrap();
+    ///
+    /// // Change the leaf in place and allocate its new sibling: one barrier for both.
+    /// leaf.get_mut(&mut pager).unwrap().as_bytes_mut()[..4].copy_from_slice(b"half");
+    /// pager.attach_to_next_commit(leaf).unwrap();
+    /// let barriers = pager.storage().sync_count();
+    /// let sibling = pager.alloc_with(|page| page.as_bytes_mut().fill(2)).unwrap();
+    /// assert_eq!(pager.storage().sync_count(), barriers + 1);
+    /// assert_eq!(pager.attached_page_count(), 0);
+    ///
+    /// let image = pager.storage().durable_image();
+    /// assert_eq!(&image[leaf.raw() as usize * 1024..][..4], b"half");
+    /// assert_eq!(image[sibling.raw() as usize * 1024], 2);
+    /// ```
+    pub fn attach_to_next_commit(&mut self, id: PageId<PAGE_SIZE>) -> Result<(), MappedPageError> {
+        let page = id.raw();
+        self.check_allocated_data_page(page)?;
+        if self.attached.len() >= ATTACHED_PAGES_MAX && !self.attached.contains(&page) {
+            return Err(MappedPageError::TooManyAttached {
+                max_pages: ATTACHED_PAGES_MAX,
+            });
+        }
+        self.attached.insert(page);
+        Ok(())
+    }
+
+    /// How many pages [`attach_to_next_commit`](Self::attach_to_next_commit) holds for the next
+    /// commit.
+    pub fn attached_page_count(&self) -> usize {
+        self.attached.len()
+    }
+
+    /// The attached pages as byte ranges, adjacent pages merged, for a commit's plan; none are
+    /// attached afterwards.
+    fn take_attached_ranges(&mut self) -> Vec<Range<u64>> {
+        let page_size = PAGE_SIZE as u64;
+        let mut ranges: Vec<Range<u64>> = Vec::new();
+        for page in std::mem::take(&mut self.attached) {
+            let start = page * page_size;
+            match ranges.last_mut() {
+                Some(last) if last.end == start => last.end = start + page_size,
+                _ => ranges.push(start..start + page_size),
+            }
+        }
+        ranges
     }
 
     /// The checks of [`sync_page`](Self::sync_page) (`Some(id)`) or [`sync_all`](Self::sync_all)
@@ -887,6 +976,11 @@ impl<const PAGE_SIZE: usize, S: Storage> Pager<PAGE_SIZE, S> {
         let runs = PageRun::try_free_runs(ids.iter().map(|id| id.raw()))
             .map_err(|page| MappedPageError::DuplicateId { page })?;
         self.state.apply(&runs);
+        if !self.attached.is_empty() {
+            for id in &ids {
+                self.attached.remove(&id.raw());
+            }
+        }
         Ok(())
     }
 
@@ -929,6 +1023,7 @@ impl<const PAGE_SIZE: usize, S: Storage> Pager<PAGE_SIZE, S> {
         if let Some(range) = self.pending_length_sync.take() {
             plan.data_ranges.push(range);
         }
+        plan.attached_ranges = self.take_attached_ranges();
         plan.mode = self.commit_mode;
         Ok(())
     }

@@ -27,6 +27,10 @@ pub enum FilledOp {
     AllocBulkWith(usize),
     /// `get_mut` of the page of this rank, a fresh pattern over all of it, `sync_page`.
     Rewrite(usize),
+    /// `get_mut` of the page of this rank, a fresh pattern over all of it,
+    /// `attach_to_next_commit`: durable in the barrier of the next operation's commit (SPEC.md
+    /// §3.6.2, INV-16), not before.
+    RewriteAttached(usize),
     /// `free` of the page of this rank.
     Free(usize),
     /// `free_bulk` of every `step`-th page from rank `start`, `count` of them: fragments the
@@ -53,6 +57,14 @@ pub enum Content {
     /// is not what INV-15 is about: what matters here is that it never loses the commit that
     /// filled the page (INV-3, settling).
     Rewritten(u64),
+    /// The pattern of this tag, written in place and attached to the next commit
+    /// (`attach_to_next_commit`), which has not run yet: any bytes.
+    AttachedPending(u64),
+    /// The pattern of this tag, written in place and attached to the commit of the operation
+    /// that produced this model: like [`Rewritten`](Self::Rewritten) (the next operation's model
+    /// expects it exactly), and in flip mode exact whenever the recovered allocation set is this
+    /// model's (INV-16).
+    Attached(u64),
     /// Not known: the page was filled before a recovery the scenario resumed from.
     Any,
 }
@@ -113,16 +125,22 @@ fn apply<const P: usize>(
 ) -> Result<Result<FilledModel, MappedPageError>, Finding> {
     let mut next = model.clone();
     for content in next.pages.values_mut() {
-        if let Content::Rewritten(tag) = *content {
+        if let Content::Rewritten(tag) | Content::Attached(tag) = *content {
             *content = Content::Exact(tag);
         }
     }
     let first_tag = next.next_tag;
     let result = match op {
-        FilledOp::AllocWith => pager
-            .alloc_with(|page| fill(page, first_tag))
-            .map(|id| vec![id]),
+        FilledOp::AllocWith => {
+            commits(&mut next);
+            pager
+                .alloc_with(|page| fill(page, first_tag))
+                .map(|id| vec![id])
+        }
         FilledOp::AllocBulkWith(count) => {
+            if count > 0 {
+                commits(&mut next);
+            }
             pager.alloc_bulk_with(count, |index, page| fill(page, first_tag + index as u64))
         }
         FilledOp::Rewrite(rank) => {
@@ -133,11 +151,20 @@ fn apply<const P: usize>(
             next.next_tag += 1;
             return Ok(rewrite(pager, page, first_tag).map(|()| next));
         }
+        FilledOp::RewriteAttached(rank) => {
+            let Some(page) = nth(model, rank) else {
+                return Ok(Ok(next));
+            };
+            next.pages.insert(page, Content::AttachedPending(first_tag));
+            next.next_tag += 1;
+            return Ok(rewrite_attached(pager, page, first_tag).map(|()| next));
+        }
         FilledOp::Free(rank) => {
             let Some(page) = nth(model, rank) else {
                 return Ok(Ok(next));
             };
             next.pages.remove(&page);
+            commits(&mut next);
             return Ok(pager.free(PageId::from_raw(page)).map(|()| next));
         }
         FilledOp::FreeEvery { start, step, count } => {
@@ -151,6 +178,9 @@ fn apply<const P: usize>(
                 .collect();
             for page in &pages {
                 next.pages.remove(page);
+            }
+            if !pages.is_empty() {
+                commits(&mut next);
             }
             let ids = pages.into_iter().map(PageId::from_raw).collect();
             return Ok(pager.free_bulk(ids).map(|()| next));
@@ -177,6 +207,16 @@ fn apply<const P: usize>(
     }
 }
 
+/// The operation producing `next` commits: the pages attached before it are attached to its
+/// commit.
+fn commits(next: &mut FilledModel) {
+    for content in next.pages.values_mut() {
+        if let Content::AttachedPending(tag) = *content {
+            *content = Content::Attached(tag);
+        }
+    }
+}
+
 /// Writes pattern `tag` over `page`.
 fn fill(page: &mut mappedpages::MappedPage, tag: u64) {
     let bytes = page.as_bytes_mut();
@@ -194,6 +234,19 @@ fn rewrite<const P: usize>(
         .as_bytes_mut()
         .copy_from_slice(&pattern(tag, P));
     pager.sync_page(id)
+}
+
+/// `get_mut` + pattern + `attach_to_next_commit` of `page`: durable with the next commit.
+fn rewrite_attached<const P: usize>(
+    pager: &mut Pager<P, SimStorage>,
+    page: u64,
+    tag: u64,
+) -> Result<(), MappedPageError> {
+    let id = PageId::from_raw(page);
+    id.get_mut(pager)?
+        .as_bytes_mut()
+        .copy_from_slice(&pattern(tag, P));
+    pager.attach_to_next_commit(id)
 }
 
 fn run_ops<const P: usize>(
@@ -243,6 +296,9 @@ impl<const P: usize> Scenario<P> for FilledScenario<P> {
             FilledOp::AllocWith,
             FilledOp::Rewrite(usize::MAX),
             FilledOp::AllocBulkWith(3),
+            FilledOp::RewriteAttached(1),
+            FilledOp::AllocWith,
+            FilledOp::AllocWith,
             FilledOp::Free(0),
         ];
         run_ops(&mut pager, rec, &start, &ops)?;
@@ -259,43 +315,91 @@ impl<const P: usize> Scenario<P> for FilledScenario<P> {
             .map(|id| Ok((id.raw(), id.get(pager)?.as_bytes())))
             .collect::<Result<_, MappedPageError>>()
             .map_err(|e| Finding::new(Invariant::Opens, format!("a recovered page: {e}")))?;
-        if holds_all(&recovered, allowed.acknowledged) {
-            return Ok(Matched::Acknowledged);
-        }
-        if allowed
-            .in_flight
-            .is_some_and(|model| holds_all(&recovered, model))
+        let matched = check_models(&recovered, allowed)?;
+        check_attached(&recovered, allowed, matched, self.identity.commit_mode())?;
+        Ok(matched)
+    }
+}
+
+/// INV-16 in flip mode: an attached page of the model the recovered state matched holds exactly
+/// its bytes, because that model's allocation set is durable only after the barrier that made
+/// the page durable (SPEC.md §3.6.2). In single-sync mode the commit and the page share one
+/// barrier, so a recovered commit says nothing about the page: there INV-16 is checked by the
+/// models of the operations after it, which expect the bytes exactly (as after a `sync_page`).
+fn check_attached(
+    recovered: &[(u64, &[u8])],
+    allowed: &Allowed<'_, FilledModel>,
+    matched: Matched,
+    mode: mappedpages::CommitMode,
+) -> Result<(), Finding> {
+    if mode != mappedpages::CommitMode::Flip {
+        return Ok(());
+    }
+    let model = match matched {
+        Matched::Acknowledged => allowed.acknowledged,
+        Matched::InFlight => match allowed.in_flight {
+            Some(model) => model,
+            None => return Ok(()),
+        },
+    };
+    for (page, bytes) in recovered {
+        if let Some(Content::Attached(tag)) = model.pages.get(page)
+            && *bytes != pattern(*tag, bytes.len()).as_slice()
         {
-            return Ok(Matched::InFlight);
-        }
-        let pages: Vec<u64> = recovered.iter().map(|(page, _)| *page).collect();
-        let same = |model: &FilledModel| model.pages.keys().copied().eq(pages.iter().copied());
-        let matched = if same(allowed.acknowledged) {
-            Matched::Acknowledged
-        } else if allowed.in_flight.is_some_and(same) {
-            Matched::InFlight
-        } else {
-            return Err(allocation_finding(&pages, allowed));
-        };
-        // The allocation is an allowed one; each page must hold what one of the models allows
-        // (a media-damage rollback, SPEC.md §3.2.1, pairs the previous commit's allocation with
-        // the contents written since).
-        let wrong = recovered.iter().find(|(page, bytes)| {
-            let holds_in = |model: &FilledModel| holds(model.pages.get(page), bytes);
-            !holds_in(allowed.acknowledged) && !allowed.in_flight.is_some_and(holds_in)
-        });
-        match wrong {
-            None => Ok(matched),
-            Some((page, _)) => Err(Finding::new(
-                Invariant::FilledPages,
+            return Err(Finding::new(
+                Invariant::AttachedPages,
                 format!(
-                    "page {page} is allocated but holds neither its acknowledged contents ({:?}) \
-                     nor those in flight ({:?})",
-                    allowed.acknowledged.pages.get(page),
-                    allowed.in_flight.and_then(|m| m.pages.get(page))
+                    "page {page} was attached to a commit that recovery kept ({matched:?} \
+                     state, flip mode) but does not hold the bytes it had then (tag {tag})"
                 ),
-            )),
+            ));
         }
+    }
+    Ok(())
+}
+
+/// INV-2, INV-3, INV-15: the recovered allocation set is the acknowledged one or the one in
+/// flight, and each page holds what one of the models allows.
+fn check_models(
+    recovered: &[(u64, &[u8])],
+    allowed: &Allowed<'_, FilledModel>,
+) -> Result<Matched, Finding> {
+    if holds_all(recovered, allowed.acknowledged) {
+        return Ok(Matched::Acknowledged);
+    }
+    if allowed
+        .in_flight
+        .is_some_and(|model| holds_all(recovered, model))
+    {
+        return Ok(Matched::InFlight);
+    }
+    let pages: Vec<u64> = recovered.iter().map(|(page, _)| *page).collect();
+    let same = |model: &FilledModel| model.pages.keys().copied().eq(pages.iter().copied());
+    let matched = if same(allowed.acknowledged) {
+        Matched::Acknowledged
+    } else if allowed.in_flight.is_some_and(same) {
+        Matched::InFlight
+    } else {
+        return Err(allocation_finding(&pages, allowed));
+    };
+    // The allocation is an allowed one; each page must hold what one of the models allows
+    // (a media-damage rollback, SPEC.md §3.2.1, pairs the previous commit's allocation with
+    // the contents written since).
+    let wrong = recovered.iter().find(|(page, bytes)| {
+        let holds_in = |model: &FilledModel| holds(model.pages.get(page), bytes);
+        !holds_in(allowed.acknowledged) && !allowed.in_flight.is_some_and(holds_in)
+    });
+    match wrong {
+        None => Ok(matched),
+        Some((page, _)) => Err(Finding::new(
+            Invariant::FilledPages,
+            format!(
+                "page {page} is allocated but holds neither its acknowledged contents ({:?}) \
+                 nor those in flight ({:?})",
+                allowed.acknowledged.pages.get(page),
+                allowed.in_flight.and_then(|m| m.pages.get(page))
+            ),
+        )),
     }
 }
 
@@ -303,7 +407,12 @@ impl<const P: usize> Scenario<P> for FilledScenario<P> {
 fn holds(content: Option<&Content>, bytes: &[u8]) -> bool {
     match content {
         None => false,
-        Some(Content::Any | Content::Rewritten(_)) => true,
+        Some(
+            Content::Any
+            | Content::Rewritten(_)
+            | Content::AttachedPending(_)
+            | Content::Attached(_),
+        ) => true,
         Some(Content::Exact(tag)) => bytes == pattern(*tag, bytes.len()).as_slice(),
     }
 }
@@ -361,6 +470,9 @@ pub fn filled_ops() -> Vec<FilledOp> {
         FilledOp::AllocBulkWith(4),
         FilledOp::AllocWith,
         FilledOp::Rewrite(2),
+        FilledOp::RewriteAttached(1), // an in-place change durable with the next alloc_with
+        FilledOp::AllocWith,
+        FilledOp::AllocWith, // from here on its bytes are expected exactly
         FilledOp::Free(1),
         FilledOp::AllocWith, // reuses the freed page: its old bytes must never show
         FilledOp::AllocBulkWith(70),
@@ -373,6 +485,11 @@ pub fn filled_ops() -> Vec<FilledOp> {
         },
         FilledOp::AllocBulkWith(30), // 30 one-page runs: more than 56 / 2 data checks
         FilledOp::Rewrite(usize::MAX),
+        FilledOp::AllocWith,
+        FilledOp::RewriteAttached(3),
+        FilledOp::RewriteAttached(4), // two attached pages, durable with the next free
+        FilledOp::Free(0),
+        FilledOp::AllocWith,
         FilledOp::AllocWith,
     ]);
     ops

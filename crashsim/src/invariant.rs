@@ -48,6 +48,10 @@ pub enum Invariant {
     /// INV-15: a page filled by `alloc_with` is free or allocated with exactly its filled bytes
     /// after any crash; writing it again never loses the commit that filled it.
     FilledPages,
+    /// INV-16: a data page attached to a commit (`attach_to_next_commit`) holds the bytes it had
+    /// when the commit started once that commit returns; in flip mode also after any crash that
+    /// keeps the commit.
+    AttachedPages,
     /// An invariant of the engine a downstream [`Scenario`](crate::Scenario) checks, by the
     /// name the engine gives it (`"KV-1 acknowledged puts survive"`); see [`Invariant::user`].
     User(String),
@@ -63,7 +67,7 @@ enum Repr {
 
 impl Invariant {
     /// Every invariant, in SPEC's order (`ALL[n - 1]` is INV-n).
-    pub const ALL: [Invariant; 15] = [
+    pub const ALL: [Invariant; 16] = [
         Invariant::Opens,
         Invariant::Atomic,
         Invariant::Durable,
@@ -79,6 +83,7 @@ impl Invariant {
         Invariant::RedundantDirectory,
         Invariant::Space,
         Invariant::FilledPages,
+        Invariant::AttachedPages,
     ];
 
     /// An invariant of your engine, named `name` in reports (pick names that cannot be taken
@@ -114,6 +119,7 @@ impl Invariant {
             Invariant::RedundantDirectory => 13,
             Invariant::Space => 14,
             Invariant::FilledPages => 15,
+            Invariant::AttachedPages => 16,
         }
     }
 
@@ -176,7 +182,7 @@ mod tests {
             );
         }
         assert_eq!(Invariant::from_number(0), None);
-        assert_eq!(Invariant::from_number(16), None);
+        assert_eq!(Invariant::from_number(17), None);
     }
 
     #[test]
@@ -185,7 +191,7 @@ mod tests {
         assert_eq!(json, "7");
         let back: Invariant = serde_json::from_str(&json).expect("decode");
         assert_eq!(back, Invariant::Failures);
-        assert!(serde_json::from_str::<Invariant>("16").is_err());
+        assert!(serde_json::from_str::<Invariant>("17").is_err());
     }
 
     #[test]
