@@ -1528,8 +1528,8 @@ impl Storage for MmapStorage {
         self.len_bytes
     }
 
-    /// One `statx` of the file's size on Linux ([`linux::len_bytes`]: no timestamp asked
-    /// for, so no inode write per commit), one `fstat` elsewhere.
+    /// One `statx` of the file's size on Linux (no timestamp asked for, so no inode write per
+    /// commit; `linux::len_bytes` says why), one `fstat` elsewhere.
     fn observed_len_bytes(&self) -> io::Result<u64> {
         #[cfg(target_os = "linux")]
         if let Some(result) = linux::len_bytes(&self.file) {
