@@ -164,8 +164,9 @@ impl<const PAGE_SIZE: usize, S: Storage> Shared<PAGE_SIZE, S> {
             commits: 0,
             operations: 0,
         };
-        let pager = self.write_pager();
+        // Gathering yields the processor: without the pager lock, so readers go on meanwhile.
         self.gather_latecomers();
+        let pager = self.write_pager();
         let batch = std::mem::take(&mut self.lock_queue().pending);
         let tickets: Vec<u64> = batch.iter().map(|request| request.ticket).collect();
         let outcome = panic::catch_unwind(AssertUnwindSafe(|| {

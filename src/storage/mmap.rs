@@ -804,6 +804,12 @@ const RESERVATION_CHUNK_BYTES: u64 = MmapStorage::RESERVATION_CHUNK_BYTES;
 struct ReservedChunks {
     /// Bit `i` set: chunk `i` is reserved.
     words: Vec<u64>,
+    /// The end of what is reserved of the chunk the end of the file clipped when it was
+    /// reserved (0: nothing): from that chunk's start to here. Without it, every reservation
+    /// in the file's last, partial chunk would ask the file system again, and on ext4 an
+    /// `fallocate` of allocated blocks still changes the inode (one more device write in the
+    /// next barrier).
+    clipped_end: u64,
 }
 
 impl ReservedChunks {
@@ -822,8 +828,14 @@ impl ReservedChunks {
         for range in ranges {
             let (first, end) = (range.start / chunk_bytes, range.end.div_ceil(chunk_bytes));
             for chunk in (first..end).filter(|&chunk| !self.is_marked(chunk)) {
-                let start = chunk * chunk_bytes;
+                let mut start = chunk * chunk_bytes;
                 let stop = (start + chunk_bytes).min(len_bytes);
+                if self.clipped_end > start && self.clipped_end < start + chunk_bytes {
+                    start = self.clipped_end;
+                }
+                if start >= stop {
+                    continue;
+                }
                 match out.last_mut() {
                     Some(last) if last.end >= start => last.end = last.end.max(stop),
                     _ => out.push(start..stop),
@@ -833,12 +845,26 @@ impl ReservedChunks {
         out
     }
 
-    /// Marks the chunks `range` covers whole (a chunk clipped by the end of the file is not:
-    /// a growth extends it past what was reserved).
+    /// Marks the chunks `range` covers whole. A chunk clipped by the end of the file is not
+    /// marked (a growth extends it past what was reserved): what is reserved of it, from its
+    /// start, is remembered in `clipped_end`.
     fn mark(&mut self, range: &Range<u64>, len_bytes: u64) {
         let chunk_bytes = RESERVATION_CHUNK_BYTES;
-        let first = range.start.div_ceil(chunk_bytes);
-        let end = range.end.min(len_bytes) / chunk_bytes;
+        let end_bytes = range.end.min(len_bytes);
+        // A range that continues what is reserved of the clipped chunk counts from its start.
+        let mut start = range.start;
+        if self.clipped_end > 0 {
+            let clipped_chunk_start = (self.clipped_end - 1) / chunk_bytes * chunk_bytes;
+            if (clipped_chunk_start..=self.clipped_end).contains(&start) {
+                start = clipped_chunk_start;
+            }
+        }
+        let first = start.div_ceil(chunk_bytes);
+        let end = end_bytes / chunk_bytes;
+        let tail_start = end * chunk_bytes;
+        if end_bytes > tail_start && start <= tail_start {
+            self.clipped_end = end_bytes;
+        }
         for chunk in first..end {
             let Ok(word) = usize::try_from(chunk / 64) else {
                 return;
@@ -852,7 +878,16 @@ impl ReservedChunks {
 
     /// Forgets every chunk that reaches `len_bytes` or beyond (the file is cut there).
     fn forget_from(&mut self, len_bytes: u64) {
-        let first = len_bytes / RESERVATION_CHUNK_BYTES;
+        let chunk_bytes = RESERVATION_CHUNK_BYTES;
+        if self.clipped_end > len_bytes {
+            // What stays reserved of the chunk the new end clips: up to the end, if that chunk
+            // was reserved whole or is the clipped one; else nothing is known.
+            let chunk = len_bytes / chunk_bytes;
+            let kept = len_bytes % chunk_bytes != 0
+                && (self.is_marked(chunk) || (self.clipped_end - 1) / chunk_bytes == chunk);
+            self.clipped_end = if kept { len_bytes } else { 0 };
+        }
+        let first = len_bytes / chunk_bytes;
         let Ok(word) = usize::try_from(first / 64) else {
             return;
         };
@@ -2042,10 +2077,48 @@ mod tests {
             chunks.unreserved(&[100..C + 1], len),
             Vec::<Range<u64>>::new()
         );
-        assert_eq!(chunks.unreserved(&[C..3 * C + 1], len), vec![2 * C..len]);
+        // The clipped chunk is reserved up to the old end: a growth asks only for the rest.
+        assert_eq!(chunks.unreserved(&[C..3 * C + 1], len), vec![2 * C..3 * C]);
+        assert_eq!(
+            chunks.unreserved(&[3 * C + 100..3 * C + 200], len),
+            Vec::<Range<u64>>::new()
+        );
+        let grown = len + 8192;
+        assert_eq!(
+            chunks.unreserved(&[3 * C + 100..3 * C + 200], grown),
+            vec![len..grown],
+            "rounded out to the chunk, of which only the part past the old end is new"
+        );
+        chunks.mark(&(len..grown), grown);
+        assert_eq!(
+            chunks.unreserved(&[3 * C..grown], grown),
+            Vec::<Range<u64>>::new()
+        );
+        // Reserved in pieces as the file grew, a chunk becomes whole when the last piece lands.
+        let mut pieces = ReservedChunks::default();
+        for len in [C / 4, C / 2, C] {
+            let asked = pieces.unreserved(&[0..len], len);
+            assert_eq!(asked, vec![len / 2 * u64::from(len > C / 4)..len], "{len}");
+            pieces.mark(&asked[0], len);
+        }
+        assert!(pieces.is_marked(0));
+        assert_eq!(pieces.unreserved(&[0..C], 2 * C), Vec::<Range<u64>>::new());
+        // Cut inside a chunk reserved whole: its part below the cut stays reserved.
         chunks.forget_from(C + 7);
         assert!(chunks.is_marked(0) && !chunks.is_marked(1));
-        assert_eq!(chunks.unreserved(&[0..C + 7], C + 7), vec![C..C + 7]);
+        assert_eq!(
+            chunks.unreserved(&[0..C + 7], C + 7),
+            Vec::<Range<u64>>::new()
+        );
+        assert_eq!(
+            chunks.unreserved(&[0..C + 9], C + 4096),
+            vec![C + 7..C + 4096]
+        );
+        // Cut inside a chunk never reserved: nothing of it is.
+        let mut fresh = ReservedChunks::default();
+        fresh.mark(&(3 * C..len), len);
+        fresh.forget_from(C + 7);
+        assert_eq!(fresh.unreserved(&[C..C + 7], C + 7), vec![C..C + 7]);
     }
 
     #[test]

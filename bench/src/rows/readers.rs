@@ -3,7 +3,10 @@
 //! group's barriers run with the pager lock released (SPEC.md §3.10), so a reader waits at most
 //! for a group's staging or publishing, never for a device flush. Each run times every read
 //! separately and reports its p50, p99 and maximum; the table gives the median of each over the
-//! repetitions. The busy and the idle reader alternate run by run.
+//! repetitions. The busy and the idle reader alternate run by run, with a third, the control:
+//! the same reader while 4 threads make durable writes with no pager at all (each changes and
+//! `msync`s a page of a file of its own), which shows what the machine's scheduling and I/O
+//! completions alone cost the reader (on 2 cores, 6 threads compete).
 
 use std::hint::black_box;
 use std::path::Path;
@@ -14,9 +17,42 @@ use mappedpages::SharedPager;
 
 use crate::measure::{BenchResult, MultiRun, Row, Sample, Unit, alternate_runs, quantile};
 use crate::rows::durable::describe_dir;
+use crate::rows::reference::PhysicalLimit;
 use crate::rows::{Ctx, OursMode, create_ours, remove};
 
 const WRITERS: usize = 4;
+
+/// Who runs beside the reader.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Load {
+    /// Nobody.
+    Idle,
+    /// [`WRITERS`] threads making durable records through the same `SharedPager`.
+    Writers,
+    /// [`WRITERS`] threads making durable writes to files of their own (bare `msync`), never
+    /// touching the pager: the control.
+    Control,
+}
+
+impl Load {
+    fn key(self) -> String {
+        match self {
+            Load::Idle => "0w".to_string(),
+            Load::Writers => format!("{WRITERS}w"),
+            Load::Control => format!("{WRITERS}msync"),
+        }
+    }
+
+    fn label(self) -> String {
+        match self {
+            Load::Idle => "no other thread".to_string(),
+            Load::Writers => format!("{WRITERS} writer threads (durable 4 KiB records)"),
+            Load::Control => {
+                format!("control: {WRITERS} threads msync-ing files of their own, not the pager")
+            }
+        }
+    }
+}
 /// Pages the reader reads, in turn (allocated before the run).
 const READ_PAGES: usize = 64;
 
@@ -25,23 +61,42 @@ const READ_PAGES: usize = 64;
 fn run(
     ctx: &mut Ctx,
     dir: &Path,
-    (mode, writers): (OursMode, usize),
+    (mode, load): (OursMode, Load),
     read_count: usize,
 ) -> BenchResult<Vec<Sample>> {
-    let path = ctx.fresh_path(dir, &format!("ours-readers-{}-{writers}", mode.name()));
+    let path = ctx.fresh_path(dir, &format!("ours-readers-{}-{}", mode.name(), load.key()));
+    let writers = if load == Load::Idle { 0 } else { WRITERS };
+    let control_paths: Vec<_> = (0..writers)
+        .map(|index| ctx.fresh_path(dir, &format!("ours-readers-control-{index}")))
+        .collect();
     let shared = SharedPager::new(create_ours(&path, mode)?);
     let pages = shared.alloc_bulk(READ_PAGES)?;
     let stop = AtomicBool::new(false);
     let mut latencies_ns: Vec<f64> = Vec::with_capacity(read_count);
     std::thread::scope(|scope| -> BenchResult<()> {
-        let workers: Vec<_> = (0..writers)
-            .map(|_| {
+        let workers: Vec<_> = control_paths
+            .iter()
+            .map(|control_path| {
                 let (shared, stop) = (shared.clone(), &stop);
-                scope.spawn(move || -> Result<(), mappedpages::MappedPageError> {
+                scope.spawn(move || -> Result<(), String> {
+                    let text = |e: Box<dyn std::error::Error>| e.to_string();
+                    if load == Load::Control {
+                        let mut limit = PhysicalLimit::create(control_path).map_err(text)?;
+                        let mut index = 0;
+                        while !stop.load(Ordering::Relaxed) {
+                            limit.op(index).map_err(text)?;
+                            index += 1;
+                        }
+                        return limit.finish().map_err(text);
+                    }
                     let mut index = 0u8;
                     while !stop.load(Ordering::Relaxed) {
                         index = index.wrapping_add(1);
-                        black_box(shared.alloc_with(move |page| page.as_bytes_mut().fill(index))?);
+                        black_box(
+                            shared
+                                .alloc_with(move |page| page.as_bytes_mut().fill(index))
+                                .map_err(|e| e.to_string())?,
+                        );
                     }
                     Ok(())
                 })
@@ -85,9 +140,10 @@ fn run(
 pub fn reader_latency(ctx: &mut Ctx) -> BenchResult<Vec<Row>> {
     let read_count = ctx.size(4_000, 400);
     let dir = ctx.disk_dir.clone();
-    let contenders: Vec<(OursMode, usize)> = OursMode::ALL
+    let loads = [Load::Idle, Load::Writers, Load::Control];
+    let contenders: Vec<(OursMode, Load)> = OursMode::ALL
         .iter()
-        .flat_map(|&mode| [0, WRITERS].map(move |writers| (mode, writers)))
+        .flat_map(|&mode| loads.map(move |load| (mode, load)))
         .collect();
     let mut runs: Vec<Box<MultiRun<'_, Ctx>>> = contenders
         .iter()
@@ -103,20 +159,25 @@ pub fn reader_latency(ctx: &mut Ctx) -> BenchResult<Vec<Row>> {
     drop(borrowed);
     drop(runs);
     let mut rows = Vec::new();
-    for (pair, pair_series) in contenders.chunks(2).zip(series.chunks(2)) {
-        let (idle, busy) = (&pair_series[0], &pair_series[1]);
-        let mode = pair[0].0;
+    for (triple, triple_series) in contenders.chunks(3).zip(series.chunks(3)) {
+        let idle = &triple_series[0];
+        let mode = triple[0].0;
         for (metric, name) in ["p50", "p99", "max"].iter().enumerate() {
-            let ratio = busy[metric].median(Unit::TimePerOp) / idle[metric].median(Unit::TimePerOp);
-            for (&(_, writers), metrics) in pair.iter().zip([idle, busy]) {
-                let key = format!("reader-{name}-{writers}w-{}", mode.name());
+            let over_idle = |series: &[crate::measure::Series]| {
+                series[metric].median(Unit::TimePerOp) / idle[metric].median(Unit::TimePerOp)
+            };
+            let (busy, control) = (over_idle(&triple_series[1]), over_idle(&triple_series[2]));
+            for (&(_, load), metrics) in triple.iter().zip(triple_series) {
+                let key = format!("reader-{name}-{}-{}", load.key(), mode.name());
                 let label = format!(
-                    "SharedPager::page {name}, {writers} writer threads (durable 4 KiB records) [{}] (ours alone)",
+                    "SharedPager::page {name}, {} [{}] (ours alone)",
+                    load.label(),
                     mode.name()
                 );
                 let note = format!(
-                    "{read_count} reads 50 µs apart, each timed; {name} with {WRITERS} writers / \
-                     with none = {ratio:.2}×; {}",
+                    "{read_count} reads 50 µs apart, each timed; {name} over the idle reader's: \
+                     {busy:.2}× with {WRITERS} writers, {control:.2}× with the control's \
+                     {WRITERS} msync threads; {}",
                     describe_dir(&dir)
                 );
                 rows.push(
