@@ -883,7 +883,7 @@ impl ReservedChunks {
             // What stays reserved of the chunk the new end clips: up to the end, if that chunk
             // was reserved whole or is the clipped one; else nothing is known.
             let chunk = len_bytes / chunk_bytes;
-            let kept = len_bytes % chunk_bytes != 0
+            let kept = !len_bytes.is_multiple_of(chunk_bytes)
                 && (self.is_marked(chunk) || (self.clipped_end - 1) / chunk_bytes == chunk);
             self.clipped_end = if kept { len_bytes } else { 0 };
         }
