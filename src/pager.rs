@@ -723,19 +723,16 @@ impl<const PAGE_SIZE: usize, S: Storage> Pager<PAGE_SIZE, S> {
         self.attached.len()
     }
 
-    /// The attached pages as byte ranges, adjacent pages merged, for a commit's plan; none are
-    /// attached afterwards.
+    /// The attached pages as byte ranges (in page order; a barrier merges adjacent ones), for a
+    /// commit's plan; none are attached afterwards.
     fn take_attached_ranges(&mut self) -> Vec<Range<u64>> {
-        let page_size = PAGE_SIZE as u64;
-        let mut ranges: Vec<Range<u64>> = Vec::new();
-        for page in std::mem::take(&mut self.attached) {
-            let start = page * page_size;
-            match ranges.last_mut() {
-                Some(last) if last.end == start => last.end = start + page_size,
-                _ => ranges.push(start..start + page_size),
-            }
-        }
-        ranges
+        std::mem::take(&mut self.attached)
+            .into_iter()
+            .map(|page| {
+                let range = Self::page_byte_range(page);
+                range.start as u64..range.end as u64
+            })
+            .collect()
     }
 
     /// The checks of [`sync_page`](Self::sync_page) (`Some(id)`) or [`sync_all`](Self::sync_all)
