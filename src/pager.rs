@@ -680,8 +680,10 @@ impl<const PAGE_SIZE: usize, S: Storage> Pager<PAGE_SIZE, S> {
     /// the commit); in [`CommitMode::SingleSync`] the commit and the page share one barrier and
     /// either may reach the disk without the other.
     ///
-    /// Attaching a page twice attaches it once. A page that is freed, or made durable by
-    /// [`sync_page`](Self::sync_page) or [`sync_all`](Self::sync_all), is no longer attached.
+    /// Attaching a page twice attaches it once. A page made durable by
+    /// [`sync_page`](Self::sync_page) or [`sync_all`](Self::sync_all) is no longer attached (a
+    /// free is a commit: it takes every attached page, the freed one too, whose bytes then no
+    /// longer matter).
     /// Errors: `OutOfBounds`, `ReservedPage` (an internal or protected page: a protected page
     /// has commits of its own), `NotAllocated`, `Poisoned`, and `TooManyAttached` when
     /// [`ATTACHED_PAGES_MAX`] pages are attached already. On error nothing changed.
@@ -990,11 +992,6 @@ impl<const PAGE_SIZE: usize, S: Storage> Pager<PAGE_SIZE, S> {
         let runs = PageRun::try_free_runs(ids.iter().map(|id| id.raw()))
             .map_err(|page| MappedPageError::DuplicateId { page })?;
         self.state.apply(&runs);
-        if !self.attached.is_empty() {
-            for id in &ids {
-                self.attached.remove(&id.raw());
-            }
-        }
         Ok(())
     }
 

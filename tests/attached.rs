@@ -115,7 +115,7 @@ fn adjacent_attached_pages_join_one_range_of_the_barrier() {
 }
 
 #[test]
-fn a_freed_or_synced_page_is_forgotten() {
+fn a_synced_page_is_forgotten_and_a_free_takes_every_attached_page() {
     let mut pager = pager(CommitMode::SingleSync);
     let ids = pager.alloc_bulk(3).unwrap();
     for &id in &ids {
