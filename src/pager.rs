@@ -609,23 +609,6 @@ impl<const PAGE_SIZE: usize, S: Storage> Pager<PAGE_SIZE, S> {
             .expect("ensure_free_pages made enough pages free")
     }
 
-    /// Reads one byte of each of the next `count` free pages in allocation order (SPEC.md §3.5)
-    /// that lie in the map, so that a fill about to write them does not take the page faults
-    /// that bring them into memory (`SharedPager`'s leader does it before taking the write lock).
-    /// Changes nothing; nothing when fewer than `count` pages are free (a growth comes first).
-    pub(crate) fn prefault_free_pages(&self, count: u64) {
-        let Some(runs) = self.state.find_free_runs(count) else {
-            return;
-        };
-        let bytes = self.storage.bytes();
-        for page in runs.iter().flat_map(|run| run.first_page..run.end_page) {
-            let offset = page as usize * PAGE_SIZE;
-            if let Some(byte) = bytes.get(offset) {
-                std::hint::black_box(*byte);
-            }
-        }
-    }
-
     /// Stages `runs` in the bitmap and the log ([`AllocState::apply`]).
     pub(crate) fn apply_runs(&mut self, runs: &[PageRun]) {
         self.state.apply(runs);

@@ -88,19 +88,7 @@ impl<const PAGE_SIZE: usize> Op<PAGE_SIZE> {
     fn is_free(&self) -> bool {
         matches!(self, Op::Free(_) | Op::FreeProtected(_))
     }
-
-    /// Regular pages it allocates and writes when staged (`alloc_with`, `alloc_bulk_with`).
-    fn pages_filled(&self) -> usize {
-        match self {
-            Op::AllocFilled(count, _) => *count,
-            _ => 0,
-        }
-    }
 }
-
-/// The most pages a leader reads ahead of a group ([`Pager::prefault_free_pages`]): a bound on
-/// the time it spends before taking the write lock.
-const PREFAULT_PAGES_MAX: u64 = 256;
 
 /// The result of a staged operation.
 pub(super) enum Done<const PAGE_SIZE: usize> {
@@ -179,7 +167,6 @@ impl<const PAGE_SIZE: usize, S: Storage> Shared<PAGE_SIZE, S> {
         };
         // Gathering yields the processor: without the pager lock, so readers go on meanwhile.
         self.gather_latecomers();
-        self.prefault();
         let pager = self.write_pager();
         let batch = std::mem::take(&mut self.lock_queue().pending);
         let tickets: Vec<u64> = batch.iter().map(|request| request.ticket).collect();
@@ -210,25 +197,6 @@ impl<const PAGE_SIZE: usize, S: Storage> Shared<PAGE_SIZE, S> {
             panic::resume_unwind(payload);
         }
         drop(publisher);
-    }
-
-    /// Brings the pages the queued fills will most likely get into memory, under the read lock
-    /// (readers go on), so that the fills, under the write lock, do not wait for page faults
-    /// (SPEC.md §3.10: what the write lock covers). A guess: the next free pages in allocation
-    /// order; a wrong one costs only the reads.
-    fn prefault(&self) {
-        let pages: usize = self
-            .lock_queue()
-            .pending
-            .iter()
-            .map(|request| request.op.pages_filled())
-            .sum();
-        if pages > 0 {
-            let pager = self.read_pager();
-            pager
-                .pager
-                .prefault_free_pages((pages as u64).min(PREFAULT_PAGES_MAX));
-        }
     }
 
     /// Marks a group staged in `pager` as in flight: its changes are in memory, not durable, and
