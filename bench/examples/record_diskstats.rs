@@ -96,36 +96,23 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut map = unsafe { memmap2::MmapMut::map_mut(&file)? };
     map.fill(1);
     map.flush()?;
-    report("bare msync of one written page", &device, ops, &mut |i| {
-        let offset = (i % 16) * 4096;
-        map[offset] = map[offset].wrapping_add(1);
-        map.flush_range(offset, 4096).expect("msync");
-    });
-    // The same with an `fstat` of the file before each change (what the pager's length check
-    // does): with multigrain timestamps a queried mtime makes the next change of it visible.
-    report(
-        "bare msync of one written page + fstat",
-        &device,
-        ops,
-        &mut |i| {
+    // Plain; with an `fstat` of the file before each change (what the pager's length check
+    // did: with multigrain timestamps a queried mtime makes the next change of it visible); with
+    // `statx(STATX_SIZE)`, the length only, no timestamp asked for.
+    let looks: [(&str, &dyn Fn(&std::fs::File) -> u64); 3] = [
+        ("", &|_| 0),
+        (" + fstat", &|file| file.metadata().expect("fstat").len()),
+        (" + statx size", &statx_size),
+    ];
+    for (suffix, look) in looks {
+        let name = format!("bare msync of one written page{suffix}");
+        report(&name, &device, ops, &mut |i| {
             let offset = (i % 16) * 4096;
-            std::hint::black_box(file.metadata().expect("fstat").len());
+            std::hint::black_box(look(&file));
             map[offset] = map[offset].wrapping_add(1);
             map.flush_range(offset, 4096).expect("msync");
-        },
-    );
-    // The same with `statx(STATX_SIZE)`: the length only, no timestamp asked for.
-    report(
-        "bare msync of one written page + statx size",
-        &device,
-        ops,
-        &mut |i| {
-            let offset = (i % 16) * 4096;
-            std::hint::black_box(statx_size(&file));
-            map[offset] = map[offset].wrapping_add(1);
-            map.flush_range(offset, 4096).expect("msync");
-        },
-    );
+        });
+    }
     drop(map);
     std::fs::remove_file(&path)?;
 

@@ -229,10 +229,7 @@ fn rewrite<const P: usize>(
     page: u64,
     tag: u64,
 ) -> Result<(), MappedPageError> {
-    let id = PageId::from_raw(page);
-    id.get_mut(pager)?
-        .as_bytes_mut()
-        .copy_from_slice(&pattern(tag, P));
+    let id = write_pattern(pager, page, tag)?;
     pager.sync_page(id)
 }
 
@@ -242,11 +239,21 @@ fn rewrite_attached<const P: usize>(
     page: u64,
     tag: u64,
 ) -> Result<(), MappedPageError> {
+    let id = write_pattern(pager, page, tag)?;
+    pager.attach_to_next_commit(id)
+}
+
+/// `get_mut` + pattern `tag` over all of `page` (not durable).
+fn write_pattern<const P: usize>(
+    pager: &mut Pager<P, SimStorage>,
+    page: u64,
+    tag: u64,
+) -> Result<PageId<P>, MappedPageError> {
     let id = PageId::from_raw(page);
     id.get_mut(pager)?
         .as_bytes_mut()
         .copy_from_slice(&pattern(tag, P));
-    pager.attach_to_next_commit(id)
+    Ok(id)
 }
 
 fn run_ops<const P: usize>(
