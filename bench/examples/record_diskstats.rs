@@ -71,6 +71,19 @@ fn statx_size(file: &std::fs::File) -> u64 {
     }
 }
 
+/// Something done with the file before each change: returns a number to keep it.
+type Look = dyn Fn(&std::fs::File) -> u64;
+
+/// A new, empty file at `path`, open for reading and writing.
+fn create_file(path: &Path) -> std::io::Result<std::fs::File> {
+    std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(path)
+}
+
 fn fresh(dir: &Path, name: &str) -> PathBuf {
     let path = dir.join(name);
     let _ = std::fs::remove_file(&path);
@@ -85,12 +98,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     // The bare msync: one byte of a page of a written 16-page file.
     let path = fresh(&dir, "diag-msync");
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .open(&path)?;
+    let file = create_file(&path)?;
     file.set_len(16 * 4096)?;
     // SAFETY: a private file of this program; nothing else maps or truncates it.
     let mut map = unsafe { memmap2::MmapMut::map_mut(&file)? };
@@ -99,7 +107,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     // Plain; with an `fstat` of the file before each change (what the pager's length check
     // did: with multigrain timestamps a queried mtime makes the next change of it visible); with
     // `statx(STATX_SIZE)`, the length only, no timestamp asked for.
-    let looks: [(&str, &dyn Fn(&std::fs::File) -> u64); 3] = [
+    let looks: [(&str, &Look); 3] = [
         ("", &|_| 0),
         (" + fstat", &|file| file.metadata().expect("fstat").len()),
         (" + statx size", &statx_size),
@@ -120,12 +128,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     // `ops` pages, each written once.
     for fallocated in [false, true] {
         let path = fresh(&dir, "diag-msync-new");
-        let file = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(&path)?;
+        let file = create_file(&path)?;
         file.set_len((ops * 4096) as u64)?;
         if fallocated {
             // SAFETY: plain syscall on a descriptor this function owns.
