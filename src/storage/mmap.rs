@@ -404,6 +404,15 @@ mod linux {
         let system_page = usize::try_from(system_page).unwrap_or(4096).max(1);
         let start = mapping.base + offset;
         let aligned = start - start % system_page;
+        assert!(
+            mapping.base <= aligned
+                && aligned <= start
+                && start - aligned < system_page
+                && start + len <= mapping.base + mapping.len,
+            "msync of {range:?} at {aligned:#x} outside the map at {:#x} of {} bytes",
+            mapping.base,
+            mapping.len
+        );
         // SAFETY: `msync` reads and writes no memory of this process: it asks the kernel to
         // write back the pages of a shared file mapping in an address range. The range lies
         // inside the map `mapping` describes, which `Storage::start_barrier`'s caller keeps
@@ -1777,6 +1786,33 @@ mod tests {
         file.set_len(pages * PAGE).unwrap();
         drop(file);
         MmapStorage::open(&path).unwrap()
+    }
+
+    /// A barrier started and waited for apart (`start_barrier`, `SharedPager`'s way) runs its
+    /// system calls on the map's own pages, also for a range that starts inside a system page
+    /// (the `msync` in `wait` asserts that its address range lies inside the map), and the
+    /// counters count them. (What a barrier leaves dirty is `tests/barrier_pages.rs`'s.)
+    #[cfg(target_os = "linux")]
+    #[test]
+    #[cfg_attr(miri, ignore = "mmap is not supported under Miri")]
+    fn a_detached_barrier_syncs_inside_the_map() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut storage = storage_of_pages(&dir, 8);
+        for page in [1u64, 5, 6, 7] {
+            storage.bytes_mut()[(page * PAGE + 9) as usize] = 0xA5;
+        }
+        let before = storage.stats();
+        let ranges = [
+            PAGE..2 * PAGE,
+            5 * PAGE + 100..7 * PAGE,
+            7 * PAGE + 9..8 * PAGE,
+        ];
+        storage.start_barrier(&ranges).unwrap().wait().unwrap();
+        let after = storage.stats();
+        assert!(
+            after.msync_calls + after.file_flushes > before.msync_calls + before.file_flushes,
+            "{before:?} -> {after:?}"
+        );
     }
 
     /// The access hints change no byte: written, unsynced bytes read back after the end of the
