@@ -2130,6 +2130,11 @@ mod tests {
             chunks.unreserved(&[3 * C..grown], grown),
             Vec::<Range<u64>>::new()
         );
+        assert_eq!(
+            chunks.unreserved(&[2 * C..2 * C + 1], grown),
+            vec![2 * C..3 * C],
+            "continuing the clipped chunk marks nothing before it"
+        );
         // Reserved in pieces as the file grew, a chunk becomes whole when the last piece lands.
         let mut pieces = ReservedChunks::default();
         for len in [C / 4, C / 2, C] {
@@ -2155,6 +2160,18 @@ mod tests {
         fresh.mark(&(3 * C..len), len);
         fresh.forget_from(C + 7);
         assert_eq!(fresh.unreserved(&[C..C + 7], C + 7), vec![C..C + 7]);
+        // Cut inside the clipped chunk: what is left of it stays reserved.
+        let mut clipped = ReservedChunks::default();
+        clipped.mark(&(3 * C..len), len);
+        clipped.forget_from(3 * C + 100);
+        assert_eq!(
+            clipped.unreserved(&[3 * C..3 * C + 100], 3 * C + 100),
+            Vec::<Range<u64>>::new()
+        );
+        assert_eq!(
+            clipped.unreserved(&[3 * C..3 * C + 200], 3 * C + 200),
+            vec![3 * C + 100..3 * C + 200]
+        );
     }
 
     #[test]
