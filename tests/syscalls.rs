@@ -92,7 +92,7 @@ fn check(
     for range in &msyncs {
         assert!(
             map.start <= range.start && range.end <= map.end && range.start < range.end,
-            "msync of {range:x?} outside the map {map:x?}"
+            "msync of {range:x?}: empty, or outside the map {map:x?}"
         );
     }
     msyncs.len() as u64
@@ -104,62 +104,71 @@ fn map_of<S: mappedpages::Storage>(storage: &S) -> Range<usize> {
     base..base + bytes.len()
 }
 
-/// One test, so that no other test's calls land in the record between two looks.
+/// One test, so that no other test's calls land in the record between two looks. 1 KiB pages
+/// too: there a barrier's range can start inside a system page.
 #[test]
 fn every_barrier_makes_the_calls_it_counts_inside_the_map() {
     let dir = tempfile::tempdir().unwrap();
     for mode in [CommitMode::SingleSync, CommitMode::Flip] {
-        // A `Pager`: barriers run in place (`sync_ranges`).
-        let path = dir.path().join(format!("pager-{mode:?}.bin"));
-        let mut pager = Pager::<4096>::create(&path).unwrap();
-        pager.set_commit_mode(mode);
-        let ids = pager.alloc_bulk(64).unwrap(); // grows first: the map is final from here
-        take_calls();
-        let before = pager.storage().stats();
-        let id = pager
-            .alloc_with(|page| page.as_bytes_mut().fill(1))
-            .unwrap();
-        ids[3].get_mut(&mut pager).unwrap().as_bytes_mut().fill(2);
-        pager.sync_page(ids[3]).unwrap();
-        let calls = take_calls();
-        let map = map_of(pager.storage());
-        let flushes = check(&calls, &map, before, pager.storage().stats());
-        assert!(
-            flushes >= 2,
-            "{mode:?}: a commit and a sync_page, {calls:?}"
-        );
-        drop((pager, id));
-
-        // A `SharedPager`: group barriers start under the lock and run in `wait`
-        // (`start_barrier`, `run_detached`), from several threads.
-        let path = dir.path().join(format!("shared-{mode:?}.bin"));
-        let mut pager = Pager::<4096>::create(&path).unwrap();
-        pager.set_commit_mode(mode);
-        pager.alloc_bulk(256).unwrap();
-        let shared = SharedPager::new(pager);
-        let pages: Vec<_> = (0..4).map(|_| shared.alloc().unwrap()).collect();
-        take_calls();
-        let before = shared.read().storage().stats();
-        std::thread::scope(|scope| {
-            for (n, &page) in pages.iter().enumerate() {
-                let shared = shared.clone();
-                scope.spawn(move || {
-                    for _ in 0..4 {
-                        shared
-                            .alloc_with(move |p| p.as_bytes_mut().fill(n as u8))
-                            .unwrap();
-                    }
-                    shared
-                        .write_page(page, |p| p.as_bytes_mut().fill(9))
-                        .unwrap();
-                    shared.sync_page(page).unwrap();
-                });
-            }
-        });
-        let calls = take_calls();
-        let guard = shared.read();
-        let map = map_of(guard.storage());
-        let flushes = check(&calls, &map, before, guard.storage().stats());
-        assert!(flushes >= 1, "{mode:?}: group commits flush, {calls:?}");
+        barriers_of::<4096>(dir.path(), mode);
+        barriers_of::<1024>(dir.path(), mode);
     }
+}
+
+fn barriers_of<const P: usize>(dir: &std::path::Path, mode: CommitMode) {
+    // A `Pager`: barriers run in place (`sync_ranges`).
+    let path = dir.join(format!("pager-{mode:?}-{P}.bin"));
+    let mut pager = Pager::<P>::create(&path).unwrap();
+    pager.set_commit_mode(mode);
+    let ids = pager.alloc_bulk(64).unwrap(); // grows first: the map is final from here
+    take_calls();
+    let before = pager.storage().stats();
+    pager
+        .alloc_with(|page| page.as_bytes_mut().fill(1))
+        .unwrap();
+    ids[3].get_mut(&mut pager).unwrap().as_bytes_mut().fill(2);
+    pager.sync_page(ids[3]).unwrap();
+    let calls = take_calls();
+    let map = map_of(pager.storage());
+    let flushes = check(&calls, &map, before, pager.storage().stats());
+    assert!(
+        flushes >= 2,
+        "{mode:?}, {P}: a commit and a sync_page, {calls:?}"
+    );
+    drop(pager);
+
+    // A `SharedPager`: group barriers start under the lock and run in `wait` (`start_barrier`,
+    // `run_detached`), from several threads.
+    let path = dir.join(format!("shared-{mode:?}-{P}.bin"));
+    let mut pager = Pager::<P>::create(&path).unwrap();
+    pager.set_commit_mode(mode);
+    pager.alloc_bulk(256).unwrap();
+    let shared = SharedPager::new(pager);
+    let pages: Vec<_> = (0..4).map(|_| shared.alloc().unwrap()).collect();
+    take_calls();
+    let before = shared.read().storage().stats();
+    std::thread::scope(|scope| {
+        for (n, &page) in pages.iter().enumerate() {
+            let shared = shared.clone();
+            scope.spawn(move || {
+                for _ in 0..4 {
+                    shared
+                        .alloc_with(move |p| p.as_bytes_mut().fill(n as u8))
+                        .unwrap();
+                }
+                shared
+                    .write_page(page, |p| p.as_bytes_mut().fill(9))
+                    .unwrap();
+                shared.sync_page(page).unwrap();
+            });
+        }
+    });
+    let calls = take_calls();
+    let guard = shared.read();
+    let map = map_of(guard.storage());
+    let flushes = check(&calls, &map, before, guard.storage().stats());
+    assert!(
+        flushes >= 1,
+        "{mode:?}, {P}: group commits flush, {calls:?}"
+    );
 }
