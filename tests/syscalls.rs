@@ -19,6 +19,38 @@ static CALLS: Mutex<Vec<Call>> = Mutex::new(Vec::new());
 enum Call {
     Msync(Range<usize>),
     SyncFileRange(Range<u64>),
+    /// `statx` with this mask.
+    Statx(u32),
+}
+
+/// When set, the interposed `statx` fails with `ENOSYS`, as on a kernel without it.
+static STATX_MISSING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Interposed `statx(2)`: records the mask, then makes the system call (or fails with `ENOSYS`
+/// while [`STATX_MISSING`] is set, for the library's call).
+///
+/// # Safety
+///
+/// Same contract as `statx(2)`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn statx(
+    dirfd: libc::c_int,
+    path: *const libc::c_char,
+    flags: libc::c_int,
+    mask: libc::c_uint,
+    buffer: *mut libc::statx,
+) -> libc::c_int {
+    record(Call::Statx(mask));
+    // Only the library's call (the size alone) fails: std remembers that `statx` worked before
+    // and would pass an `ENOSYS` of its own calls on as an error, which a kernel without `statx`
+    // never makes it do.
+    if mask == libc::STATX_SIZE && STATX_MISSING.load(std::sync::atomic::Ordering::SeqCst) {
+        // SAFETY: errno is this thread's.
+        unsafe { *libc::__errno_location() = libc::ENOSYS };
+        return -1;
+    }
+    // SAFETY: forwards the caller's arguments unchanged to the kernel.
+    unsafe { libc::syscall(libc::SYS_statx, dirfd, path, flags, mask, buffer) as libc::c_int }
 }
 
 fn record(call: Call) {
@@ -74,10 +106,13 @@ fn check(
         .iter()
         .filter_map(|call| match call {
             Call::Msync(range) => Some(range),
-            Call::SyncFileRange(_) => None,
+            _ => None,
         })
         .collect();
-    let range_calls = calls.len() - msyncs.len();
+    let range_calls = calls
+        .iter()
+        .filter(|call| matches!(call, Call::SyncFileRange(_)))
+        .count();
     assert_eq!(
         msyncs.len() as u64,
         after.msync_calls - before.msync_calls,
@@ -113,6 +148,34 @@ fn every_barrier_makes_the_calls_it_counts_inside_the_map() {
         barriers_of::<4096>(dir.path(), mode);
         barriers_of::<1024>(dir.path(), mode);
     }
+    length_checks_ask_for_the_size_only(dir.path());
+}
+
+/// The length check before every commit asks `statx` for the size only (a timestamp asked for
+/// would cost an inode write per commit, `MmapStorage::observed_len_bytes`); where `statx` is
+/// missing it falls back to `fstat` and the commit goes on.
+fn length_checks_ask_for_the_size_only(dir: &std::path::Path) {
+    let mut pager = Pager::<4096>::create(dir.join("statx.bin")).unwrap();
+    pager.alloc().unwrap();
+    take_calls();
+    pager.alloc().unwrap();
+    let masks: Vec<u32> = take_calls()
+        .into_iter()
+        .filter_map(|call| match call {
+            Call::Statx(mask) => Some(mask),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        masks,
+        vec![libc::STATX_SIZE],
+        "one length check per commit, asking for the size only"
+    );
+    STATX_MISSING.store(true, std::sync::atomic::Ordering::SeqCst);
+    let result = pager.alloc();
+    STATX_MISSING.store(false, std::sync::atomic::Ordering::SeqCst);
+    result.expect("without statx the length check falls back to fstat");
+    assert!(!pager.is_poisoned());
 }
 
 fn barriers_of<const P: usize>(dir: &std::path::Path, mode: CommitMode) {
