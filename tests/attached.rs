@@ -176,6 +176,10 @@ fn only_allocated_data_pages_can_be_attached() {
 }
 
 #[test]
+#[cfg_attr(
+    miri,
+    ignore = "65,537 pages: minutes under Miri; the bound is plain code"
+)]
 fn the_set_is_bounded_and_one_more_changes_nothing() {
     let mut pager = pager(CommitMode::SingleSync);
     let ids = pager.alloc_bulk(ATTACHED_PAGES_MAX + 1).unwrap();
@@ -220,6 +224,7 @@ fn a_failed_commit_poisons_and_a_poisoned_pager_attaches_nothing() {
 }
 
 #[test]
+#[cfg_attr(miri, ignore = "Miri does not support file-backed memory maps")]
 fn a_real_file_keeps_an_attached_page_after_reopening() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("attached.bin");
