@@ -107,22 +107,22 @@ fn encode_recovery(input: &RecoveryInput) -> Vec<u8> {
     for op in &input.ops {
         out.push(1);
         match *op {
-            FuzzOp::Alloc => variant(&mut out, 0, 12),
+            FuzzOp::Alloc => variant(&mut out, 0, 13),
             FuzzOp::Free(rank) => {
-                variant(&mut out, 1, 12);
+                variant(&mut out, 1, 13);
                 out.extend_from_slice(&rank.to_le_bytes());
             }
             FuzzOp::AllocBulk(n) => {
-                variant(&mut out, 2, 12);
+                variant(&mut out, 2, 13);
                 out.push(n);
             }
             FuzzOp::FreeBulk { start, step, count } => {
-                variant(&mut out, 3, 12);
+                variant(&mut out, 3, 13);
                 out.extend_from_slice(&[start, step, count]);
             }
-            FuzzOp::AllocProtected => variant(&mut out, 4, 12),
+            FuzzOp::AllocProtected => variant(&mut out, 4, 13),
             FuzzOp::AllocProtectedBulk(n) => {
-                variant(&mut out, 5, 12);
+                variant(&mut out, 5, 13);
                 out.push(n);
             }
             FuzzOp::Write {
@@ -131,7 +131,7 @@ fn encode_recovery(input: &RecoveryInput) -> Vec<u8> {
                 len,
                 value,
             } => {
-                variant(&mut out, 6, 12);
+                variant(&mut out, 6, 13);
                 out.extend_from_slice(&rank.to_le_bytes());
                 out.extend_from_slice(&offset.to_le_bytes());
                 out.extend_from_slice(&len.to_le_bytes());
@@ -142,25 +142,29 @@ fn encode_recovery(input: &RecoveryInput) -> Vec<u8> {
                 offset,
                 value,
             } => {
-                variant(&mut out, 7, 12);
+                variant(&mut out, 7, 13);
                 out.extend_from_slice(&rank.to_le_bytes());
                 out.extend_from_slice(&offset.to_le_bytes());
                 out.push(value);
             }
             FuzzOp::FreeProtected(rank) => {
-                variant(&mut out, 8, 12);
+                variant(&mut out, 8, 13);
                 out.extend_from_slice(&rank.to_le_bytes());
             }
             FuzzOp::FreeProtectedBulk { start, step, count } => {
-                variant(&mut out, 9, 12);
+                variant(&mut out, 9, 13);
                 out.extend_from_slice(&[start, step, count]);
             }
             FuzzOp::AllocWith(n) => {
-                variant(&mut out, 10, 12);
+                variant(&mut out, 10, 13);
                 out.push(n);
             }
             FuzzOp::Rewrite(rank) => {
-                variant(&mut out, 11, 12);
+                variant(&mut out, 11, 13);
+                out.extend_from_slice(&rank.to_le_bytes());
+            }
+            FuzzOp::RewriteAttached(rank) => {
+                variant(&mut out, 12, 13);
                 out.extend_from_slice(&rank.to_le_bytes());
             }
         }
@@ -238,8 +242,8 @@ fn designed_recovery_seeds() -> Vec<(&'static str, RecoveryInput)> {
         Alloc,
     ]);
     // Pages filled in their commit, written again right away (settling) and later, freed and
-    // reused, and a bulk fill into fragmented free space (more runs than a 1 KiB copy's data
-    // checks hold: the fallback).
+    // reused, a bulk fill into fragmented free space (more runs than a 1 KiB copy's data
+    // checks hold: the fallback), and two pages changed in place and attached to a commit.
     let filled = vec![
         AllocWith(0),
         Rewrite(0),
@@ -255,6 +259,10 @@ fn designed_recovery_seeds() -> Vec<(&'static str, RecoveryInput)> {
         },
         AllocWith(30),
         Rewrite(9),
+        RewriteAttached(3),
+        RewriteAttached(5),
+        AllocWith(0),
+        AllocWith(0),
     ];
     let mut seeds = vec![
         (

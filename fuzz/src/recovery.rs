@@ -139,6 +139,9 @@ pub enum FuzzOp {
     /// `get_mut` + a new pattern + `sync_page` of the regular page of this rank (settles a
     /// just-filled page first). Dropped from a protected workload.
     Rewrite(u16),
+    /// `get_mut` + a new pattern + `attach_to_next_commit` of the regular page of this rank:
+    /// durable with the next commit (SPEC.md §3.6.2). Dropped from a protected workload.
+    RewriteAttached(u16),
 }
 
 impl FuzzOp {
@@ -150,7 +153,10 @@ impl FuzzOp {
     }
 
     fn is_filled(self) -> bool {
-        matches!(self, FuzzOp::AllocWith(_) | FuzzOp::Rewrite(_))
+        matches!(
+            self,
+            FuzzOp::AllocWith(_) | FuzzOp::Rewrite(_) | FuzzOp::RewriteAttached(_)
+        )
     }
 }
 
@@ -400,6 +406,7 @@ pub fn workload(ops: &[FuzzOp], page_size: usize) -> Workload {
                     }
                     FuzzOp::Free(rank) => FilledOp::Free(rank.into()),
                     FuzzOp::Rewrite(rank) => FilledOp::Rewrite(rank.into()),
+                    FuzzOp::RewriteAttached(rank) => FilledOp::RewriteAttached(rank.into()),
                     FuzzOp::FreeBulk { start, step, count } => FilledOp::FreeEvery {
                         start: start.into(),
                         step: step.into(),
@@ -468,7 +475,7 @@ pub fn workload(ops: &[FuzzOp], page_size: usize) -> Workload {
             }),
             FuzzOp::FreeProtected(rank) => out.push(ProtectedOp::FreeProtected(rank.into())),
             FuzzOp::AllocWith(_) => out.push(ProtectedOp::Alloc),
-            FuzzOp::Rewrite(_) => {}
+            FuzzOp::Rewrite(_) | FuzzOp::RewriteAttached(_) => {}
             FuzzOp::FreeProtectedBulk { start, step, count } => {
                 out.push(ProtectedOp::FreeProtectedBulk {
                     start: start.into(),
