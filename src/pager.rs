@@ -543,6 +543,12 @@ impl<const PAGE_SIZE: usize, S: Storage> Pager<PAGE_SIZE, S> {
         start..start + PAGE_SIZE
     }
 
+    /// [`page_byte_range`](Self::page_byte_range) as file offsets, the form barriers take.
+    pub(crate) fn page_file_range(page: u64) -> Range<u64> {
+        let range = Self::page_byte_range(page);
+        range.start as u64..range.end as u64
+    }
+
     pub(crate) fn page(&self, id: PageId<PAGE_SIZE>) -> Result<&MappedPage, MappedPageError> {
         self.check_allocated_data_page(id.raw())?;
         Ok(self.raw_page(id.raw()))
@@ -713,10 +719,7 @@ impl<const PAGE_SIZE: usize, S: Storage> Pager<PAGE_SIZE, S> {
     fn take_attached_ranges(&mut self) -> Vec<Range<u64>> {
         std::mem::take(&mut self.attached)
             .into_iter()
-            .map(|page| {
-                let range = Self::page_byte_range(page);
-                range.start as u64..range.end as u64
-            })
+            .map(Self::page_file_range)
             .collect()
     }
 
@@ -731,8 +734,7 @@ impl<const PAGE_SIZE: usize, S: Storage> Pager<PAGE_SIZE, S> {
             Some(id) => {
                 self.check_allocated_data_page(id.raw())?;
                 self.check_file_len("sync_page")?;
-                let range = Self::page_byte_range(id.raw());
-                Ok(range.start as u64..range.end as u64)
+                Ok(Self::page_file_range(id.raw()))
             }
             None => {
                 self.check_poison()?;

@@ -195,11 +195,10 @@ impl<const PAGE_SIZE: usize, S: Storage> Pager<PAGE_SIZE, S> {
     /// as of the next commit's generation. Returns its byte range, which that commit's first
     /// barrier must cover.
     pub(crate) fn stage_protected_commit(&mut self, id: u64, staged_page: u64) -> Range<u64> {
-        let range = Self::page_byte_range(staged_page);
         let checksum = crc32fast::hash(self.raw_page(staged_page).as_bytes());
         let generation = self.next_generation();
         self.directory_mut().promote(id, checksum, generation);
-        range.start as u64..range.end as u64
+        Self::page_file_range(staged_page)
     }
 
     /// Checks `id` and its committed copy's checksum; returns the page holding the copy.
@@ -323,11 +322,10 @@ impl<const PAGE_SIZE: usize, S: Storage> Pager<PAGE_SIZE, S> {
                 .entry(id)
                 .expect("allocate returned an in-use id")
                 .current_page();
-            let range = Self::page_byte_range(page);
             if !active(Mutant::SkipZeroingNewProtected) {
                 self.raw_page_mut(page).as_bytes_mut().fill(0);
             }
-            zeroed.push(range.start as u64..range.end as u64);
+            zeroed.push(Self::page_file_range(page));
         }
         ids.extend(allocated.into_iter().map(ProtectedPageId));
         Ok((ids, zeroed))

@@ -839,7 +839,7 @@ impl ReservedChunks {
             for chunk in (first..end).filter(|&chunk| !self.is_marked(chunk)) {
                 let mut start = chunk * chunk_bytes;
                 let stop = (start + chunk_bytes).min(len_bytes);
-                if self.clipped_end > start && self.clipped_end < start + chunk_bytes {
+                if self.clipped_chunk() == Some(chunk) {
                     start = self.clipped_end;
                 }
                 if start >= stop {
@@ -854,6 +854,13 @@ impl ReservedChunks {
         out
     }
 
+    /// The chunk `clipped_end` lies in, if anything of a clipped chunk is reserved.
+    /// `clipped_end` is never a multiple of the chunk size (every place that sets it checks
+    /// that), so the chunk is the one whose start it follows.
+    fn clipped_chunk(&self) -> Option<u64> {
+        (self.clipped_end > 0).then(|| (self.clipped_end - 1) / RESERVATION_CHUNK_BYTES)
+    }
+
     /// Marks the chunks `range` covers whole. A chunk clipped by the end of the file is not
     /// marked (a growth extends it past what was reserved): what is reserved of it, from its
     /// start, is remembered in `clipped_end`.
@@ -862,8 +869,8 @@ impl ReservedChunks {
         let end_bytes = range.end.min(len_bytes);
         // A range that continues what is reserved of the clipped chunk counts from its start.
         let mut start = range.start;
-        if self.clipped_end > 0 {
-            let clipped_chunk_start = (self.clipped_end - 1) / chunk_bytes * chunk_bytes;
+        if let Some(chunk) = self.clipped_chunk() {
+            let clipped_chunk_start = chunk * chunk_bytes;
             if (clipped_chunk_start..=self.clipped_end).contains(&start) {
                 start = clipped_chunk_start;
             }
@@ -893,7 +900,7 @@ impl ReservedChunks {
             // was reserved whole or is the clipped one; else nothing is known.
             let chunk = len_bytes / chunk_bytes;
             let kept = !len_bytes.is_multiple_of(chunk_bytes)
-                && (self.is_marked(chunk) || (self.clipped_end - 1) / chunk_bytes == chunk);
+                && (self.is_marked(chunk) || self.clipped_chunk() == Some(chunk));
             self.clipped_end = if kept { len_bytes } else { 0 };
         }
         let first = len_bytes / chunk_bytes;
