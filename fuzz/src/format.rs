@@ -6,16 +6,16 @@
 //!
 //! | byte | meaning |
 //! |---|---|
-//! | 0 | bits 0-1: decoder (superblock, metadata, group slot, directory slot); bits 2-3: page size `1024 << n`; bit 4: *repair* (write the decoder's magic and a correct CRC before decoding, so the checks behind the CRC are reached) |
-//! | 1..9 | expected group / block index (u64 LE) |
-//! | 9..17 | page count for the directory decoder (u64 LE) |
+//! | 0 | bits 0-1 and 5: decoder (superblock, metadata, group slot, directory slot; with bit 5: group table page, table layout, and again group table page and table layout); bits 2-3: page size `1024 << n`; bit 4: *repair* (write the decoder's magic and a correct CRC before decoding, so the checks behind the CRC are reached) |
+//! | 1..9 | expected group / block / table page index (u64 LE); for the table layout, a page number |
+//! | 9..17 | page count for the directory decoder (u64 LE); for the table layout, a table page index |
 //! | 17.. | the page |
 
 use mappedpages::format::{
     DIRECTORY_MAGIC, GROUP_HEADER_BYTES, GROUP_MAGIC, Geometry, META_MAGIC, MetaPage,
-    SUPERBLOCK_MAGIC, SUPERBLOCK_RECORD_BYTES, Superblock, decode_directory_slot,
-    decode_group_slot, encode_directory_slot, encode_group_slot, slot_bitmap_word,
-    slot_checksum_field,
+    SUPERBLOCK_MAGIC, SUPERBLOCK_RECORD_BYTES, Superblock, TABLE_MAGIC, decode_directory_slot,
+    decode_group_slot, decode_table_page, encode_directory_slot, encode_group_slot,
+    encode_table_page, slot_bitmap_word, slot_checksum_field,
 };
 
 use crate::{crc32, finding, summarize};
@@ -31,6 +31,10 @@ pub enum Decoder {
     GroupSlot,
     /// `decode_directory_slot`.
     DirectorySlot,
+    /// `decode_table_page` (format 3's group table, not written by the pager yet).
+    GroupTable,
+    /// Format 3's table layout: `Geometry::table_slot_at` and `table_slot_page` are inverses.
+    TableLayout,
 }
 
 /// One format-target input.
@@ -72,11 +76,13 @@ impl FormatInput {
             return None;
         }
         let control = data[0];
-        let decoder = match control & 3 {
+        let decoder = match (control & 3) | ((control >> 3) & 4) {
             0 => Decoder::Superblock,
             1 => Decoder::Meta,
             2 => Decoder::GroupSlot,
-            _ => Decoder::DirectorySlot,
+            3 => Decoder::DirectorySlot,
+            4 | 6 => Decoder::GroupTable,
+            _ => Decoder::TableLayout,
         };
         Some(FormatInput {
             decoder,
@@ -95,6 +101,8 @@ impl FormatInput {
             Decoder::Meta => 1,
             Decoder::GroupSlot => 2,
             Decoder::DirectorySlot => 3,
+            Decoder::GroupTable => 0x20,
+            Decoder::TableLayout => 0x21,
         };
         let shift = (self.page_size / 1024).trailing_zeros() as u8;
         let mut out = vec![decoder | (shift << 2) | if self.repair { 0x10 } else { 0 }];
@@ -259,6 +267,76 @@ pub fn run(input: &FormatInput) {
                     format!("decode(encode(v)) = {other:?}"),
                 ),
             }
+        }
+        Decoder::GroupTable => run_group_table(input, geometry, bytes),
+        Decoder::TableLayout => run_table_layout(input, geometry),
+    }
+}
+
+fn run_group_table(input: &FormatInput, geometry: Geometry, mut bytes: Vec<u8>) {
+    let p = geometry.page_size() as usize;
+    if input.repair {
+        repair(&mut bytes, &TABLE_MAGIC, p);
+    }
+    let Ok((header, entries)) = decode_table_page(&bytes, geometry, input.expected) else {
+        return;
+    };
+    let mut encoded = vec![0xAAu8; p];
+    let checksum = encode_table_page(geometry, header, &entries, &mut encoded);
+    if encoded[..] != bytes[..p] {
+        mismatch("group table", input, "encode(decode(page)) != page");
+    }
+    if slot_checksum_field(&encoded) != Some(checksum) {
+        mismatch(
+            "group table",
+            input,
+            "encode returned another checksum than it wrote",
+        );
+    }
+    match decode_table_page(&encoded, geometry, input.expected) {
+        Ok(again) if again == (header, entries.clone()) => {}
+        other => mismatch(
+            "group table",
+            input,
+            format!("decode(encode(v)) = {other:?}"),
+        ),
+    }
+}
+
+/// Any page either is no table slot or is the slot `table_slot_page` places there; any table
+/// page's slots are found again by `table_slot_at`, inside the group its extent covers.
+fn run_table_layout(input: &FormatInput, geometry: Geometry) {
+    let page = input.expected % geometry.max_page_count();
+    if let Some((t, s)) = geometry.table_slot_at(page) {
+        if t >= geometry.max_table_page_count() {
+            return; // an extent page of a table page no file of this page size has
+        }
+        let back = geometry.table_slot_page(t, s);
+        if back != page || geometry.is_internal(page) {
+            mismatch(
+                "table layout",
+                input,
+                format!("page {page} -> ({t}, {s}) -> {back}"),
+            );
+        }
+    }
+    let t = input.page_count % geometry.max_table_page_count();
+    for s in 0..2 {
+        let page = geometry.table_slot_page(t, s);
+        if geometry.table_slot_at(page) != Some((t, s)) {
+            mismatch(
+                "table layout",
+                input,
+                format!("({t}, {s}) -> {page} -> another slot"),
+            );
+        }
+        let extent = geometry.table_extent(t);
+        if page < geometry.extent_start_page(extent) {
+            mismatch(
+                "table layout",
+                input,
+                format!("({t}, {s}) before its extent"),
+            );
         }
     }
 }

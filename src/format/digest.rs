@@ -9,6 +9,8 @@ const GROUP_DOMAIN: u64 = 0x6D61_7070_6764_6967;
 /// The domain constant of directory slots ("mappgdir"), so a bitmap slot can never stand in for
 /// a directory slot.
 const DIRECTORY_DOMAIN: u64 = 0x6D61_7070_6764_6972;
+/// The domain constant of group table pages ("mappgtbl"), format 3 (docs/scale-design.md §2.4).
+const TABLE_DOMAIN: u64 = 0x6D61_7070_6774_626C;
 /// The generation multiplier (the golden ratio in 64 bits).
 const GENERATION_FACTOR: u64 = 0x9E37_79B9_7F4A_7C15;
 
@@ -39,4 +41,11 @@ pub fn slot_digest_term(group: u64, generation: u64, checksum: u32) -> u64 {
 /// (`0x6D61_7070_6764_6972`), so a bitmap slot can never stand in for a directory slot.
 pub fn directory_digest_term(block: u64, generation: u64, checksum: u32) -> u64 {
     term(DIRECTORY_DOMAIN, block, generation, checksum)
+}
+
+/// The term a table page's current slot contributes to format 3's table digest `T`
+/// (docs/scale-design.md §2.4; not written yet): like [`slot_digest_term`] with the table page
+/// index in place of the group and another constant (`0x6D61_7070_6774_626C`, "mappgtbl").
+pub fn table_digest_term(table_page: u64, generation: u64, checksum: u32) -> u64 {
+    term(TABLE_DOMAIN, table_page, generation, checksum)
 }

@@ -65,6 +65,8 @@ pub enum PageKind {
     GroupSlot,
     /// A protected-page directory slot page.
     DirectorySlot,
+    /// A group table page (format 3, not written yet: docs/scale-design.md).
+    GroupTable,
 }
 
 /// Why a page was rejected.
@@ -102,7 +104,7 @@ impl DecodeError {
 
 impl fmt::Display for DecodeError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        use PageKind::{DirectorySlot, GroupSlot, Meta, Superblock};
+        use PageKind::{DirectorySlot, GroupSlot, GroupTable, Meta, Superblock};
         match (self.kind, self.reason) {
             (Superblock, Reason::Truncated) => f.write_str("superblock truncated"),
             (_, Reason::Truncated) => f.write_str("truncated"),
@@ -110,6 +112,7 @@ impl fmt::Display for DecodeError {
             (Meta, Reason::BadMagic) => f.write_str("no metadata magic"),
             (GroupSlot, Reason::BadMagic) => f.write_str("no slot magic"),
             (DirectorySlot, Reason::BadMagic) => f.write_str("no directory magic"),
+            (GroupTable, Reason::BadMagic) => f.write_str("no group table magic"),
             (Superblock, Reason::BadChecksum) => f.write_str("superblock checksum mismatch"),
             (_, Reason::BadChecksum) => f.write_str("checksum mismatch"),
             (_, Reason::UnsupportedVersion(version)) => write!(f, "format version {version}"),

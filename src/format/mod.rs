@@ -1,7 +1,8 @@
 //! The on-disk format: layout arithmetic and pure encode/decode functions, one file per section
 //! of SPEC.md §2: `geometry.rs` (§2.1), `superblock.rs` (§2.2), `meta.rs` (§2.3, the metadata
 //! copy and its log), `group.rs` (§2.4, bitmap group slots), `digest.rs` (§2.5, §2.7),
-//! `directory.rs` (§2.6, directory slots), and `header.rs`, the page header they share (magic,
+//! `directory.rs` (§2.6, directory slots), `table.rs` and `table_layout.rs` (format 3's group
+//! table, designed in docs/scale-design.md and not written yet), and `header.rs`, the page header they share (magic,
 //! CRC-32, page size, generation) with the one decode error type, [`DecodeError`].
 //!
 //! Nothing in this module performs I/O; every function maps bytes to values or values to bytes,
@@ -16,10 +17,12 @@ mod group;
 mod header;
 mod meta;
 mod superblock;
+mod table;
+mod table_layout;
 #[cfg(test)]
 mod tests;
 
-pub use digest::{directory_digest_term, slot_digest_term};
+pub use digest::{directory_digest_term, slot_digest_term, table_digest_term};
 pub use directory::{
     DIRECTORY_BLOCK_PAGES, DIRECTORY_ENTRY_BYTES, DIRECTORY_HEADER_BYTES, DIRECTORY_MAGIC,
     DirectoryEntry, DirectorySlot, decode_directory_slot, encode_directory_slot,
@@ -40,6 +43,10 @@ pub use meta::{
 };
 pub use superblock::{
     FORMAT_VERSION, MIN_FORMAT_VERSION, SUPERBLOCK_MAGIC, SUPERBLOCK_RECORD_BYTES, Superblock,
+};
+pub use table::{
+    TABLE_ENTRY_BYTES, TABLE_HEADER_BYTES, TABLE_MAGIC, TableEntry, TablePageHeader,
+    decode_table_page, encode_table_page,
 };
 
 /// The largest generation a commit may write (SPEC.md §3.2). Generations never wrap: once the

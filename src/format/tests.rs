@@ -637,6 +637,14 @@ fn digest_terms_match_the_spec() {
             directory_digest_term(index, generation, checksum),
             directory_term
         );
+    }    // Format 3's table term ("mappgtbl"), from the same independent implementation.
+    let table_terms = [
+        0xbfb7_8f51_de9f_9f2f,
+        0xa3b9_4d17_9706_ea71,
+        0xdbd9_3487_234d_44f8,
+    ];
+    for ((index, generation, checksum, _, _), expected) in cases.into_iter().zip(table_terms) {
+        assert_eq!(table_digest_term(index, generation, checksum), expected);
     }
 }
 
@@ -805,5 +813,250 @@ fn decode_error_texts() {
     ];
     for (kind, reason, text) in cases {
         assert_eq!(DecodeError::new(kind, reason).to_string(), text);
+    }
+}
+
+fn table(reason: Reason) -> DecodeError {
+    DecodeError::new(PageKind::GroupTable, reason)
+}
+
+fn sample_table_entries(count: usize) -> Vec<TableEntry> {
+    (0..count as u64)
+        .map(|i| TableEntry {
+            generation: 1 + i % 5,
+            checksum: (i as u32).wrapping_mul(0x9E37_79B9),
+            slot: (i % 2) as u8,
+            free_pages: (i * 37 % 7936) as u32,
+        })
+        .collect()
+}
+
+#[test]
+fn table_page_round_trip_at_literal_offsets() {
+    let g = geometry();
+    assert_eq!(g.table_entries_per_page(), 62);
+    assert_eq!(Geometry::new(4096).table_entries_per_page(), 254);
+    for count in [0, 1, 61, 62] {
+        let entries = sample_table_entries(count);
+        let header = TablePageHeader {
+            generation: 9,
+            index: 3,
+        };
+        let mut page = vec![0xAAu8; G1K];
+        let checksum = encode_table_page(g, header, &entries, &mut page);
+        assert_eq!(&page[..8], b"MAPPGGT\x01");
+        assert_eq!(read_u32(&page, 8), checksum);
+        assert_eq!(checksum, crc(&page[12..]));
+        assert_eq!(read_u32(&page, 12), 1024);
+        assert_eq!(page[16], 9, "generation at 16");
+        assert_eq!(page[24], 3, "index at 24");
+        if count > 1 {
+            // Entry 1 at 32 + 16: generation, checksum, then slot 1 in bit 31 over the count.
+            assert_eq!(page[48], 2);
+            assert_eq!(read_u32(&page, 56), entries[1].checksum);
+            assert_eq!(read_u32(&page, 60), (1 << 31) | 37);
+        }
+        assert!(
+            all_zero(&page[32 + 16 * count..]),
+            "zero entries after the live ones"
+        );
+        let (decoded, decoded_entries) = decode_table_page(&page, g, 3).expect("decodes");
+        assert_eq!(decoded, header);
+        assert_eq!(decoded_entries, entries);
+    }
+}
+
+#[test]
+fn table_page_rejections() {
+    let g = geometry();
+    let header = TablePageHeader {
+        generation: 5,
+        index: 1,
+    };
+    let mut good = vec![0u8; G1K];
+    encode_table_page(g, header, &sample_table_entries(10), &mut good);
+    let rejected = |page: &[u8], index: u64| decode_table_page(page, g, index).err();
+    assert_eq!(rejected(&good[..100], 1), Some(table(Reason::Truncated)));
+    assert_eq!(
+        rejected(&good, 2),
+        Some(table(Reason::Insane(
+            "table page index does not match its position"
+        )))
+    );
+    let mut bad = good.clone();
+    bad[3] = 0;
+    assert_eq!(rejected(&bad, 1), Some(table(Reason::BadMagic)));
+    let mut bad = good.clone();
+    bad[700] ^= 1;
+    assert_eq!(rejected(&bad, 1), Some(table(Reason::BadChecksum)));
+    // Checksum-valid damage, one field at a time.
+    let cases: [(usize, u64, Reason); 6] = [
+        (12, 4096, Reason::PageSize(4096)),
+        (16, 0, Reason::Insane("generation 0")),
+        // Entry 2's generation above the page's 5.
+        (
+            32 + 2 * 16,
+            6,
+            Reason::Insane("a table entry newer than its page"),
+        ),
+        // Entry 3's free count (slot bit clear) above the 7,936 pages of a group.
+        (
+            32 + 3 * 16 + 12,
+            7937,
+            Reason::Insane("a free count above the pages of a group"),
+        ),
+        // A live entry after the zero entry 10.
+        (
+            32 + 11 * 16,
+            1,
+            Reason::Insane("a table entry after an empty one"),
+        ),
+        // Entry 10 has generation 0 but a checksum.
+        (
+            32 + 10 * 16 + 8,
+            1,
+            Reason::Insane("an entry of generation 0 is not all zero"),
+        ),
+    ];
+    for (at, value, reason) in cases {
+        let mut bad = good.clone();
+        if at == 12 || at % 16 == 12 || at % 16 == 8 {
+            write_u32(&mut bad, at, value as u32);
+        } else {
+            write_u64(&mut bad, at, value);
+        }
+        resign_meta(&mut bad);
+        assert_eq!(rejected(&bad, 1), Some(table(reason)), "field at {at}");
+    }
+}
+
+#[test]
+#[should_panic(expected = "free count 2147483648 does not fit 31 bits")]
+fn table_entry_encode_refuses_a_count_in_the_slot_bit() {
+    let entry = TableEntry {
+        generation: 1,
+        checksum: 0,
+        slot: 0,
+        free_pages: 1 << 31,
+    };
+    let _ = entry.encode();
+}
+
+/// The extents by brute force: walk from each extent's start over consecutive pages, skipping
+/// every page of the format-2 layout that is internal, and collect `2^(e+1)` pages.
+fn walk_extent(g: Geometry, extent: u32) -> Vec<u64> {
+    let mut page = g.group_start(g.extent_start_group(extent));
+    let mut pages = Vec::new();
+    while (pages.len() as u64) < g.extent_page_count(extent) {
+        if !g.is_internal(page) {
+            pages.push(page);
+        }
+        page += 1;
+    }
+    pages
+}
+
+#[test]
+fn table_layout_matches_a_brute_force_walk() {
+    for p in [1024usize, 2048, 4096, 1 << 16, 1 << 24] {
+        let g = Geometry::new(p);
+        let max_extent = g.table_extent(g.max_table_page_count() - 1).min(15);
+        let mut previous_end = 0;
+        for extent in 0..=max_extent {
+            let walked = walk_extent(g, extent);
+            assert_eq!(
+                g.extent_start_page(extent),
+                walked[0],
+                "P {p} extent {extent}"
+            );
+            assert!(
+                walked[0] > previous_end,
+                "P {p}: extent {extent} overlaps its predecessor"
+            );
+            previous_end = *walked.last().expect("extents are not empty");
+            let first_table_page = (1u64 << extent) - 1;
+            for (j, &page) in walked.iter().enumerate() {
+                let j = j as u64;
+                assert_eq!(
+                    g.extent_page(extent, j),
+                    page,
+                    "P {p} extent {extent} page {j}"
+                );
+                let (t, s) = (first_table_page + j / 2, (j % 2) as u8);
+                assert_eq!(g.table_slot_at(page), Some((t, s)), "P {p} page {page}");
+                assert!(g.is_table_page(page));
+                if t < g.max_table_page_count() {
+                    assert_eq!(g.table_slot_page(t, s), page);
+                    assert_eq!(g.table_extent(t), extent);
+                }
+            }
+            // Just outside: the pages before the start and after the end are no table pages.
+            for page in [walked[0] - 1, previous_end + 1] {
+                assert_eq!(
+                    g.table_slot_at(page),
+                    None,
+                    "P {p} page {page} next to extent {extent}"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn table_slots_exist_before_their_groups() {
+    // The slots of table page t lie below the first page of group t·E_t's data, so a file
+    // holding a group holds its table page (checked for every t of the first 16 extents).
+    for p in [1024usize, 4096] {
+        let g = Geometry::new(p);
+        for t in 0..g.max_table_page_count().min((1 << 16) - 1) {
+            let group = t * g.table_entries_per_page();
+            let first_data = g.group_start(group) + if group == 0 { 5 } else { 2 };
+            let slot1 = g.table_slot_page(t, 1);
+            assert!(
+                slot1 < g.group_start(group + 1),
+                "P {p} table page {t}: slot at {slot1} past group {group}"
+            );
+            if group > g.extent_start_group(g.table_extent(t)) {
+                assert!(
+                    slot1 < first_data,
+                    "P {p} table page {t} inside its first group"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn table_pages_below_counts_the_extents_up_to_a_length() {
+    for p in [1024usize, 4096] {
+        let g = Geometry::new(p);
+        let extents: Vec<Vec<u64>> = (0..=13).map(|e| walk_extent(g, e)).collect();
+        let brute = |n: u64| -> u64 {
+            extents
+                .iter()
+                .map(|pages| pages.iter().filter(|&&page| page < n).count() as u64)
+                .sum()
+        };
+        let mut lengths = vec![0, 1, 5, 6, 7, 8, 100];
+        for pages in &extents {
+            let (first, last) = (pages[0], *pages.last().expect("not empty"));
+            let middle = pages[pages.len() / 2];
+            lengths.extend([
+                first,
+                first + 1,
+                middle,
+                middle + 1,
+                last,
+                last + 1,
+                last + 2,
+            ]);
+            // Inside a crossing: a slot page of a crossed group, and just after it.
+            if let Some(&after) = pages.windows(2).find(|w| w[1] != w[0] + 1).map(|w| &w[1]) {
+                lengths.extend([after - 2, after - 1, after, after + 1]);
+            }
+        }
+        for n in lengths {
+            assert_eq!(g.table_pages_below(n), brute(n), "P {p} page count {n}");
+        }
     }
 }
