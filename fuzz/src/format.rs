@@ -320,6 +320,25 @@ fn run_table_layout(input: &FormatInput, geometry: Geometry) {
             );
         }
     }
+    // Format 3's internal pages are format 2's plus the extents; its valid page counts end on a
+    // data page.
+    let g3 = Geometry::with_group_table(geometry.page_size() as usize);
+    let internal = geometry.is_internal(page) || geometry.is_table_page(page);
+    if g3.is_internal(page) != internal {
+        mismatch(
+            "table layout",
+            input,
+            format!("page {page}: is_internal disagrees"),
+        );
+    }
+    let n = page + 1;
+    if n >= g3.min_page_count() && g3.is_valid_page_count(n) == internal {
+        mismatch(
+            "table layout",
+            input,
+            format!("page count {n}: validity disagrees"),
+        );
+    }
     let t = input.page_count % geometry.max_table_page_count();
     for s in 0..2 {
         let page = geometry.table_slot_page(t, s);

@@ -24,15 +24,22 @@ pub const FIRST_DATA_PAGE: u64 = 5;
 /// Smallest valid page count: pages 0-4 plus one data page.
 pub const MIN_PAGE_COUNT: u64 = 6;
 
+/// The first data page and the smallest file of format 3, where pages 5 and 6 hold table page 0
+/// (docs/scale-design.md §2.3).
+const FIRST_DATA_PAGE_WITH_TABLE: u64 = 7;
+
 /// Layout arithmetic for one page size.
 ///
 /// The file is divided into *groups* of `pages_per_group` consecutive pages. Group `k` covers
 /// pages `[k * G, (k + 1) * G)` and owns two bitmap *slot* pages: pages 3 and 4 for group 0,
-/// pages `k * G` and `k * G + 1` for every other group.
+/// pages `k * G` and `k * G + 1` for every other group. In format 3 (designed in
+/// docs/scale-design.md, not written yet: [`with_group_table`](Self::with_group_table)) the
+/// group table's extents are internal pages too.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Geometry {
     page_size: u64,
     pages_per_group: u64,
+    group_table: bool,
 }
 
 impl Geometry {
@@ -46,7 +53,38 @@ impl Geometry {
         Geometry {
             page_size: page_size as u64,
             pages_per_group: ((page_size - GROUP_HEADER_BYTES) * 8) as u64,
+            group_table: false,
         }
+    }
+
+    /// Geometry of format 3 for `page_size`: as [`new`](Self::new), with the group table's
+    /// extents among the internal pages (docs/scale-design.md §2.3). The pager does not write
+    /// format 3 yet; this layout is tested and fuzzed ahead of it.
+    pub fn with_group_table(page_size: usize) -> Geometry {
+        Geometry {
+            group_table: true,
+            ..Geometry::new(page_size)
+        }
+    }
+
+    /// True for format 3's layout (a group table in extents).
+    pub fn has_group_table(self) -> bool {
+        self.group_table
+    }
+
+    /// The first page that can be a data page: [`FIRST_DATA_PAGE`] (5), or 7 in format 3, whose
+    /// table page 0 takes pages 5 and 6.
+    pub fn first_data_page(self) -> u64 {
+        if self.group_table {
+            FIRST_DATA_PAGE_WITH_TABLE
+        } else {
+            FIRST_DATA_PAGE
+        }
+    }
+
+    /// The smallest valid page count: the internal pages of group 0 plus one data page.
+    pub fn min_page_count(self) -> u64 {
+        self.first_data_page() + 1
     }
 
     /// Page size in bytes.
@@ -66,11 +104,14 @@ impl Geometry {
     }
 
     /// The largest valid page count not above `count` (which must be at least
-    /// [`MIN_PAGE_COUNT`]).
+    /// [`min_page_count`](Self::min_page_count)).
     pub(super) fn round_down_to_valid(self, count: u64) -> u64 {
         let mut count = count;
         while !self.is_valid_page_count(count) {
-            assert!(count > MIN_PAGE_COUNT, "no valid page count below {count}");
+            assert!(
+                count > self.min_page_count(),
+                "no valid page count below {count}"
+            );
             count -= 1;
         }
         count
@@ -111,14 +152,19 @@ impl Geometry {
         }
     }
 
-    /// True for pages the pager keeps for itself: 0-4 and the two slot pages of every group.
+    /// True for pages the pager keeps for itself: 0-4 and the two slot pages of every group (and
+    /// in format 3 the pages of the group table's extents).
     pub fn is_internal(self, page: u64) -> bool {
-        page <= GROUP0_SLOT_PAGES[1] || page % self.pages_per_group < 2
+        page <= GROUP0_SLOT_PAGES[1]
+            || page % self.pages_per_group < 2
+            || (self.group_table && self.is_table_page(page))
     }
 
-    /// A page count is valid when the last group holds both its slot pages and one data page.
+    /// A page count is valid when its last page is a data page: the last group then holds both
+    /// its slot pages and one data page (and in format 3, the table pages of every group below
+    /// it: docs/scale-design.md §2.3).
     pub fn is_valid_page_count(self, page_count: u64) -> bool {
-        if !(MIN_PAGE_COUNT..=MAX_PAGE_COUNT).contains(&page_count) {
+        if !(self.min_page_count()..=MAX_PAGE_COUNT).contains(&page_count) {
             return false;
         }
         if page_count
@@ -127,14 +173,18 @@ impl Geometry {
         {
             return false;
         }
-        let in_last_group = page_count % self.pages_per_group;
-        !(1..=2).contains(&in_last_group)
+        !self.is_internal(page_count - 1)
     }
 
     /// Number of internal pages below `page_count` (which must be valid).
     pub fn internal_page_count(self, page_count: u64) -> u64 {
-        // Pages 0-4, then two per further group.
-        5 + 2 * (self.group_count(page_count) - 1)
+        // Pages 0-4, then two per further group, then the extents' pages.
+        let table_pages = if self.group_table {
+            self.table_pages_below(page_count)
+        } else {
+            0
+        };
+        5 + 2 * (self.group_count(page_count) - 1) + table_pages
     }
 
     /// Number of pages below `page_count` that can hold user data.

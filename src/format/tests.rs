@@ -637,7 +637,7 @@ fn digest_terms_match_the_spec() {
             directory_digest_term(index, generation, checksum),
             directory_term
         );
-    }    // Format 3's table term ("mappgtbl"), from the same independent implementation.
+    } // Format 3's table term ("mappgtbl"), from the same independent implementation.
     let table_terms = [
         0xbfb7_8f51_de9f_9f2f,
         0xa3b9_4d17_9706_ea71,
@@ -1058,5 +1058,73 @@ fn table_pages_below_counts_the_extents_up_to_a_length() {
         for n in lengths {
             assert_eq!(g.table_pages_below(n), brute(n), "P {p} page count {n}");
         }
+    }
+}
+
+#[test]
+fn format_2_page_count_rule_is_unchanged() {
+    // "The last page is a data page" is format 1's `N mod G ∉ {1, 2}`, for every N ≥ 6.
+    for p in [1024usize, 4096] {
+        let g = Geometry::new(p);
+        let gpp = g.pages_per_group();
+        let counts = (0..3 * gpp + 10).chain(g.max_page_count() - 10..g.max_page_count() + 10);
+        for n in counts {
+            let old = (MIN_PAGE_COUNT..=MAX_PAGE_COUNT).contains(&n)
+                && n.checked_mul(p as u64).is_some_and(|b| b <= MAX_FILE_BYTES)
+                && !(1..=2).contains(&(n % gpp));
+            assert_eq!(g.is_valid_page_count(n), old, "P {p} page count {n}");
+        }
+        assert_eq!(g.first_data_page(), FIRST_DATA_PAGE);
+        assert_eq!(g.min_page_count(), MIN_PAGE_COUNT);
+        assert!(!g.has_group_table());
+    }
+}
+
+#[test]
+fn format_3_layout_against_brute_force() {
+    for p in [1024usize, 4096] {
+        let g3 = Geometry::with_group_table(p);
+        let g2 = Geometry::new(p);
+        assert!(g3.has_group_table());
+        assert_eq!((g3.first_data_page(), g3.min_page_count()), (7, 8));
+        assert!(g3.is_internal(5) && g3.is_internal(6) && !g3.is_internal(7));
+        assert!(!g3.is_valid_page_count(7) && g3.is_valid_page_count(8));
+        // Every extent page is internal; a page is internal iff format 2 says so or it lies
+        // in an extent; internal counts agree with a count of the walked extents.
+        let extents: Vec<Vec<u64>> = (0..=13).map(|e| walk_extent(g2, e)).collect();
+        let table: std::collections::BTreeSet<u64> = extents.iter().flatten().copied().collect();
+        let mut probes: Vec<u64> = (0..3 * g2.pages_per_group()).collect();
+        for pages in &extents {
+            let (first, last) = (pages[0], *pages.last().expect("not empty"));
+            probes.extend(first.saturating_sub(3)..first + 3);
+            probes.extend(last.saturating_sub(3)..last + 3);
+        }
+        for &page in &probes {
+            let expected = g2.is_internal(page) || table.contains(&page);
+            assert_eq!(g3.is_internal(page), expected, "P {p} page {page}");
+            let n = page + 1;
+            if n >= g3.min_page_count() && n <= g2.max_page_count() {
+                assert_eq!(g3.is_valid_page_count(n), !expected, "P {p} page count {n}");
+            }
+            if g3.is_valid_page_count(n) {
+                let below = table.range(..n).count() as u64;
+                assert_eq!(
+                    g3.internal_page_count(n),
+                    g2.internal_page_count(n) + below,
+                    "P {p} page count {n}"
+                );
+            }
+        }
+        // The group where a crossing extent starts holds no data page, so no valid count ends
+        // in it (extent 12 at 1 KiB, 14 at 4 KiB: the first longer than a group).
+        let crossing = (0..=13)
+            .find(|&e| g3.extent_page_count(e) > g3.pages_per_group())
+            .map(|e| g3.extent_start_group(e));
+        if let Some(group) = crossing {
+            let start = g3.group_start(group);
+            assert!((start + 1..=start + g3.pages_per_group()).all(|n| !g3.is_valid_page_count(n)));
+        }
+        let max = g3.max_page_count();
+        assert!(g3.is_valid_page_count(max) && max <= g2.max_page_count());
     }
 }
