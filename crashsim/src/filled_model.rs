@@ -65,6 +65,10 @@ pub enum Content {
     /// expects it exactly), and in flip mode exact whenever the recovered allocation set is this
     /// model's (INV-16).
     Attached(u64),
+    /// The pattern of this tag, written in place and attached to a commit that has returned:
+    /// exactly, like [`Exact`](Self::Exact), but a page that lost these bytes lost acknowledged
+    /// attached data, so the finding is INV-16 (in both commit modes).
+    AttachedAcknowledged(u64),
     /// Not known: the page was filled before a recovery the scenario resumed from.
     Any,
 }
@@ -125,8 +129,10 @@ fn apply<const P: usize>(
 ) -> Result<Result<FilledModel, MappedPageError>, Finding> {
     let mut next = model.clone();
     for content in next.pages.values_mut() {
-        if let Content::Rewritten(tag) | Content::Attached(tag) = *content {
-            *content = Content::Exact(tag);
+        match *content {
+            Content::Rewritten(tag) => *content = Content::Exact(tag),
+            Content::Attached(tag) => *content = Content::AttachedAcknowledged(tag),
+            _ => {}
         }
     }
     let first_tag = next.next_tag;
@@ -332,7 +338,8 @@ impl<const P: usize> Scenario<P> for FilledScenario<P> {
 /// its bytes, because that model's allocation set is durable only after the barrier that made
 /// the page durable (SPEC.md §3.6.2). In single-sync mode the commit and the page share one
 /// barrier, so a recovered commit says nothing about the page: there INV-16 is checked by the
-/// models of the operations after it, which expect the bytes exactly (as after a `sync_page`).
+/// models of the operations after it, which expect the bytes exactly (as after a `sync_page`;
+/// [`Content::AttachedAcknowledged`], reported as INV-16 by `wrong_contents_finding`).
 fn check_attached(
     recovered: &[(u64, &[u8])],
     allowed: &Allowed<'_, FilledModel>,
@@ -398,16 +405,31 @@ fn check_models(
     });
     match wrong {
         None => Ok(matched),
-        Some((page, _)) => Err(Finding::new(
-            Invariant::FilledPages,
-            format!(
-                "page {page} is allocated but holds neither its acknowledged contents ({:?}) \
-                 nor those in flight ({:?})",
-                allowed.acknowledged.pages.get(page),
-                allowed.in_flight.and_then(|m| m.pages.get(page))
-            ),
-        )),
+        Some((page, _)) => Err(wrong_contents_finding(*page, allowed)),
     }
+}
+
+/// The finding for an allocated page that holds what neither model allows: INV-16 if the
+/// acknowledged model has it as attached to a commit that returned, else INV-15.
+fn wrong_contents_finding(page: u64, allowed: &Allowed<'_, FilledModel>) -> Finding {
+    let acknowledged = allowed.acknowledged.pages.get(&page);
+    let in_flight = allowed.in_flight.and_then(|m| m.pages.get(&page));
+    if let Some(Content::AttachedAcknowledged(tag)) = acknowledged {
+        return Finding::new(
+            Invariant::AttachedPages,
+            format!(
+                "page {page} was attached to a commit that returned, but does not hold the \
+                 bytes it had then (tag {tag}); in flight: {in_flight:?}"
+            ),
+        );
+    }
+    Finding::new(
+        Invariant::FilledPages,
+        format!(
+            "page {page} is allocated but holds neither its acknowledged contents \
+             ({acknowledged:?}) nor those in flight ({in_flight:?})"
+        ),
+    )
 }
 
 /// Whether `bytes` are what `content` allows.
@@ -420,7 +442,9 @@ fn holds(content: Option<&Content>, bytes: &[u8]) -> bool {
             | Content::AttachedPending(_)
             | Content::Attached(_),
         ) => true,
-        Some(Content::Exact(tag)) => bytes == pattern(*tag, bytes.len()).as_slice(),
+        Some(Content::Exact(tag) | Content::AttachedAcknowledged(tag)) => {
+            bytes == pattern(*tag, bytes.len()).as_slice()
+        }
     }
 }
 
