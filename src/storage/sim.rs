@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::io;
 use std::ops::Range;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 
 use super::{Storage, coalesce};
 
@@ -47,22 +47,47 @@ pub enum FailedSyncKeeps {
 }
 
 /// Granularity at which a [`CrashPoint`] keeps volatile contents (the largest sector size), and
-/// at which durable images share memory.
+/// at which the clean and durable images share memory.
 const BLOCK_BYTES: usize = 4096;
 
 type Block = Arc<[u8; BLOCK_BYTES]>;
 
-fn zero_block() -> Block {
-    static ZERO: OnceLock<Block> = OnceLock::new();
-    ZERO.get_or_init(|| Arc::new([0; BLOCK_BYTES])).clone()
+/// A block of zeros to compare with.
+static ZERO_BYTES: [u8; BLOCK_BYTES] = [0; BLOCK_BYTES];
+
+/// True if every byte of `bytes` is zero.
+fn is_zero(bytes: &[u8]) -> bool {
+    bytes
+        .chunks(BLOCK_BYTES)
+        .all(|chunk| chunk == &ZERO_BYTES[..chunk.len()])
 }
 
-/// A byte image stored as shared 4 KiB blocks: cloning it costs a pointer per block, and a write
-/// copies only the blocks it touches. Durable images are kept this way, so that the crash point
-/// recorded at every sync shares everything that sync did not change. Bytes past `len` are zero.
+/// A copy of `bytes` that writes only the 4 KiB blocks holding a nonzero byte into a fresh
+/// zeroed allocation of `len_bytes` (at least `bytes.len()`). The allocator takes large zeroed
+/// allocations straight from the kernel, whose pages cost no memory until written (reading an
+/// untouched page maps the kernel's shared zero page), so the copy of a mostly-zero image costs
+/// a read of it and the memory of what is nonzero.
+fn sparse_copy(bytes: &[u8], len_bytes: usize) -> Vec<u8> {
+    assert!(len_bytes >= bytes.len(), "a sparse copy never shortens");
+    let mut copy = vec![0u8; len_bytes];
+    for (to, from) in copy.chunks_mut(BLOCK_BYTES).zip(bytes.chunks(BLOCK_BYTES)) {
+        if !is_zero(from) {
+            to[..from.len()].copy_from_slice(from);
+        }
+    }
+    copy
+}
+
+/// A byte image stored as shared 4 KiB blocks, only those that were ever nonzero: an absent
+/// block reads as zeros. Cloning it costs a shared pointer per present block, a write copies only
+/// the blocks it changes, so the crash point recorded at every sync shares everything that sync
+/// did not change, and a mostly-zero image costs what is nonzero whatever its length. The clean
+/// and durable images are kept this way. Bytes past `len` are zero (no block lies wholly past
+/// it).
 #[derive(Clone, Debug, Default)]
 struct BlockImage {
-    blocks: Vec<Block>,
+    /// Block index → its bytes.
+    blocks: BTreeMap<usize, Block>,
     len: usize,
 }
 
@@ -70,10 +95,12 @@ impl BlockImage {
     fn from_bytes(bytes: &[u8]) -> BlockImage {
         let blocks = bytes
             .chunks(BLOCK_BYTES)
-            .map(|chunk| {
+            .enumerate()
+            .filter(|(_, chunk)| !is_zero(chunk))
+            .map(|(index, chunk)| {
                 let mut block = [0u8; BLOCK_BYTES];
                 block[..chunk.len()].copy_from_slice(chunk);
-                Arc::new(block)
+                (index, Arc::new(block))
             })
             .collect();
         BlockImage {
@@ -82,56 +109,91 @@ impl BlockImage {
         }
     }
 
+    /// Extends the image to `len` bytes of which the new ones are zero (no block is added).
     fn resize(&mut self, len: usize) {
-        assert!(len >= self.len, "durable images only grow");
-        self.blocks.resize(len.div_ceil(BLOCK_BYTES), zero_block());
+        assert!(len >= self.len, "block images only grow");
         self.len = len;
     }
 
     /// Shortens the image to `len` bytes; the bytes past it read as zero again.
     fn truncate(&mut self, len: usize) {
         assert!(len <= self.len, "truncate must not extend the image");
-        self.blocks.truncate(len.div_ceil(BLOCK_BYTES));
+        drop(self.blocks.split_off(&len.div_ceil(BLOCK_BYTES)));
+        self.len = len;
         let within = len % BLOCK_BYTES;
         if within != 0
-            && let Some(last) = self.blocks.last_mut()
+            && let Some(last) = self.blocks.get_mut(&(len / BLOCK_BYTES))
+            && !is_zero(&last[within..])
         {
             Arc::make_mut(last)[within..].fill(0);
         }
-        self.len = len;
     }
 
+    /// The block with index `index` (zeros where absent, past the image too).
+    fn block(&self, index: usize) -> &[u8; BLOCK_BYTES] {
+        self.blocks
+            .get(&index)
+            .map_or(&ZERO_BYTES, |block| &**block)
+    }
+
+    /// True if the image holds `bytes` at `offset`.
+    fn holds(&self, offset: usize, bytes: &[u8]) -> bool {
+        let mut at = offset;
+        let mut rest = bytes;
+        while !rest.is_empty() {
+            let within = at % BLOCK_BYTES;
+            let n = rest.len().min(BLOCK_BYTES - within);
+            if self.block(at / BLOCK_BYTES)[within..within + n] != rest[..n] {
+                return false;
+            }
+            at += n;
+            rest = &rest[n..];
+        }
+        true
+    }
+
+    /// Writes `bytes` at `offset` (inside the image), copying the blocks it changes out of
+    /// sharing; a block it leaves as it was stays shared (or absent).
     fn write(&mut self, offset: usize, bytes: &[u8]) {
         assert!(offset + bytes.len() <= self.len, "write past the image");
         let mut at = offset;
-        for chunk in bytes.chunks(BLOCK_BYTES) {
-            let mut rest = chunk;
-            while !rest.is_empty() {
-                let index = at / BLOCK_BYTES;
-                let within = at % BLOCK_BYTES;
-                let n = rest.len().min(BLOCK_BYTES - within);
-                Arc::make_mut(&mut self.blocks[index])[within..within + n]
-                    .copy_from_slice(&rest[..n]);
-                at += n;
-                rest = &rest[n..];
+        let mut rest = bytes;
+        while !rest.is_empty() {
+            let index = at / BLOCK_BYTES;
+            let within = at % BLOCK_BYTES;
+            let n = rest.len().min(BLOCK_BYTES - within);
+            if self.block(index)[within..within + n] != rest[..n] {
+                let block = self
+                    .blocks
+                    .entry(index)
+                    .or_insert_with(|| Arc::new([0; BLOCK_BYTES]));
+                Arc::make_mut(block)[within..within + n].copy_from_slice(&rest[..n]);
             }
+            at += n;
+            rest = &rest[n..];
         }
     }
 
-    /// The first `len` bytes (zeros past the image).
+    /// The first `len` bytes (zeros past the image): a zeroed allocation (whose untouched pages
+    /// cost no memory) with the present blocks copied in.
     fn to_vec(&self, len: usize) -> Vec<u8> {
-        let mut out = Vec::with_capacity(len.next_multiple_of(BLOCK_BYTES));
-        for block in self.blocks.iter().take(len.div_ceil(BLOCK_BYTES)) {
-            out.extend_from_slice(&block[..]);
+        let mut out = vec![0u8; len];
+        for (&index, block) in &self.blocks {
+            let start = index * BLOCK_BYTES;
+            let Some(to) = out.get_mut(start..(start + BLOCK_BYTES).min(len)) else {
+                break; // blocks are in order: every later one lies past `len` too
+            };
+            let to_len = to.len();
+            to.copy_from_slice(&block[..to_len]);
         }
-        out.resize(len, 0);
         out
     }
 }
 
 /// What a crash at one moment can leave behind: the durable image and length, and the sectors in
-/// flight with their volatile contents. Much smaller than a [`SimStorage`]: one copy of the
-/// durable bytes plus the in-flight blocks.
+/// flight with their volatile contents. Much smaller than a [`SimStorage`]: the durable image's
+/// nonzero 4 KiB blocks, shared with the storage and every other crash point that holds them,
+/// plus copies of the in-flight blocks.
 ///
 /// ```
 /// use mappedpages::{CrashLength, SectorSize, SimStorage, Storage};
@@ -278,6 +340,16 @@ pub enum SimEvent {
 /// It counts syncs and growths, records them as [`SimEvent`]s, and can be told to fail the
 /// N-th of either.
 ///
+/// Memory follows what was written, not the length: the volatile image is one zeroed allocation
+/// whose untouched pages the kernel does not back, and the clean and durable images (and every
+/// [`CrashPoint`]) keep only the 4 KiB blocks that were ever nonzero, shared with each other. A
+/// crash image is as sparse. Time does not quite: [`crash_point`](Self::crash_point) (and so
+/// [`crash_image`](Self::crash_image), [`durable_image`](Self::durable_image),
+/// [`in_flight_sectors`](Self::in_flight_sectors), and every sync under
+/// [`record_sync_snapshots`](Self::record_sync_snapshots)), the first write after
+/// [`from_image`](Self::from_image), a growth past the volatile image's capacity and `sync_all`
+/// each read the whole volatile image once, since any byte of it may have been written.
+///
 /// ```
 /// use mappedpages::{CrashLength, Pager, SectorSize, SimStorage};
 ///
@@ -292,7 +364,7 @@ pub enum SimEvent {
 #[derive(Clone, Debug, Default)]
 pub struct SimStorage {
     volatile: Vec<u8>,
-    clean: Vec<u8>,
+    clean: BlockImage,
     durable: BlockImage,
     /// True while nothing was written since `from_image`: `clean` and `durable` are then empty
     /// and stand for copies of `volatile` (opening a crash image costs no copies until a write).
@@ -322,13 +394,12 @@ pub struct SimStorage {
 }
 
 /// Extends `bytes` to `new_len` with zeros. Past its capacity, a fresh zeroed allocation with
-/// the old bytes copied in: the allocator takes large zeroed blocks straight from the kernel,
-/// whose pages cost nothing until written, where `resize` would write every new zero byte.
+/// the old nonzero blocks copied in ([`sparse_copy`]): the allocator takes large zeroed blocks
+/// straight from the kernel, whose pages cost nothing until written, where `resize` would write
+/// every new zero byte (and a plain copy every old one).
 fn grow_zeroed(bytes: &mut Vec<u8>, new_len: usize) {
     if new_len > bytes.capacity() {
-        let mut grown = vec![0u8; new_len];
-        grown[..bytes.len()].copy_from_slice(bytes);
-        *bytes = grown;
+        *bytes = sparse_copy(bytes, new_len);
     } else {
         bytes.resize(new_len, 0);
     }
@@ -433,28 +504,27 @@ impl SimStorage {
     }
 
     /// What a crash now can leave behind.
+    ///
+    /// Costs a comparison of the whole volatile image with the clean one, 4 KiB block by block
+    /// (down to 512-byte sectors only where a block differs): [`bytes_mut`](Storage::bytes_mut)
+    /// hands out the whole image, so any byte may have changed since the last look, and the
+    /// in-flight sectors must be exactly those that differ. The crash point's memory is a shared
+    /// pointer per nonzero 4 KiB block of the durable image plus copies of the in-flight blocks.
     pub fn crash_point(&self) -> CrashPoint {
         let durable_len = self.durable_len_bytes as usize;
         let mut dirty_sectors = Vec::new();
         let mut blocks = BTreeMap::new();
         if !self.images_shared {
-            let sector = SectorSize::S512.bytes() as usize;
-            for (index, (volatile, clean)) in self
-                .volatile
-                .chunks(sector)
-                .zip(self.clean.chunks(sector))
-                .enumerate()
-            {
-                if volatile != clean {
-                    dirty_sectors.push(index as u64);
-                    let block = (index * sector / BLOCK_BYTES) as u64;
-                    blocks.entry(block).or_insert_with(|| {
-                        let start = block as usize * BLOCK_BYTES;
-                        self.volatile[start..(start + BLOCK_BYTES).min(self.volatile.len())]
-                            .to_vec()
-                    });
-                }
-            }
+            let volatile = &self.volatile;
+            let sector_bytes = SectorSize::S512.bytes() as usize;
+            visit_dirty_sectors(volatile, &self.clean, 0..volatile.len(), |sector| {
+                dirty_sectors.push((sector.start / sector_bytes) as u64);
+                let block = sector.start / BLOCK_BYTES;
+                blocks.entry(block as u64).or_insert_with(|| {
+                    let start = block * BLOCK_BYTES;
+                    volatile[start..(start + BLOCK_BYTES).min(volatile.len())].to_vec()
+                });
+            });
         }
         let durable = if self.images_shared {
             BlockImage::from_bytes(&self.volatile[..durable_len.min(self.volatile.len())])
@@ -470,11 +540,12 @@ impl SimStorage {
         }
     }
 
-    /// Gives `clean` and `durable` their own copies before the first write.
+    /// Gives `clean` and `durable` their own images before the first write: the volatile bytes
+    /// as shared blocks (all-zero blocks cost nothing), one image for both until they differ.
     fn unshare_images(&mut self) {
         if self.images_shared && !self.untracked {
-            self.clean = self.volatile.clone();
-            self.durable = BlockImage::from_bytes(&self.volatile);
+            self.clean = BlockImage::from_bytes(&self.volatile);
+            self.durable = self.clean.clone();
             self.images_shared = false;
         }
     }
@@ -552,7 +623,7 @@ impl SimStorage {
 
     /// The volatile image (a crash after everything was written back).
     pub fn volatile_image(&self) -> Vec<u8> {
-        self.volatile.clone()
+        sparse_copy(&self.volatile, self.volatile.len())
     }
 
     fn check_range(&self, range: &Range<u64>) -> io::Result<()> {
@@ -578,19 +649,16 @@ impl SimStorage {
         if self.images_shared {
             return; // nothing written since the image was loaded: nothing is dirty
         }
-        let sector = SectorSize::S512.bytes() as usize;
+        let mut dirty = Vec::new();
         for range in ranges {
-            let mut start = range.start as usize;
-            while start < range.end as usize {
-                let end = (start + sector).min(range.end as usize);
-                if self.volatile[start..end] != self.clean[start..end] {
-                    write(self, start, end);
-                    let (volatile, clean) =
-                        (&self.volatile[start..end], &mut self.clean[start..end]);
-                    clean.copy_from_slice(volatile);
-                }
-                start = end;
-            }
+            let range = range.start as usize..range.end as usize;
+            visit_dirty_sectors(&self.volatile, &self.clean, range, |sector| {
+                dirty.push(sector);
+            });
+        }
+        for sector in dirty {
+            write(self, sector.start, sector.end);
+            self.clean.write(sector.start, &self.volatile[sector]);
         }
     }
 
@@ -600,19 +668,18 @@ impl SimStorage {
         if self.unreserved_writes_allowed || self.images_shared {
             return;
         }
-        let sector = SectorSize::S512.bytes();
         for range in ranges {
-            let mut start = range.start.max(self.reserved_floor_bytes);
-            while start < range.end {
-                let end = (start + sector).min(range.end);
-                let (s, e) = (start as usize, end as usize);
+            let start = range.start.max(self.reserved_floor_bytes) as usize;
+            // Past the floor (an empty range when `range` lies below it).
+            let end = (range.end as usize).max(start);
+            visit_dirty_sectors(&self.volatile, &self.clean, start..end, |sector| {
+                let (start, end) = (sector.start as u64, sector.end as u64);
                 assert!(
-                    self.volatile[s..e] == self.clean[s..e] || self.is_reserved(start..end),
+                    self.is_reserved(start..end),
                     "SimStorage: bytes {start}..{end} were written and synced but never reserved \
                      (Storage::reserve); on a full file system this write raises SIGBUS"
                 );
-                start = end;
-            }
+            });
         }
     }
 
@@ -661,6 +728,36 @@ impl SimStorage {
     }
 }
 
+/// Calls `visit` with every 512-byte sector of `range` (counted from `range.start`, the last cut
+/// at `range.end`, which must lie inside `volatile`) whose bytes in `volatile` differ from those
+/// in `clean`. Where a sector boundary starts a whole 4 KiB block, the block is compared in one
+/// go first, and skipped if it equals: a scan of a mostly-unchanged image costs one block
+/// comparison per block.
+fn visit_dirty_sectors(
+    volatile: &[u8],
+    clean: &BlockImage,
+    range: Range<usize>,
+    mut visit: impl FnMut(Range<usize>),
+) {
+    let sector_bytes = SectorSize::S512.bytes() as usize;
+    let mut start = range.start;
+    while start < range.end {
+        let block_end = start + BLOCK_BYTES;
+        if start.is_multiple_of(BLOCK_BYTES)
+            && block_end <= range.end
+            && volatile[start..block_end] == clean.block(start / BLOCK_BYTES)[..]
+        {
+            start = block_end;
+            continue;
+        }
+        let end = (start + sector_bytes).min(range.end);
+        if !clean.holds(start, &volatile[start..end]) {
+            visit(start..end);
+        }
+        start = end;
+    }
+}
+
 fn injected(what: &str) -> io::Error {
     io::Error::other(format!("injected {what} failure (SimStorage)"))
 }
@@ -693,8 +790,10 @@ impl Storage for SimStorage {
             .map_err(|_| io::Error::new(io::ErrorKind::OutOfMemory, "length exceeds usize"))?;
         self.unshare_images();
         grow_zeroed(&mut self.volatile, new_len);
-        grow_zeroed(&mut self.clean, new_len);
-        self.durable.resize(new_len);
+        if !self.images_shared {
+            self.clean.resize(new_len);
+            self.durable.resize(new_len);
+        }
         Ok(())
     }
 
@@ -761,8 +860,10 @@ impl Storage for SimStorage {
             .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "shrink must not extend"))?;
         self.unshare_images();
         self.volatile.truncate(len);
-        self.clean.truncate(len);
-        self.durable.truncate(len);
+        if !self.images_shared {
+            self.clean.truncate(len);
+            self.durable.truncate(len);
+        }
         self.durable_len_bytes = self.durable_len_bytes.min(new_len_bytes);
         self.reserved_floor_bytes = self.reserved_floor_bytes.min(new_len_bytes);
         self.reserved.retain(|r| r.start < new_len_bytes);
@@ -847,15 +948,96 @@ mod tests {
     /// stay shared with the image it was copied from.
     #[test]
     fn block_image_writes_across_blocks() {
-        let original = BlockImage::from_bytes(&[0; 4 * BLOCK_BYTES]);
+        let original = BlockImage::from_bytes(&[5; 4 * BLOCK_BYTES]);
         let mut image = original.clone();
         image.write(BLOCK_BYTES - 96, &[1; BLOCK_BYTES + 100]);
         let bytes = image.to_vec(4 * BLOCK_BYTES);
         let written = BLOCK_BYTES - 96..2 * BLOCK_BYTES + 4;
         for (at, &byte) in bytes.iter().enumerate() {
-            assert_eq!(byte, u8::from(written.contains(&at)), "byte {at}");
+            let expected = if written.contains(&at) { 1 } else { 5 };
+            assert_eq!(byte, expected, "byte {at}");
         }
-        assert!(Arc::ptr_eq(&image.blocks[3], &original.blocks[3]));
+        assert!(Arc::ptr_eq(&image.blocks[&3], &original.blocks[&3]));
+        assert!(!Arc::ptr_eq(&image.blocks[&1], &original.blocks[&1]));
+    }
+
+    /// Only blocks holding a nonzero byte are kept, whatever built the image; `to_vec` gives
+    /// the bytes back, zeros past the image included.
+    #[test]
+    fn block_image_keeps_only_nonzero_blocks() {
+        let zeros = BlockImage::from_bytes(&[0; 3 * BLOCK_BYTES]);
+        assert!(zeros.blocks.is_empty());
+        let mut bytes = vec![0; 3 * BLOCK_BYTES - 100];
+        bytes[BLOCK_BYTES + 5] = 1;
+        bytes[2 * BLOCK_BYTES + 7] = 2;
+        let image = BlockImage::from_bytes(&bytes);
+        assert_eq!(image.blocks.keys().copied().collect::<Vec<_>>(), [1, 2]);
+        assert_eq!(image.to_vec(bytes.len()), bytes);
+        let longer = image.to_vec(4 * BLOCK_BYTES);
+        assert_eq!(longer[..bytes.len()], bytes[..]);
+        assert!(is_zero(&longer[bytes.len()..]));
+        assert_eq!(image.to_vec(BLOCK_BYTES + 6), bytes[..BLOCK_BYTES + 6]);
+        assert!(image.holds(BLOCK_BYTES, &bytes[BLOCK_BYTES..]));
+        assert!(!image.holds(BLOCK_BYTES + 5, &[0]));
+        assert!(
+            image.holds(10 * BLOCK_BYTES, &[0; 10]),
+            "zeros past the image"
+        );
+        // Writing zeros over zeros adds no block.
+        let mut written = zeros.clone();
+        written.write(100, &[0; 2 * BLOCK_BYTES]);
+        assert!(written.blocks.is_empty());
+    }
+
+    /// A truncate inside a block zeroes its tail and drops the blocks after it, so that a later
+    /// growth reads zeros there; a growth adds no block.
+    #[test]
+    fn block_image_truncate_inside_a_block_zeroes_what_follows() {
+        let mut image = BlockImage::from_bytes(&[7; 3 * BLOCK_BYTES]);
+        image.truncate(BLOCK_BYTES + 100);
+        image.resize(3 * BLOCK_BYTES);
+        let bytes = image.to_vec(image.len);
+        assert!(bytes[..BLOCK_BYTES + 100].iter().all(|&b| b == 7));
+        assert!(is_zero(&bytes[BLOCK_BYTES + 100..]));
+        assert_eq!(image.blocks.keys().copied().collect::<Vec<_>>(), [0, 1]);
+    }
+
+    /// A sparse copy holds the same bytes, at the length asked for.
+    #[test]
+    fn sparse_copy_copies_every_nonzero_byte() {
+        let mut bytes = vec![0; 2 * BLOCK_BYTES + 10];
+        bytes[3] = 1;
+        bytes[2 * BLOCK_BYTES + 9] = 2;
+        let copy = sparse_copy(&bytes, 3 * BLOCK_BYTES);
+        assert_eq!(copy[..bytes.len()], bytes[..]);
+        assert!(is_zero(&copy[bytes.len()..]));
+    }
+
+    /// The sectors in flight are exactly those whose bytes differ from the clean image: whole
+    /// blocks compared first never hide a sector, a partial last block is compared too, and a
+    /// byte changed and changed back is not in flight.
+    #[test]
+    fn in_flight_sectors_are_exactly_the_changed_ones() {
+        let mut s = SimStorage::new();
+        s.allow_unreserved_writes();
+        s.grow(4 * 4096 + 1024).unwrap();
+        s.bytes_mut()[..3].fill(1);
+        s.sync_all().unwrap();
+        let bytes = s.bytes_mut();
+        bytes[3 * 512 + 7] = 5; // sector 3, block 0
+        bytes[8 * 512] = 1; // sector 8, block 1, then changed back
+        bytes[8 * 512] = 0;
+        bytes[2] = 1; // the same value: no change
+        bytes[4 * 4096 + 1023] = 9; // the last sector of the partial last block
+        assert_eq!(s.in_flight_sectors(SectorSize::S512), vec![3, 33]);
+        assert_eq!(s.in_flight_sectors(SectorSize::S4096), vec![0, 4]);
+        // A sync over ranges that are not block-aligned compares sector by sector from their
+        // start, and makes exactly the changed bytes durable.
+        s.sync_ranges(&[100..2100, 4 * 4096..4 * 4096 + 1024])
+            .unwrap();
+        assert!(s.in_flight_sectors(SectorSize::S512).is_empty());
+        let durable = s.durable_image();
+        assert_eq!((durable[3 * 512 + 7], durable[4 * 4096 + 1023]), (5, 9));
     }
 
     /// Growth past the capacity is one fresh zeroed allocation of exactly the new length (the

@@ -32,10 +32,14 @@ pub(super) struct Bench {
 }
 
 impl Bench {
-    pub(super) fn new(pristine: Vec<u8>) -> Bench {
+    /// A bench over the image `make` returns. It is called twice, for the pristine image and the
+    /// working one, rather than the one copied: a crash image ([`CrashPoint::crash_image`]) is a
+    /// zeroed allocation with only its nonzero blocks written, whose untouched pages take no
+    /// memory, where a copy of it writes (and so takes) every page of the file.
+    pub(super) fn new(make: impl Fn() -> Vec<u8>) -> Bench {
         Bench {
-            work: pristine.clone(),
-            pristine,
+            work: make(),
+            pristine: make(),
         }
     }
 

@@ -128,8 +128,9 @@ impl<const P: usize, W: Scenario<P>> Explorer<'_, P, W> {
                     ),
                 };
                 for &second_length in lengths {
-                    let mut bench =
-                        Bench::new(second.crash_image(SectorSize::S512, &[], second_length.into()));
+                    let mut bench = Bench::new(|| {
+                        second.crash_image(SectorSize::S512, &[], second_length.into())
+                    });
                     for second_kept in &chosen {
                         let case = Case::Chain {
                             sync,

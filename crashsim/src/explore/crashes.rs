@@ -62,7 +62,8 @@ impl<const P: usize, W: Scenario<P>> Explorer<'_, P, W> {
                 Vec::new()
             };
             for &length in lengths {
-                let mut bench = Bench::new(snapshot.crash_image(sector_size, &[], length.into()));
+                let mut bench =
+                    Bench::new(|| snapshot.crash_image(sector_size, &[], length.into()));
                 if let Some(composition) = &mut composition {
                     composition.chain_root = (sector_size == SectorSize::S512
                         && length == Length::Current)

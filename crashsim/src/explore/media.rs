@@ -205,7 +205,7 @@ impl<const P: usize, W: Scenario<P>> Explorer<'_, P, W> {
         let Some(snapshot) = run.snapshots.get(sync as usize) else {
             return;
         };
-        let mut bench = Bench::new(snapshot.durable_image());
+        let mut bench = Bench::new(|| snapshot.durable_image());
         let acknowledged = acknowledged.expect("checked above");
         for damage in media_damages::<P>(&bench.pristine) {
             let case = Case::Media {
