@@ -25,9 +25,9 @@ use std::io;
 use std::ops::Range;
 
 use crate::format::{
-    DataCheck, DirectorySlot, FIRST_DATA_PAGE, GroupSlotHeader, MAX_GENERATION, MetaPage,
-    SCRUB_BYTES, Superblock, decode_directory_slot, decode_group_slot, directory_digest_term,
-    encode_directory_slot, encode_group_slot, slot_bitmap_word, slot_digest_term,
+    DataCheck, DirectorySlot, GroupSlotHeader, MAX_GENERATION, MetaPage, SCRUB_BYTES, Superblock,
+    decode_directory_slot, decode_group_slot, directory_digest_term, encode_directory_slot,
+    encode_group_slot, slot_bitmap_word, slot_digest_term,
 };
 use crate::mutants::Mutant;
 use crate::state::{AllocState, CommitRecord};
@@ -293,7 +293,7 @@ impl<'a, S: Storage> InFlight<'a, S> {
             assert!(
                 range.start < range.end
                     && range.end <= len_bytes
-                    && range.start >= FIRST_DATA_PAGE * page_size,
+                    && range.start >= state.geometry.first_data_page() * page_size,
                 "data range {range:?} is not inside the data pages of a file of {len_bytes} bytes"
             );
         }

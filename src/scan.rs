@@ -3,21 +3,19 @@
 //!
 //! A regular page is a set bit that is neither internal nor owned by the protected-page
 //! directory. Both exclusions are applied to whole words before their bits are yielded: a group
-//! starts on a word boundary (its size is `256 · d` pages, SPEC.md §2.1), so the internal pages
-//! are the low five bits of word 0 and the low two bits of each group's first word, reached by
-//! counting words rather than dividing; the directory's pages are taken once, sorted, and merged
+//! starts on a word boundary (its size is `256 · d` pages, SPEC.md §2.1), and a group's internal
+//! pages are the ones before its first data page (pages 0–4 of group 0, the two slot pages of
+//! any other; in format 3 also the group table's extent pages right after them), so they are
+//! masked off the group's first word or words, reached by counting words rather than dividing
+//! (one call per group says where its data pages start); the directory's pages are taken once,
+//! sorted, and merged
 //! in as the scan passes them. The cost is one load, a compare or two and a mask per word, and a
 //! `trailing_zeros` per yielded page: within a small factor of a plain bit scan, with or without
 //! protected pages (BENCHMARKS.md, issue 15).
 
 use crate::bitmap::Bitmap;
-use crate::format::FIRST_DATA_PAGE;
+use crate::format::Geometry;
 use crate::state::AllocState;
-
-/// Word 0 without its internal pages (superblock, metadata copies, group 0's slots).
-const WORD0_MASK: u64 = !((1 << FIRST_DATA_PAGE) - 1);
-/// The first word of any other group without its two slot pages.
-const GROUP_START_MASK: u64 = !0b11;
 
 /// The allocated regular pages of a state, in increasing order.
 #[derive(Clone, Debug)]
@@ -27,9 +25,15 @@ pub(crate) struct AllocatedScan<'a> {
     word_index: usize,
     /// Bits of that word not yet yielded, exclusions applied.
     bits: u64,
+    /// Index of the next word that needs [`boundary`](Self::boundary): the next group's first
+    /// word, or the next word of the current group's internal pages.
+    next_boundary_word: usize,
     /// Index of the next word that starts a group (past group 0).
     next_group_word: usize,
     words_per_group: usize,
+    /// The first data page of the group being scanned: pages below it are internal.
+    data_start: u64,
+    geometry: Geometry,
     /// The pages the directory owns, sorted, and the first one not yet passed.
     owned: Vec<u64>,
     owned_next: usize,
@@ -51,17 +55,45 @@ impl<'a> AllocatedScan<'a> {
             bitmap: &state.bitmap,
             word_index: 0,
             bits: 0,
+            next_boundary_word: 0,
             next_group_word: words_per_group,
             words_per_group,
+            data_start: state.geometry.first_data_page_of_group(0),
+            geometry: state.geometry,
             owned,
             owned_next: 0,
         };
         if empty || scan.bitmap.word_count() == 0 {
             scan.word_index = scan.bitmap.word_count();
         } else {
-            scan.bits = scan.load(0) & WORD0_MASK;
+            let word = scan.load(0);
+            scan.bits = scan.boundary(0, word);
         }
         scan
+    }
+
+    /// `word` (word `index`) without the internal pages in it, at a boundary word: a group's
+    /// first word, or a further word of its internal pages (format 3's extents can fill many).
+    /// Out of line, so that `next` stays small enough to inline into the caller's loop.
+    #[inline(never)]
+    fn boundary(&mut self, index: usize, word: u64) -> u64 {
+        if index == self.next_group_word {
+            let group = (index / self.words_per_group) as u64;
+            self.data_start = self.geometry.first_data_page_of_group(group);
+            self.next_group_word += self.words_per_group;
+        }
+        let word_start = index as u64 * 64;
+        let internal = self.data_start.saturating_sub(word_start);
+        self.next_boundary_word = if internal > 64 {
+            index + 1
+        } else {
+            self.next_group_word
+        };
+        match internal {
+            0 => word,
+            1..64 => word & (!0 << internal),
+            _ => 0,
+        }
     }
 
     /// Word `index` without the directory's pages in it. Words are loaded in increasing order.
@@ -94,9 +126,8 @@ impl Iterator for AllocatedScan<'_> {
             }
             self.word_index = index;
             let mut word = self.load(index);
-            if index == self.next_group_word {
-                word &= GROUP_START_MASK;
-                self.next_group_word += self.words_per_group;
+            if index == self.next_boundary_word {
+                word = self.boundary(index, word);
             }
             self.bits = word;
         }
@@ -133,7 +164,10 @@ mod tests {
     /// A state of `groups` groups (the last one cut short by `cut` pages) with random runs
     /// allocated and some of the allocated pages handed to the directory.
     fn random_state(seed: u64, page_size: usize, groups: u64, cut: u64) -> AllocState {
-        let geometry = Geometry::new(page_size);
+        random_state_of(seed, Geometry::new(page_size), groups, cut)
+    }
+
+    fn random_state_of(seed: u64, geometry: Geometry, groups: u64, cut: u64) -> AllocState {
         let mut page_count = groups * geometry.pages_per_group() - cut;
         while !geometry.is_valid_page_count(page_count) {
             page_count += 1;
@@ -184,6 +218,48 @@ mod tests {
             let scanned: Vec<u64> = AllocatedScan::new(&state, false).collect();
             assert_eq!(scanned, naive(&state), "case {case}");
             assert_eq!(AllocatedScan::new(&state, true).next(), None);
+        }
+    }
+
+    /// Format 3's layout (not written by the pager yet): the extents of table pages 0–6 (groups
+    /// 0, 62 and 186 at 1 KiB) are internal, marked in use, never handed out and never listed.
+    #[test]
+    fn format_3_extents_are_internal_in_memory() {
+        let geometry = Geometry::with_group_table(1024);
+        // Under Miri, group 0 alone (table page 0 at pages 5 and 6).
+        let mut page_count = if cfg!(miri) {
+            300
+        } else {
+            190 * geometry.pages_per_group()
+        };
+        while !geometry.is_valid_page_count(page_count) {
+            page_count -= 1;
+        }
+        let mut state = AllocState::new_file(geometry, page_count);
+        let free = state.free_page_count();
+        assert_eq!(free, geometry.data_page_count(page_count));
+        let runs = state.find_free_runs(free).expect("the free pages");
+        state.apply(&runs);
+        assert_eq!(state.free_page_count(), 0);
+        let scanned: Vec<u64> = AllocatedScan::new(&state, false).collect();
+        assert_eq!(scanned, naive(&state));
+        assert_eq!(scanned.len() as u64, free);
+        assert_eq!(scanned.first(), Some(&7), "pages 5 and 6 hold table page 0");
+        for extent in 0..=if cfg!(miri) { 0 } else { 2 } {
+            for j in 0..geometry.extent_page_count(extent) {
+                let page = geometry.extent_page(extent, j);
+                assert!(!state.is_allocated_data_page(page), "extent page {page}");
+                assert!(
+                    scanned.binary_search(&page).is_err(),
+                    "extent page {page} listed"
+                );
+            }
+        }
+        let cases = if cfg!(miri) { 0 } else { 8 };
+        for case in 0..cases {
+            let state = random_state_of(case, geometry, 1 + case * 30, case * 41);
+            let scanned: Vec<u64> = AllocatedScan::new(&state, false).collect();
+            assert_eq!(scanned, naive(&state), "case {case}");
         }
     }
 

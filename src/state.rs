@@ -94,6 +94,7 @@ fn count_groups(groups: impl Iterator<Item = u64>, len: usize) -> Vec<(u64, usiz
 pub(crate) struct GroupDivider {
     multiplier: u64,
     pages_per_group: u64,
+    geometry: Geometry,
 }
 
 impl GroupDivider {
@@ -109,6 +110,7 @@ impl GroupDivider {
             // ⌈2^64 / d⌉ for a d that is not a power of two.
             multiplier: u64::MAX / divisor + 1,
             pages_per_group,
+            geometry,
         }
     }
 
@@ -122,7 +124,9 @@ impl GroupDivider {
     /// [`Geometry::is_internal`] for `page < 2^40`.
     #[inline]
     pub(crate) fn is_internal(self, page: u64) -> bool {
-        page < FIRST_DATA_PAGE || page - self.group_of(page) * self.pages_per_group < 2
+        page < FIRST_DATA_PAGE
+            || page - self.group_of(page) * self.pages_per_group < 2
+            || (self.geometry.has_group_table() && self.geometry.is_table_page(page))
     }
 }
 
@@ -199,7 +203,7 @@ impl AllocState {
             slot_digest: 0,
             log: Vec::new(),
             bitmap: Bitmap::new(0),
-            next_fit_page: FIRST_DATA_PAGE,
+            next_fit_page: geometry.first_data_page(),
             directory: Directory::new(geometry),
             unsettled: Vec::new(),
             format_version: FORMAT_VERSION,
@@ -242,7 +246,7 @@ impl AllocState {
             slot_digest,
             log: Vec::new(),
             bitmap,
-            next_fit_page: FIRST_DATA_PAGE,
+            next_fit_page: geometry.first_data_page(),
             directory: Directory::new(geometry),
             unsettled: Vec::new(),
             format_version: FORMAT_VERSION,
@@ -338,14 +342,16 @@ impl AllocState {
         self.next_fit_page = self.next_fit_page.min(page_count);
     }
 
-    /// Sets the internal bits of a group that has no slot page yet.
+    /// Sets the internal bits of a group that has no slot page yet: the pages before its first
+    /// data page (which a valid page count keeps inside the file).
     pub(crate) fn mark_fresh_group(&mut self, group: u64) {
-        if group == 0 {
-            self.bitmap.set_range(0, FIRST_DATA_PAGE);
-        } else {
-            let start = self.geometry.group_start(group);
-            self.bitmap.set_range(start, start + 2);
-        }
+        let start = self.geometry.group_start(group);
+        let end = self.geometry.first_data_page_of_group(group);
+        assert!(
+            end < self.page_count,
+            "group {group}'s internal pages past the file"
+        );
+        self.bitmap.set_range(start, end);
     }
 
     /// Pages that hold user data or are free for it.
@@ -888,6 +894,12 @@ mod tests {
                     divider.is_internal(page),
                     geometry.is_internal(page),
                     "page {page} at {size}"
+                );
+                let format3 = Geometry::with_group_table(size);
+                assert_eq!(
+                    GroupDivider::new(format3).is_internal(page),
+                    format3.is_internal(page),
+                    "page {page} at {size}, format 3"
                 );
             }
             size *= 2;

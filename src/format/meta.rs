@@ -4,7 +4,6 @@ use std::fmt;
 
 use super::Geometry;
 use super::directory::{DIRECTORY_BLOCK_PAGES, check_directory_pages};
-use super::geometry::FIRST_DATA_PAGE;
 use super::header::{
     DecodeError, PageKind, Reason, all_zero, decode_header, encode_header, read_u32, read_u64,
     seal, write_u32, write_u64,
@@ -160,13 +159,8 @@ fn check_run(
     if geometry.group_of(first_page) != geometry.group_of(end - 1) {
         return Err("log entry spans two groups");
     }
-    let group = geometry.group_of(first_page);
-    let first_data = if group == 0 {
-        FIRST_DATA_PAGE
-    } else {
-        geometry.group_start(group) + 2
-    };
-    if first_page < first_data {
+    // A group's internal pages are the ones before its first data page.
+    if first_page < geometry.first_data_page_of_group(geometry.group_of(first_page)) {
         return Err("log entry touches an internal page");
     }
     Ok(())

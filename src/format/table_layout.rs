@@ -14,6 +14,8 @@
 //! So the only extent that can reach a page of group `k` is the last one starting at or before
 //! `k`, found with one `leading_zeros`: what makes [`Geometry::table_slot_at`] O(1).
 
+use std::ops::Range;
+
 use super::Geometry;
 use super::geometry::GROUP0_SLOT_PAGES;
 use super::table::{TABLE_ENTRY_BYTES, TABLE_HEADER_BYTES};
@@ -128,6 +130,33 @@ impl Geometry {
     /// True if `page` lies in an extent (a table slot, used yet or not).
     pub fn is_table_page(self, page: u64) -> bool {
         self.extent_index_of(page).is_some()
+    }
+
+    /// The extent pages inside `group`, one run (empty for formats 1 and 2): an extent's pages in
+    /// a group are consecutive and start right after the group's internal pages (at page 5 of
+    /// group 0, page 2 of any other), where the extent starts or which it crosses into.
+    pub fn table_pages_in_group(self, group: u64) -> Range<u64> {
+        let first = self.group_start(group) + extent_offset(group);
+        if !self.has_group_table() {
+            return first..first;
+        }
+        let Some(j) = self.extent_index_of(first) else {
+            return first..first;
+        };
+        let extent = self.extent_reaching(group);
+        let left = self.extent_page_count(extent) - j;
+        first..(first + left).min(self.group_start(group + 1))
+    }
+
+    /// The first page of `group` that can be a data page: past its slot pages (past pages 0–4
+    /// in group 0) and, in format 3, past the extent pages in it (the group's end if an extent
+    /// fills the rest of it). The group's internal pages are exactly those before it.
+    pub fn first_data_page_of_group(self, group: u64) -> u64 {
+        let internal_end = self.group_start(group) + extent_offset(group);
+        if !self.has_group_table() {
+            return internal_end;
+        }
+        self.table_pages_in_group(group).end
     }
 
     /// Extent pages below `page_count`: what format 3 adds to the internal pages of a file.

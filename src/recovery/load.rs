@@ -9,9 +9,9 @@ use super::rejection::LoadRejection;
 use crate::bitmap::Bitmap;
 use crate::directory::{Directory, DirectoryBlock};
 use crate::format::{
-    DIRECTORY_BLOCK_PAGES, FIRST_DATA_PAGE, Geometry, LogKind, MetaPage, MetaSlot,
-    decode_directory_slot, decode_group_slot, directory_digest_term, slot_bitmap_word,
-    slot_checksum_field, slot_digest_term,
+    DIRECTORY_BLOCK_PAGES, Geometry, LogKind, MetaPage, MetaSlot, decode_directory_slot,
+    decode_group_slot, directory_digest_term, slot_bitmap_word, slot_checksum_field,
+    slot_digest_term,
 };
 use crate::mutants::{Mutant, active};
 use crate::state::AllocState;
@@ -183,13 +183,8 @@ fn step3_load_group_bits(
     if !loaded || (inside..words_per_group).any(|index| slot_bitmap_word(bits, index) != 0) {
         return Err(LoadRejection::GroupPastEnd { group });
     }
-    let (internal_start, internal_end) = if group == 0 {
-        (0, FIRST_DATA_PAGE)
-    } else {
-        let start = geometry.group_start(group);
-        (start, start + 2)
-    };
-    if !bitmap.all_one(internal_start, internal_end) {
+    let internal_end = geometry.first_data_page_of_group(group);
+    if !bitmap.all_one(geometry.group_start(group), internal_end) {
         return Err(LoadRejection::ReservedPagesFree { group });
     }
     Ok(())
