@@ -182,6 +182,7 @@
 
 mod bitmap;
 mod commit;
+mod group_table;
 mod directory;
 mod error;
 #[doc(hidden)]

@@ -213,8 +213,10 @@ impl<const PAGE_SIZE: usize, S: Storage> Pager<PAGE_SIZE, S> {
         "PAGE_SIZE must be a power of two between 1024 and 16 MiB"
     );
 
+    /// The geometry of a file this build creates (format 3); an existing file's comes from its
+    /// superblock or metadata (recovery).
     fn geometry() -> Geometry {
-        Geometry::new(PAGE_SIZE)
+        Geometry::with_group_table(PAGE_SIZE)
     }
 
     /// Writes a new, empty file into `storage`, which must be empty (length 0).
