@@ -23,7 +23,7 @@ const P: usize = 1024;
 type SimPager = Pager<P, SimStorage>;
 
 fn geometry() -> Geometry {
-    Geometry::new(P)
+    Geometry::with_group_table(P)
 }
 
 fn page(image: &[u8], page: u64) -> &[u8] {

@@ -44,7 +44,7 @@ macro_rules! expect_err {
 // ----- helpers ------------------------------------------------------------------------------
 
 fn geometry() -> Geometry {
-    Geometry::new(P)
+    Geometry::with_group_table(P)
 }
 
 fn open_image(image: Vec<u8>) -> Result<SimPager, MappedPageError> {

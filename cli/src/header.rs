@@ -17,7 +17,7 @@ pub(crate) fn describe<const P: usize>(
     bytes: &[u8],
     reader: &ReadOnlyPager<P>,
 ) -> String {
-    let geometry = Geometry::new(P);
+    let geometry = Geometry::with_group_table(P);
     let mut out = String::new();
     let decoded = match role {
         PageUse::Superblock => {

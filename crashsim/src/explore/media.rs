@@ -30,7 +30,7 @@ pub struct MediaDamage {
 /// directory slot page (each page that starts with the directory magic), each at a few fields,
 /// with a bit flipped at each field and the sector of the first field zeroed.
 pub fn media_damages<const P: usize>(image: &[u8]) -> Vec<MediaDamage> {
-    let geometry = Geometry::new(P);
+    let geometry = Geometry::with_group_table(P);
     let file_pages = image.len() as u64 / P as u64;
     // (page, byte offsets, redundant).
     let mut targets: Vec<(u64, &[u64], bool)> = vec![
