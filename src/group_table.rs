@@ -67,6 +67,12 @@ impl GroupTable {
         self.digest
     }
 
+    /// The current slot of table page `table_page`, if the table has that page.
+    pub(crate) fn page_slot(&self, table_page: u64) -> Option<u8> {
+        let index = usize::try_from(table_page).ok()?;
+        Some(self.pages.get(index)?.slot)
+    }
+
     /// The entry of materialized `group`.
     pub(crate) fn entry(&self, group: u64) -> Option<&TableEntry> {
         self.entries.get(usize::try_from(group).ok()?)

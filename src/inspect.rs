@@ -41,6 +41,16 @@ pub enum PageUse {
         /// True for the slot the committed state uses (false for both slots of a fresh group).
         current: bool,
     },
+    /// One of the two slot pages of a group table page (format 3, docs/scale-design.md §2.2),
+    /// used yet or not: every page of the table's extents.
+    GroupTable {
+        /// The table page `t` (its entries are those of groups `t·E_t ..`).
+        table_page: u64,
+        /// The slot, 0 or 1.
+        slot: u8,
+        /// True for the slot the committed state uses.
+        current: bool,
+    },
     /// One of the four pages of a protected-page directory block (SPEC.md §2.6).
     DirectoryBlock {
         /// The block's position in the chain.
@@ -110,6 +120,16 @@ impl<const PAGE_SIZE: usize> ReadOnlyPager<PAGE_SIZE> {
                     current,
                 });
             }
+        }
+        if geometry.has_group_table()
+            && let Some((table_page, slot)) = geometry.table_slot_at(page)
+        {
+            let current = state.table.page_slot(table_page) == Some(slot);
+            return Ok(PageUse::GroupTable {
+                table_page,
+                slot,
+                current,
+            });
         }
         if state.directory.owns(page) {
             return Ok(self.directory_page_use(page));

@@ -16,7 +16,8 @@ use std::ops::Range;
 
 use crate::error::MappedPageError;
 use crate::format::{
-    DecodeError, Geometry, MAX_PAGE_SIZE, META_FLAG_GROUP_TABLE, MIN_PAGE_SIZE, MetaPage, MetaSlot,
+    DecodeError, Geometry, MAX_PAGE_SIZE, META_FLAG_GROUP_TABLE, MIN_PAGE_COUNT, MIN_PAGE_SIZE,
+    MetaPage, MetaSlot,
     PageKind, Reason, Superblock, sealed_meta_flags,
 };
 use crate::mutants::{Mutant, active};
@@ -184,7 +185,9 @@ pub(crate) fn decode_candidates(
     let superblock = Superblock::decode(image);
     table::rows_1_2_superblock_format(&superblock, page_size)?;
     let geometry = file_geometry(image, geometry, &superblock);
-    let min_len_bytes = geometry.min_page_count() * page_size;
+    // The smallest file of any format this build reads (format 3's smallest has 8 pages; a
+    // shorter one fails at step 1, `N · P ≤` the file's length).
+    let min_len_bytes = MIN_PAGE_COUNT * page_size;
     if (image.len() as u64) < min_len_bytes {
         return Err(MappedPageError::FileTooSmall {
             len_bytes: image.len() as u64,
