@@ -91,7 +91,11 @@ impl<const PAGE_SIZE: usize> ReadOnlyPager<PAGE_SIZE> {
     ///     reader.page_use(3).unwrap(),
     ///     PageUse::GroupSlot { group: 0, slot: 0, current: true }
     /// );
-    /// assert_eq!(reader.page_use(5).unwrap(), PageUse::Free);
+    /// assert_eq!(
+    ///     reader.page_use(5).unwrap(),
+    ///     PageUse::GroupTable { table_page: 0, slot: 0, current: true }
+    /// );
+    /// assert_eq!(reader.page_use(7).unwrap(), PageUse::Free);
     /// ```
     pub fn page_use(&self, page: u64) -> Result<PageUse, MappedPageError> {
         let state = self.pager.state();
