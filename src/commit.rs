@@ -392,7 +392,14 @@ impl<'a, S: Storage> InFlight<'a, S> {
         }
         let geometry = self.state.geometry;
         let writes = self.state.table.plan(geometry, &self.record.table_updates);
-        for write in writes {
+        for mut write in writes {
+            let current = self.state.table.page_slot(write.table_page);
+            write.slot = hooks::step_2c_table_slot(current, write.slot);
+            assert!(
+                current != Some(write.slot) || hooks::crosses(Mutant::TableInPlace),
+                "step 2c writes table page {} into its current slot",
+                write.table_page
+            );
             let range = page_range(self.state, geometry.table_slot_page(write.table_page, write.slot));
             let header = TablePageHeader {
                 generation: self.generation,
@@ -629,6 +636,15 @@ mod hooks {
             return current;
         }
         1 - current
+    }
+
+    /// Step 2c: the slot a changed table page goes to: `next`, its inactive one (`TableInPlace`:
+    /// the `current` one, in place, when it has one).
+    pub(super) fn step_2c_table_slot(current: Option<u8>, next: u8) -> u8 {
+        match current {
+            Some(current) if active(Mutant::TableInPlace) => current,
+            _ => next,
+        }
     }
 
     /// Step 2b: the slot a changed directory block goes to: `next`, its inactive one
