@@ -400,7 +400,10 @@ impl<'a, S: Storage> InFlight<'a, S> {
                 "step 2c writes table page {} into its current slot",
                 write.table_page
             );
-            let range = page_range(self.state, geometry.table_slot_page(write.table_page, write.slot));
+            let range = page_range(
+                self.state,
+                geometry.table_slot_page(write.table_page, write.slot),
+            );
             let header = TablePageHeader {
                 generation: self.generation,
                 index: write.table_page,
@@ -410,7 +413,9 @@ impl<'a, S: Storage> InFlight<'a, S> {
             if cfg!(debug_assertions) {
                 let decoded = decode_table_page(page, geometry, write.table_page);
                 assert!(
-                    decoded.as_ref().is_ok_and(|(h, e)| *h == header && *e == write.entries),
+                    decoded
+                        .as_ref()
+                        .is_ok_and(|(h, e)| *h == header && *e == write.entries),
                     "table page {} does not decode to what was encoded: {decoded:?}",
                     write.table_page
                 );

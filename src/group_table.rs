@@ -73,17 +73,16 @@ impl GroupTable {
         Some(self.pages.get(index)?.slot)
     }
 
-    /// The entry of materialized `group`.
-    pub(crate) fn entry(&self, group: u64) -> Option<&TableEntry> {
-        self.entries.get(usize::try_from(group).ok()?)
-    }
-
     /// The table pages a commit writes when `updates` (group, new entry; increasing groups, each
     /// a materialized group or the next one to materialize) are its folds: every table page
     /// holding one of them, into its inactive slot (slot 0 for a new table page), with all its
-    /// entries. Returns the writes and the digest once their checksums are known is
+    /// entries. The digest after the writes, once their checksums are known, is
     /// [`digest_after`](Self::digest_after).
-    pub(crate) fn plan(&self, geometry: Geometry, updates: &[(u64, TableEntry)]) -> Vec<TablePageWrite> {
+    pub(crate) fn plan(
+        &self,
+        geometry: Geometry,
+        updates: &[(u64, TableEntry)],
+    ) -> Vec<TablePageWrite> {
         assert!(
             updates.windows(2).all(|w| w[0].0 < w[1].0),
             "table updates must be sorted and distinct"
@@ -134,18 +133,24 @@ impl GroupTable {
 
     /// The digest `T` after `written` (each write's table page and the slot it now has).
     pub(crate) fn digest_after(&self, written: &[(u64, TablePageSlot)]) -> u64 {
-        written.iter().fold(self.digest, |digest, &(table_page, slot)| {
-            let old = self
-                .pages
-                .get(table_page as usize)
-                .map_or(0, |current| current.term(table_page));
-            digest ^ old ^ slot.term(table_page)
-        })
+        written
+            .iter()
+            .fold(self.digest, |digest, &(table_page, slot)| {
+                let old = self
+                    .pages
+                    .get(table_page as usize)
+                    .map_or(0, |current| current.term(table_page));
+                digest ^ old ^ slot.term(table_page)
+            })
     }
 
     /// Takes a durable commit's table writes: `updates` as given to [`plan`](Self::plan) and the
     /// slots the written pages now have.
-    pub(crate) fn committed(&mut self, updates: &[(u64, TableEntry)], written: &[(u64, TablePageSlot)]) {
+    pub(crate) fn committed(
+        &mut self,
+        updates: &[(u64, TableEntry)],
+        written: &[(u64, TablePageSlot)],
+    ) {
         self.digest = self.digest_after(written);
         for &(group, entry) in updates {
             let index = group as usize;
@@ -165,7 +170,11 @@ impl GroupTable {
                 self.pages.push(slot);
             }
         }
-        assert_eq!(self.digest, digest_of(&self.pages), "the digest follows the pages");
+        assert_eq!(
+            self.digest,
+            digest_of(&self.pages),
+            "the digest follows the pages"
+        );
     }
 }
 
@@ -197,8 +206,22 @@ mod tests {
         let updates: Vec<(u64, TableEntry)> = (0..70).map(|group| (group, entry(1))).collect();
         let writes = table.plan(g, &updates);
         assert_eq!(writes.len(), 2);
-        assert_eq!((writes[0].table_page, writes[0].slot, writes[0].entries.len()), (0, 0, 62));
-        assert_eq!((writes[1].table_page, writes[1].slot, writes[1].entries.len()), (1, 0, 8));
+        assert_eq!(
+            (
+                writes[0].table_page,
+                writes[0].slot,
+                writes[0].entries.len()
+            ),
+            (0, 0, 62)
+        );
+        assert_eq!(
+            (
+                writes[1].table_page,
+                writes[1].slot,
+                writes[1].entries.len()
+            ),
+            (1, 0, 8)
+        );
         let slot = |slot, checksum| TablePageSlot {
             slot,
             generation: 1,
@@ -206,7 +229,10 @@ mod tests {
         };
         let written = [(0, slot(0, 11)), (1, slot(0, 12))];
         table.committed(&updates, &written);
-        assert_eq!(table.digest(), table_digest_term(0, 1, 11) ^ table_digest_term(1, 1, 12));
+        assert_eq!(
+            table.digest(),
+            table_digest_term(0, 1, 11) ^ table_digest_term(1, 1, 12)
+        );
         // A fold of group 63 rewrites table page 1 into slot 1, with its 8 entries.
         let writes = table.plan(g, &[(63, entry(2))]);
         assert_eq!(writes.len(), 1);
@@ -219,9 +245,12 @@ mod tests {
             checksum: 99,
         };
         let digest = table.digest_after(&[(1, new_slot)]);
-        assert_eq!(digest, table_digest_term(0, 1, 11) ^ table_digest_term(1, 2, 99));
+        assert_eq!(
+            digest,
+            table_digest_term(0, 1, 11) ^ table_digest_term(1, 2, 99)
+        );
         table.committed(&[(63, entry(2))], &[(1, new_slot)]);
         assert_eq!(table.digest(), digest);
-        assert_eq!(table.entry(63), Some(&entry(2)));
+        assert_eq!(table.entries[63], entry(2));
     }
 }

@@ -182,11 +182,11 @@
 
 mod bitmap;
 mod commit;
-mod group_table;
 mod directory;
 mod error;
 #[doc(hidden)]
 pub mod format;
+mod group_table;
 mod inspect;
 #[cfg(feature = "mutants")]
 pub mod mutants;

@@ -10,7 +10,9 @@ use std::path::Path;
 use crate::commit::{self, CommitMode, CommitPlan, Staged, commit};
 use crate::directory::Directory;
 use crate::error::{IoOperation, MappedPageError};
-use crate::format::{DataCheck, FORMAT_VERSION, Geometry, MAX_GENERATION, MAX_PAGE_SIZE, MIN_PAGE_SIZE};
+use crate::format::{
+    DataCheck, FORMAT_VERSION, Geometry, MAX_GENERATION, MAX_PAGE_SIZE, MIN_PAGE_SIZE,
+};
 use crate::mutants::{Mutant, active};
 use crate::page::{MappedPage, PageId};
 use crate::recovery::{Recovered, RecoveryDecision, recover, repair};

@@ -3,11 +3,11 @@
 
 use crate::bitmap::Bitmap;
 use crate::directory::Directory;
-use crate::group_table::{GroupTable, TablePageSlot};
 use crate::format::{
     DataCheck, DirectoryRoot, FIRST_DATA_PAGE, FORMAT_VERSION, Geometry, LogEntry, LogKind,
     MIN_FORMAT_VERSION, MetaPage, MetaSlot, TableEntry,
 };
+use crate::group_table::{GroupTable, TablePageSlot};
 
 /// One step of a change: pages `first_page..end_page` become allocated or free.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

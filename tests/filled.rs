@@ -5,7 +5,7 @@
 
 use std::panic::{self, AssertUnwindSafe};
 
-use mappedpages::format::{FORMAT_VERSION, Superblock};
+use mappedpages::format::Superblock;
 use mappedpages::{CommitMode, MappedPageError, PageId, Pager, SimStorage, Storage};
 
 const P: usize = 1024;

@@ -214,8 +214,15 @@ fn every_page_has_one_use() {
                 current,
                 slot,
             } => {
-                assert!(page == 5 || page == 6, "table page 0's slots are pages 5 and 6");
-                assert_eq!(current, slot == 0, "one commit wrote table page 0, in slot 0");
+                assert!(
+                    page == 5 || page == 6,
+                    "table page 0's slots are pages 5 and 6"
+                );
+                assert_eq!(
+                    current,
+                    slot == 0,
+                    "one commit wrote table page 0, in slot 0"
+                );
             }
             other => panic!("page {page}: unexpected {other:?}"),
         }

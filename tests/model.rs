@@ -722,7 +722,10 @@ fn check<const P: usize, const SUB: usize, S: Storage>(
         expected.len()
     );
     let groups = page_count.div_ceil(Model::<P, SUB>::GROUP);
-    ensure!(groups <= 62, "the model's file outgrew table page 0: {groups} groups");
+    ensure!(
+        groups <= 62,
+        "the model's file outgrew table page 0: {groups} groups"
+    );
     let internal = 3 + 2 * groups + 2;
     let directory = (page_count - used).checked_sub(internal);
     ensure!(

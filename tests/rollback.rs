@@ -109,10 +109,7 @@ fn a_damaged_copy_that_still_loads_gives_the_loss_page_by_page() {
     let lost_pages: Vec<u64> = lost_allocations.iter().flat_map(|r| r.clone()).collect();
     let mut lost_raw: Vec<u64> = lost.iter().map(|id| id.raw()).collect();
     lost_raw.sort_unstable();
-    assert_eq!(
-        lost_pages,
-        lost_raw
-    );
+    assert_eq!(lost_pages, lost_raw);
     assert!(restored_allocations.is_empty() && lost_protected.is_empty());
     plan.apply_in(&mut storage).unwrap();
     let pager = Pager::<P, SimStorage>::open_in(storage).unwrap();

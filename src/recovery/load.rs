@@ -13,8 +13,8 @@ use crate::format::{
     decode_directory_slot, decode_group_slot, decode_table_page, directory_digest_term,
     slot_bitmap_word, slot_checksum_field, slot_digest_term, table_digest_term,
 };
-use crate::mutants::{Mutant, active};
 use crate::group_table::{GroupTable, TablePageSlot};
+use crate::mutants::{Mutant, active};
 use crate::state::AllocState;
 
 /// One valid slot of a group or a directory block: where it lies among the pages of its group
@@ -191,7 +191,10 @@ fn step2_table(
         let current = step2_current_table_slot(image, geometry, meta, table_page)?;
         let covered = (meta.materialized_groups - table_page * per_page).min(per_page);
         let fits = current.value.len() as u64 == covered
-            && current.value.iter().all(|e| e.generation <= meta.generation);
+            && current
+                .value
+                .iter()
+                .all(|e| e.generation <= meta.generation);
         if !fits {
             return Err(LoadRejection::TableEntries { table_page });
         }
@@ -218,8 +221,12 @@ fn step2_current_table_slot(
     table_page: u64,
 ) -> Result<SlotCandidate<Vec<TableEntry>>, LoadRejection> {
     let candidate = |position: u8| {
-        let bytes = page(image, geometry, geometry.table_slot_page(table_page, position))
-            .ok_or(LoadRejection::TablePagePastEnd { table_page })?;
+        let bytes = page(
+            image,
+            geometry,
+            geometry.table_slot_page(table_page, position),
+        )
+        .ok_or(LoadRejection::TablePagePastEnd { table_page })?;
         let Ok((header, entries)) = decode_table_page(bytes, geometry, table_page) else {
             return Ok(None);
         };

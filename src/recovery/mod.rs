@@ -17,8 +17,7 @@ use std::ops::Range;
 use crate::error::MappedPageError;
 use crate::format::{
     DecodeError, Geometry, MAX_PAGE_SIZE, META_FLAG_GROUP_TABLE, MIN_PAGE_COUNT, MIN_PAGE_SIZE,
-    MetaPage, MetaSlot,
-    PageKind, Reason, Superblock, sealed_meta_flags,
+    MetaPage, MetaSlot, PageKind, Reason, Superblock, sealed_meta_flags,
 };
 use crate::mutants::{Mutant, active};
 use crate::state::AllocState;
