@@ -44,7 +44,7 @@ fn create(path: &str, pages: u64, keep_every: usize) -> Result<(), Box<dyn std::
     pager.set_space_reservation(false);
     // Every data page of a PAGES-page file (the format's internal pages excluded): one growth,
     // straight to PAGES pages.
-    let data_pages = mappedpages::format::Geometry::new(1024).data_page_count(pages);
+    let data_pages = mappedpages::format::Geometry::with_group_table(1024).data_page_count(pages);
     let ids: Vec<PageId<1024>> = pager.alloc_bulk(usize::try_from(data_pages)?)?;
     let freed: Vec<PageId<1024>> = ids
         .iter()

@@ -25,10 +25,12 @@ use std::io;
 use std::ops::Range;
 
 use crate::format::{
-    DataCheck, DirectorySlot, GroupSlotHeader, MAX_GENERATION, MetaPage, SCRUB_BYTES, Superblock,
-    decode_directory_slot, decode_group_slot, directory_digest_term, encode_directory_slot,
-    encode_group_slot, slot_bitmap_word, slot_digest_term,
+    DataCheck, DirectorySlot, Geometry, GroupSlotHeader, MAX_GENERATION, MetaPage, SCRUB_BYTES,
+    Superblock, TableEntry, TablePageHeader, decode_directory_slot, decode_group_slot,
+    decode_table_page, directory_digest_term, encode_directory_slot, encode_group_slot,
+    encode_table_page, slot_bitmap_word, slot_digest_term,
 };
+use crate::group_table::TablePageSlot;
 use crate::mutants::Mutant;
 use crate::state::{AllocState, CommitRecord};
 use crate::storage::Storage;
@@ -126,6 +128,7 @@ pub(crate) fn stage<S: Storage>(
     let folds = commit.step_1_plan_folds();
     commit.step_2_write_folded_slots(&folds);
     commit.step_2b_write_directory_blocks();
+    commit.step_2c_write_table_pages();
     let copy = commit.step_3_write_metadata_copy();
     commit.into_staged(copy)
 }
@@ -345,15 +348,19 @@ impl<'a, S: Storage> InFlight<'a, S> {
                     (0, 0)
                 }
             };
-            let term = self.write_group_slot(group, slot);
+            let (term, entry) = self.write_group_slot(group, slot);
             self.record.slot_digest ^= old_term ^ term;
             self.record.folded_slots.push((group, slot, term));
+            if self.state.geometry.has_group_table() {
+                self.record.table_updates.push((group, entry));
+            }
         }
     }
 
     /// Encodes `group`'s bitmap into its `slot` page, checks (debug builds) that it decodes back
-    /// to what was encoded, and returns the page's digest term.
-    fn write_group_slot(&mut self, group: u64, slot: u8) -> u64 {
+    /// to what was encoded, and returns the page's digest term and the table entry that pins it
+    /// (format 3).
+    fn write_group_slot(&mut self, group: u64, slot: u8) -> (u64, TableEntry) {
         let geometry = self.state.geometry;
         let range = page_range(self.state, geometry.slot_page(group, slot));
         let header = GroupSlotHeader {
@@ -367,7 +374,61 @@ impl<'a, S: Storage> InFlight<'a, S> {
             debug_check_group_slot(page, self.state, header, &words);
         }
         self.written.push(range);
-        slot_digest_term(group, self.generation, checksum)
+        let entry = TableEntry {
+            generation: self.generation,
+            checksum,
+            slot,
+            free_pages: free_pages_in(geometry, &words),
+        };
+        (slot_digest_term(group, self.generation, checksum), entry)
+    }
+
+    /// Step 2c (format 3): every table page holding an entry of a folded group goes to its
+    /// inactive slot (slot 0 for a new one), with all its entries; the table digest follows.
+    /// Current table slots are never written.
+    fn step_2c_write_table_pages(&mut self) {
+        if !self.state.geometry.has_group_table() {
+            return;
+        }
+        let geometry = self.state.geometry;
+        let writes = self.state.table.plan(geometry, &self.record.table_updates);
+        for mut write in writes {
+            let current = self.state.table.page_slot(write.table_page);
+            write.slot = hooks::step_2c_table_slot(current, write.slot);
+            assert!(
+                current != Some(write.slot) || hooks::crosses(Mutant::TableInPlace),
+                "step 2c writes table page {} into its current slot",
+                write.table_page
+            );
+            let range = page_range(
+                self.state,
+                geometry.table_slot_page(write.table_page, write.slot),
+            );
+            let header = TablePageHeader {
+                generation: self.generation,
+                index: write.table_page,
+            };
+            let page = page_mut(self.storage, &range);
+            let checksum = encode_table_page(geometry, header, &write.entries, page);
+            if cfg!(debug_assertions) {
+                let decoded = decode_table_page(page, geometry, write.table_page);
+                assert!(
+                    decoded
+                        .as_ref()
+                        .is_ok_and(|(h, e)| *h == header && *e == write.entries),
+                    "table page {} does not decode to what was encoded: {decoded:?}",
+                    write.table_page
+                );
+            }
+            self.written.push(range);
+            let slot = TablePageSlot {
+                slot: write.slot,
+                generation: self.generation,
+                checksum,
+            };
+            self.record.table_written.push((write.table_page, slot));
+        }
+        self.record.table_digest = self.state.table.digest_after(&self.record.table_written);
     }
 
     /// Step 2b: every changed directory block goes to its inactive slot, in both mirrors. A new
@@ -446,6 +507,7 @@ impl<'a, S: Storage> InFlight<'a, S> {
             self.plan.mode == CommitMode::SingleSync,
         );
         meta.data_checks = self.plan.data_checks.clone();
+        meta.table_digest = record.table_digest;
         record.data_checks = self.plan.data_checks.clone();
         let range = page_range(state, target.page());
         let page = page_mut(self.storage, &range);
@@ -581,6 +643,15 @@ mod hooks {
         1 - current
     }
 
+    /// Step 2c: the slot a changed table page goes to: `next`, its inactive one (`TableInPlace`:
+    /// the `current` one, in place, when it has one).
+    pub(super) fn step_2c_table_slot(current: Option<u8>, next: u8) -> u8 {
+        match current {
+            Some(current) if active(Mutant::TableInPlace) => current,
+            _ => next,
+        }
+    }
+
     /// Step 2b: the slot a changed directory block goes to: `next`, its inactive one
     /// (`DirectoryInPlace`: the `current` one, in place, when it has one).
     pub(super) fn step_2b_block_slot(current: Option<u8>, next: u8) -> u8 {
@@ -655,4 +726,11 @@ mod hooks {
         }
         Ok(())
     }
+}
+
+/// The clear bits of `group`'s bitmap words: its free pages as its slot records them (pages past
+/// the end of the file, clear, count too: docs/scale-design.md §2.1).
+fn free_pages_in(geometry: Geometry, words: &[u64]) -> u32 {
+    let used: u64 = words.iter().map(|w| u64::from(w.count_ones())).sum();
+    u32::try_from(geometry.pages_per_group() - used).expect("a group's pages fit 31 bits")
 }

@@ -41,6 +41,16 @@ pub enum PageUse {
         /// True for the slot the committed state uses (false for both slots of a fresh group).
         current: bool,
     },
+    /// One of the two slot pages of a group table page (format 3, docs/scale-design.md §2.2),
+    /// used yet or not: every page of the table's extents.
+    GroupTable {
+        /// The table page `t` (its entries are those of groups `t·E_t ..`).
+        table_page: u64,
+        /// The slot, 0 or 1.
+        slot: u8,
+        /// True for the slot the committed state uses.
+        current: bool,
+    },
     /// One of the four pages of a protected-page directory block (SPEC.md §2.6).
     DirectoryBlock {
         /// The block's position in the chain.
@@ -81,7 +91,11 @@ impl<const PAGE_SIZE: usize> ReadOnlyPager<PAGE_SIZE> {
     ///     reader.page_use(3).unwrap(),
     ///     PageUse::GroupSlot { group: 0, slot: 0, current: true }
     /// );
-    /// assert_eq!(reader.page_use(5).unwrap(), PageUse::Free);
+    /// assert_eq!(
+    ///     reader.page_use(5).unwrap(),
+    ///     PageUse::GroupTable { table_page: 0, slot: 0, current: true }
+    /// );
+    /// assert_eq!(reader.page_use(7).unwrap(), PageUse::Free);
     /// ```
     pub fn page_use(&self, page: u64) -> Result<PageUse, MappedPageError> {
         let state = self.pager.state();
@@ -110,6 +124,16 @@ impl<const PAGE_SIZE: usize> ReadOnlyPager<PAGE_SIZE> {
                     current,
                 });
             }
+        }
+        if geometry.has_group_table()
+            && let Some((table_page, slot)) = geometry.table_slot_at(page)
+        {
+            let current = state.table.page_slot(table_page) == Some(slot);
+            return Ok(PageUse::GroupTable {
+                table_page,
+                slot,
+                current,
+            });
         }
         if state.directory.owns(page) {
             return Ok(self.directory_page_use(page));

@@ -29,7 +29,8 @@ pub enum Mutant {
     SkipSuperblockBarrier,
     /// Commit: fold a group into its current slot, in place.
     FoldIntoCurrentSlot,
-    /// Recovery: take a group's newest valid slot even if it is newer than the metadata copy.
+    /// Recovery: take a group's (format 3: a table page's) newest valid slot even if it is newer
+    /// than the metadata copy.
     IgnoreSlotGenerationBound,
     /// Recovery: accept a metadata copy whose checksum does not match.
     TrustBadChecksum,
@@ -70,6 +71,11 @@ pub enum Mutant {
     /// Commit: leave the pages attached with `Pager::attach_to_next_commit` out of the barrier
     /// (acknowledge the commit before their contents are durable; SPEC.md §3.6.2).
     AttachedLeftOutOfBarrier,
+    /// Commit (format 3): write a changed group table page into its current slot, in place.
+    TableInPlace,
+    /// Recovery (format 3): take the slot a group's table entry pins if it decodes, whatever its
+    /// generation and checksum (an older bitmap in the pinned slot's place goes unnoticed).
+    SkipPinnedSlotCheck,
     /// `SharedPager` group commit: publish the group to readers (land it) before its barrier,
     /// so a reader sees allocations that are not durable yet (SPEC.md §3.10). Changes what
     /// readers see, never what is durable: caught by the loom models, not by crashsim.
@@ -80,7 +86,7 @@ pub enum Mutant {
 impl Mutant {
     /// Every mutant, in declaration order. crashsim catches each one (`crashsim/tests/mutants.rs`);
     /// those of [`SHARED`](Self::SHARED) only its concurrent workloads (`threads-8`, …) can.
-    pub const ALL: [Mutant; 22] = [
+    pub const ALL: [Mutant; 24] = [
         Mutant::SkipMetadataBarrier,
         Mutant::FlipBeforeMetadataDurable,
         Mutant::WriteActiveCopyInPlace,
@@ -103,6 +109,8 @@ impl Mutant {
         Mutant::SkipDataCheck,
         Mutant::WriteUnsettledPage,
         Mutant::AttachedLeftOutOfBarrier,
+        Mutant::TableInPlace,
+        Mutant::SkipPinnedSlotCheck,
     ];
 
     /// The mutants of `SharedPager`'s group commit (src/shared.rs), in declaration order; also
@@ -141,6 +149,8 @@ impl Mutant {
             Mutant::SkipDataCheck => "skip-data-check",
             Mutant::WriteUnsettledPage => "write-unsettled-page",
             Mutant::AttachedLeftOutOfBarrier => "attached-left-out-of-barrier",
+            Mutant::TableInPlace => "table-in-place",
+            Mutant::SkipPinnedSlotCheck => "skip-pinned-slot-check",
             Mutant::PublishBeforeBarrier => "publish-before-barrier",
         }
     }

@@ -10,7 +10,9 @@ use std::path::Path;
 use crate::commit::{self, CommitMode, CommitPlan, Staged, commit};
 use crate::directory::Directory;
 use crate::error::{IoOperation, MappedPageError};
-use crate::format::{DataCheck, Geometry, MAX_GENERATION, MAX_PAGE_SIZE, MIN_PAGE_SIZE};
+use crate::format::{
+    DataCheck, FORMAT_VERSION, Geometry, MAX_GENERATION, MAX_PAGE_SIZE, MIN_PAGE_SIZE,
+};
 use crate::mutants::{Mutant, active};
 use crate::page::{MappedPage, PageId};
 use crate::recovery::{Recovered, RecoveryDecision, recover, repair};
@@ -197,6 +199,7 @@ fn initialize<S: Storage>(
         .reserve(&[0..len_bytes])
         .map_err(|e| MappedPageError::space(IoOperation::Reserve, storage.path(), len_bytes, e))?;
     let mut state = AllocState::new_file(geometry, INITIAL_PAGE_COUNT);
+    state.set_format_version(geometry.format_version());
     let plan = CommitPlan {
         mode: CommitMode::Flip,
         materialize_all: true,
@@ -213,8 +216,10 @@ impl<const PAGE_SIZE: usize, S: Storage> Pager<PAGE_SIZE, S> {
         "PAGE_SIZE must be a power of two between 1024 and 16 MiB"
     );
 
+    /// The geometry of a file this build creates (format 3); an existing file's comes from its
+    /// superblock or metadata (recovery).
     fn geometry() -> Geometry {
-        Geometry::new(PAGE_SIZE)
+        Geometry::with_group_table(PAGE_SIZE)
     }
 
     /// Writes a new, empty file into `storage`, which must be empty (length 0).
@@ -228,14 +233,26 @@ impl<const PAGE_SIZE: usize, S: Storage> Pager<PAGE_SIZE, S> {
     /// let pager = Pager::<1024, SimStorage>::create_in(SimStorage::new()).unwrap();
     /// assert_eq!(pager.allocated_page_count(), 0);
     /// ```
-    pub fn create_in(mut storage: S) -> Result<Self, MappedPageError> {
+    pub fn create_in(storage: S) -> Result<Self, MappedPageError> {
+        Self::create_in_format(storage, FORMAT_VERSION)
+    }
+
+    /// [`create_in`](Self::create_in) writing format `version` (2 or 3; format 1 is format 2
+    /// without data checks): for tests of files written by earlier builds. Not part of the
+    /// documented interface.
+    #[doc(hidden)]
+    pub fn create_in_format(mut storage: S, version: u32) -> Result<Self, MappedPageError> {
         let () = Self::PAGE_SIZE_IS_VALID;
+        assert!(
+            (2..=FORMAT_VERSION).contains(&version),
+            "create_in_format writes format 2 or 3, not {version}"
+        );
         if storage.len_bytes() != 0 {
             return Err(MappedPageError::StorageNotEmpty {
                 len_bytes: storage.len_bytes(),
             });
         }
-        let state = initialize(&mut storage, Self::geometry())?;
+        let state = initialize(&mut storage, Geometry::for_version(PAGE_SIZE, version))?;
         Ok(Pager {
             storage,
             state,

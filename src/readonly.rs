@@ -295,7 +295,7 @@ impl<const PAGE_SIZE: usize> ReadOnlyPager<PAGE_SIZE> {
     /// # let path = dir.path().join("db.bin");
     /// # drop(mappedpages::Pager::<1024>::create(&path).unwrap());
     /// let reader = mappedpages::ReadOnlyPager::<1024>::open(&path).unwrap();
-    /// assert_eq!(reader.free_page_count(), 11);
+    /// assert_eq!(reader.free_page_count(), 9);
     /// ```
     pub fn free_page_count(&self) -> u64 {
         self.pager.free_page_count()
@@ -321,7 +321,7 @@ impl<const PAGE_SIZE: usize> ReadOnlyPager<PAGE_SIZE> {
     /// # let path = dir.path().join("db.bin");
     /// # drop(mappedpages::Pager::<1024>::create(&path).unwrap());
     /// let reader = mappedpages::ReadOnlyPager::<1024>::open(&path).unwrap();
-    /// assert_eq!(reader.format_version(), 2);
+    /// assert_eq!(reader.format_version(), 3);
     /// ```
     pub fn format_version(&self) -> u32 {
         self.pager.format_version()

@@ -267,11 +267,12 @@ fn refused(detail: String) -> MappedPageError {
 fn plan_image(image: &[u8]) -> Result<RollbackPlan, MappedPageError> {
     let geometry = Geometry::new(detect_page_size(image)?);
     let mut candidates = decode_candidates(image, geometry)?;
-    let (why_refused, current) = refused_state(&candidates, image, geometry)?;
+    let geometry = candidates.geometry;
+    let (why_refused, current) = refused_state(&candidates, image)?;
     let (damaged, older) = (current.active_meta, current.active_meta.other());
     let superblock = older_superblock(&candidates, &current)?;
     candidates.superblock = Ok(superblock);
-    let after = match recover_decoded(&candidates, image, geometry) {
+    let after = match recover_decoded(&candidates, image) {
         Ok(after) => after,
         Err(error) => {
             return Err(refused(format!(
@@ -324,9 +325,8 @@ fn plan_image(image: &[u8]) -> Result<RollbackPlan, MappedPageError> {
 fn refused_state(
     candidates: &Candidates,
     image: &[u8],
-    geometry: Geometry,
 ) -> Result<(String, Superblock), MappedPageError> {
-    let why_refused = match recover_decoded(candidates, image, geometry) {
+    let why_refused = match recover_decoded(candidates, image) {
         Ok(recovered) => {
             return Err(MappedPageError::NothingToRollBack {
                 generation: recovered.state.generation(),

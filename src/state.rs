@@ -5,8 +5,9 @@ use crate::bitmap::Bitmap;
 use crate::directory::Directory;
 use crate::format::{
     DataCheck, DirectoryRoot, FIRST_DATA_PAGE, FORMAT_VERSION, Geometry, LogEntry, LogKind,
-    MIN_FORMAT_VERSION, MetaPage, MetaSlot,
+    MIN_FORMAT_VERSION, MetaPage, MetaSlot, TableEntry,
 };
+use crate::group_table::{GroupTable, TablePageSlot};
 
 /// One step of a change: pages `first_page..end_page` become allocated or free.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -151,6 +152,12 @@ pub(crate) struct CommitRecord {
     /// The data checks `Y` holds (single-sync, format 2): until the superblock names this
     /// commit, its pages must not change (SPEC.md §3.6.1).
     pub(crate) data_checks: Vec<DataCheck>,
+    /// Format 3: the new entry of every folded group, in increasing group order.
+    pub(crate) table_updates: Vec<(u64, TableEntry)>,
+    /// Format 3: (table page, its new slot) of every table page written.
+    pub(crate) table_written: Vec<(u64, TablePageSlot)>,
+    /// Format 3: the table digest after the written table pages.
+    pub(crate) table_digest: u64,
 }
 
 /// What the pager believes is committed (after a successful commit, exactly what is durable).
@@ -170,6 +177,8 @@ pub(crate) struct AllocState {
     group_terms: Vec<u64>,
     /// XOR of `group_terms`, as the metadata records it.
     slot_digest: u64,
+    /// Format 3's group table (empty in formats 1 and 2).
+    pub(crate) table: GroupTable,
     pub(crate) log: Vec<LogEntry>,
     pub(crate) bitmap: Bitmap,
     /// Where the next allocation search starts (next fit).
@@ -201,6 +210,7 @@ impl AllocState {
             group_slots: Vec::new(),
             group_terms: Vec::new(),
             slot_digest: 0,
+            table: GroupTable::default(),
             log: Vec::new(),
             bitmap: Bitmap::new(0),
             next_fit_page: geometry.first_data_page(),
@@ -224,6 +234,7 @@ impl AllocState {
         group_slots: Vec<u8>,
         group_terms: Vec<u64>,
         bitmap: Bitmap,
+        table: GroupTable,
     ) -> AllocState {
         assert!(
             group_slots.len() as u64 == meta.materialized_groups
@@ -244,6 +255,7 @@ impl AllocState {
             group_slots,
             group_terms,
             slot_digest,
+            table,
             log: Vec::new(),
             bitmap,
             next_fit_page: geometry.first_data_page(),
@@ -621,6 +633,9 @@ impl AllocState {
             directory_digest: self.directory.digest,
             directory_blocks: Vec::new(),
             data_checks: Vec::new(),
+            table_updates: Vec::new(),
+            table_written: Vec::new(),
+            table_digest: self.table.digest(),
         }
     }
 
@@ -661,6 +676,15 @@ impl AllocState {
             }
         }
         self.materialized_groups = record.materialized_groups;
+        if self.geometry.has_group_table() {
+            self.table
+                .committed(&record.table_updates, &record.table_written);
+            assert_eq!(
+                self.table.digest(),
+                record.table_digest,
+                "the table digest the copy records"
+            );
+        }
         assert!(
             self.group_slots.len() as u64 == self.materialized_groups
                 && self.group_terms.len() == self.group_slots.len(),
@@ -692,6 +716,7 @@ impl AllocState {
             directory,
             single_sync,
             data_checks: Vec::new(),
+            table_digest: 0,
         }
     }
 

@@ -219,6 +219,7 @@ pub(crate) fn verify(
     progress: &mut dyn FnMut(u64, u64),
 ) -> Result<VerifyReport, MappedPageError> {
     let candidates = decode_candidates(image, geometry)?;
+    let geometry = candidates.geometry;
     let mut findings = Vec::new();
     if let Err(error) = &candidates.superblock {
         findings.push(Finding::Superblock {
@@ -242,7 +243,7 @@ pub(crate) fn verify(
     let named = candidates.superblock.as_ref().ok().map(|sb| sb.active_meta);
     let first = reference(&candidates, named);
     let mut walked = first.map(|slot| (slot, walk(image, geometry, &candidates, slot, progress)));
-    let (decision, repairs, chosen) = match recover_decoded(&candidates, image, geometry) {
+    let (decision, repairs, chosen) = match recover_decoded(&candidates, image) {
         Ok(recovered) => (
             Some(recovered.decision),
             repair::planned(&recovered),

@@ -27,7 +27,7 @@ fn newest_copy(image: &[u8]) -> MetaSlot {
         let start = slot.page() as usize * P;
         MetaPage::decode(
             &image[start..start + P],
-            mappedpages::format::Geometry::new(P),
+            mappedpages::format::Geometry::with_group_table(P),
         )
         .map_or(0, |meta| meta.generation)
     };

@@ -5,7 +5,7 @@
 
 use std::panic::{self, AssertUnwindSafe};
 
-use mappedpages::format::{FORMAT_VERSION, Superblock};
+use mappedpages::format::Superblock;
 use mappedpages::{CommitMode, MappedPageError, PageId, Pager, SimStorage, Storage};
 
 const P: usize = 1024;
@@ -183,12 +183,13 @@ fn a_failed_barrier_poisons_and_nothing_filled_is_allocated_after_reopen() {
     assert_eq!(reopened.allocated_page_count(), 0);
 }
 
-/// A format-1 image: this build's new file with its superblock rewritten as version 1.
+/// A format-1 image: a new format-2 file with its superblock rewritten as version 1 (the two
+/// formats share their layout; format 1 has no data checks).
 fn format_1_image() -> Vec<u8> {
-    let pager = Pager::<P, SimStorage>::create_in(SimStorage::new()).unwrap();
+    let pager = Pager::<P, SimStorage>::create_in_format(SimStorage::new(), 2).unwrap();
     let mut image = pager.storage().durable_image();
     let superblock = Superblock::decode(&image).unwrap();
-    assert_eq!(superblock.version, FORMAT_VERSION);
+    assert_eq!(superblock.version, 2);
     let record = Superblock {
         version: 1,
         ..superblock

@@ -9,9 +9,10 @@
 use std::collections::BTreeSet;
 
 use mappedpages::format::{
-    Geometry, GroupSlotHeader, MAX_GENERATION, MetaPage, MetaSlot, Superblock,
-    decode_directory_slot, decode_group_slot, directory_digest_term, encode_directory_slot,
-    encode_group_slot, slot_bitmap_word, slot_digest_term,
+    Geometry, GroupSlotHeader, MAX_GENERATION, MetaPage, MetaSlot, Superblock, TableEntry,
+    TablePageHeader, decode_directory_slot, decode_group_slot, decode_table_page,
+    directory_digest_term, encode_directory_slot, encode_group_slot, encode_table_page,
+    slot_bitmap_word, slot_digest_term, table_digest_term,
 };
 use mappedpages::{
     CommitMode, MappedPageError, PageId, Pager, ProtectedPageId, RecoveryDecision, SharedPager,
@@ -23,7 +24,7 @@ const P: usize = 1024;
 type SimPager = Pager<P, SimStorage>;
 
 fn geometry() -> Geometry {
-    Geometry::new(P)
+    Geometry::with_group_table(P)
 }
 
 fn page(image: &[u8], page: u64) -> &[u8] {
@@ -157,6 +158,58 @@ fn shift_generations(image: &mut [u8], top: u64) {
         }
     }
 
+    // Format 3's group table: every valid table slot of either copy's table pages, its entries
+    // re-pinned to the rewritten group slots: (table page, rewritten).
+    let table_pages = metas
+        .iter()
+        .map(|(_, meta)| geometry.table_page_count(meta.materialized_groups))
+        .max()
+        .unwrap_or(0);
+    let per_page = geometry.table_entries_per_page();
+    let mut table_slots: Vec<(u64, Rewritten)> = Vec::new();
+    for table_page in 0..table_pages {
+        for slot in 0..2u8 {
+            let page_index = geometry.table_slot_page(table_page, slot);
+            let Ok((header, entries)) =
+                decode_table_page(page(&original, page_index), geometry, table_page)
+            else {
+                continue;
+            };
+            let shifted: Vec<TableEntry> = (table_page * per_page..)
+                .zip(&entries)
+                .map(|(group, entry)| {
+                    let pinned = geometry.slot_page(group, entry.slot);
+                    let checksum = group_slots
+                        .iter()
+                        .find(|(g, r)| {
+                            *g == group && r.page == pinned && r.old_generation == entry.generation
+                        })
+                        .map_or(entry.checksum, |(_, r)| r.new_checksum);
+                    TableEntry {
+                        generation: entry.generation + delta,
+                        checksum,
+                        ..*entry
+                    }
+                })
+                .collect();
+            let new_header = TablePageHeader {
+                generation: header.generation + delta,
+                index: table_page,
+            };
+            let new_checksum =
+                encode_table_page(geometry, new_header, &shifted, page_mut(image, page_index));
+            table_slots.push((
+                table_page,
+                Rewritten {
+                    page: page_index,
+                    old_generation: header.generation,
+                    new_generation: new_header.generation,
+                    new_checksum,
+                },
+            ));
+        }
+    }
+
     // The copies, with their digests recomputed from the slots they choose.
     let mut checksums = Vec::new();
     for (slot, meta) in &metas {
@@ -184,6 +237,18 @@ fn shift_generations(image: &mut [u8], top: u64) {
                     meta.generation,
                 );
                 directory_digest_term(block, chosen.new_generation, chosen.new_checksum)
+            })
+            .fold(0, |digest, term| digest ^ term);
+        shifted.table_digest = (0..geometry.table_page_count(meta.materialized_groups))
+            .map(|table_page| {
+                let chosen = current(
+                    table_slots
+                        .iter()
+                        .filter(|(t, _)| *t == table_page)
+                        .map(|(_, s)| s),
+                    meta.generation,
+                );
+                table_digest_term(table_page, chosen.new_generation, chosen.new_checksum)
             })
             .fold(0, |digest, term| digest ^ term);
         let checksum = shifted.encode(geometry, page_mut(image, slot.page()));

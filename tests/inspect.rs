@@ -70,14 +70,14 @@ fn another_format_version_is_reported_as_such() {
     let path = dir.path().join("db.bin");
     drop(Pager::<1024>::create(&path).unwrap());
     let mut image = std::fs::read(&path).unwrap();
-    image[12..16].copy_from_slice(&3u32.to_le_bytes()); // format version 3
+    image[12..16].copy_from_slice(&4u32.to_le_bytes()); // format version 4
     let crc = crc32(&image[12..64]);
     image[8..12].copy_from_slice(&crc.to_le_bytes());
     std::fs::write(&path, &image).unwrap();
     assert!(
         matches!(
             detect_page_size(&path),
-            Err(MappedPageError::UnsupportedVersion { found: 3 })
+            Err(MappedPageError::UnsupportedVersion { found: 4 })
         ),
         "{:?}",
         detect_page_size(&path)
@@ -209,6 +209,21 @@ fn every_page_has_one_use() {
                 assert_eq!(active, page == reader.active_metadata_page());
             }
             PageUse::GroupSlot { group, .. } => assert_eq!(group, page / 7936),
+            PageUse::GroupTable {
+                table_page: 0,
+                current,
+                slot,
+            } => {
+                assert!(
+                    page == 5 || page == 6,
+                    "table page 0's slots are pages 5 and 6"
+                );
+                assert_eq!(
+                    current,
+                    slot == 0,
+                    "one commit wrote table page 0, in slot 0"
+                );
+            }
             other => panic!("page {page}: unexpected {other:?}"),
         }
         assert_eq!(reader.raw_page(page).unwrap().len(), 1024);

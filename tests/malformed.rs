@@ -44,7 +44,7 @@ macro_rules! expect_err {
 // ----- helpers ------------------------------------------------------------------------------
 
 fn geometry() -> Geometry {
-    Geometry::new(P)
+    Geometry::with_group_table(P)
 }
 
 fn open_image(image: Vec<u8>) -> Result<SimPager, MappedPageError> {
@@ -136,7 +136,13 @@ fn flip_bit(image: &mut [u8], page_index: u64, byte: usize, bit: u8) {
 /// A 1 KiB-page pager with a history: bulk allocations, frees, single allocations. Both metadata
 /// copies are valid, and the superblock names the newer one.
 fn populated() -> (SimPager, BTreeSet<u64>) {
-    let mut pager = SimPager::create_in(SimStorage::new()).unwrap();
+    populated_in_format(FORMAT_VERSION)
+}
+
+/// [`populated`] in a file of format `version`: the format-2 checks of a group's slots (both
+/// read, the newer valid one current) run on format-2 files, which this build still opens.
+fn populated_in_format(version: u32) -> (SimPager, BTreeSet<u64>) {
+    let mut pager = SimPager::create_in_format(SimStorage::new(), version).unwrap();
     let ids = pager.alloc_bulk(20).unwrap();
     pager.free(ids[3]).unwrap();
     pager.free(ids[11]).unwrap();
@@ -710,12 +716,13 @@ fn inv8_active_copy_with_page_count_zero_is_corrupt_metadata() {
     assert_eq!(allocated(&recovered), expected);
 }
 
-/// INV-8: the current bitmap slot of group 0, re-signed with the reserved bits (pages 0-4)
-/// cleared, is rejected: no copy loads, `CorruptMetadata`. Never are pages 0-4 handed out.
+/// INV-8 (format 2, where a re-signed slot is still current; in format 3 its table entry pins
+/// the old checksum: `inv8_format3_slot_not_the_pinned_one_is_corrupt_metadata`): the current
+/// bitmap slot of group 0, re-signed with the reserved bits (pages 0-4) cleared, is rejected: no copy loads, `CorruptMetadata`. Never are pages 0-4 handed out.
 #[test]
 fn inv8_group0_slot_with_reserved_bits_cleared_is_corrupt_metadata() {
     let g = geometry();
-    let (pager, _) = populated();
+    let (pager, _) = populated_in_format(2);
     let mut image = image_of(&pager);
     let slot_page = current_slot_page(&image, 0);
     let (header, bits) = decode_group_slot(page(&image, slot_page), g, 0).unwrap();
@@ -756,13 +763,13 @@ fn inv8_group0_slot_with_reserved_bits_cleared_is_corrupt_metadata() {
     assert!(open_image(image).is_ok());
 }
 
-/// INV-8 (§4.1 step 3): a checksum-valid current slot that marks a page at or past the end of the
+/// INV-8 (§4.1 step 3, format 2): a checksum-valid current slot that marks a page at or past the end of the
 /// file, in the last word holding pages of the file or in a word wholly past it, is rejected for
 /// that reason (before its slot digest is even looked at).
 #[test]
 fn inv8_slot_marking_pages_past_the_end_is_corrupt_metadata() {
     let g = geometry();
-    let (pager, _) = populated();
+    let (pager, _) = populated_in_format(2);
     let page_count = pager.page_count();
     let image = image_of(&pager);
     let slot_page = current_slot_page(&image, 0);
@@ -1332,11 +1339,11 @@ fn inv8_damaged_superblock_and_first_generation_copy_that_does_not_load_is_corru
     expect_err!(open_image(image), MappedPageError::CorruptMetadata { .. });
 }
 
-/// §4.1 step 2: two valid slots of one group with the same generation are ambiguous, even
-/// when identical.
+/// §4.1 step 2 (format 2): two valid slots of one group with the same generation are
+/// ambiguous, even when identical.
 #[test]
 fn inv8_two_slots_with_one_generation_are_rejected() {
-    let (pager, _) = populated();
+    let (pager, _) = populated_in_format(2);
     let mut image = image_of(&pager);
     let current = current_slot_page(&image, 0);
     let other = if current == 3 { 4 } else { 3 };
@@ -1345,4 +1352,30 @@ fn inv8_two_slots_with_one_generation_are_rejected() {
     expect_err!(open_image(image), MappedPageError::CorruptMetadata { detail } => {
         assert!(detail.contains("claim generation"), "{detail}");
     });
+}
+
+/// INV-8, format 3: the table entry pins its group's current slot by generation and checksum, so
+/// a slot re-signed with other bits (or damaged) is rejected as not the pinned one, and a valid
+/// copy of it in the other slot, same generation, is never read: the file opens as it was.
+#[test]
+fn inv8_format3_slot_not_the_pinned_one_is_corrupt_metadata() {
+    let g = geometry();
+    let (pager, expected) = populated();
+    let image = image_of(&pager);
+    let slot_page = current_slot_page(&image, 0);
+    let (header, bits) = decode_group_slot(page(&image, slot_page), g, 0).unwrap();
+    let mut words: Vec<u64> = (0..(G / 64) as usize)
+        .map(|i| slot_bitmap_word(bits, i))
+        .collect();
+    words[1] ^= 1 << 5;
+    let mut edited = image.clone();
+    encode_group_slot(g, header, &words, page_mut(&mut edited, slot_page));
+    expect_err!(open_image(edited), MappedPageError::CorruptMetadata { detail } => {
+        assert!(detail.contains("group table names for group 0"), "{detail}");
+    });
+    let other = if slot_page == 3 { 4 } else { 3 };
+    let mut twin = image.clone();
+    let current = page(&image, slot_page).to_vec();
+    page_mut(&mut twin, other).copy_from_slice(&current);
+    assert_eq!(allocated(&open_image(twin).unwrap()), expected);
 }

@@ -709,7 +709,9 @@ fn check<const P: usize, const SUB: usize, S: Storage>(
     );
 
     // Page accounting: page_count = free + regular + 2 per protected page + directory blocks
-    // (four pages each, never freed) + internal pages (3 + 2 per bitmap group).
+    // (four pages each, never freed) + internal pages (3 + 2 per bitmap group + the two slots of
+    // group table page 0, format 3; the model's files stay below the 62 groups that page covers
+    // at every page size, SPEC.md §2.1).
     let page_count = pager.page_count();
     let used = pager.free_page_count() + pager.allocated_page_count() + 2 * expected.len() as u64;
     ensure!(
@@ -719,7 +721,12 @@ fn check<const P: usize, const SUB: usize, S: Storage>(
         pager.allocated_page_count(),
         expected.len()
     );
-    let internal = 3 + 2 * page_count.div_ceil(Model::<P, SUB>::GROUP);
+    let groups = page_count.div_ceil(Model::<P, SUB>::GROUP);
+    ensure!(
+        groups <= 62,
+        "the model's file outgrew table page 0: {groups} groups"
+    );
+    let internal = 3 + 2 * groups + 2;
     let directory = (page_count - used).checked_sub(internal);
     ensure!(
         directory.is_some_and(|d| d % 4 == 0 && d >= model.directory_pages),

@@ -704,7 +704,7 @@ mod malformed_directory {
         let spare = pager.alloc().unwrap();
         pager.free(spare).unwrap();
         let mut image = pager.storage().durable_image();
-        let geometry = Geometry::new(P);
+        let geometry = Geometry::with_group_table(P);
         let sb = Superblock::decode(&image).unwrap();
         let meta = MetaPage::decode(page(&mut image, sb.active_meta.page()), geometry).unwrap();
         let mut blocks = Vec::new();
@@ -735,7 +735,7 @@ mod malformed_directory {
         mut meta: MetaPage,
         blocks: &[([u64; 4], usize, DirectorySlot)],
     ) -> Vec<u8> {
-        let geometry = Geometry::new(P);
+        let geometry = Geometry::with_group_table(P);
         let mut digest = 0;
         for (pages, slot_index, slot) in blocks {
             let mut checksum = 0;
@@ -754,7 +754,7 @@ mod malformed_directory {
 
     /// Writes `meta` into the active copy and a superblock naming it.
     fn sign_meta(mut image: Vec<u8>, meta: &MetaPage) -> Vec<u8> {
-        let geometry = Geometry::new(P);
+        let geometry = Geometry::with_group_table(P);
         let sb = Superblock::decode(&image).unwrap();
         let active: MetaSlot = sb.active_meta;
         let checksum = meta.encode(geometry, page(&mut image, active.page()));
@@ -799,7 +799,7 @@ mod malformed_directory {
             writer.commit().unwrap();
         }
         let mut image = pager.storage().durable_image();
-        let geometry = Geometry::new(P);
+        let geometry = Geometry::with_group_table(P);
         let sb = Superblock::decode(&image).unwrap();
         let meta = MetaPage::decode(page(&mut image, sb.active_meta.page()), geometry).unwrap();
         let pages = meta.directory.head_pages;
@@ -837,7 +837,7 @@ mod malformed_directory {
     #[test]
     fn mirrors_that_disagree_are_rejected() {
         let (image, meta, blocks, _) = fixture();
-        let geometry = Geometry::new(P);
+        let geometry = Geometry::with_group_table(P);
         let (pages, current, slot) = &blocks[0];
         let mut other = slot.clone();
         other.entries[0].as_mut().unwrap().content_checksum ^= 1;
@@ -887,7 +887,7 @@ mod malformed_directory {
         let recovered = SimPager::open_in(SimStorage::from_image(image)).unwrap();
         assert_eq!(recovered.generation(), committed);
         assert_eq!(id.get(&recovered).unwrap().as_bytes()[0], 1);
-        let geometry = Geometry::new(P);
+        let geometry = Geometry::with_group_table(P);
         let bytes = recovered.storage().bytes();
         for (index, page) in bytes.chunks(P).enumerate() {
             if let Ok(slot) = decode_directory_slot(page, geometry, 0, recovered.page_count()) {
@@ -1120,7 +1120,7 @@ fn a_crash_keeping_one_new_directory_mirror_leaves_the_directory_redundant() {
 #[test]
 fn a_new_directory_block_never_takes_old_bytes_for_a_slot() {
     use mappedpages::format::{DirectorySlot, Geometry, encode_directory_slot};
-    let geometry = Geometry::new(P);
+    let geometry = Geometry::with_group_table(P);
     for mode in MODES {
         let mut pager = SimPager::create_in(SimStorage::new()).unwrap();
         pager.set_commit_mode(mode);

@@ -23,7 +23,7 @@ fn grown_pager() -> (SimPager, Vec<PageId<PAGE_BYTES>>, usize) {
     let mut pager = SimPager::create_in(storage).unwrap();
     pager.set_space_reservation(false);
     let created_syncs = usize::try_from(pager.storage().sync_count()).unwrap();
-    let data_pages = Geometry::new(PAGE_BYTES).data_page_count(PAGE_COUNT);
+    let data_pages = Geometry::with_group_table(PAGE_BYTES).data_page_count(PAGE_COUNT);
     let ids = pager
         .alloc_bulk(usize::try_from(data_pages).unwrap())
         .unwrap();
@@ -79,7 +79,7 @@ fn a_gigabyte_file_crashes_and_recovers_at_the_cost_of_what_was_written() {
     // page, then the kept ones.
     let snapshots = pager.storage().sync_snapshots()[created_syncs..].to_vec();
     assert!(!snapshots.is_empty());
-    let data_pages = Geometry::new(PAGE_BYTES).data_page_count(PAGE_COUNT);
+    let data_pages = Geometry::with_group_table(PAGE_BYTES).data_page_count(PAGE_COUNT);
     for snapshot in &snapshots {
         for length in [CrashLength::Durable, CrashLength::Current] {
             let image = snapshot.crash_image(SectorSize::S512, &[], length);

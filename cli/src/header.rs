@@ -4,7 +4,8 @@
 use std::fmt::Write as _;
 
 use mappedpages::format::{
-    Geometry, MetaPage, Superblock, decode_directory_slot, decode_group_slot, slot_checksum_field,
+    Geometry, MetaPage, Superblock, decode_directory_slot, decode_group_slot, decode_table_page,
+    slot_checksum_field,
 };
 use mappedpages::{PageUse, ReadOnlyPager};
 
@@ -17,7 +18,7 @@ pub(crate) fn describe<const P: usize>(
     bytes: &[u8],
     reader: &ReadOnlyPager<P>,
 ) -> String {
-    let geometry = Geometry::new(P);
+    let geometry = Geometry::for_version(P, reader.format_version());
     let mut out = String::new();
     let decoded = match role {
         PageUse::Superblock => {
@@ -59,6 +60,18 @@ pub(crate) fn describe<const P: usize>(
             );
             directory(bytes, geometry, block, reader.page_count())
         }
+        PageUse::GroupTable {
+            table_page,
+            slot,
+            current,
+        } => {
+            let state = if current { "current" } else { "not current" };
+            let _ = writeln!(
+                out,
+                "page {page}: slot {slot} of group table page {table_page} ({state})"
+            );
+            table(bytes, geometry, table_page)
+        }
         PageUse::ProtectedCopy { id, copy, current } => {
             let state = if current { "committed" } else { "inactive" };
             let _ = writeln!(
@@ -80,6 +93,27 @@ pub(crate) fn describe<const P: usize>(
         }
     }
     out
+}
+
+fn table(bytes: &[u8], geometry: Geometry, table_page: u64) -> Result<String, String> {
+    let (header, entries) =
+        decode_table_page(bytes, geometry, table_page).map_err(|e| e.to_string())?;
+    let first = table_page * geometry.table_entries_per_page();
+    let mut out = format!(
+        "  generation {}, {} entries (groups {first}..{}), checksum {:#010x}\n",
+        header.generation,
+        entries.len(),
+        first + entries.len() as u64,
+        slot_checksum_field(bytes).unwrap_or(0)
+    );
+    for (group, entry) in (first..).zip(&entries) {
+        let _ = writeln!(
+            out,
+            "    - group {group}: slot {} pinned at generation {}, checksum {:#010x}, {} clear bits",
+            entry.slot, entry.generation, entry.checksum, entry.free_pages
+        );
+    }
+    Ok(out)
 }
 
 fn superblock(bytes: &[u8]) -> Result<String, String> {

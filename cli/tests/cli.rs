@@ -58,7 +58,7 @@ fn info_on_a_clean_file() {
     println!("{text}");
     assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
     assert!(text.contains("page size:            4096 bytes"), "{text}");
-    assert!(text.contains("format version:       2"), "{text}");
+    assert!(text.contains("format version:       3"), "{text}");
     assert!(
         text.contains(&format!("page count:           {}\n", reader.page_count())),
         "{text}"

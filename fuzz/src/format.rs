@@ -176,6 +176,13 @@ pub fn run(input: &FormatInput) {
             if input.repair {
                 repair(&mut bytes, &META_MAGIC, p);
             }
+            // A format-3 copy (flag bit 1) decodes with format 3's geometry only.
+            let format_3 = bytes.get(52).is_some_and(|flags| flags & 2 != 0);
+            let geometry = if format_3 {
+                Geometry::with_group_table(p)
+            } else {
+                geometry
+            };
             let Ok(decoded) = MetaPage::decode(&bytes, geometry) else {
                 return;
             };

@@ -440,7 +440,7 @@ fn fnv(bytes: &[u8]) -> u64 {
 /// Checks listings against counts and lookups (INV-5) and that every protected page reads or
 /// reports corruption (INV-4); returns the state.
 fn consistent<const P: usize>(pager: &Pager<P, SimStorage>, when: &str) -> State {
-    let geometry = Geometry::new(P);
+    let geometry = Geometry::with_group_table(P);
     let regular: Vec<u64> = pager.iter_allocated_pages().map(|id| id.raw()).collect();
     if regular.len() as u64 != pager.allocated_page_count() {
         finding(

@@ -67,6 +67,20 @@ impl Geometry {
         }
     }
 
+    /// The geometry of a file of format `version` (3 and later: a group table).
+    pub fn for_version(page_size: usize, version: u32) -> Geometry {
+        if version >= 3 {
+            Geometry::with_group_table(page_size)
+        } else {
+            Geometry::new(page_size)
+        }
+    }
+
+    /// The format version this build writes for this layout: 3 with a group table, else 2.
+    pub fn format_version(self) -> u32 {
+        if self.group_table { 3 } else { 2 }
+    }
+
     /// True for format 3's layout (a group table in extents).
     pub fn has_group_table(self) -> bool {
         self.group_table

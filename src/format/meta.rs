@@ -5,11 +5,11 @@ use std::fmt;
 use super::Geometry;
 use super::directory::{DIRECTORY_BLOCK_PAGES, check_directory_pages};
 use super::header::{
-    DecodeError, PageKind, Reason, all_zero, decode_header, encode_header, read_u32, read_u64,
-    seal, write_u32, write_u64,
+    DecodeError, PageKind, Reason, all_zero, check_sealed, decode_header, encode_header, read_u32,
+    read_u64, seal, write_u32, write_u64,
 };
 #[cfg(doc)]
-use super::{directory_digest_term, slot_digest_term};
+use super::{directory_digest_term, slot_digest_term, table_digest_term};
 
 /// Magic at the start of metadata pages 1 and 2.
 pub const META_MAGIC: [u8; 8] = *b"MAPPGMD\x01";
@@ -27,7 +27,9 @@ const BLOCK_COUNT_AT: usize = 56;
 const DIRECTORY_DIGEST_AT: usize = 64;
 const HEAD_PAGES_AT: usize = 72;
 const DATA_CHECK_COUNT_AT: usize = 104;
-const RESERVED_FROM: usize = 108;
+/// Bytes 108..116: format 3's table digest `T` (zero in formats 1 and 2).
+const TABLE_DIGEST_AT: usize = 108;
+const RESERVED_FROM: usize = 116;
 
 /// Fields of a log entry, from the entry's start.
 const ENTRY_FIRST_PAGE_AT: usize = 0;
@@ -211,12 +213,13 @@ impl DataCheck {
 /// | 32 | 8 | materialized group count |
 /// | 40 | 8 | slot digest: XOR of [`slot_digest_term`] over every materialized group's current slot |
 /// | 48 | 4 | log entry count |
-/// | 52 | 4 | flags: bit 0 = written by a single-sync commit ([`MetaPage::single_sync`]); other bits zero |
+/// | 52 | 4 | flags: bit 0 = written by a single-sync commit ([`MetaPage::single_sync`]); bit 1 = format 3 ([`META_FLAG_GROUP_TABLE`]); other bits zero |
 /// | 56 | 8 | directory block count |
 /// | 64 | 8 | directory digest: XOR of [`directory_digest_term`] over every block's current slot |
 /// | 72 | 32 | pages X0, X1, Y0, Y1 of directory block 0 (zero when there is no block) |
 /// | 104 | 4 | data check count `K` (format 2; 0 unless the single-sync flag is set) |
-/// | 108 | 20 | zero |
+/// | 108 | 8 | table digest: XOR of [`table_digest_term`] over every table page's current slot (format 3; zero before) |
+/// | 116 | 12 | zero |
 /// | 128 | 16 * n | log entries |
 /// | 128 + 16 * n | 16 * K | data checks ([`DataCheck`]) |
 /// | .. | .. | zero to the end of the page |
@@ -244,10 +247,18 @@ pub struct MetaPage {
     /// recovery checks before it takes the copy as the newest commit. Empty unless
     /// `single_sync`; never carried to the next commit.
     pub data_checks: Vec<DataCheck>,
+    /// Format 3: XOR of [`table_digest_term`] over the current slot of every table page
+    /// (`⌈materialized_groups / E_t⌉` of them). Zero in formats 1 and 2, whose geometry
+    /// ([`Geometry::has_group_table`]) makes the decoder require it.
+    pub table_digest: u64,
 }
 
 /// Metadata flag bit 0: the copy was written by a single-sync commit.
 pub const META_FLAG_SINGLE_SYNC: u32 = 1;
+/// Metadata flag bit 1: the copy belongs to a format-3 file (a group table, docs/scale-design.md):
+/// set in every copy of such a file and in no other, so that a copy says its format even when the
+/// superblock is lost.
+pub const META_FLAG_GROUP_TABLE: u32 = 2;
 
 /// The protected-page directory as the metadata records it: a chain of `block_count` blocks
 /// whose first block lives in `head_pages`; each block's slot names the next block's pages.
@@ -289,15 +300,25 @@ impl MetaPage {
         write_u64(out, MATERIALIZED_AT, self.materialized_groups);
         write_u64(out, SLOT_DIGEST_AT, self.slot_digest);
         write_u32(out, LOG_LEN_AT, self.log.len() as u32);
+        let mut flags = 0;
         if self.single_sync {
-            write_u32(out, FLAGS_AT, META_FLAG_SINGLE_SYNC);
+            flags |= META_FLAG_SINGLE_SYNC;
         }
+        if geometry.has_group_table() {
+            flags |= META_FLAG_GROUP_TABLE;
+        }
+        write_u32(out, FLAGS_AT, flags);
         write_u64(out, BLOCK_COUNT_AT, self.directory.block_count);
         write_u64(out, DIRECTORY_DIGEST_AT, self.directory.digest);
         for (index, &page) in self.directory.head_pages.iter().enumerate() {
             write_u64(out, HEAD_PAGES_AT + 8 * index, page);
         }
         write_u32(out, DATA_CHECK_COUNT_AT, self.data_checks.len() as u32);
+        assert!(
+            geometry.has_group_table() || self.table_digest == 0,
+            "a table digest in a copy of a format without a group table"
+        );
+        write_u64(out, TABLE_DIGEST_AT, self.table_digest);
         let mut entries = out[META_HEADER_BYTES..].chunks_exact_mut(LOG_ENTRY_BYTES);
         for (entry, bytes) in self.log.iter().zip(entries.by_ref()) {
             write_u64(bytes, ENTRY_FIRST_PAGE_AT, entry.first_page);
@@ -349,6 +370,7 @@ impl MetaPage {
             directory: fields.directory,
             single_sync: fields.flags & META_FLAG_SINGLE_SYNC != 0,
             data_checks,
+            table_digest: fields.table_digest,
         })
     }
 }
@@ -366,6 +388,7 @@ struct Fields {
     data_check_count: usize,
     flags: u32,
     directory: DirectoryRoot,
+    table_digest: u64,
 }
 
 /// Decodes and checks the fixed fields (bytes 24..128).
@@ -387,13 +410,20 @@ fn decode_fields(page: &[u8], geometry: Geometry) -> Result<Fields, &'static str
         return Err("log and data checks longer than a page holds");
     }
     let flags = read_u32(page, FLAGS_AT);
-    if flags & !META_FLAG_SINGLE_SYNC != 0 {
+    if flags & !(META_FLAG_SINGLE_SYNC | META_FLAG_GROUP_TABLE) != 0 {
         return Err("unknown metadata flags");
+    }
+    if (flags & META_FLAG_GROUP_TABLE != 0) != geometry.has_group_table() {
+        return Err("group table flag does not match the file's format");
     }
     if data_check_count > 0 && flags & META_FLAG_SINGLE_SYNC == 0 {
         return Err("data checks in a copy without the single-sync flag");
     }
     if !all_zero(&page[RESERVED_FROM..META_HEADER_BYTES]) {
+        return Err("reserved header bytes not zero");
+    }
+    let table_digest = read_u64(page, TABLE_DIGEST_AT);
+    if table_digest != 0 && !geometry.has_group_table() {
         return Err("reserved header bytes not zero");
     }
     let mut head_pages = [0u64; DIRECTORY_BLOCK_PAGES];
@@ -414,6 +444,7 @@ fn decode_fields(page: &[u8], geometry: Geometry) -> Result<Fields, &'static str
         data_check_count,
         flags,
         directory,
+        table_digest,
     })
 }
 
@@ -452,4 +483,12 @@ fn decode_log(
         log.push(entry);
     }
     Ok((log, data_checks))
+}
+
+/// The flags of a metadata page (`page_size` bytes) whose magic and checksum are valid, decoded
+/// no further: for recovery to tell a format-3 copy (whose geometry differs) before it decodes it.
+pub fn sealed_meta_flags(page: &[u8], page_size: usize) -> Option<u32> {
+    let page = page.get(..page_size)?;
+    check_sealed(page, PageKind::Meta, &META_MAGIC, true).ok()?;
+    Some(read_u32(page, FLAGS_AT))
 }

@@ -38,8 +38,8 @@ pub use group::{
 pub(crate) use header::generation_field;
 pub use header::{DecodeError, PageKind, Reason, SCRUB_BYTES};
 pub use meta::{
-    DataCheck, DirectoryRoot, LOG_ENTRY_BYTES, LogEntry, LogKind, META_FLAG_SINGLE_SYNC,
-    META_HEADER_BYTES, META_MAGIC, MetaPage, MetaSlot,
+    DataCheck, DirectoryRoot, LOG_ENTRY_BYTES, LogEntry, LogKind, META_FLAG_GROUP_TABLE,
+    META_FLAG_SINGLE_SYNC, META_HEADER_BYTES, META_MAGIC, MetaPage, MetaSlot, sealed_meta_flags,
 };
 pub use superblock::{
     FORMAT_VERSION, MIN_FORMAT_VERSION, SUPERBLOCK_MAGIC, SUPERBLOCK_RECORD_BYTES, Superblock,

@@ -10,7 +10,7 @@ use super::header::{
 /// Version of the on-disk format of a file this build creates. Format 2 adds data checks to
 /// single-sync metadata copies (SPEC.md §2.3); a format-1 file is opened and keeps format 1
 /// (this build writes no data checks into it).
-pub const FORMAT_VERSION: u32 = 2;
+pub const FORMAT_VERSION: u32 = 3;
 /// The oldest format version this build opens.
 pub const MIN_FORMAT_VERSION: u32 = 1;
 /// Magic at the start of page 0.
@@ -31,7 +31,7 @@ const RESERVED_FROM: usize = 36;
 /// |---|---|---|
 /// | 0 | 8 | magic `MAPPGSB\x01` |
 /// | 8 | 4 | CRC-32 of bytes 12..64 |
-/// | 12 | 4 | format version (1 or 2) |
+/// | 12 | 4 | format version (1, 2 or 3) |
 /// | 16 | 4 | page size in bytes |
 /// | 20 | 4 | active metadata copy (0 = A, 1 = B) |
 /// | 24 | 8 | generation of the active copy |

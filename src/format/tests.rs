@@ -161,10 +161,10 @@ fn superblock_rejections() {
         bytes
     };
     let mut bad = good;
-    write_u32(&mut bad, 12, 3);
+    write_u32(&mut bad, 12, 4);
     assert_eq!(
         Superblock::decode(&resign(bad)),
-        Err(superblock_error(Reason::UnsupportedVersion(3)))
+        Err(superblock_error(Reason::UnsupportedVersion(4)))
     );
     for page_size in [0u32, 1000, 512, 1 << 25] {
         let mut bad = good;
@@ -220,6 +220,7 @@ fn sample_meta() -> MetaPage {
         },
         single_sync: false,
         data_checks: Vec::new(),
+        table_digest: 0,
     }
 }
 
@@ -240,6 +241,7 @@ fn sample_checked_meta() -> MetaPage {
                 crc: 0,
             },
         ],
+        table_digest: 0,
         ..sample_meta()
     }
 }
@@ -313,8 +315,8 @@ fn meta_encode_refuses_data_checks_without_the_flag() {
 }
 
 #[test]
-fn superblock_versions_one_and_two_decode_others_do_not() {
-    for version in [MIN_FORMAT_VERSION, FORMAT_VERSION] {
+fn superblock_versions_one_to_three_decode_others_do_not() {
+    for version in MIN_FORMAT_VERSION..=FORMAT_VERSION {
         let sb = Superblock {
             version,
             page_size: 1024,
@@ -437,7 +439,13 @@ fn meta_rejections() {
         &|p| p[110] = 1,
         meta(Reason::Insane("reserved header bytes not zero")),
     );
-    for flags in [2u32, 0x8000_0000, 3] {
+    check(
+        &|p| write_u32(p, 52, META_FLAG_GROUP_TABLE),
+        meta(Reason::Insane(
+            "group table flag does not match the file's format",
+        )),
+    );
+    for flags in [4u32, 0x8000_0000, 5] {
         check(
             &|p| write_u32(p, 52, flags),
             meta(Reason::Insane("unknown metadata flags")),

@@ -9,10 +9,11 @@ use super::rejection::LoadRejection;
 use crate::bitmap::Bitmap;
 use crate::directory::{Directory, DirectoryBlock};
 use crate::format::{
-    DIRECTORY_BLOCK_PAGES, Geometry, LogKind, MetaPage, MetaSlot, decode_directory_slot,
-    decode_group_slot, directory_digest_term, slot_bitmap_word, slot_checksum_field,
-    slot_digest_term,
+    DIRECTORY_BLOCK_PAGES, Geometry, LogKind, MetaPage, MetaSlot, TableEntry,
+    decode_directory_slot, decode_group_slot, decode_table_page, directory_digest_term,
+    slot_bitmap_word, slot_checksum_field, slot_digest_term, table_digest_term,
 };
+use crate::group_table::{GroupTable, TablePageSlot};
 use crate::mutants::{Mutant, active};
 use crate::state::AllocState;
 
@@ -69,6 +70,7 @@ pub(super) fn load_copy(
         groups.slots,
         groups.terms,
         groups.bitmap,
+        groups.table,
     );
     step5_replay_log(&mut state, meta)?;
     state.directory = steps6_7_load_directory(image, geometry, meta, &state.bitmap)?;
@@ -103,6 +105,8 @@ struct LoadedGroups {
     slots: Vec<u8>,
     terms: Vec<u64>,
     digest: u64,
+    /// Format 3's group table (empty before).
+    table: GroupTable,
 }
 
 /// Steps 2–4: every materialized group's current slot, loaded into the bitmap, and the chosen
@@ -112,11 +116,15 @@ fn steps2_to_4_load_groups(
     geometry: Geometry,
     meta: &MetaPage,
 ) -> Result<LoadedGroups, LoadRejection> {
+    if geometry.has_group_table() {
+        return steps2_to_4_load_groups_with_table(image, geometry, meta);
+    }
     let mut groups = LoadedGroups {
         bitmap: Bitmap::new(meta.page_count),
         slots: Vec::with_capacity(meta.materialized_groups as usize),
         terms: Vec::with_capacity(meta.materialized_groups as usize),
         digest: 0,
+        table: GroupTable::default(),
     };
     for group in 0..meta.materialized_groups {
         let current = step2_current_group_slot(image, geometry, meta, group)?;
@@ -130,6 +138,147 @@ fn steps2_to_4_load_groups(
         return Err(LoadRejection::SlotDigest);
     }
     Ok(groups)
+}
+
+/// Format 3's steps 2–4 (docs/scale-design.md §3.2): the current slot of every table page (the
+/// newer valid one), checked against the table digest; then every group's pinned slot, checked
+/// against its entry (generation, checksum, free count) and loaded; the slot digest from the
+/// entries. The other slot of a group is never read.
+fn steps2_to_4_load_groups_with_table(
+    image: &[u8],
+    geometry: Geometry,
+    meta: &MetaPage,
+) -> Result<LoadedGroups, LoadRejection> {
+    let (entries, pages) = step2_table(image, geometry, meta)?;
+    let mut groups = LoadedGroups {
+        bitmap: Bitmap::new(meta.page_count),
+        slots: Vec::with_capacity(entries.len()),
+        terms: Vec::with_capacity(entries.len()),
+        digest: 0,
+        table: GroupTable::default(),
+    };
+    for (group, entry) in (0..).zip(&entries) {
+        let bits = step3_pinned_slot(image, geometry, group, entry)?;
+        let counted = clear_bits(geometry, bits) == u64::from(entry.free_pages);
+        if !counted && !active(Mutant::SkipPinnedSlotCheck) {
+            return Err(LoadRejection::PinnedSlot { group });
+        }
+        step3_load_group_bits(geometry, &mut groups.bitmap, group, bits)?;
+        let term = slot_digest_term(group, entry.generation, entry.checksum);
+        groups.slots.push(entry.slot);
+        groups.terms.push(term);
+        groups.digest ^= term;
+    }
+    if groups.digest != meta.slot_digest {
+        return Err(LoadRejection::SlotDigest);
+    }
+    groups.table = GroupTable::recovered(geometry, entries, pages);
+    Ok(groups)
+}
+
+/// Format 3, step 2: every table page's current slot and the entries of groups
+/// `0..materialized_groups`, with the table digest checked.
+fn step2_table(
+    image: &[u8],
+    geometry: Geometry,
+    meta: &MetaPage,
+) -> Result<(Vec<TableEntry>, Vec<TablePageSlot>), LoadRejection> {
+    let per_page = geometry.table_entries_per_page();
+    let mut entries = Vec::with_capacity(meta.materialized_groups as usize);
+    let mut pages = Vec::new();
+    let mut digest = 0;
+    for table_page in 0..geometry.table_page_count(meta.materialized_groups) {
+        let current = step2_current_table_slot(image, geometry, meta, table_page)?;
+        let covered = (meta.materialized_groups - table_page * per_page).min(per_page);
+        let fits = current.value.len() as u64 == covered
+            && current
+                .value
+                .iter()
+                .all(|e| e.generation <= meta.generation);
+        if !fits {
+            return Err(LoadRejection::TableEntries { table_page });
+        }
+        digest ^= table_digest_term(table_page, current.generation, current.checksum);
+        pages.push(TablePageSlot {
+            slot: current.position as u8,
+            generation: current.generation,
+            checksum: current.checksum,
+        });
+        entries.extend(current.value);
+    }
+    if digest != meta.table_digest {
+        return Err(LoadRejection::TableDigest);
+    }
+    Ok((entries, pages))
+}
+
+/// Format 3, step 2: the valid slot of table page `t` with the largest generation not above
+/// the copy's.
+fn step2_current_table_slot(
+    image: &[u8],
+    geometry: Geometry,
+    meta: &MetaPage,
+    table_page: u64,
+) -> Result<SlotCandidate<Vec<TableEntry>>, LoadRejection> {
+    let candidate = |position: u8| {
+        let bytes = page(
+            image,
+            geometry,
+            geometry.table_slot_page(table_page, position),
+        )
+        .ok_or(LoadRejection::TablePagePastEnd { table_page })?;
+        let Ok((header, entries)) = decode_table_page(bytes, geometry, table_page) else {
+            return Ok(None);
+        };
+        if header.generation > meta.generation && !active(Mutant::IgnoreSlotGenerationBound) {
+            return Ok(None);
+        }
+        Ok(Some(SlotCandidate {
+            position: usize::from(position),
+            generation: header.generation,
+            checksum: slot_checksum_field(bytes).expect("a decoded page has a checksum field"),
+            value: entries,
+        }))
+    };
+    let tie = |_: &SlotCandidate<Vec<TableEntry>>, other: &SlotCandidate<Vec<TableEntry>>| {
+        Err(LoadRejection::TableSlotsTie {
+            table_page,
+            generation: other.generation,
+        })
+    };
+    newest_valid_slot((0..2u8).map(candidate), tie)?
+        .ok_or(LoadRejection::NoTableSlot { table_page })
+}
+
+/// Format 3, step 3: the slot `entry` pins, if it is valid and the one the entry names.
+fn step3_pinned_slot<'a>(
+    image: &'a [u8],
+    geometry: Geometry,
+    group: u64,
+    entry: &TableEntry,
+) -> Result<&'a [u8], LoadRejection> {
+    let bytes = page(image, geometry, geometry.slot_page(group, entry.slot))
+        .ok_or(LoadRejection::SlotPagePastEnd { group })?;
+    match decode_group_slot(bytes, geometry, group) {
+        Ok((header, bits))
+            if (header.generation == entry.generation
+                && slot_checksum_field(bytes) == Some(entry.checksum))
+                || active(Mutant::SkipPinnedSlotCheck) =>
+        {
+            Ok(bits)
+        }
+        _ => Err(LoadRejection::PinnedSlot { group }),
+    }
+}
+
+/// The clear bits of a slot's bitmap: its group's free pages as the slot records them (pages
+/// past the end of the file, clear, count too).
+fn clear_bits(geometry: Geometry, bits: &[u8]) -> u64 {
+    let words = (geometry.pages_per_group() / 64) as usize;
+    let ones: u64 = (0..words)
+        .map(|index| u64::from(slot_bitmap_word(bits, index).count_ones()))
+        .sum();
+    geometry.pages_per_group() - ones
 }
 
 /// Step 2: the valid slot of `group` with the largest generation not above the copy's.

@@ -16,8 +16,8 @@ use std::ops::Range;
 
 use crate::error::MappedPageError;
 use crate::format::{
-    DecodeError, FORMAT_VERSION, Geometry, MAX_PAGE_SIZE, MIN_PAGE_COUNT, MIN_PAGE_SIZE, MetaPage,
-    MetaSlot, PageKind, Reason, Superblock,
+    DecodeError, Geometry, MAX_PAGE_SIZE, META_FLAG_GROUP_TABLE, MIN_PAGE_COUNT, MIN_PAGE_SIZE,
+    MetaPage, MetaSlot, PageKind, Reason, Superblock, sealed_meta_flags,
 };
 use crate::mutants::{Mutant, active};
 use crate::state::AllocState;
@@ -83,28 +83,30 @@ pub(crate) fn recover(
     mut prefetch: impl FnMut(&[Range<u64>]),
 ) -> Result<Recovered, MappedPageError> {
     let candidates = decode_candidates(image, geometry)?;
+    let geometry = candidates.geometry;
     let mut ranges = slot_page_ranges(&candidates, geometry, image.len() as u64).peekable();
     while ranges.peek().is_some() {
         let batch: Vec<Range<u64>> = ranges.by_ref().take(PREFETCH_BATCH).collect();
         prefetch(&batch);
     }
-    recover_decoded(&candidates, image, geometry)
+    recover_decoded(&candidates, image)
 }
 
 /// [`recover`], from candidates already decoded (for [`crate::verify`], which reports them too).
 pub(crate) fn recover_decoded(
     candidates: &Candidates,
     image: &[u8],
-    geometry: Geometry,
 ) -> Result<Recovered, MappedPageError> {
+    let geometry = candidates.geometry;
     let chosen = table::decide(candidates, &mut ImageLoader { image, geometry })?;
     let mut state = chosen.state;
-    // A damaged superblock is rewritten at this build's version (§4.3 step 2).
+    // A damaged superblock is rewritten at the version this build writes for the file's
+    // layout (§4.3 step 2).
     state.set_format_version(
         candidates
             .superblock
             .as_ref()
-            .map_or(FORMAT_VERSION, |sb| sb.version),
+            .map_or(geometry.format_version(), |sb| sb.version),
     );
     assert_eq!(
         state.active_meta(),
@@ -181,6 +183,9 @@ pub(crate) fn decode_candidates(
     let page_size = geometry.page_size();
     let superblock = Superblock::decode(image);
     table::rows_1_2_superblock_format(&superblock, page_size)?;
+    let geometry = file_geometry(image, geometry, &superblock);
+    // The smallest file of any format this build reads (format 3's smallest has 8 pages; a
+    // shorter one fails at step 1, `N · P ≤` the file's length).
     let min_len_bytes = MIN_PAGE_COUNT * page_size;
     if (image.len() as u64) < min_len_bytes {
         return Err(MappedPageError::FileTooSmall {
@@ -206,7 +211,28 @@ pub(crate) fn decode_candidates(
         metas,
         checksums: [checksum(MetaSlot::A), checksum(MetaSlot::B)],
         page_size,
+        geometry,
     })
+}
+
+/// The geometry of the file's format: the superblock's version, or, when the superblock is
+/// unusable, format 3 if a sealed metadata copy carries the group table flag (every copy of a
+/// format-3 file does, and no other).
+fn file_geometry(
+    image: &[u8],
+    geometry: Geometry,
+    superblock: &Result<Superblock, DecodeError>,
+) -> Geometry {
+    let page_size = geometry.page_size() as usize;
+    if let Ok(superblock) = superblock {
+        return Geometry::for_version(page_size, superblock.version);
+    }
+    let flagged = [MetaSlot::A, MetaSlot::B].into_iter().any(|slot| {
+        page(image, geometry, slot.page())
+            .and_then(|bytes| sealed_meta_flags(bytes, page_size))
+            .is_some_and(|flags| flags & META_FLAG_GROUP_TABLE != 0)
+    });
+    Geometry::for_version(page_size, if flagged { 3 } else { 2 })
 }
 
 /// Loads copies from the image (SPEC.md §4.1).
@@ -240,12 +266,13 @@ fn probe_meta_page_size(image: &[u8], except: Option<u64>) -> Option<u64> {
     let mut size = MIN_PAGE_SIZE;
     while size <= MAX_PAGE_SIZE {
         if Some(size as u64) != except {
-            let other = Geometry::new(size);
-            for slot in [MetaSlot::A, MetaSlot::B] {
-                if let Some(bytes) = page(image, other, slot.page())
-                    && MetaPage::decode(bytes, other).is_ok()
-                {
-                    return Some(size as u64);
+            for other in [Geometry::new(size), Geometry::with_group_table(size)] {
+                for slot in [MetaSlot::A, MetaSlot::B] {
+                    if let Some(bytes) = page(image, other, slot.page())
+                        && MetaPage::decode(bytes, other).is_ok()
+                    {
+                        return Some(size as u64);
+                    }
                 }
             }
         }

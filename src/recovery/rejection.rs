@@ -23,6 +23,20 @@ pub(crate) enum LoadRejection {
     ReservedPagesFree { group: u64 },
     /// Step 4: the chosen slots are not the ones the copy's slot digest names.
     SlotDigest,
+    /// Format 3, step 2: a table page lies past the end of the file.
+    TablePagePastEnd { table_page: u64 },
+    /// Format 3, step 2: both slots of a table page are valid with one generation.
+    TableSlotsTie { table_page: u64, generation: u64 },
+    /// Format 3, step 2: no slot of a table page is valid at or below the copy's generation.
+    NoTableSlot { table_page: u64 },
+    /// Format 3, step 2: a table page holds another number of entries than groups it covers,
+    /// or an entry newer than the copy.
+    TableEntries { table_page: u64 },
+    /// Format 3, step 2: the chosen table slots are not the ones the copy's table digest names.
+    TableDigest,
+    /// Format 3, step 3: a group's pinned slot is missing, damaged, or not the one its entry
+    /// names (generation, checksum or free count).
+    PinnedSlot { group: u64 },
     /// Step 5: a log entry does not apply to the bitmap.
     LogEntry { kind: LogKind, first: u64, end: u64 },
     /// Step 6: the chain ends before its block count.
@@ -66,6 +80,28 @@ impl fmt::Display for LoadRejection {
                 write!(f, "both slots of group {group} claim generation {generation}")
             }
             NoGroupSlot { group } => write!(f, "group {group} has no valid bitmap slot"),
+            TablePagePastEnd { table_page } => {
+                write!(f, "group table page {table_page} past the end of the file")
+            }
+            TableSlotsTie {
+                table_page,
+                generation,
+            } => write!(
+                f,
+                "both slots of group table page {table_page} claim generation {generation}"
+            ),
+            NoTableSlot { table_page } => {
+                write!(f, "group table page {table_page} has no valid slot")
+            }
+            TableEntries { table_page } => write!(
+                f,
+                "group table page {table_page} does not hold one entry per group it covers"
+            ),
+            TableDigest => f.write_str("group table slots do not match the table digest"),
+            PinnedSlot { group } => write!(
+                f,
+                "the bitmap slot the group table names for group {group} is missing or damaged"
+            ),
             GroupPastEnd { group } => {
                 write!(f, "group {group} marks pages past the end of the file")
             }

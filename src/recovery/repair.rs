@@ -6,7 +6,9 @@ use std::ops::Range;
 use super::table::Candidates;
 use super::{MirrorRepair, Recovered, page};
 use crate::error::{IoOperation, MappedPageError};
-use crate::format::{Geometry, SCRUB_BYTES, Superblock, decode_directory_slot, decode_group_slot};
+use crate::format::{
+    Geometry, SCRUB_BYTES, Superblock, decode_directory_slot, decode_group_slot, decode_table_page,
+};
 use crate::format::{directory_digest_term, generation_field, slot_checksum_field};
 use crate::state::AllocState;
 use crate::storage::Storage;
@@ -219,8 +221,40 @@ pub(super) fn future_pages(
         }
     }
     future_group_slots(image, geometry, state, candidates, &mut pages);
+    if geometry.has_group_table() {
+        future_table_slots(image, geometry, state, candidates, &mut pages);
+    }
     future_directory_slots(image, geometry, state, &mut pages);
     pages
+}
+
+/// Format 3: the slots of every table page of the groups materialized by the chosen state or by a
+/// copy that decodes, above the chosen generation (docs/scale-design.md §3.2: the next commit
+/// reuses generation `c + 1`, and "newest valid ≤ `c + 1`" could otherwise pick a slot of the
+/// commit that never completed).
+fn future_table_slots(
+    image: &[u8],
+    geometry: Geometry,
+    state: &AllocState,
+    candidates: &Candidates,
+    pages: &mut Vec<u64>,
+) {
+    let materialized = candidates
+        .metas
+        .iter()
+        .filter_map(|meta| meta.as_ref().ok().map(|m| m.materialized_groups))
+        .fold(state.materialized_groups(), u64::max);
+    for table_page in 0..geometry.table_page_count(materialized) {
+        for slot in 0..2u8 {
+            let page_index = geometry.table_slot_page(table_page, slot);
+            if let Some(bytes) = page(image, geometry, page_index)
+                && raw_generation(bytes) > state.generation()
+                && decode_table_page(bytes, geometry, table_page).is_ok()
+            {
+                pages.push(page_index);
+            }
+        }
+    }
 }
 
 /// Every group materialized by the chosen state or by a copy that decodes (a newer commit that

@@ -17,6 +17,8 @@ pub(crate) struct Candidates {
     pub(crate) checksums: [Option<u32>; 2],
     /// The page size the file is opened with.
     pub(crate) page_size: u64,
+    /// The file's geometry: its page size and format (a group table from format 3 on).
+    pub(crate) geometry: crate::format::Geometry,
 }
 
 const BOTH: [MetaSlot; 2] = [MetaSlot::A, MetaSlot::B];
@@ -398,6 +400,7 @@ mod tests {
             directory: DirectoryRoot::default(),
             single_sync,
             data_checks: Vec::new(),
+            table_digest: 0,
         })
     }
 
@@ -437,6 +440,7 @@ mod tests {
             checksums: [field(&a), field(&b)],
             metas: [a, b],
             page_size: P,
+            geometry: crate::format::Geometry::new(P as usize),
         }
     }
 

@@ -142,7 +142,7 @@ pub(super) fn open_and_judge<const P: usize, W: Scenario<P>>(
 pub(super) fn check_well_formed<const P: usize>(
     pager: &Pager<P, SimStorage>,
 ) -> Result<(), Finding> {
-    let geometry = Geometry::new(P);
+    let geometry = Geometry::with_group_table(P);
     let mut count = 0u64;
     for id in pager.iter_allocated_pages() {
         if geometry.is_internal(id.raw()) || id.raw() >= pager.page_count() {

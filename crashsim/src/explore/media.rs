@@ -26,11 +26,11 @@ pub struct MediaDamage {
 }
 
 /// Every damage the media phase does to `image`, a durable image of `P`-byte pages, in the
-/// order it does them: the superblock, both metadata copies, every bitmap slot page and every
-/// directory slot page (each page that starts with the directory magic), each at a few fields,
+/// order it does them: the superblock, both metadata copies, every bitmap slot page, every group
+/// table slot page (format 3) and every directory slot page (each page that starts with the directory magic), each at a few fields,
 /// with a bit flipped at each field and the sector of the first field zeroed.
 pub fn media_damages<const P: usize>(image: &[u8]) -> Vec<MediaDamage> {
-    let geometry = Geometry::new(P);
+    let geometry = Geometry::with_group_table(P);
     let file_pages = image.len() as u64 / P as u64;
     // (page, byte offsets, redundant).
     let mut targets: Vec<(u64, &[u64], bool)> = vec![
@@ -47,6 +47,16 @@ pub fn media_damages<const P: usize>(image: &[u8]) -> Vec<MediaDamage> {
             targets.push((geometry.slot_page(group, slot), &[16, 32, 40], false));
         }
         group += 1;
+    }
+    // Format 3's group table pages (both slots of every table page of the groups in the file):
+    // generation, page index, entry 0's generation and checksum, entry 1's slot and free count.
+    for table_page in 0..geometry.table_page_count(group) {
+        for slot in 0..2 {
+            let page = geometry.table_slot_page(table_page, slot);
+            if page < file_pages {
+                targets.push((page, &[16, 24, 32, 40, 60], false));
+            }
+        }
     }
     // Directory slot pages: generation, next-block pointer, entry 0's second copy and its
     // content checksum.
