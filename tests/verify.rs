@@ -127,6 +127,41 @@ fn a_damaged_current_group_slot_is_reported() {
     );
 }
 
+/// Format 3: table page 0 lives in pages 5 and 6. Damage to its current slot is reported (and
+/// the table digest no longer matches); damage to a page holding nothing never is.
+#[test]
+fn a_damaged_group_table_slot_is_reported() {
+    let (_dir, path, clean) = setup();
+    let (current, other) = if generation_of(&clean, 5) >= generation_of(&clean, 6) {
+        (5, 6)
+    } else {
+        (6, 5)
+    };
+    let report = damaged(&path, &clean, current);
+    assert!(
+        report.findings.iter().any(
+            |f| matches!(f, Finding::TablePage { table_page: 0, page, .. } if *page == current)
+        ),
+        "{report:?}"
+    );
+    assert!(
+        report
+            .findings
+            .iter()
+            .any(|f| matches!(f, Finding::TableDigest { .. } | Finding::NoTableSlot { .. })),
+        "{report:?}"
+    );
+    if generation_of(&clean, other) > 0 {
+        let report = damaged(&path, &clean, other);
+        assert!(
+            report.findings.iter().any(
+                |f| matches!(f, Finding::TablePage { table_page: 0, page, .. } if *page == other)
+            ),
+            "{report:?}"
+        );
+    }
+}
+
 #[test]
 fn a_damaged_directory_mirror_is_reported() {
     let (_dir, path, clean) = setup();
