@@ -99,7 +99,7 @@ fn info_on_a_clean_file() {
     assert_eq!(output.status.code(), Some(0));
     for field in [
         "\"page_size\":4096",
-        "\"format_version\":2",
+        "\"format_version\":3",
         "\"allocated_pages\":2",
         "\"protected_pages\":1",
         "\"recovery_decision\":\"Superblock\"",
