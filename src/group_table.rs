@@ -198,6 +198,57 @@ mod tests {
         }
     }
 
+    /// Distinct entries (a table page's position in the table shows in its entries), and a
+    /// table page written twice, so that its current slot is 1 before the third write.
+    #[test]
+    fn plan_keeps_each_page_s_own_entries_and_alternates_its_slots() {
+        let g = Geometry::with_group_table(1024);
+        let mut table = GroupTable::default();
+        let distinct = |group: u64, generation: u64| TableEntry {
+            generation,
+            checksum: (group as u32) << 8 | generation as u32,
+            slot: 0,
+            free_pages: group as u32,
+        };
+        let first: Vec<(u64, TableEntry)> = (0..130).map(|k| (k, distinct(k, 1))).collect();
+        let writes = table.plan(g, &first);
+        assert_eq!(
+            writes.iter().map(|w| w.table_page).collect::<Vec<_>>(),
+            [0, 1, 2]
+        );
+        let slot = |slot, generation, checksum| TablePageSlot {
+            slot,
+            generation,
+            checksum,
+        };
+        table.committed(
+            &first,
+            &[(0, slot(0, 1, 1)), (1, slot(0, 1, 2)), (2, slot(0, 1, 3))],
+        );
+        for (generation, expected_slot) in [(2u64, 1u8), (3, 0)] {
+            let update = [(70, distinct(70, generation))];
+            let writes = table.plan(g, &update);
+            assert_eq!(writes.len(), 1);
+            let write = &writes[0];
+            assert_eq!((write.table_page, write.slot), (1, expected_slot));
+            // Groups 62..124, each with its own entry; group 70's the new one.
+            assert_eq!(write.entries.len(), 62);
+            for (group, entry) in (62..).zip(&write.entries) {
+                let expected = if group == 70 {
+                    distinct(70, generation)
+                } else {
+                    distinct(group, 1)
+                };
+                assert_eq!(*entry, expected, "group {group}");
+            }
+            table.committed(&update, &[(1, slot(expected_slot, generation, 9))]);
+            assert_eq!(table.page_slot(1), Some(expected_slot));
+        }
+        assert_eq!(table.page_slot(3), None);
+        let recovered = GroupTable::recovered(g, table.entries.clone(), table.pages.clone());
+        assert_eq!(recovered, table);
+    }
+
     #[test]
     fn plan_touches_each_table_page_of_an_update_once() {
         let g = Geometry::with_group_table(1024);

@@ -141,7 +141,7 @@ pub fn encode_table_page(
 /// Decodes a table page that should be table page `expected_index`. On success returns the
 /// header and its live entries (those of groups `t·E_t ..`, in order). Rejected besides the
 /// header checks: another index, an entry newer than the page, a live entry after a zero one, or
-/// a free count above the pages of a group.
+/// a free count above `G − 2` (a group's two slot pages are never free).
 pub fn decode_table_page(
     page: &[u8],
     geometry: Geometry,
@@ -165,7 +165,8 @@ pub fn decode_table_page(
                 if entry.generation > generation {
                     return Err(insane("a table entry newer than its page"));
                 }
-                if u64::from(entry.free_pages) > geometry.pages_per_group() {
+                // Every group's slot pages are internal: at most `G − 2` bits are clear.
+                if u64::from(entry.free_pages) > geometry.pages_per_group() - 2 {
                     return Err(insane("a free count above the pages of a group"));
                 }
                 entries.push(entry);

@@ -911,10 +911,10 @@ fn table_page_rejections() {
             6,
             Reason::Insane("a table entry newer than its page"),
         ),
-        // Entry 3's free count (slot bit clear) above the 7,936 pages of a group.
+        // Entry 3's free count (slot bit clear) above the 7,934 pages a group can have free.
         (
             32 + 3 * 16 + 12,
-            7937,
+            7935,
             Reason::Insane("a free count above the pages of a group"),
         ),
         // A live entry after the zero entry 10.
@@ -1183,4 +1183,42 @@ fn table_pages_in_group_is_every_extent_page_of_the_group() {
             );
         }
     }
+}
+
+#[test]
+fn table_page_counts_have_known_answers() {
+    let g = Geometry::with_group_table(1024);
+    let cases = [
+        (0, 0),
+        (1, 1),
+        (62, 1),
+        (63, 2),
+        (124, 2),
+        (125, 3),
+        (62 * 4096, 4096),
+    ];
+    for (groups, pages) in cases {
+        assert_eq!(g.table_page_count(groups), pages, "{groups} groups");
+    }
+    assert_eq!(Geometry::with_group_table(4096).table_page_count(255), 2);
+    // ⌈⌈max pages / G⌉ / E_t⌉: 2^36 pages of 1 KiB, 2^34 of 4 KiB, 2^22 of 16 MiB.
+    assert_eq!(Geometry::new(1024).max_table_page_count(), 139_665);
+    assert_eq!(Geometry::new(4096).max_table_page_count(), 2_081);
+    assert_eq!(Geometry::new(1 << 24).max_table_page_count(), 1);
+    // A free count of G − 2 is the most a group can have; one more is rejected.
+    let mut page = vec![0u8; G1K];
+    let entry = |free_pages| TableEntry {
+        generation: 1,
+        checksum: 0,
+        slot: 0,
+        free_pages,
+    };
+    let header = TablePageHeader {
+        generation: 1,
+        index: 0,
+    };
+    encode_table_page(g, header, &[entry(7934)], &mut page);
+    assert!(decode_table_page(&page, g, 0).is_ok());
+    encode_table_page(g, header, &[entry(7935)], &mut page);
+    assert!(decode_table_page(&page, g, 0).is_err());
 }
