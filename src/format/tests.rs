@@ -1070,8 +1070,8 @@ fn table_pages_below_counts_the_extents_up_to_a_length() {
                 last + 1,
                 last + 2,
             ]);
-            // Inside a crossing: a slot page of a crossed group, and just after it.
-            if let Some(&after) = pages.windows(2).find(|w| w[1] != w[0] + 1).map(|w| &w[1]) {
+            // Inside a crossing: the slot pages of every crossed group, and just after them.
+            for after in pages.windows(2).filter(|w| w[1] != w[0] + 1).map(|w| w[1]) {
                 lengths.extend([after - 2, after - 1, after, after + 1]);
             }
         }
