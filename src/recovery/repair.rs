@@ -228,6 +228,17 @@ pub(super) fn future_pages(
     pages
 }
 
+/// The groups materialized by the chosen state or by a copy that decodes (a newer commit that
+/// never completed materializes groups past the chosen page count): the groups whose slots, and
+/// in format 3 table pages, step 1 reads.
+fn materialized_anywhere(state: &AllocState, candidates: &Candidates) -> u64 {
+    candidates
+        .metas
+        .iter()
+        .filter_map(|meta| meta.as_ref().ok().map(|m| m.materialized_groups))
+        .fold(state.materialized_groups(), u64::max)
+}
+
 /// Format 3: the slots of every table page of the groups materialized by the chosen state or by a
 /// copy that decodes, above the chosen generation (docs/scale-design.md §3.2: the next commit
 /// reuses generation `c + 1`, and "newest valid ≤ `c + 1`" could otherwise pick a slot of the
@@ -239,11 +250,7 @@ fn future_table_slots(
     candidates: &Candidates,
     pages: &mut Vec<u64>,
 ) {
-    let materialized = candidates
-        .metas
-        .iter()
-        .filter_map(|meta| meta.as_ref().ok().map(|m| m.materialized_groups))
-        .fold(state.materialized_groups(), u64::max);
+    let materialized = materialized_anywhere(state, candidates);
     for table_page in 0..geometry.table_page_count(materialized) {
         for slot in 0..2u8 {
             let page_index = geometry.table_slot_page(table_page, slot);
@@ -269,11 +276,7 @@ fn future_group_slots(
     candidates: &Candidates,
     pages: &mut Vec<u64>,
 ) {
-    let materialized = candidates
-        .metas
-        .iter()
-        .filter_map(|meta| meta.as_ref().ok().map(|m| m.materialized_groups))
-        .fold(state.materialized_groups(), u64::max);
+    let materialized = materialized_anywhere(state, candidates);
     for group in 0..materialized {
         if page(image, geometry, geometry.slot_page(group, 0)).is_none() {
             break;
