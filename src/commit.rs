@@ -28,7 +28,7 @@ use crate::format::{
     DataCheck, DirectorySlot, Geometry, GroupSlotHeader, MAX_GENERATION, MetaPage, SCRUB_BYTES,
     Superblock, TableEntry, TablePageHeader, decode_directory_slot, decode_group_slot,
     decode_table_page, directory_digest_term, encode_directory_slot, encode_group_slot,
-    encode_table_page, slot_bitmap_word, slot_digest_term,
+    encode_table_page, slot_bitmap_word, slot_clear_bits, slot_digest_term,
 };
 use crate::group_table::TablePageSlot;
 use crate::mutants::Mutant;
@@ -378,7 +378,8 @@ impl<'a, S: Storage> InFlight<'a, S> {
             generation: self.generation,
             checksum,
             slot,
-            free_pages: free_pages_in(geometry, &words),
+            free_pages: u32::try_from(slot_clear_bits(geometry, words.iter().copied()))
+                .expect("a group's pages fit 31 bits"),
         };
         (slot_digest_term(group, self.generation, checksum), entry)
     }
@@ -411,14 +412,7 @@ impl<'a, S: Storage> InFlight<'a, S> {
             let page = page_mut(self.storage, &range);
             let checksum = encode_table_page(geometry, header, &write.entries, page);
             if cfg!(debug_assertions) {
-                let decoded = decode_table_page(page, geometry, write.table_page);
-                assert!(
-                    decoded
-                        .as_ref()
-                        .is_ok_and(|(h, e)| *h == header && *e == write.entries),
-                    "table page {} does not decode to what was encoded: {decoded:?}",
-                    write.table_page
-                );
+                debug_check_table_page(page, geometry, header, &write.entries);
             }
             self.written.push(range);
             let slot = TablePageSlot {
@@ -577,6 +571,22 @@ fn page_mut<'s, S: Storage>(storage: &'s mut S, range: &Range<u64>) -> &'s mut [
 
 /// Paired encode/decode check of step 2: the slot page decodes to the header and the words
 /// encoded.
+fn debug_check_table_page(
+    page: &[u8],
+    geometry: Geometry,
+    header: TablePageHeader,
+    entries: &[TableEntry],
+) {
+    let decoded = decode_table_page(page, geometry, header.index);
+    assert!(
+        decoded
+            .as_ref()
+            .is_ok_and(|(h, e)| *h == header && e.as_slice() == entries),
+        "table page {} does not decode to what was encoded: {decoded:?}",
+        header.index
+    );
+}
+
 fn debug_check_group_slot(page: &[u8], state: &AllocState, header: GroupSlotHeader, words: &[u64]) {
     match decode_group_slot(page, state.geometry, header.group) {
         Ok((decoded, bitmap)) => {
@@ -726,11 +736,4 @@ mod hooks {
         }
         Ok(())
     }
-}
-
-/// The clear bits of `group`'s bitmap words: its free pages as its slot records them (pages past
-/// the end of the file, clear, count too: docs/scale-design.md §2.1).
-fn free_pages_in(geometry: Geometry, words: &[u64]) -> u32 {
-    let used: u64 = words.iter().map(|w| u64::from(w.count_ones())).sum();
-    u32::try_from(geometry.pages_per_group() - used).expect("a group's pages fit 31 bits")
 }

@@ -88,3 +88,13 @@ pub fn slot_checksum_field(page: &[u8]) -> Option<u32> {
 pub fn slot_bitmap_word(bitmap: &[u8], index: usize) -> u64 {
     read_u64(bitmap, index * 8)
 }
+
+/// A slot's *free count* (format 3's table entry, SPEC.md §2.4.1): the clear bits of its bitmap,
+/// `bitmap_words` being the group's `pages_per_group / 64` words (pages past the file count too).
+pub fn slot_clear_bits(geometry: Geometry, bitmap_words: impl IntoIterator<Item = u64>) -> u64 {
+    let ones: u64 = bitmap_words
+        .into_iter()
+        .map(|word| u64::from(word.count_ones()))
+        .sum();
+    geometry.pages_per_group() - ones
+}

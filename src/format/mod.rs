@@ -33,7 +33,7 @@ pub use geometry::{
 };
 pub use group::{
     GROUP_HEADER_BYTES, GROUP_MAGIC, GroupSlotHeader, decode_group_slot, encode_group_slot,
-    slot_bitmap_word, slot_checksum_field,
+    slot_bitmap_word, slot_checksum_field, slot_clear_bits,
 };
 pub(crate) use header::generation_field;
 pub use header::{DecodeError, PageKind, Reason, SCRUB_BYTES};

@@ -11,7 +11,7 @@ use crate::directory::{Directory, DirectoryBlock};
 use crate::format::{
     DIRECTORY_BLOCK_PAGES, Geometry, LogKind, MetaPage, MetaSlot, TableEntry,
     decode_directory_slot, decode_group_slot, decode_table_page, directory_digest_term,
-    slot_bitmap_word, slot_checksum_field, slot_digest_term, table_digest_term,
+    slot_bitmap_word, slot_checksum_field, slot_clear_bits, slot_digest_term, table_digest_term,
 };
 use crate::group_table::{GroupTable, TablePageSlot};
 use crate::mutants::{Mutant, active};
@@ -159,7 +159,9 @@ fn steps2_to_4_load_groups_with_table(
     };
     for (group, entry) in (0..).zip(&entries) {
         let bits = step3_pinned_slot(image, geometry, group, entry)?;
-        let counted = clear_bits(geometry, bits) == u64::from(entry.free_pages);
+        let words =
+            (0..(geometry.pages_per_group() / 64) as usize).map(|i| slot_bitmap_word(bits, i));
+        let counted = slot_clear_bits(geometry, words) == u64::from(entry.free_pages);
         if !counted && !active(Mutant::SkipPinnedSlotCheck) {
             return Err(LoadRejection::PinnedSlot { group });
         }
@@ -269,16 +271,6 @@ fn step3_pinned_slot<'a>(
         }
         _ => Err(LoadRejection::PinnedSlot { group }),
     }
-}
-
-/// The clear bits of a slot's bitmap: its group's free pages as the slot records them (pages
-/// past the end of the file, clear, count too).
-fn clear_bits(geometry: Geometry, bits: &[u8]) -> u64 {
-    let words = (geometry.pages_per_group() / 64) as usize;
-    let ones: u64 = (0..words)
-        .map(|index| u64::from(slot_bitmap_word(bits, index).count_ones()))
-        .sum();
-    geometry.pages_per_group() - ones
 }
 
 /// Step 2: the valid slot of `group` with the largest generation not above the copy's.
