@@ -108,6 +108,12 @@ impl Bitmap {
             *summary = (*summary & !mask) | free;
             index = block_end;
         }
+        self.refresh_above(first, end);
+    }
+
+    /// Brings the summary levels above level 0 up to date after a change of level-0 bits
+    /// `first..end` (`first < end`).
+    fn refresh_above(&mut self, first: usize, end: usize) {
         let (mut low, mut high) = (first, end);
         for level in 1..self.levels.len() {
             let (below, above) = self.levels.split_at_mut(level);
@@ -133,6 +139,23 @@ impl Bitmap {
             (index + 1..bits.len()).find(|&i| bits[i] != 0)?
         };
         Some(next * 64 + bits[next].trailing_zeros() as usize)
+    }
+
+    /// Hides words `first..end` from the search: their summary bits say "no free page" whatever
+    /// the words hold, until a change of them (`load_le_words`, `set_range`, `clear_range`)
+    /// brings their summary back. For words whose bits are not in memory yet (format 3's lazy
+    /// group load, [`crate::state::AllocState`]): the search skips a group known to be full
+    /// instead of loading it. The summary is then exact except over hidden words.
+    pub(crate) fn hide_words(&mut self, first: usize, end: usize) {
+        assert!(
+            first < end && end <= self.words.len(),
+            "hide words {first}..{end} of {}",
+            self.words.len()
+        );
+        for index in first..end {
+            put_bit(&mut self.levels[0], index, false);
+        }
+        self.refresh_above(first, end);
     }
 
     /// True when the summary is the one `words` give (for tests and debug assertions).

@@ -195,6 +195,18 @@ pub enum MappedPageError {
         /// The backing page that holds the committed copy.
         page: u64,
     },
+    /// The bitmap slot that format 3's group table pins for a group does not match its entry:
+    /// the medium damaged it after the commit that wrote it (SPEC.md §4.9). Found when the group
+    /// is first used (open reads only the groups it needs) or by
+    /// [`Pager::check_bitmaps`](crate::Pager::check_bitmaps). Nothing changed; the pager hands
+    /// out no page of the group and never falls back to its older slot. The rest of the file
+    /// reads and commits as before.
+    CorruptGroupSlot {
+        /// The group (pages `group · G .. (group + 1) · G`).
+        group: u64,
+        /// The slot page the table pins.
+        page: u64,
+    },
     /// The committed generation is [`MAX_GENERATION`](crate::format::MAX_GENERATION): a commit
     /// after it would have to wrap the generation, which recovery could not order (SPEC.md
     /// §3.2). Every call that would commit returns this before changing anything, in memory or
@@ -406,6 +418,10 @@ impl fmt::Display for MappedPageError {
             MappedPageError::CorruptProtectedPage { id, page } => write!(
                 f,
                 "the committed copy of protected page {id} (in page {page}) fails its checksum: the medium damaged it after the commit; restore its content from a backup and write it again with get_mut"
+            ),
+            MappedPageError::CorruptGroupSlot { group, page } => write!(
+                f,
+                "the allocation bitmap of group {group} (slot page {page}) does not match the group table: the medium damaged it after it was committed; run `mappedpages check` on the file and restore it from a backup (pages of other groups still read and allocate)"
             ),
             MappedPageError::GenerationExhausted { generation } => write!(
                 f,

@@ -62,6 +62,12 @@ impl GroupTable {
         }
     }
 
+    /// The entry of materialized `group`.
+    #[inline]
+    pub(crate) fn entry(&self, group: u64) -> Option<&TableEntry> {
+        self.entries.get(usize::try_from(group).ok()?)
+    }
+
     /// The table digest `T`.
     pub(crate) fn digest(&self) -> u64 {
         self.digest

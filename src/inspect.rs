@@ -138,7 +138,7 @@ impl<const PAGE_SIZE: usize> ReadOnlyPager<PAGE_SIZE> {
         if state.directory.owns(page) {
             return Ok(self.directory_page_use(page));
         }
-        Ok(if state.is_allocated_data_page(page) {
+        Ok(if state.is_allocated_data_page(page, self.pager.image())? {
             PageUse::Allocated
         } else {
             PageUse::Free

@@ -186,6 +186,7 @@ mod directory;
 mod error;
 #[doc(hidden)]
 pub mod format;
+mod group_loads;
 mod group_table;
 mod inspect;
 #[cfg(feature = "mutants")]

@@ -76,6 +76,13 @@ pub enum Mutant {
     /// Recovery (format 3): take the slot a group's table entry pins if it decodes, whatever its
     /// generation and checksum (an older bitmap in the pinned slot's place goes unnoticed).
     SkipPinnedSlotCheck,
+    /// Lazy group load (format 3): when the slot a group's entry pins does not match it, use the
+    /// group's other slot if it decodes (an older bitmap silently in use; SPEC.md §4.9, INV-8).
+    LazyLoadAcceptsOtherSlot,
+    /// Recovery (format 3): leave loading the groups the chosen copy's commit folded to their
+    /// first use, instead of checking their pinned slots at open (SPEC.md §4.1 step 3): a torn
+    /// slot of the last single-sync commit is then found after the copy was taken.
+    SkipLastCommitSlotCheck,
     /// `SharedPager` group commit: publish the group to readers (land it) before its barrier,
     /// so a reader sees allocations that are not durable yet (SPEC.md §3.10). Changes what
     /// readers see, never what is durable: caught by the loom models, not by crashsim.
@@ -86,7 +93,7 @@ pub enum Mutant {
 impl Mutant {
     /// Every mutant, in declaration order. crashsim catches each one (`crashsim/tests/mutants.rs`);
     /// those of [`SHARED`](Self::SHARED) only its concurrent workloads (`threads-8`, …) can.
-    pub const ALL: [Mutant; 24] = [
+    pub const ALL: [Mutant; 26] = [
         Mutant::SkipMetadataBarrier,
         Mutant::FlipBeforeMetadataDurable,
         Mutant::WriteActiveCopyInPlace,
@@ -111,6 +118,8 @@ impl Mutant {
         Mutant::AttachedLeftOutOfBarrier,
         Mutant::TableInPlace,
         Mutant::SkipPinnedSlotCheck,
+        Mutant::LazyLoadAcceptsOtherSlot,
+        Mutant::SkipLastCommitSlotCheck,
     ];
 
     /// The mutants of `SharedPager`'s group commit (src/shared.rs), in declaration order; also
@@ -151,6 +160,8 @@ impl Mutant {
             Mutant::AttachedLeftOutOfBarrier => "attached-left-out-of-barrier",
             Mutant::TableInPlace => "table-in-place",
             Mutant::SkipPinnedSlotCheck => "skip-pinned-slot-check",
+            Mutant::LazyLoadAcceptsOtherSlot => "lazy-load-accepts-other-slot",
+            Mutant::SkipLastCommitSlotCheck => "skip-last-commit-slot-check",
             Mutant::PublishBeforeBarrier => "publish-before-barrier",
         }
     }

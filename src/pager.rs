@@ -502,8 +502,9 @@ impl<const PAGE_SIZE: usize, S: Storage> Pager<PAGE_SIZE, S> {
         self.state.generation()
     }
 
-    /// The file's on-disk format version (SPEC.md §2.2): 2 for a file this build created, 1 for
-    /// an older one, which keeps it (single-sync `alloc_with` then takes one more barrier).
+    /// The file's on-disk format version (SPEC.md §2.2): 3 for a file this build created, 1 or 2
+    /// for an older one, which keeps it (format 1: single-sync `alloc_with` then takes one more
+    /// barrier; formats 1 and 2: open reads every group's bitmap, §4.9).
     ///
     /// ```
     /// use mappedpages::{Pager, SimStorage};
@@ -515,9 +516,38 @@ impl<const PAGE_SIZE: usize, S: Storage> Pager<PAGE_SIZE, S> {
         self.state.format_version()
     }
 
-    /// True if `id` names an allocated data page.
+    /// True if `id` names an allocated data page. False for a page of a group whose bitmap slot
+    /// is damaged (format 3 finds that when the group is first used, SPEC.md §4.9: reading the
+    /// page then fails with [`MappedPageError::CorruptGroupSlot`], and
+    /// [`check_bitmaps`](Self::check_bitmaps) finds every such group at once).
     pub fn is_allocated(&self, id: PageId<PAGE_SIZE>) -> bool {
-        self.state.is_allocated_data_page(id.raw())
+        self.state
+            .is_allocated_data_page(id.raw(), self.storage.bytes())
+            .unwrap_or(false)
+    }
+
+    /// Checks the bitmap slot of every group that is not in memory yet against the group table
+    /// (SPEC.md §4.9): what opening a file did before format 3. Format 3's open reads only the
+    /// groups it needs and finds a damaged slot of any other group when the group is first used;
+    /// call this right after opening to find every one at once. Reads one page per such group
+    /// and loads none. Formats 1 and 2 have every group in memory after open: nothing to check.
+    ///
+    /// # Errors
+    ///
+    /// [`MappedPageError::CorruptGroupSlot`] for the first damaged group;
+    /// [`MappedPageError::Poisoned`] after a failed sync.
+    ///
+    /// ```
+    /// use mappedpages::{Pager, SimStorage};
+    ///
+    /// let mut pager = Pager::<1024, SimStorage>::create_in(SimStorage::new()).unwrap();
+    /// pager.alloc_bulk(3).unwrap();
+    /// let pager = Pager::<1024, SimStorage>::open_in(pager.into_storage()).unwrap();
+    /// pager.check_bitmaps().unwrap();
+    /// ```
+    pub fn check_bitmaps(&self) -> Result<(), MappedPageError> {
+        self.check_poison()?;
+        Ok(self.state.check_unloaded_groups(self.storage.bytes())?)
     }
 
     /// True if `page` is one of the file's internal pages (superblock, metadata copies, bitmap
@@ -529,6 +559,11 @@ impl<const PAGE_SIZE: usize, S: Storage> Pager<PAGE_SIZE, S> {
     /// The committed state (for the read-only inspection methods, `src/inspect.rs`).
     pub(crate) fn state(&self) -> &AllocState {
         &self.state
+    }
+
+    /// The file's bytes as mapped, where groups not loaded are read (SPEC.md §4.9).
+    pub(crate) fn image(&self) -> &[u8] {
+        self.storage.bytes()
     }
 
     /// The page of the metadata copy holding the recovered or last commit (1 or 2).
@@ -549,7 +584,7 @@ impl<const PAGE_SIZE: usize, S: Storage> Pager<PAGE_SIZE, S> {
         if self.state.geometry.is_internal(page) || self.state.directory.owns(page) {
             return Err(MappedPageError::ReservedPage { page });
         }
-        if !self.state.bitmap.get(page) {
+        if !self.state.page_in_use(page, self.storage.bytes())? {
             return Err(MappedPageError::NotAllocated { page });
         }
         Ok(())
@@ -625,11 +660,23 @@ impl<const PAGE_SIZE: usize, S: Storage> Pager<PAGE_SIZE, S> {
     }
 
     /// `count` free pages as runs ([`AllocState::find_free_runs`]); the caller made them free
-    /// with [`ensure_free_pages`](Self::ensure_free_pages).
-    pub(crate) fn free_runs(&self, count: u64) -> Vec<PageRun> {
-        self.state
-            .find_free_runs(count)
-            .expect("ensure_free_pages made enough pages free")
+    /// with [`ensure_free_pages`](Self::ensure_free_pages), whose `growth` this undoes when the
+    /// search reaches a group whose bitmap slot is damaged (`CorruptGroupSlot`).
+    pub(crate) fn free_runs(
+        &mut self,
+        count: u64,
+        growth: Option<Growth>,
+    ) -> Result<(Vec<PageRun>, Option<Growth>), MappedPageError> {
+        match self.state.find_free_runs(count, self.storage.bytes()) {
+            Ok(runs) => Ok((
+                runs.expect("ensure_free_pages made enough pages free"),
+                growth,
+            )),
+            Err(damaged) => {
+                self.undo_growth(growth)?;
+                Err(damaged.into())
+            }
+        }
     }
 
     /// Stages `runs` in the bitmap and the log ([`AllocState::apply`]).
@@ -941,7 +988,7 @@ impl<const PAGE_SIZE: usize, S: Storage> Pager<PAGE_SIZE, S> {
                 requested_bytes: (count as u64).saturating_mul(8),
             })?;
         let growth = self.ensure_free_pages(count as u64)?;
-        let runs = self.free_runs(count as u64);
+        let (runs, growth) = self.free_runs(count as u64, growth)?;
         let growth = self.reserve_runs(&runs, growth)?;
         for run in &runs {
             ids.extend((run.first_page..run.end_page).map(PageId::from_raw));
@@ -978,7 +1025,9 @@ impl<const PAGE_SIZE: usize, S: Storage> Pager<PAGE_SIZE, S> {
                 || !state.bitmap.get(page)
                 || (protected_pages && state.directory.owns(page))
             {
-                return self.validate_free(page);
+                // Also the way to a page of a group not loaded (its bits are zero in memory):
+                // `validate_free` reads them from its pinned slot, and an allocated page passes.
+                self.validate_free(page)?;
             }
         }
         Ok(())
@@ -993,6 +1042,13 @@ impl<const PAGE_SIZE: usize, S: Storage> Pager<PAGE_SIZE, S> {
         ids.sort_unstable();
         let runs = PageRun::try_free_runs(ids.iter().map(|id| id.raw()))
             .map_err(|page| MappedPageError::DuplicateId { page })?;
+        // Their groups' bits into memory (SPEC.md §4.9): validation read the pinned slot of each
+        // group not loaded, so loading cannot find it damaged.
+        let geometry = self.state.geometry;
+        for run in &runs {
+            self.state
+                .load_group(geometry.group_of(run.first_page), self.storage.bytes())?;
+        }
         self.state.apply(&runs);
         Ok(())
     }
@@ -1381,7 +1437,7 @@ impl<const PAGE_SIZE: usize, S: Storage> Pager<PAGE_SIZE, S> {
     /// ```
     pub fn iter_allocated_pages(&self) -> AllocatedPageIter<'_, PAGE_SIZE, S> {
         AllocatedPageIter {
-            scan: AllocatedScan::new(&self.state, self.poisoned.is_some()),
+            scan: AllocatedScan::new(&self.state, self.storage.bytes(), self.poisoned.is_some()),
             _pager: PhantomData,
         }
     }

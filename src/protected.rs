@@ -300,7 +300,7 @@ impl<const PAGE_SIZE: usize, S: Storage> Pager<PAGE_SIZE, S> {
             .map_err(|_| out_of_memory(size_of::<ProtectedPageId<PAGE_SIZE>>()))?;
         let needed = self.directory().pages_needed(count);
         let growth = self.ensure_free_pages(needed)?;
-        let runs = self.free_runs(needed);
+        let (runs, growth) = self.free_runs(needed, growth)?;
         let growth = self.reserve_runs(&runs, growth)?;
         // The directory's memory last: its reservation touches what it reserves, so a request
         // the disk cannot hold fails (above) before it costs memory.

@@ -385,9 +385,25 @@ fn loss_of(
     damaged: MetaSlot,
     after: &AllocState,
 ) -> RollbackLoss {
+    // Both states whole (format 3 loads groups on first use): the comparison reads every bit.
+    let mut after = after.clone();
+    if let Err(error) = after.load_all_groups(image) {
+        return RollbackLoss::Unknown {
+            reason: format!(
+                "the older copy's bitmap of group {} is damaged",
+                error.group
+            ),
+            damaged_page_count: None,
+        };
+    }
     match candidates.meta(damaged) {
-        Ok(meta) => match load_copy(image, geometry, meta, damaged) {
-            Ok(state) => known_loss(&state, after),
+        Ok(meta) => match load_copy(image, geometry, meta, damaged).and_then(|mut state| {
+            state
+                .load_all_groups(image)
+                .map_err(|error| format!("the bitmap of group {} is damaged", error.group))?;
+            Ok(state)
+        }) {
+            Ok(state) => known_loss(&state, &after, image),
             Err(why) => RollbackLoss::Unknown {
                 reason: format!(
                     "the damaged copy {damaged} (generation {}) does not load: {why}",
@@ -423,12 +439,12 @@ fn damaged_protected(image: &[u8], geometry: Geometry, state: &AllocState) -> Ve
 }
 
 /// The loss when the damaged copy loads: its state against the older one, page by page.
-fn known_loss(damaged: &AllocState, after: &AllocState) -> RollbackLoss {
+fn known_loss(damaged: &AllocState, after: &AllocState, image: &[u8]) -> RollbackLoss {
     let (mut lost, mut restored) = (Vec::new(), Vec::new());
     for page in changed_pages(damaged, after) {
         match (
-            damaged.is_allocated_data_page(page),
-            after.is_allocated_data_page(page),
+            damaged.is_allocated_data_page(page, image) == Ok(true),
+            after.is_allocated_data_page(page, image) == Ok(true),
         ) {
             (true, false) => push_page(&mut lost, page),
             (false, true) => push_page(&mut restored, page),

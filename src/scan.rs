@@ -14,13 +14,30 @@
 //! protected pages (BENCHMARKS.md, issue 15).
 
 use crate::bitmap::Bitmap;
-use crate::format::Geometry;
+use crate::format::{Geometry, slot_bitmap_word};
 use crate::state::AllocState;
+
+/// Where the words of the group being scanned come from.
+#[derive(Clone, Copy, Debug)]
+enum Words<'a> {
+    /// The in-memory bitmap (a loaded group).
+    Memory,
+    /// The bitmap bytes of the group's checked pinned slot (a group not loaded, SPEC.md §4.9),
+    /// and the index of the group's first word.
+    Slot(&'a [u8], usize),
+    /// Nothing: the group's pinned slot is damaged, so none of its pages is listed (as
+    /// `is_allocated` says false for them; `check_bitmaps` reports the group).
+    Damaged,
+}
 
 /// The allocated regular pages of a state, in increasing order.
 #[derive(Clone, Debug)]
 pub(crate) struct AllocatedScan<'a> {
     bitmap: &'a Bitmap,
+    state: &'a AllocState,
+    /// The file's bytes, for groups not loaded.
+    image: &'a [u8],
+    words: Words<'a>,
     /// Index of the word `bits` came from.
     word_index: usize,
     /// Bits of that word not yet yielded, exclusions applied.
@@ -28,7 +45,7 @@ pub(crate) struct AllocatedScan<'a> {
     /// Index of the next word that needs [`boundary`](Self::boundary): the next group's first
     /// word, or the next word of the current group's internal pages.
     next_boundary_word: usize,
-    /// Index of the next word that starts a group (past group 0).
+    /// Index of the next word that starts a group.
     next_group_word: usize,
     words_per_group: usize,
     /// The first data page of the group being scanned: pages below it are internal.
@@ -40,9 +57,10 @@ pub(crate) struct AllocatedScan<'a> {
 }
 
 impl<'a> AllocatedScan<'a> {
-    /// A scan of `state`'s allocated regular pages; an empty one when `empty` (a poisoned pager).
-    /// Sorting the directory's pages costs `O(k log k)` for `k` of them, once per scan.
-    pub(crate) fn new(state: &'a AllocState, empty: bool) -> AllocatedScan<'a> {
+    /// A scan of `state`'s allocated regular pages, groups not loaded read from `image`; an
+    /// empty one when `empty` (a poisoned pager). Sorting the directory's pages costs
+    /// `O(k log k)` for `k` of them, once per scan.
+    pub(crate) fn new(state: &'a AllocState, image: &'a [u8], empty: bool) -> AllocatedScan<'a> {
         let pages_per_group = state.geometry.pages_per_group();
         assert!(
             pages_per_group.is_multiple_of(64) && pages_per_group > 64,
@@ -53,12 +71,15 @@ impl<'a> AllocatedScan<'a> {
         owned.sort_unstable();
         let mut scan = AllocatedScan {
             bitmap: &state.bitmap,
+            state,
+            image,
+            words: Words::Memory,
             word_index: 0,
             bits: 0,
             next_boundary_word: 0,
-            next_group_word: words_per_group,
+            next_group_word: 0,
             words_per_group,
-            data_start: state.geometry.first_data_page_of_group(0),
+            data_start: 0,
             geometry: state.geometry,
             owned,
             owned_next: 0,
@@ -66,22 +87,28 @@ impl<'a> AllocatedScan<'a> {
         if empty || scan.bitmap.word_count() == 0 {
             scan.word_index = scan.bitmap.word_count();
         } else {
-            let word = scan.load(0);
-            scan.bits = scan.boundary(0, word);
+            scan.bits = scan.boundary(0);
         }
         scan
     }
 
-    /// `word` (word `index`) without the internal pages in it, at a boundary word: a group's
-    /// first word, or a further word of its internal pages (format 3's extents can fill many).
-    /// Out of line, so that `next` stays small enough to inline into the caller's loop.
+    /// Word `index` without the internal pages in it, at a boundary word: a group's first word
+    /// (where the group's words are chosen: memory or its pinned slot), or a further word of its
+    /// internal pages (format 3's extents can fill many). Out of line, so that `next` stays
+    /// small enough to inline into the caller's loop.
     #[inline(never)]
-    fn boundary(&mut self, index: usize, word: u64) -> u64 {
+    fn boundary(&mut self, index: usize) -> u64 {
         if index == self.next_group_word {
             let group = (index / self.words_per_group) as u64;
             self.data_start = self.geometry.first_data_page_of_group(group);
             self.next_group_word += self.words_per_group;
+            self.words = match self.state.unloaded_group_bits(group, self.image) {
+                None => Words::Memory,
+                Some(Ok(bits)) => Words::Slot(bits, index),
+                Some(Err(_)) => Words::Damaged,
+            };
         }
+        let word = self.load(index);
         let word_start = index as u64 * 64;
         let internal = self.data_start.saturating_sub(word_start);
         self.next_boundary_word = if internal > 64 {
@@ -99,7 +126,11 @@ impl<'a> AllocatedScan<'a> {
     /// Word `index` without the directory's pages in it. Words are loaded in increasing order.
     #[inline]
     fn load(&mut self, index: usize) -> u64 {
-        let mut word = self.bitmap.word(index);
+        let mut word = match self.words {
+            Words::Memory => self.bitmap.word(index),
+            Words::Slot(bits, first_word) => slot_bitmap_word(bits, index - first_word),
+            Words::Damaged => 0,
+        };
         let word_end = (index as u64 + 1) * 64;
         while let Some(&page) = self.owned.get(self.owned_next) {
             if page >= word_end {
@@ -125,11 +156,11 @@ impl Iterator for AllocatedScan<'_> {
                 return None;
             }
             self.word_index = index;
-            let mut word = self.load(index);
-            if index == self.next_boundary_word {
-                word = self.boundary(index, word);
-            }
-            self.bits = word;
+            self.bits = if index == self.next_boundary_word {
+                self.boundary(index)
+            } else {
+                self.load(index)
+            };
         }
         let bit = self.bits.trailing_zeros();
         self.bits &= self.bits - 1;
@@ -149,7 +180,7 @@ mod tests {
     /// internal and not owned by the directory.
     fn naive(state: &AllocState) -> Vec<u64> {
         (0..state.page_count)
-            .filter(|&page| state.is_allocated_data_page(page))
+            .filter(|&page| state.is_allocated_data_page(page, &[]) == Ok(true))
             .collect()
     }
 
@@ -215,9 +246,9 @@ mod tests {
             let groups = 1 + case % 4;
             let cut = (case * 37) % 700;
             let state = random_state(case, page_size, groups, cut);
-            let scanned: Vec<u64> = AllocatedScan::new(&state, false).collect();
+            let scanned: Vec<u64> = AllocatedScan::new(&state, &[], false).collect();
             assert_eq!(scanned, naive(&state), "case {case}");
-            assert_eq!(AllocatedScan::new(&state, true).next(), None);
+            assert_eq!(AllocatedScan::new(&state, &[], true).next(), None);
         }
     }
 
@@ -238,17 +269,24 @@ mod tests {
         let mut state = AllocState::new_file(geometry, page_count);
         let free = state.free_page_count();
         assert_eq!(free, geometry.data_page_count(page_count));
-        let runs = state.find_free_runs(free).expect("the free pages");
+        let runs = state
+            .find_free_runs(free, &[])
+            .expect("every group loaded")
+            .expect("the free pages");
         state.apply(&runs);
         assert_eq!(state.free_page_count(), 0);
-        let scanned: Vec<u64> = AllocatedScan::new(&state, false).collect();
+        let scanned: Vec<u64> = AllocatedScan::new(&state, &[], false).collect();
         assert_eq!(scanned, naive(&state));
         assert_eq!(scanned.len() as u64, free);
         assert_eq!(scanned.first(), Some(&7), "pages 5 and 6 hold table page 0");
         for extent in 0..=if cfg!(miri) { 0 } else { 2 } {
             for j in 0..geometry.extent_page_count(extent) {
                 let page = geometry.extent_page(extent, j);
-                assert!(!state.is_allocated_data_page(page), "extent page {page}");
+                assert_eq!(
+                    state.is_allocated_data_page(page, &[]),
+                    Ok(false),
+                    "extent page {page}"
+                );
                 assert!(
                     scanned.binary_search(&page).is_err(),
                     "extent page {page} listed"
@@ -258,7 +296,7 @@ mod tests {
         let cases = if cfg!(miri) { 0 } else { 8 };
         for case in 0..cases {
             let state = random_state_of(case, geometry, 1 + case * 30, case * 41);
-            let scanned: Vec<u64> = AllocatedScan::new(&state, false).collect();
+            let scanned: Vec<u64> = AllocatedScan::new(&state, &[], false).collect();
             assert_eq!(scanned, naive(&state), "case {case}");
         }
     }
@@ -269,13 +307,16 @@ mod tests {
         let page_count = 3 * geometry.pages_per_group();
         let mut state = AllocState::new_file(geometry, page_count);
         let free = state.free_page_count();
-        let runs = state.find_free_runs(free).expect("the free pages");
+        let runs = state
+            .find_free_runs(free, &[])
+            .expect("every group loaded")
+            .expect("the free pages");
         state.apply(&runs);
         let start1 = geometry.group_start(1);
         state
             .directory
             .own_for_test(vec![5, 63, 64, start1 + 2, page_count - 1]);
-        let scanned: Vec<u64> = AllocatedScan::new(&state, false).collect();
+        let scanned: Vec<u64> = AllocatedScan::new(&state, &[], false).collect();
         assert_eq!(scanned, naive(&state));
         assert_eq!(scanned.len() as u64, free - 5);
         assert_eq!(scanned.first(), Some(&6));

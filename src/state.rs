@@ -7,6 +7,7 @@ use crate::format::{
     DataCheck, DirectoryRoot, FIRST_DATA_PAGE, FORMAT_VERSION, Geometry, LogEntry, LogKind,
     MIN_FORMAT_VERSION, MetaPage, MetaSlot, TableEntry,
 };
+use crate::group_loads::{DamagedGroup, GroupLoads};
 use crate::group_table::{GroupTable, TablePageSlot};
 
 /// One step of a change: pages `first_page..end_page` become allocated or free.
@@ -180,7 +181,11 @@ pub(crate) struct AllocState {
     /// Format 3's group table (empty in formats 1 and 2).
     pub(crate) table: GroupTable,
     pub(crate) log: Vec<LogEntry>,
+    /// The bits of every loaded group (SPEC.md §4.9); a group not loaded has zero words here
+    /// (hidden from the search when its entry says it is full) and its bits in its pinned slot.
     pub(crate) bitmap: Bitmap,
+    /// Which groups are loaded (format 3; every group is in formats 1 and 2).
+    loads: GroupLoads,
     /// Where the next allocation search starts (next fit).
     pub(crate) next_fit_page: u64,
     /// The protected-page directory; the pages it owns are set in `bitmap`.
@@ -213,6 +218,7 @@ impl AllocState {
             table: GroupTable::default(),
             log: Vec::new(),
             bitmap: Bitmap::new(0),
+            loads: GroupLoads::default(),
             next_fit_page: geometry.first_data_page(),
             directory: Directory::new(geometry),
             unsettled: Vec::new(),
@@ -225,8 +231,10 @@ impl AllocState {
     /// The state recovery found committed (SPEC.md §4.1): copy `active_meta`, holding `meta`,
     /// whose materialized groups have the current slots `group_slots` with the digest terms
     /// `group_terms` (recovery checked their XOR against `meta.slot_digest`) and the bitmap
-    /// `bitmap`, loaded from those slots. The log and the directory are empty: recovery replays
-    /// and loads them.
+    /// `bitmap`, loaded from those slots, except for the groups `loads` says are not loaded
+    /// (format 3: none is yet, recovery loads the ones it needs). The log and the directory are
+    /// empty: recovery replays and loads them.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn recovered(
         geometry: Geometry,
         meta: &MetaPage,
@@ -235,6 +243,7 @@ impl AllocState {
         group_terms: Vec<u64>,
         bitmap: Bitmap,
         table: GroupTable,
+        loads: GroupLoads,
     ) -> AllocState {
         assert!(
             group_slots.len() as u64 == meta.materialized_groups
@@ -246,7 +255,7 @@ impl AllocState {
             slot_digest, meta.slot_digest,
             "recovery checks the slot digest before it builds the state"
         );
-        AllocState {
+        let mut state = AllocState {
             geometry,
             generation: meta.generation,
             active_meta,
@@ -258,11 +267,143 @@ impl AllocState {
             table,
             log: Vec::new(),
             bitmap,
+            loads,
             next_fit_page: geometry.first_data_page(),
             directory: Directory::new(geometry),
             unsettled: Vec::new(),
             format_version: FORMAT_VERSION,
+        };
+        state.hide_full_unloaded_groups();
+        state
+    }
+
+    /// Hides the words of every group not loaded whose entry says it is full from the search
+    /// (one call per run of such groups), so that allocation loads only groups with free pages.
+    fn hide_full_unloaded_groups(&mut self) {
+        let words_per_group = (self.geometry.pages_per_group() / 64) as usize;
+        let mut run: Option<(u64, u64)> = None;
+        let full = |state: &AllocState, group: u64| {
+            state
+                .table
+                .entry(group)
+                .is_some_and(|entry| entry.free_pages == 0)
+        };
+        let groups: Vec<u64> = self.loads.unloaded().filter(|&g| full(self, g)).collect();
+        for group in groups {
+            run = match run {
+                Some((first, end)) if end == group => Some((first, group + 1)),
+                Some((first, end)) => {
+                    self.bitmap.hide_words(
+                        first as usize * words_per_group,
+                        end as usize * words_per_group,
+                    );
+                    Some((group, group + 1))
+                }
+                None => Some((group, group + 1)),
+            };
         }
+        if let Some((first, end)) = run {
+            self.bitmap.hide_words(
+                first as usize * words_per_group,
+                end as usize * words_per_group,
+            );
+        }
+    }
+
+    /// Loads `group`'s bits from its pinned slot in `image` if they are not in memory yet (the
+    /// lazy load of SPEC.md §4.9; the slot checked against its table entry once). Changes
+    /// nothing a commit records: a loaded group holds what its slot holds.
+    pub(crate) fn load_group(&mut self, group: u64, image: &[u8]) -> Result<(), DamagedGroup> {
+        if self.loads.is_loaded(group) {
+            return Ok(());
+        }
+        let entry = *self
+            .table
+            .entry(group)
+            .expect("a group not loaded has a table entry");
+        let bits = self.loads.slot_bits(image, self.geometry, group, &entry)?;
+        let words_per_group = (self.geometry.pages_per_group() / 64) as usize;
+        let first_word = group as usize * words_per_group;
+        // The last group may end past the file: the slot's bits for pages past it must be clear
+        // (SPEC.md §4.1 step 3), checked before anything changes.
+        let inside_pages = (self.page_count - self.geometry.group_start(group))
+            .min(self.geometry.pages_per_group());
+        if !bits_clear_from(bits, inside_pages, self.geometry.pages_per_group()) {
+            return Err(DamagedGroup {
+                group,
+                page: self.geometry.slot_page(group, entry.slot),
+            });
+        }
+        let inside_words = (inside_pages.div_ceil(64) as usize).min(words_per_group);
+        let loaded = self
+            .bitmap
+            .load_le_words(first_word, &bits[..inside_words * 8]);
+        assert!(
+            loaded,
+            "group {group}'s bits past the file were checked clear"
+        );
+        self.loads.mark_loaded(self.geometry, group, &entry);
+        Ok(())
+    }
+
+    /// Loads every group not loaded yet ([`load_group`](Self::load_group)).
+    pub(crate) fn load_all_groups(&mut self, image: &[u8]) -> Result<(), DamagedGroup> {
+        let groups: Vec<u64> = self.loads.unloaded().collect();
+        for group in groups {
+            self.load_group(group, image)?;
+        }
+        Ok(())
+    }
+
+    /// Checks the pinned slot of every group not loaded against its entry, loading none (what
+    /// loading each would find, through `&self`).
+    pub(crate) fn check_unloaded_groups(&self, image: &[u8]) -> Result<(), DamagedGroup> {
+        for group in self.loads.unloaded() {
+            let entry = self
+                .table
+                .entry(group)
+                .expect("a group not loaded has a table entry");
+            self.loads.slot_bits(image, self.geometry, group, entry)?;
+        }
+        Ok(())
+    }
+
+    /// Whether `page` (inside the file) is in use: its bit in memory, or in its group's pinned
+    /// slot in `image` for a group not loaded (checked once, nothing loaded).
+    #[inline]
+    pub(crate) fn page_in_use(&self, page: u64, image: &[u8]) -> Result<bool, DamagedGroup> {
+        // A group not loaded has zero words in memory: a set bit is the answer.
+        if self.bitmap.get(page) {
+            return Ok(true);
+        }
+        let group = self.geometry.group_of(page);
+        if self.loads.is_loaded(group) {
+            return Ok(false);
+        }
+        let entry = self
+            .table
+            .entry(group)
+            .expect("a group not loaded has a table entry");
+        let bits = self.loads.slot_bits(image, self.geometry, group, entry)?;
+        let index = page - self.geometry.group_start(group);
+        let byte = bits
+            .get((index / 8) as usize)
+            .expect("a slot's bitmap holds the whole group");
+        Ok(byte >> (index % 8) & 1 == 1)
+    }
+
+    /// Bits of the group not loaded `group`, from its checked pinned slot: the little-endian
+    /// bitmap bytes (for the scan).
+    pub(crate) fn unloaded_group_bits<'a>(
+        &self,
+        group: u64,
+        image: &'a [u8],
+    ) -> Option<Result<&'a [u8], DamagedGroup>> {
+        if self.loads.is_loaded(group) {
+            return None;
+        }
+        let entry = self.table.entry(group)?;
+        Some(self.loads.slot_bits(image, self.geometry, group, entry))
     }
 
     /// The last commit's data checks, while no superblock names it (SPEC.md §3.6.1).
@@ -372,7 +513,7 @@ impl AllocState {
     }
 
     pub(crate) fn free_page_count(&self) -> u64 {
-        self.page_count - self.bitmap.count_ones()
+        self.page_count - self.bitmap.count_ones() - self.loads.unloaded_used_pages()
     }
 
     /// Allocated regular pages: allocated data pages not owned by the protected-page directory.
@@ -380,19 +521,31 @@ impl AllocState {
         self.data_page_count() - self.free_page_count() - self.directory.owned_page_count()
     }
 
-    /// True for an allocated regular page (never for internal or protected-page pages).
-    pub(crate) fn is_allocated_data_page(&self, page: u64) -> bool {
-        page < self.page_count
+    /// True for an allocated regular page (never for internal or protected-page pages); a group
+    /// not loaded is read from its pinned slot in `image`.
+    pub(crate) fn is_allocated_data_page(
+        &self,
+        page: u64,
+        image: &[u8],
+    ) -> Result<bool, DamagedGroup> {
+        Ok(page < self.page_count
             && !self.geometry.is_internal(page)
-            && self.bitmap.get(page)
-            && !self.directory.owns(page)
+            && self.page_in_use(page, image)?
+            && !self.directory.owns(page))
     }
 
-    /// Finds `count` free pages by next fit from `next_fit_page`, wrapping once, as runs.
-    /// Returns `None` if there are fewer than `count` free pages.
-    pub(crate) fn find_free_runs(&self, count: u64) -> Option<Vec<PageRun>> {
+    /// Finds `count` free pages by next fit from `next_fit_page`, wrapping once, as runs, each
+    /// inside one group. Returns `Ok(None)` if there are fewer than `count` free pages. Loads
+    /// (from `image`) each group not loaded that the search reaches; `Err` for one whose pinned
+    /// slot is damaged (then the groups loaded so far stay loaded, which changes nothing a
+    /// commit records).
+    pub(crate) fn find_free_runs(
+        &mut self,
+        count: u64,
+        image: &[u8],
+    ) -> Result<Option<Vec<PageRun>>, DamagedGroup> {
         if count > self.free_page_count() {
-            return None;
+            return Ok(None);
         }
         let mut runs = Vec::new();
         let mut remaining = count;
@@ -413,10 +566,24 @@ impl AllocState {
                 cursor = 0;
                 continue;
             };
+            let group = self.geometry.group_of(first);
+            if !self.loads.is_loaded(group) {
+                // Its words in memory are zero. A group its entry counts full is passed by
+                // unread (its words are hidden from the summary, but a summary rebuilt by growth
+                // shows them again); any other is loaded, then searched from the cursor.
+                if self.table.entry(group).is_some_and(|e| e.free_pages == 0) {
+                    cursor = self.geometry.group_start(group + 1);
+                } else {
+                    self.load_group(group, image)?;
+                }
+                continue;
+            }
             let limit = if wrapped { start } else { self.page_count };
-            // The run ends at the first page in use, the limit or the count, whichever comes
-            // first; only the words up to there are read.
-            let bound = limit.min(first + remaining);
+            // The run ends at the first page in use, the limit, the group's end (the next
+            // group may not be loaded, its words zero) or the count, whichever comes first;
+            // only the words up to there are read.
+            let group_end = self.geometry.group_start(group + 1);
+            let bound = limit.min(first + remaining).min(group_end);
             let end = self.bitmap.next_one_before(first, bound).unwrap_or(bound);
             runs.push(PageRun {
                 first_page: first,
@@ -426,7 +593,7 @@ impl AllocState {
             remaining -= end - first;
             cursor = end;
         }
-        Some(runs)
+        Ok(Some(runs))
     }
 
     /// Applies `runs` in order to the bitmap and appends them to the log (split per group,
@@ -437,6 +604,13 @@ impl AllocState {
                 run.first_page < run.end_page && run.end_page <= self.page_count,
                 "run {run:?} outside the file of {} pages",
                 self.page_count
+            );
+            assert!(
+                self.loads.is_loaded(self.geometry.group_of(run.first_page))
+                    && self
+                        .loads
+                        .is_loaded(self.geometry.group_of(run.end_page - 1)),
+                "run {run:?} changes a group that is not loaded"
             );
             match run.kind {
                 LogKind::Alloc => self.bitmap.set_range(run.first_page, run.end_page),
@@ -720,12 +894,21 @@ impl AllocState {
         }
     }
 
-    /// The bitmap words of `group`, as its slot page stores them.
+    /// The bitmap words of `group` (loaded), as its slot page stores them.
     pub(crate) fn group_words(&self, group: u64) -> Vec<u64> {
+        assert!(self.loads.is_loaded(group), "group {group} folded unloaded");
         let words_per_group = (self.geometry.pages_per_group() / 64) as usize;
         self.bitmap
             .words(group as usize * words_per_group, words_per_group)
     }
+}
+
+/// Whether bits `from..end` of little-endian bitmap bytes `bits` are all clear.
+fn bits_clear_from(bits: &[u8], from: u64, end: u64) -> bool {
+    (from..end).all(|index| {
+        bits.get((index / 8) as usize)
+            .is_some_and(|byte| byte >> (index % 8) & 1 == 0)
+    })
 }
 
 #[cfg(test)]
@@ -807,12 +990,12 @@ mod tests {
     #[test]
     fn next_fit_wraps_once() {
         let mut s = state();
-        let runs = s.find_free_runs(59).unwrap();
+        let runs = s.find_free_runs(59, &[]).unwrap().unwrap();
         assert_eq!(runs, vec![alloc(5, 64)]);
         s.apply(&runs);
-        assert_eq!(s.find_free_runs(1), None);
+        assert_eq!(s.find_free_runs(1, &[]), Ok(None));
         s.apply(&[free(10, 12)]);
-        assert_eq!(s.find_free_runs(2).unwrap(), vec![alloc(10, 12)]);
+        assert_eq!(s.find_free_runs(2, &[]), Ok(Some(vec![alloc(10, 12)])));
     }
 
     #[test]

@@ -5,9 +5,11 @@ use std::fmt;
 
 use crate::error::MappedPageError;
 use crate::format::{
-    Geometry, MetaPage, MetaSlot, decode_directory_slot, decode_group_slot, decode_table_page,
-    directory_digest_term, slot_checksum_field, slot_digest_term, table_digest_term,
+    Geometry, MetaPage, MetaSlot, TableEntry, decode_directory_slot, decode_group_slot,
+    decode_table_page, directory_digest_term, slot_checksum_field, slot_digest_term,
+    table_digest_term,
 };
+use crate::group_loads::pinned_slot_bits;
 use crate::readonly::Repair;
 use crate::recovery::table::Candidates;
 use crate::recovery::{RecoveryDecision, decode_candidates, recover_decoded, repair};
@@ -347,18 +349,21 @@ fn walk(
             .materialized_groups
             .saturating_add(meta.directory.block_count);
         progress(0, total);
-        check_groups(
-            image,
-            geometry,
-            meta,
-            slot.page(),
-            &mut findings,
-            &mut |group| {
-                progress(group, total);
-            },
-        );
+        let mut done = |group| progress(group, total);
         if geometry.has_group_table() {
-            check_table(image, geometry, meta, slot.page(), &mut findings);
+            let entries = check_table(image, geometry, meta, slot.page(), &mut findings);
+            let copy_page = slot.page();
+            check_pinned_groups(
+                image,
+                geometry,
+                meta,
+                copy_page,
+                &entries,
+                &mut findings,
+                &mut done,
+            );
+        } else {
+            check_groups(image, geometry, meta, slot.page(), &mut findings, &mut done);
         }
         let groups = meta.materialized_groups;
         check_directory(
@@ -430,20 +435,84 @@ fn check_groups(
     }
 }
 
+/// Format 3: every materialized group of `meta` has a table entry (`entries`, from
+/// [`check_table`]) whose pinned slot matches it (SPEC.md §4.1 step 3: what the lazy load of
+/// §4.9 checks on first use, here for every group at once); the other slot decodes or holds
+/// nothing (a slot of a commit that never completed is left in place, §4.3); the entries give
+/// the slot digest.
+fn check_pinned_groups(
+    image: &[u8],
+    geometry: Geometry,
+    meta: &MetaPage,
+    copy_page: u64,
+    entries: &[TableEntry],
+    findings: &mut Vec<Finding>,
+    done: &mut dyn FnMut(u64),
+) {
+    let mut digest = 0u64;
+    for group in 0..meta.materialized_groups {
+        if group > 0 {
+            done(group);
+        }
+        let Some(entry) = entries.get(group as usize) else {
+            findings.push(Finding::NoGroupSlot { group });
+            continue;
+        };
+        digest ^= slot_digest_term(group, entry.generation, entry.checksum);
+        for slot in 0..2u8 {
+            let page_index = geometry.slot_page(group, slot);
+            let Some(bytes) = page(image, geometry, page_index) else {
+                findings.push(Finding::GroupSlot {
+                    group,
+                    page: page_index,
+                    detail: "past the end of the file".into(),
+                });
+                continue;
+            };
+            if slot == entry.slot {
+                if pinned_slot_bits(bytes, geometry, group, entry).is_none() {
+                    findings.push(Finding::GroupSlot {
+                        group,
+                        page: page_index,
+                        detail: format!(
+                            "not the slot its group table entry pins (generation {}, checksum \
+                             {:#010x}, {} free pages): damaged after its commit",
+                            entry.generation, entry.checksum, entry.free_pages
+                        ),
+                    });
+                }
+            } else if let Err(error) = decode_group_slot(bytes, geometry, group)
+                && !blank(bytes)
+            {
+                findings.push(Finding::GroupSlot {
+                    group,
+                    page: page_index,
+                    detail: error.to_string(),
+                });
+            }
+        }
+    }
+    if digest != meta.slot_digest {
+        findings.push(Finding::SlotDigest { copy_page });
+    }
+}
+
 /// Format 3: every table page of `meta`'s groups: both slot pages decode (or hold nothing), one
 /// is valid at or below the copy's generation, and the newest valid ones match the table digest.
-/// (The pinned group slots are checked by `check_groups`: in a consistent file the newest valid
-/// slot at or below the copy's generation is the pinned one, so the slot digest covers them.)
+/// Returns the entries of the newest valid slots, in group order (up to the first table page
+/// without one).
 fn check_table(
     image: &[u8],
     geometry: Geometry,
     meta: &MetaPage,
     copy_page: u64,
     findings: &mut Vec<Finding>,
-) {
+) -> Vec<TableEntry> {
     let mut digest = 0u64;
+    let mut entries = Vec::new();
+    let mut complete = true;
     for table_page in 0..geometry.table_page_count(meta.materialized_groups) {
-        let mut newest: Option<(u64, u32)> = None;
+        let mut newest: Option<(u64, u32, Vec<TableEntry>)> = None;
         for slot in 0..2u8 {
             let page_index = geometry.table_slot_page(table_page, slot);
             let Some(bytes) = page(image, geometry, page_index) else {
@@ -455,10 +524,13 @@ fn check_table(
                 continue;
             };
             match decode_table_page(bytes, geometry, table_page) {
-                Ok((header, _)) if header.generation <= meta.generation => {
+                Ok((header, page_entries)) if header.generation <= meta.generation => {
                     let checksum = slot_checksum_field(bytes).unwrap_or(0);
-                    if newest.is_none_or(|(generation, _)| header.generation > generation) {
-                        newest = Some((header.generation, checksum));
+                    if newest
+                        .as_ref()
+                        .is_none_or(|(generation, _, _)| header.generation > *generation)
+                    {
+                        newest = Some((header.generation, checksum, page_entries));
                     }
                 }
                 Ok(_) => {} // a leftover of a newer commit: a planned scrub, not damage
@@ -471,15 +543,22 @@ fn check_table(
             }
         }
         match newest {
-            Some((generation, checksum)) => {
+            Some((generation, checksum, page_entries)) => {
                 digest ^= table_digest_term(table_page, generation, checksum);
+                if complete {
+                    entries.extend(page_entries);
+                }
             }
-            None => findings.push(Finding::NoTableSlot { table_page }),
+            None => {
+                findings.push(Finding::NoTableSlot { table_page });
+                complete = false;
+            }
         }
     }
     if digest != meta.table_digest {
         findings.push(Finding::TableDigest { copy_page });
     }
+    entries
 }
 
 /// The directory chain of `meta`: every page of every block decodes (or holds nothing), the

@@ -276,6 +276,25 @@ pub fn groups_ops() -> Vec<Op> {
     ]
 }
 
+/// Allocations across six bitmap groups in one commit (format 3: four groups materialized
+/// whole, none of them the last, so open loads them only on first use; SPEC.md §4.9), then
+/// frees fragmenting group 0 until the log folds it, a free in a middle group, more
+/// allocations.
+pub fn wide_ops() -> Vec<Op> {
+    vec![
+        Op::AllocBulk(40_000),
+        Op::FreeBulk {
+            start: 10,
+            step: 2,
+            count: 200,
+        },
+        Op::Free(20_000),
+        Op::AllocBulk(150),
+        Op::Alloc,
+        Op::Free(30_000),
+    ]
+}
+
 /// Alloc and free of the same pages over and over (the log shrinks entries back).
 pub fn churn_ops() -> Vec<Op> {
     let mut ops = vec![Op::AllocBulk(6)];

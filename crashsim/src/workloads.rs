@@ -2,7 +2,7 @@
 //! can be mixed; [`workload`] makes one of any [`Scenario`].
 
 use crate::alloc_model::{
-    AllocScenario, bulk_ops, churn_ops, groups_ops, growth_ops, random_ops, single_ops,
+    AllocScenario, bulk_ops, churn_ops, groups_ops, growth_ops, random_ops, single_ops, wide_ops,
 };
 use crate::concurrent_model::ConcurrentScenario;
 use crate::filled_model::{FilledScenario, filled_ops};
@@ -122,6 +122,7 @@ fn describe(base: &str) -> String {
         "growth" | "growth-4k" => "growth from 16 to 512 pages in steps, with frees in between",
         "churn" => "alloc and free of the same pages over and over (log entries shrink back)",
         "groups" => "allocations across three bitmap groups",
+        "wide" => "one allocation across six bitmap groups, then group 0 fragmented until it folds",
         "filled" | "filled-4k" => {
             "pages allocated with their contents (alloc_with), written again, freed and reused"
         }
@@ -161,6 +162,7 @@ pub fn builtin(
         "growth-4k",
         "churn",
         "groups",
+        "wide",
         "filled",
         "filled-4k",
     ]
@@ -195,7 +197,7 @@ pub fn builtin(
 }
 
 /// The built-in workload called `name`: a base name (`single`, `bulk`, `growth`, `growth-4k`,
-/// `churn`, `groups`, `filled`, `filled-4k`, `protected`, `protected-4k`, `threads-8`, `threads-8-4k`, or the generated
+/// `churn`, `groups`, `wide`, `filled`, `filled-4k`, `protected`, `protected-4k`, `threads-8`, `threads-8-4k`, or the generated
 /// `mix-<seed>`, `mix-4k-<seed>`, `pmix-<seed>`, `pmix-4k-<seed>`), optionally followed by
 /// `+single-sync`.
 pub fn by_name(name: &str) -> Option<Box<dyn Workload>> {
@@ -259,6 +261,7 @@ fn in_mode(base: &str, mode: CommitMode) -> Option<Box<dyn Workload>> {
         ),
         "churn" => alloc1k(churn_ops()),
         "groups" => alloc1k(groups_ops()),
+        "wide" => alloc1k(wide_ops()),
         "filled" => builtin_workload::<1024, _>(
             base,
             FilledScenario::<1024>::new(base, 0, filled_ops()).with_commit_mode(mode),

@@ -13,7 +13,8 @@ use mappedpages::mutants::{self, Mutant};
 /// block, at both page sizes, and a random protected mix); some of them in single-sync mode,
 /// where the single-sync mutants act; pages filled by `alloc_with` in both modes (where the
 /// filled-page mutants act); and the concurrent workload in both modes (real threads on one
-/// `SharedPager`, where the group-commit mutant acts).
+/// `SharedPager`, where the group-commit mutant acts); and groups materialized whole in one
+/// single-sync commit (format 3's lazy group load, where the open-time slot check acts).
 fn workloads() -> Vec<Box<dyn Workload>> {
     [
         "single",
@@ -32,6 +33,7 @@ fn workloads() -> Vec<Box<dyn Workload>> {
         "pmix-0+single-sync",
         "filled",
         "filled+single-sync",
+        "wide+single-sync",
         "threads-8",
         "threads-8+single-sync",
     ]

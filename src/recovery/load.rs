@@ -11,8 +11,9 @@ use crate::directory::{Directory, DirectoryBlock};
 use crate::format::{
     DIRECTORY_BLOCK_PAGES, Geometry, LogKind, MetaPage, MetaSlot, TableEntry,
     decode_directory_slot, decode_group_slot, decode_table_page, directory_digest_term,
-    slot_bitmap_word, slot_checksum_field, slot_clear_bits, slot_digest_term, table_digest_term,
+    slot_bitmap_word, slot_checksum_field, slot_digest_term, table_digest_term,
 };
+use crate::group_loads::GroupLoads;
 use crate::group_table::{GroupTable, TablePageSlot};
 use crate::mutants::{Mutant, active};
 use crate::state::AllocState;
@@ -71,9 +72,13 @@ pub(super) fn load_copy(
         groups.terms,
         groups.bitmap,
         groups.table,
+        groups.loads,
     );
+    if geometry.has_group_table() {
+        step3_load_needed_groups(image, &mut state, meta)?;
+    }
     step5_replay_log(&mut state, meta)?;
-    state.directory = steps6_7_load_directory(image, geometry, meta, &state.bitmap)?;
+    state.directory = steps6_7_load_directory(image, geometry, meta, &mut state)?;
     if meta.single_sync && !active(Mutant::SingleSyncSkipContentCheck) {
         step8_committed_contents_arrived(image, geometry, meta.generation, &state.directory)?;
     }
@@ -107,6 +112,8 @@ struct LoadedGroups {
     digest: u64,
     /// Format 3's group table (empty before).
     table: GroupTable,
+    /// Format 3: no group is loaded yet (formats 1 and 2: every group is).
+    loads: GroupLoads,
 }
 
 /// Steps 2–4: every materialized group's current slot, loaded into the bitmap, and the chosen
@@ -125,6 +132,7 @@ fn steps2_to_4_load_groups(
         terms: Vec::with_capacity(meta.materialized_groups as usize),
         digest: 0,
         table: GroupTable::default(),
+        loads: GroupLoads::default(),
     };
     for group in 0..meta.materialized_groups {
         let current = step2_current_group_slot(image, geometry, meta, group)?;
@@ -140,10 +148,11 @@ fn steps2_to_4_load_groups(
     Ok(groups)
 }
 
-/// Format 3's steps 2–4 (docs/scale-design.md §3.2): the current slot of every table page (the
-/// newer valid one), checked against the table digest; then every group's pinned slot, checked
-/// against its entry (generation, checksum, free count) and loaded; the slot digest from the
-/// entries. The other slot of a group is never read.
+/// Format 3's steps 2 and 4 (SPEC.md §4.1): the current slot of every table page (the newer
+/// valid one), checked against the table digest, and the slot digest from the entries. No group
+/// slot is read here: step 3 ([`step3_load_needed_groups`]) loads the groups the open needs once
+/// the state exists, the others load when first used (§4.9), each from the slot its entry pins;
+/// the other slot of a group is never read.
 fn steps2_to_4_load_groups_with_table(
     image: &[u8],
     geometry: Geometry,
@@ -156,16 +165,9 @@ fn steps2_to_4_load_groups_with_table(
         terms: Vec::with_capacity(entries.len()),
         digest: 0,
         table: GroupTable::default(),
+        loads: GroupLoads::none_loaded(geometry, &entries),
     };
     for (group, entry) in (0..).zip(&entries) {
-        let bits = step3_pinned_slot(image, geometry, group, entry)?;
-        let words =
-            (0..(geometry.pages_per_group() / 64) as usize).map(|i| slot_bitmap_word(bits, i));
-        let counted = slot_clear_bits(geometry, words) == u64::from(entry.free_pages);
-        if !counted && !active(Mutant::SkipPinnedSlotCheck) {
-            return Err(LoadRejection::PinnedSlot { group });
-        }
-        step3_load_group_bits(geometry, &mut groups.bitmap, group, bits)?;
         let term = slot_digest_term(group, entry.generation, entry.checksum);
         groups.slots.push(entry.slot);
         groups.terms.push(term);
@@ -176,6 +178,48 @@ fn steps2_to_4_load_groups_with_table(
     }
     groups.table = GroupTable::recovered(geometry, entries, pages);
     Ok(groups)
+}
+
+/// Format 3, step 3: loads, each from the slot its entry pins (checked against the entry), the
+/// groups the open needs: those the copy's own commit folded (entry generation `c`: in
+/// single-sync mode their slots went in the copy's barrier, and one that did not arrive makes
+/// the copy incomplete), the last materialized group if the file ends inside it, and the groups
+/// the log touches (step 5 replays the log on them). The directory's groups load in step 7.
+fn step3_load_needed_groups(
+    image: &[u8],
+    state: &mut AllocState,
+    meta: &MetaPage,
+) -> Result<(), LoadRejection> {
+    let geometry = state.geometry;
+    let materialized = meta.materialized_groups;
+    let mut needed: Vec<u64> = Vec::new();
+    if !active(Mutant::SkipLastCommitSlotCheck) {
+        needed.extend((0..materialized).filter(|&group| {
+            state
+                .table
+                .entry(group)
+                .is_some_and(|entry| entry.generation == meta.generation)
+        }));
+    }
+    if let Some(last) = materialized.checked_sub(1)
+        && geometry.group_start(last + 1) > meta.page_count
+    {
+        needed.push(last);
+    }
+    needed.extend(
+        meta.log
+            .iter()
+            .map(|entry| geometry.group_of(entry.first_page))
+            .filter(|&group| group < materialized),
+    );
+    needed.sort_unstable();
+    needed.dedup();
+    for group in needed {
+        state
+            .load_group(group, image)
+            .map_err(|_| LoadRejection::PinnedSlot { group })?;
+    }
+    Ok(())
 }
 
 /// Format 3, step 2: every table page's current slot and the entries of groups
@@ -250,27 +294,6 @@ fn step2_current_table_slot(
     };
     newest_valid_slot((0..2u8).map(candidate), tie)?
         .ok_or(LoadRejection::NoTableSlot { table_page })
-}
-
-/// Format 3, step 3: the slot `entry` pins, if it is valid and the one the entry names.
-fn step3_pinned_slot<'a>(
-    image: &'a [u8],
-    geometry: Geometry,
-    group: u64,
-    entry: &TableEntry,
-) -> Result<&'a [u8], LoadRejection> {
-    let bytes = page(image, geometry, geometry.slot_page(group, entry.slot))
-        .ok_or(LoadRejection::SlotPagePastEnd { group })?;
-    match decode_group_slot(bytes, geometry, group) {
-        Ok((header, bits))
-            if (header.generation == entry.generation
-                && slot_checksum_field(bytes) == Some(entry.checksum))
-                || active(Mutant::SkipPinnedSlotCheck) =>
-        {
-            Ok(bits)
-        }
-        _ => Err(LoadRejection::PinnedSlot { group }),
-    }
 }
 
 /// Step 2: the valid slot of `group` with the largest generation not above the copy's.
@@ -365,7 +388,7 @@ fn steps6_7_load_directory(
     image: &[u8],
     geometry: Geometry,
     meta: &MetaPage,
-    bitmap: &Bitmap,
+    state: &mut AllocState,
 ) -> Result<Directory, LoadRejection> {
     let root = meta.directory;
     let mut blocks = Vec::new();
@@ -400,7 +423,7 @@ fn steps6_7_load_directory(
             expected: root.block_count,
         });
     }
-    step7_check_directory(geometry, root.digest, blocks, digest, bitmap)
+    step7_check_directory(image, root.digest, blocks, digest, state)
 }
 
 /// Step 6, one block: among its four pages, the valid slot for block `block` with the largest
@@ -447,21 +470,29 @@ fn step6_current_directory_slot(
 }
 
 /// Step 7: the chosen slots are the ones the directory digest names; every page the directory
-/// owns is owned once and allocated in `bitmap`.
+/// owns is owned once and allocated in the bitmap (format 3: its group loaded first, so that
+/// freeing a protected page later needs no load).
 fn step7_check_directory(
-    geometry: Geometry,
+    image: &[u8],
     recorded_digest: u64,
     blocks: Vec<DirectoryBlock>,
     digest: u64,
-    bitmap: &Bitmap,
+    state: &mut AllocState,
 ) -> Result<Directory, LoadRejection> {
     if digest != recorded_digest {
         return Err(LoadRejection::DirectoryDigest);
     }
+    let geometry = state.geometry;
     let directory = Directory::from_committed(geometry, blocks, digest)
         .map_err(LoadRejection::DirectoryOwnership)?;
-    if let Some(page) = directory.owned_pages().find(|&page| !bitmap.get(page)) {
-        return Err(LoadRejection::ProtectedPageFree { page });
+    for page in directory.owned_pages() {
+        let group = geometry.group_of(page);
+        state
+            .load_group(group, image)
+            .map_err(|_| LoadRejection::PinnedSlot { group })?;
+        if !state.bitmap.get(page) {
+            return Err(LoadRejection::ProtectedPageFree { page });
+        }
     }
     Ok(directory)
 }
@@ -501,7 +532,12 @@ fn step9_filled_data_arrived(
 ) -> Result<(), LoadRejection> {
     for check in &meta.data_checks {
         for page in check.first_page..check.end_page() {
-            if !state.is_allocated_data_page(page) {
+            let allocated = state
+                .is_allocated_data_page(page, image)
+                .map_err(|damaged| LoadRejection::PinnedSlot {
+                    group: damaged.group,
+                })?;
+            if !allocated {
                 return Err(LoadRejection::DataCheckNotAllocated { page });
             }
         }

@@ -152,14 +152,15 @@ pub(crate) fn load_copy(
     load::load_copy(image, geometry, meta, slot, false).map_err(|why| why.to_string())
 }
 
-/// The byte ranges of the slot pages recovery may read (SPEC.md §4.1 step 2, §4.3 step 1): both
-/// slots of every group materialized by a well-formed copy, in group order, those inside the
-/// image only.
+/// The byte ranges of the slot pages recovery may read (SPEC.md §4.1 step 2, §4.3 step 1), in
+/// page order, those inside the image only: formats 1 and 2, both slots of every group
+/// materialized by a well-formed copy; format 3, both slots of every table page of those groups
+/// (the group slots it reads are a few, known only once the table is read).
 fn slot_page_ranges(
     candidates: &Candidates,
     geometry: Geometry,
     len_bytes: u64,
-) -> impl Iterator<Item = Range<u64>> {
+) -> Box<dyn Iterator<Item = Range<u64>>> {
     let materialized = candidates
         .metas
         .iter()
@@ -167,11 +168,26 @@ fn slot_page_ranges(
         .max()
         .unwrap_or(0);
     let page_size = geometry.page_size();
-    (0..materialized)
-        .map(move |group| geometry.offset(geometry.slot_page(group, 0)))
-        // The two slots of a group are adjacent pages.
-        .map(move |start| start..start + 2 * page_size)
-        .take_while(move |range| range.end <= len_bytes)
+    let page_range = move |page: u64| {
+        let start = geometry.offset(page);
+        start..start + page_size
+    };
+    if geometry.has_group_table() {
+        let pages = (0..geometry.table_page_count(materialized))
+            .flat_map(move |t| [0, 1].map(|slot| geometry.table_slot_page(t, slot)));
+        return Box::new(
+            pages
+                .map(page_range)
+                .filter(move |range| range.end <= len_bytes),
+        );
+    }
+    Box::new(
+        (0..materialized)
+            .map(move |group| geometry.slot_page(group, 0))
+            // The two slots of a group are adjacent pages.
+            .map(move |page| geometry.offset(page)..geometry.offset(page) + 2 * page_size)
+            .take_while(move |range| range.end <= len_bytes),
+    )
 }
 
 /// Decodes the superblock and both metadata copies, after the checks that come before the
@@ -318,23 +334,30 @@ mod tests {
         ));
     }
 
-    /// The slot pages recovery names before reading: both slots of every materialized group,
-    /// none of the groups a sparse tail past the committed pages would hold. (Under Miri one
-    /// group and a short tail: a second group needs a file of 8 MiB.)
-    #[test]
-    fn prefetch_names_the_materialized_groups_only() {
-        let geometry = Geometry::new(1024);
-        let per_group = geometry.pages_per_group() as usize;
-        let groups: u64 = if cfg!(miri) { 1 } else { 2 };
-        let mut pager = Pager::<1024, SimStorage>::create_in(SimStorage::new()).unwrap();
-        let allocated = if cfg!(miri) { 10 } else { per_group + 10 };
+    /// The durable image of a file of `version` with `groups` groups materialized, followed by a
+    /// sparse tail long enough to hold further groups' slot pages (an interrupted growth leaves
+    /// one), and the length of its committed part.
+    fn image_with_tail(version: u32, groups: u64) -> (Vec<u8>, usize) {
+        let per_group = Geometry::new(1024).pages_per_group() as usize;
+        let mut pager =
+            Pager::<1024, SimStorage>::create_in_format(SimStorage::new(), version).unwrap();
+        let allocated = if groups == 1 { 10 } else { per_group + 10 };
         drop(pager.alloc_bulk(allocated).unwrap());
         let mut image = pager.into_storage().durable_image();
         let committed_len = image.len();
-        // A tail past the committed pages long enough to hold further groups' slot pages (an
-        // interrupted growth leaves one).
         let tail_pages = if cfg!(miri) { 64 } else { 5 * per_group };
         image.resize(committed_len + tail_pages * 1024, 0);
+        (image, committed_len)
+    }
+
+    /// The slot pages recovery names before reading, format 2: both slots of every
+    /// materialized group, none of the groups a sparse tail past the committed pages would hold.
+    /// (Under Miri one group and a short tail: a second group needs a file of 8 MiB.)
+    #[test]
+    fn prefetch_names_the_materialized_groups_only() {
+        let geometry = Geometry::new(1024);
+        let groups: u64 = if cfg!(miri) { 1 } else { 2 };
+        let (image, committed_len) = image_with_tail(2, groups);
         let mut named = Vec::new();
         let recovered =
             recover(&image, geometry, |ranges| named.extend_from_slice(ranges)).unwrap();
@@ -345,5 +368,19 @@ mod tests {
         };
         assert_eq!(named, (0..groups).map(slots).collect::<Vec<_>>());
         assert!(named.iter().all(|range| range.end <= committed_len as u64));
+    }
+
+    /// Format 3 names the two slots of each table page instead (pages 5 and 6 for table page
+    /// 0): the group slots it reads are the few of §4.1 step 3, known only once the table is.
+    #[test]
+    fn prefetch_names_the_table_pages_in_format_3() {
+        let geometry = Geometry::with_group_table(1024);
+        let groups: u64 = if cfg!(miri) { 1 } else { 2 };
+        let (image, _) = image_with_tail(3, groups);
+        let mut named = Vec::new();
+        let recovered =
+            recover(&image, geometry, |ranges| named.extend_from_slice(ranges)).unwrap();
+        assert_eq!(recovered.state.materialized_groups(), groups);
+        assert_eq!(named, [5 * 1024..6 * 1024, 6 * 1024..7 * 1024]);
     }
 }

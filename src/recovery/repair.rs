@@ -220,9 +220,13 @@ pub(super) fn future_pages(
             pages.push(slot.page());
         }
     }
-    future_group_slots(image, geometry, state, candidates, &mut pages);
+    // Format 3 reads a group's slot only where its table entry pins it, by generation and
+    // checksum, so a group slot of a commit that never completed is never taken for a current
+    // one: left in place (reading both slots of every group is what format 3's open avoids).
     if geometry.has_group_table() {
         future_table_slots(image, geometry, state, candidates, &mut pages);
+    } else {
+        future_group_slots(image, geometry, state, candidates, &mut pages);
     }
     future_directory_slots(image, geometry, state, &mut pages);
     pages

@@ -1283,7 +1283,7 @@ impl MmapStorage {
         initialize: &mut impl FnMut(&mut MmapStorage) -> Result<(), MappedPageError>,
     ) -> Result<MmapStorage, MappedPageError> {
         let (file, temp_path) = create_unique_temporary(path, directory, prefix)?;
-        let result = (|| {
+        let result: Result<MmapStorage, MappedPageError> = (|| {
             let storage = Self::build(file, path, initialize)?;
             // Both fail if `path` exists: creation never clobbers a file that appeared after the
             // check above.

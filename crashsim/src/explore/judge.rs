@@ -142,6 +142,14 @@ pub(super) fn open_and_judge<const P: usize, W: Scenario<P>>(
 pub(super) fn check_well_formed<const P: usize>(
     pager: &Pager<P, SimStorage>,
 ) -> Result<(), Finding> {
+    // Format 3 opens without reading most groups' bitmaps (SPEC.md §4.9): a crash never damages
+    // a slot the table pins, so every group must load.
+    if let Err(error) = pager.check_bitmaps() {
+        return Err(Finding::new(
+            Invariant::Opens,
+            format!("a group's bitmap does not load after open: {error}"),
+        ));
+    }
     let geometry = Geometry::with_group_table(P);
     let mut count = 0u64;
     for id in pager.iter_allocated_pages() {

@@ -118,6 +118,17 @@ pub(super) fn judge_damaged<const P: usize, W: Scenario<P>>(
             format!("the file does not open: {error}"),
         )),
         Err(_) => Ok(()),
+        // A damaged bitmap slot found when its group is first used (format 3, SPEC.md §4.9): a
+        // typed error, like one from open.
+        Ok(pager)
+            if !redundant
+                && matches!(
+                    pager.check_bitmaps(),
+                    Err(MappedPageError::CorruptGroupSlot { .. })
+                ) =>
+        {
+            Ok(())
+        }
         Ok(pager) => {
             check_well_formed(pager)?;
             let recovered = Recovered::new(pager, scenario.commit_mode());

@@ -1,0 +1,192 @@
+//! Format 3's lazy group load (SPEC.md §4.1 step 3, §4.9): which materialized groups have their
+//! bitmap in memory, and, for the others, whether the slot their table entry pins was checked.
+//! Pure: the bytes come from the caller, who owns the file image.
+//!
+//! A group that is not loaded keeps its bits in its pinned slot page, which nothing writes while
+//! the group is not loaded (a fold writes a group's other slot, and only a loaded group is folded),
+//! so a reader may take its bits from the image once the slot was checked against its entry.
+//! Checking is idempotent and writes only this status, so it runs through `&self` (an atomic per
+//! group): `is_allocated`, `iter_allocated_pages` and `SharedPager` readers under the read lock.
+
+use std::sync::atomic::{AtomicU8, Ordering};
+
+use crate::format::{
+    Geometry, TableEntry, decode_group_slot, slot_bitmap_word, slot_checksum_field, slot_clear_bits,
+};
+use crate::mutants::{Mutant, active};
+
+/// The bitmap is in memory (every group of formats 1 and 2, fresh groups, groups loaded since).
+const LOADED: u8 = 0;
+/// Not loaded; the pinned slot not read yet.
+const UNCHECKED: u8 = 1;
+/// Not loaded; the pinned slot matches its entry, so its bits may be read from the image.
+const CHECKED: u8 = 2;
+/// Not loaded; the pinned slot does not match its entry (`CorruptGroupSlot`).
+const DAMAGED: u8 = 3;
+
+/// A group whose pinned slot does not match its table entry: the slot was damaged after the
+/// commit that pinned it completed (SPEC.md §4.9). Never replaced by the other slot.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct DamagedGroup {
+    pub(crate) group: u64,
+    /// The pinned slot page.
+    pub(crate) page: u64,
+}
+
+/// Which groups are loaded. Groups at or past `status.len()` are loaded.
+#[derive(Debug, Default)]
+pub(crate) struct GroupLoads {
+    status: Vec<AtomicU8>,
+    /// Pages in use in the groups not loaded (each `G −` its entry's free count): the part of
+    /// the file's pages in use that the in-memory bitmap does not count.
+    unloaded_used_pages: u64,
+}
+
+impl Clone for GroupLoads {
+    fn clone(&self) -> GroupLoads {
+        GroupLoads {
+            status: self
+                .status
+                .iter()
+                .map(|status| AtomicU8::new(status.load(Ordering::Relaxed)))
+                .collect(),
+            unloaded_used_pages: self.unloaded_used_pages,
+        }
+    }
+}
+
+impl GroupLoads {
+    /// Every group of `entries` not loaded, their pinned slots unchecked.
+    pub(crate) fn none_loaded(geometry: Geometry, entries: &[TableEntry]) -> GroupLoads {
+        let unloaded_used_pages = entries
+            .iter()
+            .map(|entry| geometry.pages_per_group() - u64::from(entry.free_pages))
+            .sum();
+        GroupLoads {
+            status: entries.iter().map(|_| AtomicU8::new(UNCHECKED)).collect(),
+            unloaded_used_pages,
+        }
+    }
+
+    /// Whether `group`'s bits are in the in-memory bitmap.
+    #[inline]
+    pub(crate) fn is_loaded(&self, group: u64) -> bool {
+        self.status(group) == LOADED
+    }
+
+    fn status(&self, group: u64) -> u8 {
+        usize::try_from(group)
+            .ok()
+            .and_then(|index| self.status.get(index))
+            .map_or(LOADED, |status| status.load(Ordering::Relaxed))
+    }
+
+    /// Pages in use in groups not loaded.
+    pub(crate) fn unloaded_used_pages(&self) -> u64 {
+        self.unloaded_used_pages
+    }
+
+    /// Groups not loaded, in increasing order.
+    pub(crate) fn unloaded(&self) -> impl Iterator<Item = u64> + '_ {
+        (0..self.status.len() as u64).filter(|&group| !self.is_loaded(group))
+    }
+
+    /// Records that `group` (not loaded, its entry `entry`) is now loaded.
+    pub(crate) fn mark_loaded(&mut self, geometry: Geometry, group: u64, entry: &TableEntry) {
+        let status = self
+            .status
+            .get_mut(group as usize)
+            .expect("a group not loaded has a status");
+        assert!(*status.get_mut() != LOADED, "group {group} loaded twice");
+        *status.get_mut() = LOADED;
+        self.unloaded_used_pages -= geometry.pages_per_group() - u64::from(entry.free_pages);
+    }
+
+    /// The bitmap bytes of `group` (not loaded, its entry `entry`) from `image`, checked once.
+    pub(crate) fn slot_bits<'a>(
+        &self,
+        image: &'a [u8],
+        geometry: Geometry,
+        group: u64,
+        entry: &TableEntry,
+    ) -> Result<&'a [u8], DamagedGroup> {
+        let page = geometry.slot_page(group, entry.slot);
+        let damaged = DamagedGroup { group, page };
+        let bytes = slot_page_bytes(image, geometry, page).ok_or(damaged)?;
+        match self.status(group) {
+            CHECKED => bytes
+                .get(crate::format::GROUP_HEADER_BYTES..)
+                .ok_or(damaged),
+            DAMAGED => Err(damaged),
+            _ => {
+                let checked = pinned_slot_bits(bytes, geometry, group, entry)
+                    .or_else(|| other_slot_mutant(image, geometry, group, entry));
+                let status = if checked.is_some() { CHECKED } else { DAMAGED };
+                self.status[group as usize].store(status, Ordering::Relaxed);
+                checked.ok_or(damaged)
+            }
+        }
+    }
+}
+
+/// Page `page` of `image`, if it lies inside.
+pub(crate) fn slot_page_bytes(image: &[u8], geometry: Geometry, page: u64) -> Option<&[u8]> {
+    let start = usize::try_from(geometry.offset(page)).ok()?;
+    image.get(start..start.checked_add(geometry.page_size() as usize)?)
+}
+
+/// The bitmap bytes of `page`, the slot of `group` that `entry` pins, if it is that slot: it
+/// decodes as `group`'s, its generation and checksum field are the entry's, it has the entry's
+/// free count of clear bits, and the group's internal pages are in use in it (SPEC.md §4.1
+/// step 3). Pure.
+pub(crate) fn pinned_slot_bits<'a>(
+    page: &'a [u8],
+    geometry: Geometry,
+    group: u64,
+    entry: &TableEntry,
+) -> Option<&'a [u8]> {
+    let (header, bits) = decode_group_slot(page, geometry, group).ok()?;
+    if active(Mutant::SkipPinnedSlotCheck) {
+        return Some(bits);
+    }
+    let words = (0..(geometry.pages_per_group() / 64) as usize).map(|i| slot_bitmap_word(bits, i));
+    let pinned = header.generation == entry.generation
+        && slot_checksum_field(page) == Some(entry.checksum)
+        && slot_clear_bits(geometry, words) == u64::from(entry.free_pages);
+    (pinned && internal_pages_in_use(geometry, group, bits)).then_some(bits)
+}
+
+/// Whether the bits of `group`'s internal pages (those before its first data page) are set.
+fn internal_pages_in_use(geometry: Geometry, group: u64, bits: &[u8]) -> bool {
+    let internal = geometry.first_data_page_of_group(group) - geometry.group_start(group);
+    let full_words = (internal / 64) as usize;
+    let rest = internal % 64;
+    (0..full_words).all(|index| slot_bitmap_word(bits, index) == u64::MAX)
+        && (rest == 0 || !slot_bitmap_word(bits, full_words) & ((1u64 << rest) - 1) == 0)
+}
+
+/// The `lazy-load-accepts-other-slot` mutant: on a mismatch, the other slot's bits if it
+/// decodes (the older bitmap silently in use, which INV-8 forbids).
+fn other_slot_mutant<'a>(
+    image: &'a [u8],
+    geometry: Geometry,
+    group: u64,
+    entry: &TableEntry,
+) -> Option<&'a [u8]> {
+    if !active(Mutant::LazyLoadAcceptsOtherSlot) {
+        return None;
+    }
+    let page = slot_page_bytes(image, geometry, geometry.slot_page(group, 1 - entry.slot))?;
+    decode_group_slot(page, geometry, group)
+        .ok()
+        .map(|(_, bits)| bits)
+}
+
+impl From<DamagedGroup> for crate::error::MappedPageError {
+    fn from(damaged: DamagedGroup) -> Self {
+        crate::error::MappedPageError::CorruptGroupSlot {
+            group: damaged.group,
+            page: damaged.page,
+        }
+    }
+}

@@ -1,0 +1,155 @@
+//! Format 3's lazy group load (SPEC.md §4.9): open reads the group table and the few groups it
+//! needs (§4.1 step 3); every other group's bitmap is read from the slot its table entry pins
+//! when the group is first used, checked against the entry, and never replaced by its other
+//! slot.
+
+use std::collections::BTreeSet;
+
+use mappedpages::format::Geometry;
+use mappedpages::{MappedPageError, PageId, Pager, SimStorage};
+
+const P: usize = 1024;
+type SimPager = Pager<P, SimStorage>;
+
+fn geometry() -> Geometry {
+    Geometry::with_group_table(P)
+}
+
+/// A file of six groups: one commit allocated 40,000 pages (groups 1 to 4 materialized whole
+/// by it, group 5 the last, cut by the file's end), then one page allocated in group 5 and one
+/// freed in group 0, so that the last commit folds nothing and its log names groups 0 and 5
+/// only. Returns the durable image and the allocated pages.
+fn six_groups() -> (Vec<u8>, BTreeSet<u64>) {
+    let mut storage = SimStorage::new();
+    storage.allow_unreserved_writes();
+    let mut pager = SimPager::create_in(storage).unwrap();
+    pager.set_space_reservation(false);
+    let ids = pager.alloc_bulk(40_000).unwrap();
+    assert_eq!(geometry().group_count(pager.page_count()), 6);
+    let mut allocated: BTreeSet<u64> = ids.iter().map(|id| id.raw()).collect();
+    let last = pager.alloc().unwrap();
+    assert_eq!(geometry().group_of(last.raw()), 5);
+    allocated.insert(last.raw());
+    pager.free(ids[3]).unwrap();
+    allocated.remove(&ids[3].raw());
+    (pager.into_storage().durable_image(), allocated)
+}
+
+fn open(image: Vec<u8>) -> SimPager {
+    let mut storage = SimStorage::from_image(image);
+    storage.allow_unreserved_writes();
+    let mut pager = SimPager::open_in(storage).unwrap();
+    pager.set_space_reservation(false);
+    pager
+}
+
+/// Overwrites both slot pages of `group` with garbage.
+fn garble_slots(image: &mut [u8], group: u64) {
+    for slot in 0..2 {
+        let start = geometry().offset(geometry().slot_page(group, slot)) as usize;
+        image[start..start + P].fill(0xA5);
+    }
+}
+
+fn in_group(allocated: &BTreeSet<u64>, group: u64) -> Vec<u64> {
+    allocated
+        .iter()
+        .copied()
+        .filter(|&page| geometry().group_of(page) == group)
+        .collect()
+}
+
+/// Open reads no slot of groups 1 to 4: with both their slot pages garbage it succeeds and
+/// counts what the table says. Each is found damaged when first used, as a typed error, and the
+/// rest of the file reads, allocates and commits.
+#[test]
+fn open_reads_only_the_groups_it_needs_and_a_damaged_one_fails_on_first_use() {
+    let (mut image, allocated) = six_groups();
+    for group in 1..=4 {
+        garble_slots(&mut image, group);
+    }
+    let mut pager = open(image);
+    assert_eq!(pager.allocated_page_count(), allocated.len() as u64);
+    let free_before = pager.free_page_count();
+
+    let page = in_group(&allocated, 2)[100];
+    let id = PageId::<P>::from_raw(page);
+    let corrupt = |e: &MappedPageError, group: u64| {
+        matches!(e, MappedPageError::CorruptGroupSlot { group: g, page } if *g == group
+            && (*page == geometry().slot_page(group, 0) || *page == geometry().slot_page(group, 1)))
+    };
+    assert!(
+        !pager.is_allocated(id),
+        "a damaged group's pages read as not allocated"
+    );
+    assert!(corrupt(&id.get(&pager).unwrap_err(), 2));
+    assert!(corrupt(&pager.free(id).unwrap_err(), 2));
+    assert!(corrupt(&pager.check_bitmaps().unwrap_err(), 1));
+    assert_eq!(
+        pager.free_page_count(),
+        free_before,
+        "a failed free changes nothing"
+    );
+
+    // The listing skips the damaged groups; everything else is there.
+    let listed: Vec<u64> = pager.iter_allocated_pages().map(|id| id.raw()).collect();
+    let mut expected = in_group(&allocated, 0);
+    expected.extend(in_group(&allocated, 5));
+    assert_eq!(listed, expected);
+
+    // Groups 1 to 4 are full: allocation passes them by without reading them.
+    let new = pager.alloc().unwrap();
+    assert!(matches!(geometry().group_of(new.raw()), 0 | 5));
+    let page0 = in_group(&allocated, 0)[7];
+    pager.free(PageId::from_raw(page0)).unwrap();
+    assert_eq!(pager.free_page_count(), free_before);
+}
+
+/// A group loaded on first use reads and changes as one loaded at open: frees in groups 1–4
+/// (each loads its group), allocation into the holes, a reopen, and the whole state against the
+/// model, with `verify` clean.
+#[test]
+fn lazily_loaded_groups_read_and_change_like_loaded_ones() {
+    let (image, mut allocated) = six_groups();
+    let mut pager = open(image);
+    assert!(pager.check_bitmaps().is_ok());
+    for &page in allocated.iter().step_by(997) {
+        assert!(pager.is_allocated(PageId::from_raw(page)), "page {page}");
+    }
+    let listed: BTreeSet<u64> = pager.iter_allocated_pages().map(|id| id.raw()).collect();
+    assert_eq!(listed, allocated);
+
+    let freed: Vec<u64> = (1..=4)
+        .map(|group| in_group(&allocated, group)[group as usize * 10])
+        .collect();
+    for &page in &freed {
+        pager.free(PageId::from_raw(page)).unwrap();
+        allocated.remove(&page);
+    }
+    pager
+        .free_bulk(
+            in_group(&allocated, 3)[500..520]
+                .iter()
+                .map(|&p| PageId::from_raw(p))
+                .collect(),
+        )
+        .unwrap();
+    for page in in_group(&allocated, 3)[500..520].to_vec() {
+        allocated.remove(&page);
+    }
+    let ids = pager.alloc_bulk(30).unwrap();
+    allocated.extend(ids.iter().map(|id| id.raw()));
+    assert_eq!(pager.allocated_page_count(), allocated.len() as u64);
+
+    let image = pager.into_storage().durable_image();
+    let pager = open(image);
+    let listed: BTreeSet<u64> = pager.iter_allocated_pages().map(|id| id.raw()).collect();
+    assert_eq!(listed, allocated);
+    assert_eq!(pager.allocated_page_count(), allocated.len() as u64);
+    assert!(pager.check_bitmaps().is_ok());
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("wide.bin");
+    std::fs::write(&path, pager.into_storage().durable_image()).unwrap();
+    let report = mappedpages::ReadOnlyPager::<P>::verify(&path).unwrap();
+    assert!(report.is_clean(), "{report:?}");
+}
