@@ -6,6 +6,7 @@ use std::collections::HashSet;
 
 use super::page;
 use super::rejection::LoadRejection;
+use super::table::LoadChecks;
 use crate::bitmap::Bitmap;
 use crate::directory::{Directory, DirectoryBlock};
 use crate::format::{
@@ -60,7 +61,7 @@ pub(super) fn load_copy(
     geometry: Geometry,
     meta: &MetaPage,
     slot: MetaSlot,
-    check_data: bool,
+    checks: LoadChecks,
 ) -> Result<AllocState, LoadRejection> {
     step1_fits_in_file(image, geometry, meta)?;
     let groups = steps2_to_4_load_groups(image, geometry, meta)?;
@@ -75,14 +76,14 @@ pub(super) fn load_copy(
         groups.loads,
     );
     if geometry.has_group_table() {
-        step3_load_needed_groups(image, &mut state, meta)?;
+        step3_load_needed_groups(image, &mut state, meta, checks.own_folds)?;
     }
     step5_replay_log(&mut state, meta)?;
     state.directory = steps6_7_load_directory(image, geometry, meta, &mut state)?;
     if meta.single_sync && !active(Mutant::SingleSyncSkipContentCheck) {
         step8_committed_contents_arrived(image, geometry, meta.generation, &state.directory)?;
     }
-    if check_data && !active(Mutant::SkipDataCheck) {
+    if checks.data && !active(Mutant::SkipDataCheck) {
         step9_filled_data_arrived(image, geometry, meta, &state)?;
     }
     Ok(state)
@@ -181,19 +182,20 @@ fn steps2_to_4_load_groups_with_table(
 }
 
 /// Format 3, step 3: loads, each from the slot its entry pins (checked against the entry), the
-/// groups the open needs: those the copy's own commit folded (entry generation `c`: in
-/// single-sync mode their slots went in the copy's barrier, and one that did not arrive makes
-/// the copy incomplete), the last materialized group if the file ends inside it, and the groups
-/// the log touches (step 5 replays the log on them). The directory's groups load in step 7.
+/// groups the open needs: with `own_folds`, those the copy's own commit folded (entry generation
+/// `c`: their slots went in the copy's barrier, which a copy the superblock does not name may not
+/// have completed), the last materialized group if the file ends inside it, and the groups the
+/// log touches (step 5 replays the log on them). The directory's groups load in step 7.
 fn step3_load_needed_groups(
     image: &[u8],
     state: &mut AllocState,
     meta: &MetaPage,
+    own_folds: bool,
 ) -> Result<(), LoadRejection> {
     let geometry = state.geometry;
     let materialized = meta.materialized_groups;
     let mut needed: Vec<u64> = Vec::new();
-    if !active(Mutant::SkipLastCommitSlotCheck) {
+    if own_folds && !active(Mutant::SkipLastCommitSlotCheck) {
         needed.extend((0..materialized).filter(|&group| {
             state
                 .table

@@ -149,7 +149,8 @@ pub(crate) fn load_copy(
     meta: &MetaPage,
     slot: MetaSlot,
 ) -> Result<AllocState, String> {
-    load::load_copy(image, geometry, meta, slot, false).map_err(|why| why.to_string())
+    load::load_copy(image, geometry, meta, slot, table::LoadChecks::ALL)
+        .map_err(|why| why.to_string())
 }
 
 /// The byte ranges of the slot pages recovery may read (SPEC.md §4.1 step 2, §4.3 step 1), in
@@ -175,11 +176,15 @@ fn slot_page_ranges(
     if geometry.has_group_table() {
         let pages = (0..geometry.table_page_count(materialized))
             .flat_map(move |t| [0, 1].map(|slot| geometry.table_slot_page(t, slot)));
-        return Box::new(
-            pages
-                .map(page_range)
-                .filter(move |range| range.end <= len_bytes),
-        );
+        // An extent's pages are contiguous: one range per run of adjacent pages.
+        let mut ranges: Vec<Range<u64>> = Vec::new();
+        for range in pages.map(page_range).filter(|range| range.end <= len_bytes) {
+            match ranges.last_mut() {
+                Some(last) if last.end == range.start => last.end = range.end,
+                _ => ranges.push(range),
+            }
+        }
+        return Box::new(ranges.into_iter());
     }
     Box::new(
         (0..materialized)
@@ -264,9 +269,9 @@ impl Loader for ImageLoader<'_> {
         &mut self,
         slot: MetaSlot,
         meta: &MetaPage,
-        check_data: bool,
+        checks: table::LoadChecks,
     ) -> Result<AllocState, LoadRejection> {
-        load::load_copy(self.image, self.geometry, meta, slot, check_data)
+        load::load_copy(self.image, self.geometry, meta, slot, checks)
     }
 
     /// Looks for a metadata copy written with another page size, to report a mismatch instead
@@ -381,6 +386,6 @@ mod tests {
         let recovered =
             recover(&image, geometry, |ranges| named.extend_from_slice(ranges)).unwrap();
         assert_eq!(recovered.state.materialized_groups(), groups);
-        assert_eq!(named, [5 * 1024..6 * 1024, 6 * 1024..7 * 1024]);
+        assert_eq!(named, [5 * 1024..7 * 1024]);
     }
 }

@@ -50,16 +50,42 @@ impl Candidates {
     }
 }
 
+/// What a row of the table asks of a load beyond the checks every load makes (SPEC.md §4.1).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct LoadChecks {
+    /// Step 9, the copy's data checks: row 3 only.
+    pub(crate) data: bool,
+    /// Step 3 (format 3), the pinned slots of the groups the copy's own commit folded: every row
+    /// but 4, where the superblock names the copy, so its commit's barrier completed before the
+    /// superblock was written (a slot of it damaged since is found on first use, §4.9).
+    pub(crate) own_folds: bool,
+}
+
+impl LoadChecks {
+    /// The checks of the row deciding `decision`.
+    pub(crate) fn for_decision(decision: RecoveryDecision) -> LoadChecks {
+        LoadChecks {
+            data: decision == RecoveryDecision::NewerSingleSyncCommit,
+            own_folds: decision != RecoveryDecision::Superblock,
+        }
+    }
+
+    /// Every check (a copy loaded outside the table: a rollback's plan).
+    pub(crate) const ALL: LoadChecks = LoadChecks {
+        data: false,
+        own_folds: true,
+    };
+}
+
 /// What loading a well-formed copy gives (SPEC.md §4.1): the recovered state, or why not.
 pub(crate) trait Loader {
     type State;
-    /// Loads `meta`, found in copy `slot`; with `check_data`, also its data checks (§4.1 step 9,
-    /// for row 3 only).
+    /// Loads `meta`, found in copy `slot`, with the row's `checks`.
     fn load(
         &mut self,
         slot: MetaSlot,
         meta: &MetaPage,
-        check_data: bool,
+        checks: LoadChecks,
     ) -> Result<Self::State, LoadRejection>;
     /// A page size, other than the expected one, at which a metadata copy is well-formed.
     fn other_page_size(&self) -> Option<u64>;
@@ -197,9 +223,9 @@ impl<L: Loader> Table<'_, L> {
     /// single-sync row checks data (§4.1 step 9): every other row takes a copy whose filled
     /// pages the caller may have changed since (a superblock names it, §3.6.1).
     fn try_load(&mut self, slot: MetaSlot, decision: RecoveryDecision) -> Option<L::State> {
-        let check_data = decision == RecoveryDecision::NewerSingleSyncCommit;
+        let checks = LoadChecks::for_decision(decision);
         let rejection = match self.candidates.meta(slot) {
-            Ok(meta) => match self.loader.load(slot, meta, check_data) {
+            Ok(meta) => match self.loader.load(slot, meta, checks) {
                 Ok(state) => return Some(state),
                 Err(why) => Rejection::DoesNotLoad {
                     slot,
@@ -458,9 +484,9 @@ mod tests {
             &mut self,
             slot: MetaSlot,
             _: &MetaPage,
-            check_data: bool,
+            checks: LoadChecks,
         ) -> Result<(), LoadRejection> {
-            if check_data && self.data_missing[index(slot)] {
+            if checks.data && self.data_missing[index(slot)] {
                 return Err(LoadRejection::DataMissing {
                     first_page: 9,
                     page_count: 1,
