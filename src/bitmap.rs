@@ -562,7 +562,11 @@ mod tests {
     /// a scan of every other word gives; loading a hidden word brings it back.
     #[test]
     fn hidden_words_are_skipped_until_loaded() {
-        let len: u64 = if cfg!(miri) { 64 * 200 } else { 64 * 64 * 64 * 20 };
+        let len: u64 = if cfg!(miri) {
+            64 * 200
+        } else {
+            64 * 64 * 64 * 20
+        };
         let words = (len / 64) as usize;
         let mut seed = 5u64;
         let mut next = |bound: usize| {
@@ -584,7 +588,11 @@ mod tests {
             };
             for _ in 0..50 {
                 let from = next(words) as u64 * 64;
-                assert_eq!(bitmap.next_zero(from), expected(from), "{first}..{end} from {from}");
+                assert_eq!(
+                    bitmap.next_zero(from),
+                    expected(from),
+                    "{first}..{end} from {from}"
+                );
             }
             // Loading every hidden word (all ones, then one free bit) brings the summary back.
             for index in first..end {

@@ -156,7 +156,8 @@ pub(crate) fn load_copy(
 /// The byte ranges of the slot pages recovery may read (SPEC.md §4.1 step 2, §4.3 step 1), in
 /// page order, those inside the image only: formats 1 and 2, both slots of every group
 /// materialized by a well-formed copy; format 3, both slots of every table page of those groups
-/// (the group slots it reads are a few, known only once the table is read).
+/// and of the groups step 3 loads that the copies name (each copy's last group, the groups its
+/// log touches).
 fn slot_page_ranges(
     candidates: &Candidates,
     geometry: Geometry,
@@ -174,11 +175,40 @@ fn slot_page_ranges(
         start..start + page_size
     };
     if geometry.has_group_table() {
-        let pages = (0..geometry.table_page_count(materialized))
-            .flat_map(move |t| [0, 1].map(|slot| geometry.table_slot_page(t, slot)));
-        // An extent's pages are contiguous: one range per run of adjacent pages.
+        let mut pages: Vec<u64> = (0..geometry.table_page_count(materialized))
+            .flat_map(|t| [0, 1].map(|slot| geometry.table_slot_page(t, slot)))
+            .collect();
+        // Both slots of the groups §4.1 step 3 loads whatever the table says: each copy's last
+        // group and the groups its log touches (the others it loads are known from the table
+        // only, and are few).
+        for meta in candidates
+            .metas
+            .iter()
+            .filter_map(|meta| meta.as_ref().ok())
+        {
+            let log_groups = meta
+                .log
+                .iter()
+                .map(|entry| geometry.group_of(entry.first_page))
+                .filter(|&group| group < meta.materialized_groups);
+            for group in meta
+                .materialized_groups
+                .checked_sub(1)
+                .into_iter()
+                .chain(log_groups)
+            {
+                pages.extend([0, 1].map(|slot| geometry.slot_page(group, slot)));
+            }
+        }
+        pages.sort_unstable();
+        pages.dedup();
+        // An extent's pages are contiguous, as are a group's two slots: one range per run.
         let mut ranges: Vec<Range<u64>> = Vec::new();
-        for range in pages.map(page_range).filter(|range| range.end <= len_bytes) {
+        for range in pages
+            .into_iter()
+            .map(page_range)
+            .filter(|r| r.end <= len_bytes)
+        {
             match ranges.last_mut() {
                 Some(last) if last.end == range.start => last.end = range.end,
                 _ => ranges.push(range),
@@ -376,7 +406,8 @@ mod tests {
     }
 
     /// Format 3 names the two slots of each table page instead (pages 5 and 6 for table page
-    /// 0): the group slots it reads are the few of §4.1 step 3, known only once the table is.
+    /// 0), and both slots of the groups §4.1 step 3 loads that the copies name: the last one
+    /// and those the log touches.
     #[test]
     fn prefetch_names_the_table_pages_in_format_3() {
         let geometry = Geometry::with_group_table(1024);
@@ -386,6 +417,13 @@ mod tests {
         let recovered =
             recover(&image, geometry, |ranges| named.extend_from_slice(ranges)).unwrap();
         assert_eq!(recovered.state.materialized_groups(), groups);
-        assert_eq!(named, [5 * 1024..7 * 1024]);
+        // Group 0's slots (pages 3 and 4: the allocation is in its log) and table page 0's
+        // (5 and 6) in one range; with two groups, the last one's slots.
+        let mut expected = vec![3 * 1024..7 * 1024];
+        if groups == 2 {
+            let start = geometry.offset(geometry.slot_page(1, 0));
+            expected.push(start..start + 2048);
+        }
+        assert_eq!(named, expected);
     }
 }
