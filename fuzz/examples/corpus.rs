@@ -808,7 +808,11 @@ fn stats_format(dir: &Path) {
             Decoder::Superblock => Superblock::decode(&page).is_ok(),
             Decoder::Meta => {
                 let format_3 = page.get(52).is_some_and(|flags| flags & 2 != 0);
-                let g = if format_3 { Geometry::with_group_table(p) } else { g };
+                let g = if format_3 {
+                    Geometry::with_group_table(p)
+                } else {
+                    g
+                };
                 MetaPage::decode(&page, g).is_ok()
             }
             Decoder::GroupSlot => decode_group_slot(&page, g, input.expected).is_ok(),
