@@ -123,6 +123,26 @@ impl<'a> AllocatedScan<'a> {
         }
     }
 
+    /// Moves to the next word with a page to yield; false at the end. Out of line, once per
+    /// word, so that `next` (once per page) stays a few instructions.
+    #[inline(never)]
+    fn refill(&mut self) -> bool {
+        while self.bits == 0 {
+            let index = self.word_index + 1;
+            if index >= self.bitmap.word_count() {
+                self.word_index = self.bitmap.word_count();
+                return false;
+            }
+            self.word_index = index;
+            self.bits = if index == self.next_boundary_word {
+                self.boundary(index)
+            } else {
+                self.load(index)
+            };
+        }
+        true
+    }
+
     /// Word `index` without the directory's pages in it. Words are loaded in increasing order.
     #[inline]
     fn load(&mut self, index: usize) -> u64 {
@@ -149,18 +169,8 @@ impl Iterator for AllocatedScan<'_> {
 
     #[inline]
     fn next(&mut self) -> Option<u64> {
-        while self.bits == 0 {
-            let index = self.word_index + 1;
-            if index >= self.bitmap.word_count() {
-                self.word_index = self.bitmap.word_count();
-                return None;
-            }
-            self.word_index = index;
-            self.bits = if index == self.next_boundary_word {
-                self.boundary(index)
-            } else {
-                self.load(index)
-            };
+        if self.bits == 0 && !self.refill() {
+            return None;
         }
         let bit = self.bits.trailing_zeros();
         self.bits &= self.bits - 1;
