@@ -20,11 +20,10 @@ use crate::rows::durable::describe_dir;
 const SMALL_PAGE_COUNT: u64 = 1 << 10;
 const LARGE_PAGE_COUNT: u64 = 1 << 24;
 
-/// Data pages of a file of `page_count` pages of `page_size_bytes` (SPEC.md §2.1).
-fn data_pages_for(page_count: u64, page_size_bytes: u64) -> u64 {
-    let group_page_count = (page_size_bytes - 32) * 8;
-    let group_count = page_count.div_ceil(group_page_count);
-    page_count - 5 - 2 * (group_count - 1)
+/// Data pages of a new (format 3) file of `page_count` pages of `PAGE_SIZE` bytes (SPEC.md
+/// §2.1: group slots and group table pages are internal).
+fn data_pages_for<const PAGE_SIZE: usize>(page_count: u64) -> u64 {
+    mappedpages::format::Geometry::with_group_table(PAGE_SIZE).data_page_count(page_count)
 }
 
 /// Whether `dir` takes a sparse file of `len_bytes` (set_len succeeds, next to no blocks used).
@@ -53,7 +52,7 @@ fn prepare<const PAGE_SIZE: usize>(
     path: &Path,
     page_count: u64,
 ) -> BenchResult<Prepared<PAGE_SIZE>> {
-    let data_page_count = data_pages_for(page_count, PAGE_SIZE as u64);
+    let data_page_count = data_pages_for::<PAGE_SIZE>(page_count);
     let mut pager = Pager::<PAGE_SIZE>::create(path)?;
     // A sparse file of up to 2^24 pages: reserving its blocks would cost as much disk as it is
     // long (SPEC.md §3.3.1). The measured pager (reopened below) reserves as usual.
