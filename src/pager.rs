@@ -33,8 +33,13 @@ pub const ATTACHED_PAGES_MAX: usize = 65_536;
 /// Manages a file of fixed-size pages through a memory map, crash-consistently.
 ///
 /// * Page 0 is the superblock, pages 1 and 2 the two metadata copies, and every group of
-///   `(PAGE_SIZE - 32) * 8` pages starts with two bitmap pages; all other pages are data pages
-///   handed out by [`alloc`](Self::alloc). SPEC.md has the format byte by byte.
+///   `(PAGE_SIZE - 32) * 8` pages starts with two bitmap pages; a group table (pages 5 and 6,
+///   then extents further on) pins each group's current bitmap page; all other pages are data
+///   pages handed out by [`alloc`](Self::alloc). SPEC.md has the format byte by byte.
+/// * Opening reads the group table and a few groups' bitmaps, whatever the file's size; every
+///   other group's bitmap is read when the group is first used (SPEC.md §4.9), so a bitmap
+///   page damaged on the medium is reported then, as [`MappedPageError::CorruptGroupSlot`]
+///   ([`check_bitmaps`](Self::check_bitmaps) checks them all at once).
 /// * Every allocation change is one commit: the change is written into the inactive metadata copy
 ///   (and, when the log there is full, into the inactive copy of the touched bitmap pages), that
 ///   is synced, the superblock is flipped to it, and the superblock is synced. When a call
@@ -170,10 +175,11 @@ impl<const PAGE_SIZE: usize> Pager<PAGE_SIZE, MmapStorage> {
     }
 }
 
-/// [`recover`] over `storage`, advised as a scattered read (SPEC.md §4.1 reads two slot pages per
-/// group): [`Storage::advise_scattered_reads`] for its duration, and every slot page it may
-/// read named to [`Storage::prefetch`] before the first is read, so that a cold open waits for
-/// the device about once instead of once per group, and reads no read-ahead window per page.
+/// [`recover`] over `storage`, advised as a scattered read (SPEC.md §4.1 reads slot pages far
+/// apart: two per group in formats 1 and 2, the table's extents and a few groups' in format 3):
+/// [`Storage::advise_scattered_reads`] for its duration, and every slot page it may read named
+/// to [`Storage::prefetch`] before the first is read, so that a cold open waits for the device
+/// about once instead of once per page run, and reads no read-ahead window per page.
 fn recover_advised<S: Storage>(
     storage: &mut S,
     geometry: Geometry,

@@ -288,6 +288,20 @@ impl<const PAGE_SIZE: usize> ReadOnlyPager<PAGE_SIZE> {
         self.pager.allocated_page_count()
     }
 
+    /// Checks the bitmap page of every group this open did not read ([`Pager::check_bitmaps`],
+    /// SPEC.md §4.9): `CorruptGroupSlot` for the first damaged one. Reads one page per group.
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # let path = dir.path().join("db.bin");
+    /// # drop(mappedpages::Pager::<1024>::create(&path).unwrap());
+    /// let reader = mappedpages::ReadOnlyPager::<1024>::open(&path).unwrap();
+    /// reader.check_bitmaps().unwrap();
+    /// ```
+    pub fn check_bitmaps(&self) -> Result<(), MappedPageError> {
+        self.pager.check_bitmaps()
+    }
+
     /// Data pages free ([`Pager::free_page_count`]).
     ///
     /// ```
