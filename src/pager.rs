@@ -918,8 +918,11 @@ impl<const PAGE_SIZE: usize, S: Storage> Pager<PAGE_SIZE, S> {
     }
 
     /// Reserves disk blocks (SPEC.md §3.3) for the pages of `runs`, which the caller is about to
-    /// hand out or write, and for both slot pages of every group a commit of them materializes
-    /// (the fresh groups up to the highest one `runs` touch). Nothing when reservation is off.
+    /// hand out or write, and for the internal pages of every group a commit of them
+    /// materializes (the fresh groups up to the highest one `runs` touch: both slot pages and, in
+    /// format 3, the group table's extent pages in the group) and, in format 3, both slots of
+    /// every table page that holds one of those groups' entries (which may lie in an earlier
+    /// group). Nothing when reservation is off.
     /// On error `growth` is undone and nothing changed (or the pager is poisoned if the file
     /// could not be shrunk back); on success `growth` is handed back for a later failure.
     pub(crate) fn reserve_runs(
@@ -941,10 +944,20 @@ impl<const PAGE_SIZE: usize, S: Storage> Pager<PAGE_SIZE, S> {
             .map(|run| geometry.group_of(run.end_page - 1))
             .max();
         if let Some(highest) = highest_group {
-            for group in self.state.materialized_groups()..=highest {
-                // Slot 0 and slot 1 are adjacent: one range.
-                let first = geometry.offset(geometry.slot_page(group, 0));
-                ranges.push(first..first + 2 * page_size);
+            let materialized = self.state.materialized_groups();
+            for group in materialized..=highest {
+                // Its internal pages are adjacent, from its first page: one range.
+                let first = geometry.offset(geometry.group_start(group));
+                ranges.push(first..geometry.offset(geometry.first_data_page_of_group(group)));
+            }
+            if geometry.has_group_table() && materialized <= highest {
+                let per_page = geometry.table_entries_per_page();
+                for table_page in materialized / per_page..=highest / per_page {
+                    for slot in 0..2 {
+                        let first = geometry.offset(geometry.table_slot_page(table_page, slot));
+                        ranges.push(first..first + page_size);
+                    }
+                }
             }
         }
         let requested_bytes = ranges.iter().map(|r| r.end - r.start).sum();

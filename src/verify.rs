@@ -470,15 +470,25 @@ fn check_pinned_groups(
                 continue;
             };
             if slot == entry.slot {
-                if pinned_slot_bits(bytes, geometry, group, entry).is_none() {
-                    findings.push(Finding::GroupSlot {
-                        group,
-                        page: page_index,
-                        detail: format!(
+                // The decoder's reason when it does not decode, else the mismatch with the entry.
+                let detail = match decode_group_slot(bytes, geometry, group) {
+                    Err(error) => Some(format!(
+                        "{error} (the slot its group table entry pins: damaged after its commit)"
+                    )),
+                    Ok(_) if pinned_slot_bits(bytes, geometry, group, entry).is_none() => {
+                        Some(format!(
                             "not the slot its group table entry pins (generation {}, checksum \
                              {:#010x}, {} free pages): damaged after its commit",
                             entry.generation, entry.checksum, entry.free_pages
-                        ),
+                        ))
+                    }
+                    Ok(_) => None,
+                };
+                if let Some(detail) = detail {
+                    findings.push(Finding::GroupSlot {
+                        group,
+                        page: page_index,
+                        detail,
                     });
                 }
             } else if let Err(error) = decode_group_slot(bytes, geometry, group)

@@ -2,7 +2,8 @@
 //! can be mixed; [`workload`] makes one of any [`Scenario`].
 
 use crate::alloc_model::{
-    AllocScenario, bulk_ops, churn_ops, groups_ops, growth_ops, random_ops, single_ops, wide_ops,
+    AllocScenario, bulk_ops, churn_ops, groups_ops, growth_ops, random_ops, single_ops, tables_ops,
+    wide_ops,
 };
 use crate::concurrent_model::ConcurrentScenario;
 use crate::filled_model::{FilledScenario, filled_ops};
@@ -123,6 +124,9 @@ fn describe(base: &str) -> String {
         "churn" => "alloc and free of the same pages over and over (log entries shrink back)",
         "groups" => "allocations across three bitmap groups",
         "wide" => "one allocation across six bitmap groups, then group 0 fragmented until it folds",
+        "tables" => {
+            "one allocation across 66 groups (two group table pages), then a free in each group (folds in both table pages)"
+        }
         "filled" | "filled-4k" => {
             "pages allocated with their contents (alloc_with), written again, freed and reused"
         }
@@ -163,6 +167,7 @@ pub fn builtin(
         "churn",
         "groups",
         "wide",
+        "tables",
         "filled",
         "filled-4k",
     ]
@@ -197,7 +202,7 @@ pub fn builtin(
 }
 
 /// The built-in workload called `name`: a base name (`single`, `bulk`, `growth`, `growth-4k`,
-/// `churn`, `groups`, `wide`, `filled`, `filled-4k`, `protected`, `protected-4k`, `threads-8`, `threads-8-4k`, or the generated
+/// `churn`, `groups`, `wide`, `tables`, `filled`, `filled-4k`, `protected`, `protected-4k`, `threads-8`, `threads-8-4k`, or the generated
 /// `mix-<seed>`, `mix-4k-<seed>`, `pmix-<seed>`, `pmix-4k-<seed>`), optionally followed by
 /// `+single-sync`.
 pub fn by_name(name: &str) -> Option<Box<dyn Workload>> {
@@ -262,6 +267,7 @@ fn in_mode(base: &str, mode: CommitMode) -> Option<Box<dyn Workload>> {
         "churn" => alloc1k(churn_ops()),
         "groups" => alloc1k(groups_ops()),
         "wide" => alloc1k(wide_ops()),
+        "tables" => alloc1k(tables_ops()),
         "filled" => builtin_workload::<1024, _>(
             base,
             FilledScenario::<1024>::new(base, 0, filled_ops()).with_commit_mode(mode),

@@ -163,7 +163,7 @@ fn list_describes_every_workload() {
     assert!(list.status.success());
     let out = stdout(&list);
     let lines: Vec<&str> = out.lines().collect();
-    assert_eq!(lines.len(), 196, "98 workloads in each commit mode");
+    assert_eq!(lines.len(), 200, "100 workloads in each commit mode");
     for line in &lines {
         let words: Vec<&str> = line.split_whitespace().collect();
         assert!(
