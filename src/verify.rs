@@ -381,6 +381,25 @@ fn walk(
     findings
 }
 
+/// Slot page `page_index` of `group`, or a finding that it lies past the end of the file.
+fn slot_page<'a>(
+    image: &'a [u8],
+    geometry: Geometry,
+    group: u64,
+    page_index: u64,
+    findings: &mut Vec<Finding>,
+) -> Option<&'a [u8]> {
+    let bytes = page(image, geometry, page_index);
+    if bytes.is_none() {
+        findings.push(Finding::GroupSlot {
+            group,
+            page: page_index,
+            detail: "past the end of the file".into(),
+        });
+    }
+    bytes
+}
+
 /// Every materialized group of `meta`: both slot pages decode (or hold nothing), one is valid
 /// at or below the copy's generation, and the newest valid ones match the slot digest.
 fn check_groups(
@@ -399,12 +418,7 @@ fn check_groups(
         let mut newest: Option<(u64, u32)> = None;
         for slot in 0..2u8 {
             let page_index = geometry.slot_page(group, slot);
-            let Some(bytes) = page(image, geometry, page_index) else {
-                findings.push(Finding::GroupSlot {
-                    group,
-                    page: page_index,
-                    detail: "past the end of the file".into(),
-                });
+            let Some(bytes) = slot_page(image, geometry, group, page_index, findings) else {
                 continue;
             };
             match decode_group_slot(bytes, geometry, group) {
@@ -461,12 +475,7 @@ fn check_pinned_groups(
         digest ^= slot_digest_term(group, entry.generation, entry.checksum);
         for slot in 0..2u8 {
             let page_index = geometry.slot_page(group, slot);
-            let Some(bytes) = page(image, geometry, page_index) else {
-                findings.push(Finding::GroupSlot {
-                    group,
-                    page: page_index,
-                    detail: "past the end of the file".into(),
-                });
+            let Some(bytes) = slot_page(image, geometry, group, page_index, findings) else {
                 continue;
             };
             if slot == entry.slot {

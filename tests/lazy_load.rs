@@ -217,16 +217,28 @@ fn a_random_mix_with_reopens_matches_the_model() {
             }
             2 => {
                 for id in pager.alloc_bulk(1 + next(40) as usize).unwrap() {
-                    assert!(model.insert(id.raw()), "step {step}: page {} twice", id.raw());
+                    assert!(
+                        model.insert(id.raw()),
+                        "step {step}: page {} twice",
+                        id.raw()
+                    );
                 }
             }
             3 => {
                 let id = pager.alloc().unwrap();
-                assert!(model.insert(id.raw()), "step {step}: page {} twice", id.raw());
+                assert!(
+                    model.insert(id.raw()),
+                    "step {step}: page {} twice",
+                    id.raw()
+                );
             }
             _ => pager = open(pager.into_storage().durable_image()),
         }
-        assert_eq!(pager.allocated_page_count(), model.len() as u64, "step {step}");
+        assert_eq!(
+            pager.allocated_page_count(),
+            model.len() as u64,
+            "step {step}"
+        );
         for _ in 0..20 {
             let page = next(pager.page_count());
             assert_eq!(
