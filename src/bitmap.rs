@@ -598,7 +598,11 @@ mod tests {
                 } else {
                     first as u64 * 64 + next((end - first) as u64 * 64)
                 };
-                assert_eq!(bitmap.next_zero(from), expected(from), "{first}..{end} from {from}");
+                assert_eq!(
+                    bitmap.next_zero(from),
+                    expected(from),
+                    "{first}..{end} from {from}"
+                );
             }
             // Loading the hidden words (as they are) brings their free bits back.
             for index in first..end {

@@ -190,3 +190,169 @@ impl From<DamagedGroup> for crate::error::MappedPageError {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::format::{GroupSlotHeader, encode_group_slot};
+
+    const P: usize = 1024;
+
+    fn geometry() -> Geometry {
+        Geometry::with_group_table(P)
+    }
+
+    /// An image of group 0 (8 pages) whose slot 1 holds `words` at generation 5, and the entry
+    /// that pins it.
+    fn image_with(words: &[u64]) -> (Vec<u8>, TableEntry) {
+        let geometry = geometry();
+        let mut image = vec![0u8; 8 * P];
+        let start = geometry.offset(geometry.slot_page(0, 1)) as usize;
+        let header = GroupSlotHeader {
+            generation: 5,
+            group: 0,
+        };
+        let checksum = encode_group_slot(geometry, header, words, &mut image[start..start + P]);
+        let entry = TableEntry {
+            generation: 5,
+            checksum,
+            slot: 1,
+            free_pages: slot_clear_bits(geometry, words.iter().copied()) as u32,
+        };
+        (image, entry)
+    }
+
+    /// Group 0's words: its internal pages 0–6 in use, and pages 9 and 200.
+    fn words() -> Vec<u64> {
+        let mut words = vec![0u64; (geometry().pages_per_group() / 64) as usize];
+        words[0] = 0x7F | 1 << 9;
+        words[200 / 64] |= 1 << (200 % 64);
+        words
+    }
+
+    fn page(image: &[u8]) -> &[u8] {
+        let start = geometry().offset(geometry().slot_page(0, 1)) as usize;
+        &image[start..start + P]
+    }
+
+    /// The slot an entry pins is taken only when it is that slot: each field of the entry, a
+    /// damaged byte, and a free internal page make it fail.
+    #[test]
+    fn the_pinned_slot_must_match_its_entry() {
+        let (image, entry) = image_with(&words());
+        let bits = pinned_slot_bits(page(&image), geometry(), 0, &entry).expect("the slot");
+        assert_eq!(slot_bitmap_word(bits, 0), 0x7F | 1 << 9);
+        let cases: [(&str, TableEntry); 3] = [
+            (
+                "generation",
+                TableEntry {
+                    generation: 4,
+                    ..entry
+                },
+            ),
+            (
+                "checksum",
+                TableEntry {
+                    checksum: entry.checksum ^ 1,
+                    ..entry
+                },
+            ),
+            (
+                "free count",
+                TableEntry {
+                    free_pages: entry.free_pages - 1,
+                    ..entry
+                },
+            ),
+        ];
+        for (what, other) in cases {
+            assert!(
+                pinned_slot_bits(page(&image), geometry(), 0, &other).is_none(),
+                "{what}"
+            );
+        }
+        assert!(
+            pinned_slot_bits(page(&image), geometry(), 1, &entry).is_none(),
+            "group"
+        );
+        let mut damaged = image.clone();
+        let start = geometry().offset(geometry().slot_page(0, 1)) as usize;
+        damaged[start + 100] ^= 1;
+        assert!(
+            pinned_slot_bits(page(&damaged), geometry(), 0, &entry).is_none(),
+            "crc"
+        );
+        // Internal page 6 (table page 0's second slot) free: not a slot of this file.
+        let mut words = words();
+        words[0] &= !(1 << 6);
+        let (image, entry) = image_with(&words);
+        assert!(
+            pinned_slot_bits(page(&image), geometry(), 0, &entry).is_none(),
+            "internal"
+        );
+        assert!(!internal_pages_in_use(geometry(), 0, &[0u8; 992]));
+        let mut bits = [0u8; 992];
+        bits[0] = 0x7F;
+        assert!(internal_pages_in_use(geometry(), 0, &bits));
+    }
+
+    /// Status and counts: nothing loaded at first (groups past the table are), a slot checked
+    /// once and then read without a check, a damaged one remembered, a load taking the group's
+    /// pages out of the count of groups not loaded; a clone keeps every status.
+    #[test]
+    fn a_group_is_checked_once_and_loaded_once() {
+        let (image, entry) = image_with(&words());
+        let used = geometry().pages_per_group() - u64::from(entry.free_pages);
+        assert_eq!(used, 9);
+        let other = TableEntry {
+            free_pages: 100,
+            ..entry
+        };
+        let mut loads = GroupLoads::none_loaded(geometry(), &[entry, other]);
+        assert_eq!(
+            loads.unloaded_used_pages(),
+            used + geometry().pages_per_group() - 100
+        );
+        assert!(!loads.is_loaded(0) && !loads.is_loaded(1) && loads.is_loaded(2));
+        assert_eq!(loads.unloaded().collect::<Vec<_>>(), [0, 1]);
+
+        assert!(loads.slot_bits(&image, geometry(), 0, &entry).is_ok());
+        // Checked: the bits are read in place, without a second check.
+        let mut changed = image.clone();
+        let start = geometry().offset(geometry().slot_page(0, 1)) as usize;
+        changed[start + 100] ^= 1;
+        assert!(loads.slot_bits(&changed, geometry(), 0, &entry).is_ok());
+        // Group 1's pinned slot holds zeros: damaged, and remembered as damaged.
+        let damaged = DamagedGroup {
+            group: 1,
+            page: geometry().slot_page(1, 1),
+        };
+        if !cfg!(miri) {
+            // An image reaching group 1 (8 MiB: left out under Miri).
+            let mut longer = image.clone();
+            longer.resize(
+                geometry().offset(geometry().slot_page(1, 1) + 1) as usize,
+                0,
+            );
+            assert_eq!(
+                loads.slot_bits(&longer, geometry(), 1, &other),
+                Err(damaged)
+            );
+            assert_eq!(loads.status(1), DAMAGED);
+        }
+        assert_eq!(loads.slot_bits(&image, geometry(), 1, &other), Err(damaged));
+        let clone = loads.clone();
+        assert_eq!(clone.status(0), CHECKED);
+        assert_eq!(clone.status(1), loads.status(1));
+        assert_eq!(clone.unloaded_used_pages(), loads.unloaded_used_pages());
+
+        loads.mark_loaded(geometry(), 0, &entry);
+        assert!(loads.is_loaded(0));
+        assert_eq!(loads.unloaded().collect::<Vec<_>>(), [1]);
+        assert_eq!(
+            loads.unloaded_used_pages(),
+            geometry().pages_per_group() - 100
+        );
+        assert_eq!(GroupLoads::default().unloaded().count(), 0);
+    }
+}
