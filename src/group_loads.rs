@@ -339,6 +339,26 @@ mod tests {
                 Err(damaged)
             );
             assert_eq!(loads.status(1), DAMAGED);
+            // Remembered: the slot is not read again, even if it now matched its entry.
+            let start = geometry().offset(geometry().slot_page(1, 1)) as usize;
+            let header = GroupSlotHeader {
+                generation: 5,
+                group: 1,
+            };
+            let mut group_words = vec![0u64; (geometry().pages_per_group() / 64) as usize];
+            group_words[0] = 0b11;
+            let checksum =
+                encode_group_slot(geometry(), header, &group_words, &mut longer[start..]);
+            let healed = TableEntry {
+                checksum,
+                free_pages: geometry().pages_per_group() as u32 - 2,
+                ..other
+            };
+            assert!(pinned_slot_bits(&longer[start..], geometry(), 1, &healed).is_some());
+            assert_eq!(
+                loads.slot_bits(&longer, geometry(), 1, &healed),
+                Err(damaged)
+            );
         }
         assert_eq!(loads.slot_bits(&image, geometry(), 1, &other), Err(damaged));
         let clone = loads.clone();
