@@ -294,6 +294,22 @@ mod tests {
         let mut bits = [0u8; 992];
         bits[0] = 0x7F;
         assert!(internal_pages_in_use(geometry(), 0, &bits));
+        // Group 1922 holds extent 5 (32 table pages, 64 slot pages) after its own two slots:
+        // 66 internal pages, a whole word and two bits.
+        let group = 1922;
+        assert_eq!(
+            geometry().first_data_page_of_group(group) - geometry().group_start(group),
+            66
+        );
+        let mut bits = [0u8; 992];
+        bits[..8].fill(0xFF);
+        bits[8] = 0b11;
+        assert!(internal_pages_in_use(geometry(), group, &bits));
+        bits[3] = 0xEF;
+        assert!(!internal_pages_in_use(geometry(), group, &bits));
+        bits[3] = 0xFF;
+        bits[8] = 0b01;
+        assert!(!internal_pages_in_use(geometry(), group, &bits));
     }
 
     /// Status and counts: nothing loaded at first (groups past the table are), a slot checked
