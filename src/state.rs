@@ -960,6 +960,67 @@ mod tests {
         assert!(!s.is_unsettled(30));
     }
 
+    /// A recovered format-3 state of six groups, none loaded, whose entries count 5, 0, 3, 0, 0
+    /// and 7 free pages: the search for a free page meets only groups with free pages (the full
+    /// ones' words are hidden), and counts come from the entries.
+    #[test]
+    fn a_recovered_state_hides_its_full_groups_from_the_search() {
+        let geometry = Geometry::with_group_table(1024);
+        let per_group = geometry.pages_per_group();
+        let page_count = 6 * per_group;
+        let free = [5u32, 0, 3, 0, 0, 7];
+        let entries: Vec<TableEntry> = free
+            .iter()
+            .map(|&free_pages| TableEntry {
+                generation: 1,
+                checksum: 0,
+                slot: 0,
+                free_pages,
+            })
+            .collect();
+        let terms: Vec<u64> = (0..6)
+            .map(|group| crate::format::slot_digest_term(group, 1, 0))
+            .collect();
+        let digest = terms.iter().fold(0, |d, t| d ^ t);
+        let meta = AllocState::new_file(geometry, page_count).meta_page(
+            1,
+            digest,
+            6,
+            DirectoryRoot::default(),
+            false,
+        );
+        let page = TablePageSlot {
+            slot: 0,
+            generation: 1,
+            checksum: 0,
+        };
+        let table = GroupTable::recovered(geometry, entries.clone(), vec![page]);
+        let loads = GroupLoads::none_loaded(geometry, &entries);
+        let s = AllocState::recovered(
+            geometry,
+            &meta,
+            MetaSlot::A,
+            vec![0; 6],
+            terms,
+            Bitmap::new(page_count),
+            table,
+            loads,
+        );
+        assert_eq!(s.free_page_count(), 15);
+        // In memory every word reads as zero (nothing loaded). With the last word before group k
+        // full, a search from it goes by the summary: to the first group from k on whose entry
+        // counts free pages.
+        let mut s = s;
+        let landing: Vec<Option<u64>> = (1..6)
+            .map(|group| {
+                let last_word = group * per_group - 64;
+                s.bitmap.set_range(last_word, last_word + 64);
+                s.bitmap.next_zero(last_word).map(|p| p / per_group)
+            })
+            .collect();
+        assert_eq!(landing, [Some(2), Some(2), Some(5), Some(5), Some(5)]);
+    }
+
     #[test]
     fn new_file_has_only_internal_pages_in_use() {
         let s = state();
