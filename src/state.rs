@@ -1021,6 +1021,21 @@ mod tests {
         assert_eq!(landing, [Some(2), Some(2), Some(5), Some(5), Some(5)]);
     }
 
+    /// `bits_clear_from`: bit `i` is byte `i / 8`, bit `i % 8`, least significant first.
+    #[test]
+    fn bits_clear_from_reads_little_endian_bits() {
+        let bits = [0b0000_0100u8, 0, 0b1000_0000];
+        assert!(!bits_clear_from(&bits, 0, 24));
+        assert!(!bits_clear_from(&bits, 2, 3));
+        assert!(bits_clear_from(&bits, 3, 23));
+        assert!(!bits_clear_from(&bits, 3, 24));
+        assert!(bits_clear_from(&bits, 0, 2));
+        assert!(
+            !bits_clear_from(&bits, 20, 25),
+            "past the bytes is not clear"
+        );
+    }
+
     #[test]
     fn new_file_has_only_internal_pages_in_use() {
         let s = state();
