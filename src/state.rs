@@ -1019,6 +1019,9 @@ mod tests {
             })
             .collect();
         assert_eq!(landing, [Some(2), Some(2), Some(5), Some(5), Some(5)]);
+        // Group 0 (free pages) is not hidden: past its full first word, its second.
+        s.bitmap.set_range(0, 64);
+        assert_eq!(s.bitmap.next_zero(0), Some(64));
     }
 
     /// `bits_clear_from`: bit `i` is byte `i / 8`, bit `i % 8`, least significant first.
