@@ -181,6 +181,25 @@ fn steps2_to_4_load_groups_with_table(
     Ok(groups)
 }
 
+/// Format 3, step 3: the groups a copy names that open loads whatever its table says: the last
+/// materialized group if the file ends inside it, and the groups its log touches (unsorted,
+/// may repeat). Also what recovery names to prefetch (`slot_page_ranges`).
+pub(super) fn step3_groups_the_copy_names(
+    geometry: Geometry,
+    meta: &MetaPage,
+) -> impl Iterator<Item = u64> + '_ {
+    let materialized = meta.materialized_groups;
+    let last = materialized
+        .checked_sub(1)
+        .filter(|&last| geometry.group_start(last + 1) > meta.page_count);
+    let logged = meta
+        .log
+        .iter()
+        .map(move |entry| geometry.group_of(entry.first_page))
+        .filter(move |&group| group < materialized);
+    last.into_iter().chain(logged)
+}
+
 /// Format 3, step 3: loads, each from the slot its entry pins (checked against the entry), the
 /// groups the open needs: with `own_folds`, those the copy's own commit folded (entry generation
 /// `c`: their slots went in the copy's barrier, which a copy the superblock does not name may not
@@ -203,17 +222,7 @@ fn step3_load_needed_groups(
                 .is_some_and(|entry| entry.generation == meta.generation)
         }));
     }
-    if let Some(last) = materialized.checked_sub(1)
-        && geometry.group_start(last + 1) > meta.page_count
-    {
-        needed.push(last);
-    }
-    needed.extend(
-        meta.log
-            .iter()
-            .map(|entry| geometry.group_of(entry.first_page))
-            .filter(|&group| group < materialized),
-    );
+    needed.extend(step3_groups_the_copy_names(geometry, meta));
     needed.sort_unstable();
     needed.dedup();
     for group in needed {

@@ -178,25 +178,14 @@ fn slot_page_ranges(
         let mut pages: Vec<u64> = (0..geometry.table_page_count(materialized))
             .flat_map(|t| [0, 1].map(|slot| geometry.table_slot_page(t, slot)))
             .collect();
-        // Both slots of the groups §4.1 step 3 loads whatever the table says: each copy's last
-        // group and the groups its log touches (the others it loads are known from the table
-        // only, and are few).
+        // Both slots of the groups §4.1 step 3 loads whatever the table says (the others it
+        // loads are known from the table only, and are few).
         for meta in candidates
             .metas
             .iter()
             .filter_map(|meta| meta.as_ref().ok())
         {
-            let log_groups = meta
-                .log
-                .iter()
-                .map(|entry| geometry.group_of(entry.first_page))
-                .filter(|&group| group < meta.materialized_groups);
-            for group in meta
-                .materialized_groups
-                .checked_sub(1)
-                .into_iter()
-                .chain(log_groups)
-            {
+            for group in load::step3_groups_the_copy_names(geometry, meta) {
                 pages.extend([0, 1].map(|slot| geometry.slot_page(group, slot)));
             }
         }
