@@ -596,6 +596,26 @@ impl AllocState {
         Ok(Some(runs))
     }
 
+    /// Where the next allocation of `count` pages will likely start, for a hint only: the pages
+    /// from the first page free in memory at or after the next-fit cursor, up to `count` of
+    /// them, clipped to that page's group and the file. Loads nothing, so it may name pages of
+    /// a group not loaded (its words read free in memory) or stop short of what the search
+    /// takes; `None` when nothing is free past the cursor or `count` is 0.
+    pub(crate) fn next_free_pages_hint(&self, count: u64) -> Option<std::ops::Range<u64>> {
+        if count == 0 {
+            return None;
+        }
+        let first = self
+            .bitmap
+            .next_zero(self.next_fit_page.min(self.page_count))?;
+        let group_end = self.geometry.group_start(self.geometry.group_of(first) + 1);
+        let end = first
+            .saturating_add(count)
+            .min(group_end)
+            .min(self.page_count);
+        (first < end).then_some(first..end)
+    }
+
     /// Applies `runs` in order to the bitmap and appends them to the log (split per group,
     /// merged with or cancelled against the last entry where that keeps replay exact).
     pub(crate) fn apply(&mut self, runs: &[PageRun]) {
@@ -1075,6 +1095,44 @@ mod tests {
         assert_eq!(s.find_free_runs(1, &[]), Ok(None));
         s.apply(&[free(10, 12)]);
         assert_eq!(s.find_free_runs(2, &[]), Ok(Some(vec![alloc(10, 12)])));
+    }
+
+    #[test]
+    fn the_next_free_pages_hint_follows_the_cursor_and_stays_in_one_group() {
+        let mut s = state();
+        assert_eq!(s.next_free_pages_hint(0), None, "nothing to allocate");
+        assert_eq!(
+            s.next_free_pages_hint(3),
+            Some(5..8),
+            "after the internal pages"
+        );
+        s.apply(&[alloc(5, 9)]);
+        assert_eq!(
+            s.next_free_pages_hint(2),
+            Some(9..11),
+            "where the last run ended"
+        );
+        assert_eq!(
+            s.next_free_pages_hint(100),
+            Some(9..64),
+            "clipped to the file"
+        );
+        s.apply(&[alloc(9, 64)]);
+        assert_eq!(
+            s.next_free_pages_hint(1),
+            None,
+            "nothing free past the cursor"
+        );
+
+        let g = Geometry::new(1024);
+        let mut s = AllocState::new_file(g, g.pages_per_group() * 2);
+        let last = g.pages_per_group() - 1;
+        s.apply(&[alloc(g.first_data_page(), last)]);
+        assert_eq!(
+            s.next_free_pages_hint(10),
+            Some(last..last + 1),
+            "clipped to the group: the next group may not be loaded"
+        );
     }
 
     #[test]

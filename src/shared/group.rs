@@ -167,6 +167,7 @@ impl<const PAGE_SIZE: usize, S: Storage> Shared<PAGE_SIZE, S> {
         };
         // Gathering yields the processor: without the pager lock, so readers go on meanwhile.
         self.gather_latecomers();
+        self.prepare_writes();
         let pager = self.write_pager();
         let batch = std::mem::take(&mut self.lock_queue().pending);
         let tickets: Vec<u64> = batch.iter().map(|request| request.ticket).collect();
@@ -197,6 +198,24 @@ impl<const PAGE_SIZE: usize, S: Storage> Shared<PAGE_SIZE, S> {
             panic::resume_unwind(payload);
         }
         drop(publisher);
+    }
+
+    /// Takes the page faults of the group's writes before the write lock (SPEC.md §3.10): under
+    /// the read lock, which readers share, names the pages the queued operations' commit will
+    /// likely write to [`Storage::prepare_writes`]. Only time depends on it.
+    fn prepare_writes(&self) {
+        let new_pages: u64 = self
+            .lock_queue()
+            .pending
+            .iter()
+            .map(|request| match &request.op {
+                Op::Alloc(count) | Op::AllocFilled(count, _) => *count as u64,
+                _ => 0,
+            })
+            .sum();
+        let pager = self.read_pager();
+        let hint = pager.pager.commit_write_hint(new_pages);
+        pager.pager.storage().prepare_writes(&hint);
     }
 
     /// Marks a group staged in `pager` as in flight: its changes are in memory, not durable, and
@@ -596,6 +615,37 @@ mod tests {
             gather = yielded.observe(pending, uncollected);
         }
         gather.yields
+    }
+
+    /// The pages a leader prepares (`Shared::prepare_writes`): the metadata copy the next commit
+    /// writes and the free pages the next allocation takes.
+    #[test]
+    fn the_write_hint_names_the_inactive_copy_and_the_next_free_pages() {
+        use crate::{Pager, SimStorage};
+        const P: u64 = 1024;
+        let mut pager = Pager::<1024, SimStorage>::create_in(SimStorage::new()).unwrap();
+        let first = pager.alloc().unwrap().raw();
+        let inactive = if pager.commit_write_hint(0)[0].start == P {
+            1
+        } else {
+            2
+        };
+        assert_eq!(
+            pager.commit_write_hint(0),
+            vec![inactive * P..(inactive + 1) * P]
+        );
+        let next = pager.alloc_bulk(2).unwrap();
+        assert_eq!(next[0].raw(), first + 1, "next fit");
+        assert_eq!(
+            pager.commit_write_hint(3),
+            vec![
+                (3 - inactive) * P..(4 - inactive) * P,
+                (first + 3) * P..(first + 6) * P
+            ],
+            "a commit later the other copy is inactive; the next pages follow the last run"
+        );
+        pager.alloc().unwrap();
+        assert_eq!(pager.commit_write_hint(0)[0].start, inactive * P);
     }
 
     #[test]

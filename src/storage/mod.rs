@@ -162,6 +162,26 @@ pub trait Storage {
         let _ = ranges;
     }
 
+    /// Prepares the pages of `ranges` (each inside the region) for writing, because the pager is
+    /// about to write them: a `SharedPager` group-commit leader names the pages its commit will
+    /// write (the inactive metadata copy, the free pages its allocations will take) before it
+    /// takes the lock that readers wait for, so that a storage whose first write to a page
+    /// takes a page fault (a memory-mapped file: a page cleaned by the last barrier is
+    /// write-protected, a page never touched is not mapped) takes those faults outside it. Only
+    /// a hint: it changes no contents and cannot fail. The default does nothing.
+    ///
+    /// ```
+    /// use mappedpages::{SimStorage, Storage};
+    ///
+    /// let mut storage = SimStorage::new();
+    /// storage.grow(8192).unwrap();
+    /// storage.prepare_writes(&[4096..8192]);
+    /// assert_eq!(storage.bytes()[4096], 0);
+    /// ```
+    fn prepare_writes(&self, ranges: &[Range<u64>]) {
+        let _ = ranges;
+    }
+
     /// The file this storage keeps, if it is one: named by the
     /// [`MappedPageError::Io`](crate::MappedPageError::Io) errors of its operations. `None` (the
     /// default) for storage that is not a file.
