@@ -1744,18 +1744,8 @@ impl Storage for MmapStorage {
     fn prefetch(&self, ranges: &[Range<u64>]) {
         #[cfg(unix)]
         if let Some(map) = &self.map {
-            for range in ranges {
-                let (Ok(start), Ok(end)) =
-                    (usize::try_from(range.start), usize::try_from(range.end))
-                else {
-                    continue;
-                };
-                // An inverted range is skipped; an empty one advises nothing.
-                if let Some(len) = end.checked_sub(start)
-                    && end <= map.len()
-                {
-                    let _ = map.advise_range(memmap2::Advice::WillNeed, start, len);
-                }
+            for (start, len) in advised_spans(ranges, map.len()) {
+                let _ = map.advise_range(memmap2::Advice::WillNeed, start, len);
             }
         }
         #[cfg(not(unix))]
@@ -1771,18 +1761,8 @@ impl Storage for MmapStorage {
     fn prepare_writes(&self, ranges: &[Range<u64>]) {
         #[cfg(target_os = "linux")]
         if let Some(map) = &self.map {
-            for range in ranges {
-                let (Ok(start), Ok(end)) =
-                    (usize::try_from(range.start), usize::try_from(range.end))
-                else {
-                    continue;
-                };
-                if let Some(len) = end.checked_sub(start)
-                    && len > 0
-                    && end <= map.len()
-                {
-                    let _ = map.advise_range(memmap2::Advice::PopulateWrite, start, len);
-                }
+            for (start, len) in advised_spans(ranges, map.len()) {
+                let _ = map.advise_range(memmap2::Advice::PopulateWrite, start, len);
             }
         }
         #[cfg(not(target_os = "linux"))]
@@ -1807,6 +1787,22 @@ impl Storage for MmapStorage {
     }
 }
 
+/// The `(start, len)` in a map of `map_len` bytes of each of `ranges` that is non-empty and lies
+/// inside it, for the advice calls (`prefetch`, `prepare_writes`): an inverted, empty or
+/// out-of-map range is skipped, never clipped. Pure.
+#[cfg(unix)]
+fn advised_spans(
+    ranges: &[Range<u64>],
+    map_len: usize,
+) -> impl Iterator<Item = (usize, usize)> + '_ {
+    ranges.iter().filter_map(move |range| {
+        let start = usize::try_from(range.start).ok()?;
+        let end = usize::try_from(range.end).ok()?;
+        let len = end.checked_sub(start).filter(|&len| len > 0)?;
+        (end <= map_len).then_some((start, len))
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1819,6 +1815,15 @@ mod tests {
         file.set_len(pages * PAGE).unwrap();
         drop(file);
         MmapStorage::open(&path).unwrap()
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn advice_skips_inverted_empty_and_outside_ranges() {
+        #[allow(clippy::reversed_empty_ranges, reason = "an inverted range is skipped")]
+        let ranges = [0..10, 5..5, 9..3, 90..100, 95..101, u64::MAX - 1..u64::MAX];
+        let spans: Vec<_> = advised_spans(&ranges, 100).collect();
+        assert_eq!(spans, vec![(0, 10), (90, 10)]);
     }
 
     /// Minor page faults the calling thread has taken so far.
