@@ -977,16 +977,17 @@ impl<const PAGE_SIZE: usize, S: Storage> Pager<PAGE_SIZE, S> {
         }
     }
 
-    /// The byte ranges a commit that allocates about `new_pages` pages will likely write: the
-    /// inactive metadata copy (SPEC.md §3.2 step 2) and the free pages the allocation will
-    /// likely take (`AllocState::next_free_pages_hint`). A `SharedPager` leader hands them to
-    /// [`Storage::prepare_writes`] before it takes the lock readers wait for. A hint: a page
-    /// named and not written, or written and not named, costs time, never correctness.
-    pub(crate) fn commit_write_hint(&self, new_pages: u64) -> Vec<std::ops::Range<u64>> {
+    /// The byte ranges a commit that allocates and fills about `filled_pages` pages will likely
+    /// write: the inactive metadata copy (SPEC.md §3.2 step 2) and the free pages the
+    /// allocation will likely take (`AllocState::next_free_pages_hint`). A `SharedPager` leader
+    /// hands them to [`Storage::prepare_writes`] before it takes the lock readers wait for. A
+    /// hint: a page named and not written, or written and not named, costs time, never
+    /// correctness.
+    pub(crate) fn commit_write_hint(&self, filled_pages: u64) -> Vec<std::ops::Range<u64>> {
         let page_bytes = PAGE_SIZE as u64;
         let meta = self.state.active_meta().other().page();
         let mut ranges = vec![meta * page_bytes..(meta + 1) * page_bytes];
-        if let Some(pages) = self.state.next_free_pages_hint(new_pages) {
+        if let Some(pages) = self.state.next_free_pages_hint(filled_pages) {
             ranges.push(pages.start * page_bytes..pages.end * page_bytes);
         }
         ranges

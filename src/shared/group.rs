@@ -21,6 +21,11 @@ use crate::state::PageRun;
 use crate::storage::Storage;
 use crate::sync::{RwLockWriteGuard, yield_now};
 
+/// At most this many pages of `alloc_with` fills a leader prepares for writing
+/// (`Shared::prepare_writes`): preparing dirties a page (with its own bytes) and maps it, so a
+/// bulk fill of many pages takes its faults while it fills, not all ahead.
+const PREPARE_FILLED_PAGES_MAX: u64 = 256;
+
 /// The `operation` a failed group commit poisons the pager with.
 const GROUP_COMMIT: &str = "a SharedPager group commit";
 
@@ -201,20 +206,32 @@ impl<const PAGE_SIZE: usize, S: Storage> Shared<PAGE_SIZE, S> {
     }
 
     /// Takes the page faults of the group's writes before the write lock (SPEC.md §3.10): under
-    /// the read lock, which readers share, names the pages the queued operations' commit will
-    /// likely write to [`Storage::prepare_writes`]. Only time depends on it.
+    /// the read lock, which readers share, names to [`Storage::prepare_writes`] the metadata
+    /// copy the commit will write (if a queued operation changes anything) and the pages the
+    /// queued `alloc_with` fills will write (at most [`PREPARE_FILLED_PAGES_MAX`]). Only time
+    /// depends on it.
     fn prepare_writes(&self) {
-        let new_pages: u64 = self
-            .lock_queue()
-            .pending
-            .iter()
-            .map(|request| match &request.op {
-                Op::Alloc(count) | Op::AllocFilled(count, _) => *count as u64,
-                _ => 0,
-            })
-            .sum();
+        let (changes, filled_pages) = {
+            let queue = self.lock_queue();
+            let changes = queue
+                .pending
+                .iter()
+                .any(|request| !matches!(request.op, Op::Sync(_)));
+            let filled_pages: u64 = queue
+                .pending
+                .iter()
+                .map(|request| match &request.op {
+                    Op::AllocFilled(count, _) => *count as u64,
+                    _ => 0,
+                })
+                .sum();
+            (changes, filled_pages.min(PREPARE_FILLED_PAGES_MAX))
+        };
+        if !changes {
+            return;
+        }
         let pager = self.read_pager();
-        let hint = pager.pager.commit_write_hint(new_pages);
+        let hint = pager.pager.commit_write_hint(filled_pages);
         pager.pager.storage().prepare_writes(&hint);
     }
 

@@ -164,9 +164,9 @@ pub trait Storage {
 
     /// Prepares the pages of `ranges` (each inside the region) for writing, because the pager is
     /// about to write them: a `SharedPager` group-commit leader names the pages its commit will
-    /// write (the inactive metadata copy, the free pages its allocations will take) before it
-    /// takes the lock that readers wait for, so that a storage whose first write to a page
-    /// takes a page fault (a memory-mapped file: a page cleaned by the last barrier is
+    /// write (the inactive metadata copy, the free pages its `alloc_with` fills will write)
+    /// before it takes the lock that readers wait for, so that a storage whose first write to a
+    /// page takes a page fault (a memory-mapped file: a page cleaned by the last barrier is
     /// write-protected, a page never touched is not mapped) takes those faults outside it. Only
     /// a hint: it changes no contents and cannot fail. The default does nothing.
     ///
