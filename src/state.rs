@@ -613,7 +613,11 @@ impl AllocState {
             .saturating_add(count)
             .min(group_end)
             .min(self.page_count);
-        (first < end).then_some(first..end)
+        assert!(
+            first < end,
+            "a free page {first} below the page count and its group's end gives a run"
+        );
+        Some(first..end)
     }
 
     /// Applies `runs` in order to the bitmap and appends them to the log (split per group,
