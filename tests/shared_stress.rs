@@ -1,7 +1,9 @@
 //! Stress: real threads share one `SharedPager` (SPEC.md §3.10), on `SimStorage` and on a file.
 //!
 //! `THREADS` threads each run `OPS` seeded random operations: allocate (one or a few pages) and
-//! fill the pages with a pattern naming the page, the thread and the operation; free some of
+//! fill the pages with a pattern naming the page, the thread and the operation, or allocate a
+//! page filled before its commit (`alloc_with`: on a file, the group's leader prepares such
+//! pages for writing first, SPEC.md §3.10 step 2); free some of
 //! their own pages (one or several at once); allocate protected pages and rewrite them with
 //! `write_protected`; free protected pages; read their pages back through page guards and through
 //! one `read` guard; sync some pages. Each thread keeps a model of what it owns. At the end:
@@ -26,6 +28,9 @@ const P: usize = 4096;
 #[derive(Default)]
 struct Owned {
     regular: BTreeMap<u64, u8>,
+    /// The key in the pattern of each regular page filled by `alloc_with` (whose fill does not
+    /// know the page's id); every other page's key is its id.
+    filled_keys: BTreeMap<u64, u64>,
     protected: BTreeMap<u64, u8>,
     /// Changes acknowledged (each call that changed allocation or protected content).
     changes: u64,
@@ -33,6 +38,17 @@ struct Owned {
 
 /// splitmix64, seeded per thread.
 struct Rng(u64);
+
+impl Owned {
+    fn key(&self, page: u64) -> u64 {
+        self.filled_keys.get(&page).copied().unwrap_or(page)
+    }
+
+    fn forget(&mut self, page: u64) {
+        self.regular.remove(&page);
+        self.filled_keys.remove(&page);
+    }
+}
 
 impl Rng {
     fn next(&mut self) -> u64 {
@@ -74,6 +90,20 @@ fn worker<S: Storage>(shared: &SharedPager<P, S>, thread: usize) -> Owned {
     for op in 0..OPS {
         let tag = (op % 250) as u8 + 1;
         match rng.below(10) {
+            0 if rng.below(2) == 0 => {
+                // The pattern written by the fill, before the commit (SPEC.md §3.6.1), with a key
+                // of its own: the fill does not know the page's id.
+                let key = u64::MAX - (thread * OPS + op) as u64;
+                let id = shared
+                    .alloc_with(move |page| fill(page.as_bytes_mut(), key, thread, tag))
+                    .unwrap();
+                assert!(
+                    owned.regular.insert(id.raw(), tag).is_none(),
+                    "{id:?} handed out twice"
+                );
+                owned.filled_keys.insert(id.raw(), key);
+                owned.changes += 1;
+            }
             0 | 1 => {
                 let id = shared.alloc().unwrap();
                 assert!(
@@ -105,7 +135,7 @@ fn worker<S: Storage>(shared: &SharedPager<P, S>, thread: usize) -> Owned {
             3 => {
                 if let Some(page) = rng.pick(&owned.regular) {
                     shared.free(PageId::from_raw(page)).unwrap();
-                    owned.regular.remove(&page);
+                    owned.forget(page);
                     owned.changes += 1;
                 }
             }
@@ -113,7 +143,7 @@ fn worker<S: Storage>(shared: &SharedPager<P, S>, thread: usize) -> Owned {
                 let mut ids = Vec::new();
                 for _ in 0..1 + rng.below(3) {
                     if let Some(page) = rng.pick(&owned.regular) {
-                        owned.regular.remove(&page);
+                        owned.forget(page);
                         ids.push(PageId::from_raw(page));
                     }
                 }
@@ -163,7 +193,8 @@ fn worker<S: Storage>(shared: &SharedPager<P, S>, thread: usize) -> Owned {
             8 => {
                 if let Some(page) = rng.pick(&owned.regular) {
                     let guard = shared.page(PageId::from_raw(page)).unwrap();
-                    assert!(holds(guard.as_bytes(), page, thread, owned.regular[&page]));
+                    let (key, tag) = (owned.key(page), owned.regular[&page]);
+                    assert!(holds(guard.as_bytes(), key, thread, tag));
                 }
                 if let Some(raw) = rng.pick(&owned.protected) {
                     let guard = shared
@@ -178,7 +209,8 @@ fn worker<S: Storage>(shared: &SharedPager<P, S>, thread: usize) -> Owned {
                 for (&page, &tag) in owned.regular.iter().take(4) {
                     let id = PageId::<P>::from_raw(page);
                     assert!(pager.is_allocated(id));
-                    assert!(holds(id.get(&pager).unwrap().as_bytes(), page, thread, tag));
+                    let key = owned.key(page);
+                    assert!(holds(id.get(&pager).unwrap().as_bytes(), key, thread, tag));
                 }
             }
         }
@@ -186,8 +218,12 @@ fn worker<S: Storage>(shared: &SharedPager<P, S>, thread: usize) -> Owned {
     owned
 }
 
-/// Every page and protected id → (owner, tag), asserting that none has two owners.
-type Model = (BTreeMap<u64, (usize, u8)>, BTreeMap<u64, (usize, u8)>);
+/// Every page and protected id → (owner, tag, key of its pattern), asserting that none has two
+/// owners.
+type Model = (
+    BTreeMap<u64, (usize, u8, u64)>,
+    BTreeMap<u64, (usize, u8, u64)>,
+);
 
 fn run<S: Storage + Send + Sync>(shared: &SharedPager<P, S>) -> Model {
     let owned: Vec<Owned> = thread::scope(|scope| {
@@ -200,12 +236,12 @@ fn run<S: Storage + Send + Sync>(shared: &SharedPager<P, S>) -> Model {
     let mut protected = BTreeMap::new();
     let mut changes = 0;
     for (thread, owned) in owned.into_iter().enumerate() {
-        for (page, tag) in owned.regular {
-            let previous = regular.insert(page, (thread, tag));
+        for (&page, &tag) in &owned.regular {
+            let previous = regular.insert(page, (thread, tag, owned.key(page)));
             assert!(previous.is_none(), "page {page} owned by two threads");
         }
         for (id, tag) in owned.protected {
-            let previous = protected.insert(id, (thread, tag));
+            let previous = protected.insert(id, (thread, tag, id));
             assert!(previous.is_none(), "protected id {id} owned by two threads");
         }
         changes += owned.changes;
@@ -241,11 +277,11 @@ fn check<S: Storage>(pager: &Pager<P, S>, (regular, protected): &Model) {
         protected.keys().copied().collect::<Vec<_>>(),
         "protected ids"
     );
-    for (&page, &(thread, tag)) in regular {
+    for (&page, &(thread, tag, key)) in regular {
         let bytes = PageId::<P>::from_raw(page).get(pager).unwrap().as_bytes();
-        assert!(holds(bytes, page, thread, tag), "page {page} content");
+        assert!(holds(bytes, key, thread, tag), "page {page} content");
     }
-    for (&id, &(thread, tag)) in protected {
+    for (&id, &(thread, tag, _)) in protected {
         let bytes = ProtectedPageId::<P>::from_raw(id)
             .get(pager)
             .unwrap()
