@@ -984,11 +984,14 @@ impl<const PAGE_SIZE: usize, S: Storage> Pager<PAGE_SIZE, S> {
     /// hint: a page named and not written, or written and not named, costs time, never
     /// correctness.
     pub(crate) fn commit_write_hint(&self, filled_pages: u64) -> Vec<std::ops::Range<u64>> {
-        let page_bytes = PAGE_SIZE as u64;
         let meta = self.state.active_meta().other().page();
-        let mut ranges = vec![meta * page_bytes..(meta + 1) * page_bytes];
+        let mut ranges = vec![Self::page_file_range(meta)];
         if let Some(pages) = self.state.next_free_pages_hint(filled_pages) {
-            ranges.push(pages.start * page_bytes..pages.end * page_bytes);
+            let (first, end) = (
+                Self::page_file_range(pages.start),
+                Self::page_file_range(pages.end),
+            );
+            ranges.push(first.start..end.start);
         }
         ranges
     }

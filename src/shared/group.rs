@@ -211,22 +211,18 @@ impl<const PAGE_SIZE: usize, S: Storage> Shared<PAGE_SIZE, S> {
     /// queued `alloc_with` fills will write (at most [`PREPARE_FILLED_PAGES_MAX`]). Only time
     /// depends on it.
     fn prepare_writes(&self) {
-        let (changes, filled_pages) = {
-            let queue = self.lock_queue();
-            let changes = queue
-                .pending
-                .iter()
-                .any(|request| !matches!(request.op, Op::Sync(_)));
-            let filled_pages: u64 = queue
-                .pending
-                .iter()
-                .map(|request| match &request.op {
-                    Op::AllocFilled(count, _) => *count as u64,
-                    _ => 0,
-                })
-                .sum();
-            (changes, filled_pages.min(PREPARE_FILLED_PAGES_MAX))
-        };
+        let (mut changes, mut filled_pages) = (false, 0u64);
+        for request in &self.lock_queue().pending {
+            match &request.op {
+                Op::Sync(_) => {}
+                Op::AllocFilled(count, _) => {
+                    changes = true;
+                    filled_pages = filled_pages.saturating_add(*count as u64);
+                }
+                _ => changes = true,
+            }
+        }
+        let filled_pages = filled_pages.min(PREPARE_FILLED_PAGES_MAX);
         if !changes {
             return;
         }
