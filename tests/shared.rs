@@ -822,15 +822,22 @@ fn a_panic_inside_a_group_commit_keeps_the_answers_already_given() {
     let guard = shared.read();
     let previous_hook = panic::take_hook();
     panic::set_hook(Box::new(|_| {}));
-    let (allocs, free) = thread::scope(|scope| {
-        let allocs: Vec<_> = (0..2).map(|_| scope.spawn(|| shared.alloc())).collect();
-        let free = scope.spawn(|| shared.free(never_allocated));
+    let wait_for = |count: usize| {
         let started = std::time::Instant::now();
-        while shared.pending_operations() < 3 {
+        while shared.pending_operations() < count {
             // A safety net against a hang, not a timing assertion.
             assert!(started.elapsed().as_secs() < 120, "the group never formed");
             thread::yield_now();
         }
+    };
+    let (allocs, free) = thread::scope(|scope| {
+        // The first caller queued leads the group (and resumes its panic): an allocation, so
+        // that the free's thread only ever gets an answer.
+        let mut allocs = vec![scope.spawn(|| shared.alloc())];
+        wait_for(1);
+        allocs.push(scope.spawn(|| shared.alloc()));
+        let free = scope.spawn(|| shared.free(never_allocated));
+        wait_for(3);
         armed.store(true, Ordering::SeqCst);
         drop(guard);
         let allocs: Vec<_> = allocs.into_iter().map(|h| h.join()).collect();
