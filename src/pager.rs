@@ -816,6 +816,21 @@ impl<const PAGE_SIZE: usize, S: Storage> Pager<PAGE_SIZE, S> {
 
     // ----- allocation --------------------------------------------------------------------------
 
+    /// Grows the file ahead of need, for a `SharedPager` group commit about to commit (SPEC.md
+    /// §3.10): if fewer than `free_pages_min` pages are free, grows it as an allocation of
+    /// `free_pages_min` pages would, so that the commit makes the new length durable and later
+    /// groups take their new pages' first write faults before the write lock
+    /// ([`Storage::prepare_writes`]) instead of inside it. Opportunistic: a growth that fails
+    /// changes nothing and is no error (the allocation that needs the space reports it), unless
+    /// it poisoned the pager.
+    pub(crate) fn grow_ahead(&mut self, free_pages_min: u64) -> Result<(), MappedPageError> {
+        match self.ensure_free_pages(free_pages_min) {
+            Ok(_) => Ok(()),
+            Err(error) if self.poisoned.is_some() => Err(error),
+            Err(_) => Ok(()),
+        }
+    }
+
     /// Grows the file until `needed` pages are free, and returns what it changed for
     /// [`undo_growth`](Self::undo_growth) (`None` when no growth was needed). On error nothing
     /// changed. The new length becomes durable in the first barrier of the commit that follows

@@ -214,11 +214,12 @@ fn a_group_that_changes_nothing_does_not_commit() {
 /// the group commits and the pager goes on.
 #[test]
 fn a_failed_growth_fails_only_its_operation() {
-    let shared = new_shared();
-    let free_pages = shared.read().free_page_count() as usize;
-    let ids = shared.alloc_bulk(free_pages).unwrap();
+    // Filled through the `Pager`: a group commit would grow the file ahead of need.
+    let mut pager = Pager::<P, SimStorage>::create_in(SimStorage::new()).unwrap();
+    let free_pages = pager.free_page_count() as usize;
+    let ids = pager.alloc_bulk(free_pages).unwrap();
     let shared = {
-        let mut storage = shared.into_inner().unwrap().into_storage();
+        let mut storage = pager.into_storage();
         storage.fail_grow_at(storage.grow_count());
         SharedPager::new(Pager::<P, SimStorage>::open_in(storage).unwrap())
     };
@@ -246,6 +247,53 @@ fn a_failed_growth_fails_only_its_operation() {
     assert!(!durable(&shared).is_allocated(victim));
     assert!(!shared.read().is_poisoned());
     shared.alloc().unwrap(); // the next growth succeeds
+}
+
+/// A group commit that leaves fewer free pages than a quarter of the file (at most 256) grows
+/// the file in the same commit (SPEC.md §3.3, §3.10 step 4): durably, with no barrier of its
+/// own. One that leaves exactly a quarter does not; a `Pager` alone never grows ahead.
+#[test]
+fn a_group_commit_that_leaves_few_free_pages_grows_the_file_ahead() {
+    let mut pager = Pager::<P, SimStorage>::create_in(SimStorage::new()).unwrap();
+    let free = pager.free_page_count() as usize;
+    pager.alloc_bulk(free + 1).unwrap(); // one growth, by the usual step
+    let page_count = pager.page_count();
+    let quarter = (page_count / 4).min(256);
+    let free = pager.free_page_count();
+    assert!(free > quarter + 1, "the test needs room: {free} free pages");
+    pager.alloc_bulk((free - quarter - 1) as usize).unwrap();
+    assert_eq!(
+        pager.page_count(),
+        page_count,
+        "a Pager does not grow ahead"
+    );
+    let shared = SharedPager::new(pager);
+    let syncs = || shared.read().storage().sync_count();
+
+    let before = syncs();
+    shared.alloc().unwrap();
+    assert_eq!(shared.read().free_page_count(), quarter);
+    assert_eq!(shared.read().page_count(), page_count, "a quarter left");
+    assert_eq!(syncs() - before, 2);
+
+    let before = syncs();
+    shared.alloc().unwrap();
+    let grown = shared.read().page_count();
+    assert!(grown > page_count, "fewer than a quarter left: grown ahead");
+    assert!(shared.read().free_page_count() >= quarter);
+    assert_eq!(
+        syncs() - before,
+        2,
+        "the growth rides the commit's barriers"
+    );
+    assert_eq!(shared.stats().commits, 2);
+    let reopened = durable(&shared);
+    assert_eq!(
+        reopened.page_count(),
+        grown,
+        "the growth is durable with the commit"
+    );
+    assert_eq!(reopened.free_page_count(), shared.read().free_page_count());
 }
 
 /// A failed group commit gives every member the error and poisons the pager; nothing of the
@@ -868,10 +916,12 @@ fn a_panic_inside_a_group_commit_keeps_the_answers_already_given() {
 /// allocated to the freer.
 #[test]
 fn an_allocation_never_gets_the_page_its_group_frees() {
-    let shared = new_shared();
-    let victim = shared.alloc().unwrap();
-    let rest = shared.read().free_page_count() as usize;
-    shared.alloc_bulk(rest).unwrap();
+    // Filled through the `Pager`: a group commit would grow the file ahead of need.
+    let mut pager = Pager::<P, SimStorage>::create_in(SimStorage::new()).unwrap();
+    let victim = pager.alloc().unwrap();
+    let rest = pager.free_page_count() as usize;
+    pager.alloc_bulk(rest).unwrap();
+    let shared = SharedPager::new(pager);
     assert_eq!(shared.read().free_page_count(), 0);
     let guard = shared.read();
     let wait_for = |count: usize| {
@@ -894,7 +944,7 @@ fn an_allocation_never_gets_the_page_its_group_frees() {
     assert_ne!(id, victim, "the group handed out the page it frees");
     assert_eq!(
         shared.stats().commits,
-        3,
+        1,
         "one group for the free and the allocation"
     );
 }

@@ -26,6 +26,16 @@ use crate::sync::{RwLockWriteGuard, yield_now};
 /// bulk fill of many pages takes its faults while it fills, not all ahead.
 const PREPARE_FILLED_PAGES_MAX: u64 = 256;
 
+/// A group commit that leaves fewer free pages than this, or than a quarter of the file's pages
+/// if that is less, grows the file in the same commit (`Pager::grow_ahead`, SPEC.md §3.10 step 4).
+/// The first write to a page of new file space faults, and the growth's own group took those
+/// faults under the write lock (growth windows of 0.4–8 ms on ext4, BENCHMARKS.md); grown
+/// ahead, the pages are free when a later leader names them to `prepare_writes`, which takes
+/// the faults before the write lock. A quarter: growth doubles the file, so growing when a
+/// quarter is left makes a file at most what the growth a few groups later would have made.
+/// The same as [`PREPARE_FILLED_PAGES_MAX`], the most pages a leader prepares.
+const GROW_AHEAD_FREE_PAGES_MIN: u64 = PREPARE_FILLED_PAGES_MAX;
+
 /// The `operation` a failed group commit poisons the pager with.
 const GROUP_COMMIT: &str = "a SharedPager group commit";
 
@@ -312,7 +322,10 @@ impl<const PAGE_SIZE: usize, S: Storage> Shared<PAGE_SIZE, S> {
             match stage(&mut pager.pager, request.op, &mut group) {
                 Ok((done, true)) => staged.push((request.ticket, done)),
                 Ok((done, false)) => publisher.replies.push((request.ticket, Ok(done))),
-                Err(failure) => publisher.replies.push((request.ticket, Err(failure))),
+                Err(failure) => {
+                    group.failed = true;
+                    publisher.replies.push((request.ticket, Err(failure)));
+                }
             }
         }
         if !deferred.is_empty() {
@@ -364,6 +377,10 @@ impl<const PAGE_SIZE: usize, S: Storage> Shared<PAGE_SIZE, S> {
         mut group: GroupStage,
     ) -> Result<(), MappedPageError> {
         group.data_ranges.append(&mut group.sync_ranges);
+        if !group.failed {
+            let free_pages_min = GROW_AHEAD_FREE_PAGES_MIN.min(pager.pager.page_count() / 4);
+            pager.pager.grow_ahead(free_pages_min)?;
+        }
         let staged =
             pager
                 .pager
@@ -425,6 +442,9 @@ fn map_identity<const PAGE_SIZE: usize, S: Storage>(pager: &Pager<PAGE_SIZE, S>)
 struct GroupStage {
     /// An operation changed allocation state: the group commits.
     changed: bool,
+    /// An operation failed (a growth, for one, that the file system refused): the group does
+    /// not grow the file ahead of need.
+    failed: bool,
     /// Byte ranges the commit's step-4 barrier must cover (zeroed and staged protected copies).
     data_ranges: Vec<std::ops::Range<u64>>,
     /// Pages filled by `alloc_with` (SPEC.md §3.6.1).
