@@ -1850,6 +1850,37 @@ mod tests {
         MmapStorage::open(&path).unwrap()
     }
 
+    /// Growth keeps every byte written through the map and maps the new pages as zeros, however
+    /// often it grows (on Linux the map is extended with `mremap`, which may move it; another
+    /// mapping in the way makes it move); after a barrier over the whole file, the file holds
+    /// what the map showed.
+    #[test]
+    #[cfg_attr(miri, ignore = "mmap is not supported under Miri")]
+    fn growth_keeps_the_bytes_written_and_maps_zeros() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut storage = storage_of_pages(&dir, 1);
+        let mut expected = vec![0u8; PAGE as usize];
+        let mut blockers = Vec::new();
+        for round in 0..6u8 {
+            for page in 0..expected.len() / PAGE as usize {
+                let at = page * PAGE as usize + usize::from(round);
+                storage.bytes_mut()[at] = round + 1;
+                expected[at] = round + 1;
+            }
+            // Something mapped near the map (the kernel often puts it right after), so that an
+            // extension in place is sometimes impossible and the map must move.
+            blockers.push(memmap2::MmapMut::map_anon(PAGE as usize).unwrap());
+            let new_len = expected.len() * 3;
+            storage.grow(new_len as u64).unwrap();
+            expected.resize(new_len, 0);
+            assert_eq!(storage.len_bytes(), new_len as u64);
+            assert!(storage.bytes() == &expected[..], "round {round}");
+        }
+        storage.sync_ranges(&[0..expected.len() as u64]).unwrap();
+        let on_disk = std::fs::read(dir.path().join("storage.bin")).unwrap();
+        assert!(on_disk == expected, "the file holds what the map showed");
+    }
+
     #[cfg(unix)]
     #[test]
     fn advice_skips_inverted_empty_and_outside_ranges() {
