@@ -10,9 +10,11 @@
 
 use std::collections::BTreeSet;
 
-use mappedpages::{
-    FailedSyncKeeps, IoOperation, MappedPageError, PageId, Pager, SimStorage, Storage,
-};
+use mappedpages::{FailedSyncKeeps, IoOperation, MappedPageError, PageId, Pager, SimStorage};
+
+#[path = "common/loses_bytes.rs"]
+mod loses_bytes;
+use loses_bytes::LosesBytesOnFailedGrowth;
 
 const P: usize = 1024;
 type SimPager = Pager<P, SimStorage>;
@@ -177,65 +179,14 @@ fn failed_growth_changes_nothing_and_a_retry_succeeds() {
     }
 }
 
-/// A storage whose failed growth leaves it without its bytes (as a `MmapStorage` on Windows whose
-/// old view could not be mapped again after the file was cut back): `bytes` is empty while
-/// `len_bytes` is not.
-struct LosesBytesOnFailedGrowth {
-    inner: SimStorage,
-    fail_growth: std::rc::Rc<std::cell::Cell<bool>>,
-    lost: bool,
-}
-
-impl Storage for LosesBytesOnFailedGrowth {
-    fn len_bytes(&self) -> u64 {
-        self.inner.len_bytes()
-    }
-    fn grow(&mut self, new_len_bytes: u64) -> std::io::Result<()> {
-        if self.fail_growth.get() {
-            self.lost = true;
-            return Err(std::io::Error::other(
-                "injected: the old view could not be mapped again",
-            ));
-        }
-        self.inner.grow(new_len_bytes)
-    }
-    fn bytes(&self) -> &[u8] {
-        if self.lost { &[] } else { self.inner.bytes() }
-    }
-    fn bytes_mut(&mut self) -> &mut [u8] {
-        if self.lost {
-            &mut []
-        } else {
-            self.inner.bytes_mut()
-        }
-    }
-    fn sync_ranges(&mut self, ranges: &[std::ops::Range<u64>]) -> std::io::Result<()> {
-        self.inner.sync_ranges(ranges)
-    }
-    fn sync_all(&mut self) -> std::io::Result<()> {
-        self.inner.sync_all()
-    }
-    fn reserve(&mut self, ranges: &[std::ops::Range<u64>]) -> std::io::Result<()> {
-        self.inner.reserve(ranges)
-    }
-    fn shrink(&mut self, new_len_bytes: u64) -> std::io::Result<()> {
-        self.inner.shrink(new_len_bytes)
-    }
-}
-
 /// A failed growth that cost the storage its bytes poisons the pager (every later call is
 /// `Poisoned`) instead of letting it index an empty map.
 #[test]
 fn a_failed_growth_that_loses_the_map_poisons() {
-    let fail_growth = std::rc::Rc::new(std::cell::Cell::new(false));
-    let storage = LosesBytesOnFailedGrowth {
-        inner: SimStorage::new(),
-        fail_growth: fail_growth.clone(),
-        lost: false,
-    };
+    let (storage, fail_growth) = LosesBytesOnFailedGrowth::new();
     let mut pager = Pager::<P, _>::create_in(storage).expect("create");
     let pages = pager.page_count();
-    fail_growth.set(true);
+    fail_growth.store(true, std::sync::atomic::Ordering::SeqCst);
     match pager.alloc_bulk(pages as usize * 4) {
         Err(MappedPageError::Io {
             operation: IoOperation::Grow,
@@ -244,7 +195,7 @@ fn a_failed_growth_that_loses_the_map_poisons() {
         other => panic!("expected Io {{ Grow }}, got {other:?}"),
     }
     assert!(pager.is_poisoned());
-    fail_growth.set(false);
+    fail_growth.store(false, std::sync::atomic::Ordering::SeqCst);
     assert!(matches!(
         pager.alloc(),
         Err(MappedPageError::Poisoned { .. })

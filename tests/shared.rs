@@ -13,6 +13,10 @@ use mappedpages::{
     ProtectedPageId, SharedPager, SimStorage,
 };
 
+#[path = "common/loses_bytes.rs"]
+mod loses_bytes;
+use loses_bytes::LosesBytesOnFailedGrowth;
+
 const P: usize = 1024;
 type Shared = SharedPager<P, SimStorage>;
 
@@ -294,6 +298,64 @@ fn a_group_commit_that_leaves_few_free_pages_grows_the_file_ahead() {
         "the growth is durable with the commit"
     );
     assert_eq!(reopened.free_page_count(), shared.read().free_page_count());
+}
+
+/// A pager whose free pages are fewer than a quarter of its pages (so a group commit grows
+/// ahead), but not zero (so an `alloc` needs no growth of its own), on `storage`.
+fn nearly_full<S: mappedpages::Storage>(storage: S) -> Pager<P, S> {
+    let mut pager = Pager::<P, S>::create_in(storage).unwrap();
+    let free = pager.free_page_count() as usize;
+    pager.alloc_bulk(free + 1).unwrap(); // one growth, by the usual step
+    let free = pager.free_page_count() as usize;
+    pager.alloc_bulk(free - 2).unwrap();
+    assert_eq!(pager.free_page_count(), 2);
+    pager
+}
+
+/// A growth ahead that fails changes nothing and fails nobody: the group's allocation is
+/// committed, the page count stays, the pager is not poisoned; the next group grows ahead.
+#[test]
+fn a_failed_growth_ahead_changes_nothing_and_fails_nothing() {
+    let mut storage = nearly_full(SimStorage::new()).into_storage();
+    storage.fail_grow_at(storage.grow_count());
+    let shared = SharedPager::new(Pager::<P, SimStorage>::open_in(storage).unwrap());
+    let page_count = shared.read().page_count();
+    let id = shared.alloc().unwrap();
+    assert_eq!(
+        shared.read().page_count(),
+        page_count,
+        "the growth ahead failed"
+    );
+    assert!(!shared.read().is_poisoned());
+    assert!(durable(&shared).is_allocated(id));
+    shared.alloc().unwrap();
+    assert!(
+        shared.read().page_count() > page_count,
+        "the next group grew ahead"
+    );
+}
+
+/// A growth ahead that poisons the pager (its storage lost its bytes) fails the whole group
+/// with the growth's error instead of committing into an empty map; later calls are
+/// `Poisoned`.
+#[test]
+fn a_growth_ahead_that_poisons_fails_the_group() {
+    let (storage, fail_growth) = LosesBytesOnFailedGrowth::new();
+    let pager = nearly_full(storage);
+    let shared = SharedPager::new(pager);
+    fail_growth.store(true, std::sync::atomic::Ordering::SeqCst);
+    match shared.alloc() {
+        Err(MappedPageError::Io {
+            operation: IoOperation::Grow,
+            ..
+        }) => {}
+        other => panic!("expected Io {{ Grow }}, got {other:?}"),
+    }
+    assert!(shared.read().is_poisoned());
+    assert!(matches!(
+        shared.alloc(),
+        Err(MappedPageError::Poisoned { .. })
+    ));
 }
 
 /// A failed group commit gives every member the error and poisons the pager; nothing of the
