@@ -27,13 +27,14 @@ use crate::sync::{RwLockWriteGuard, yield_now};
 const PREPARE_FILLED_PAGES_MAX: u64 = 256;
 
 /// A group commit that leaves fewer free pages than this, or than a quarter of the file's pages
-/// if that is less, grows the file in the same commit (`Pager::grow_ahead`, SPEC.md §3.10 step 4).
-/// The first write to a page of new file space faults, and the growth's own group took those
-/// faults under the write lock (growth windows of 0.4–8 ms on ext4, BENCHMARKS.md); grown
-/// ahead, the pages are free when a later leader names them to `prepare_writes`, which takes
-/// the faults before the write lock. A quarter: growth doubles the file, so growing when a
-/// quarter is left makes a file at most what the growth a few groups later would have made.
-/// The same as [`PREPARE_FILLED_PAGES_MAX`], the most pages a leader prepares.
+/// if that is less, grows the file in the same commit (`Pager::grow_ahead`, SPEC.md §3.10 step
+/// 4). The first write to a page of new file space faults, and the growth's own group took those
+/// faults under the write lock (growth windows p50 0.4–1.0 ms, up to 16 ms, on ext4:
+/// BENCHMARKS.md); grown ahead, the pages are free when a later leader names them to
+/// `prepare_writes`, which takes the faults before the write lock. A quarter: growth doubles the
+/// file, so growing when a quarter is left makes a file at most what the growth a few groups
+/// later would have made. The same as [`PREPARE_FILLED_PAGES_MAX`], the most pages a leader
+/// prepares.
 const GROW_AHEAD_FREE_PAGES_MIN: u64 = PREPARE_FILLED_PAGES_MAX;
 
 /// The `operation` a failed group commit poisons the pager with.
